@@ -1,0 +1,59 @@
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+
+export interface HttpResponse {
+  status: number;
+  headers: Record<string, string | string[] | undefined>;
+  body: string;
+}
+
+export interface HttpOptions {
+  method?: string;
+  headers?: Record<string, string>;
+  body?: string;
+  /** PEM of the CA that signed the server's certificate (the gate's self-signed CA). */
+  ca?: string;
+  timeoutMs?: number;
+}
+
+/** One HTTP(S) request over node:http, with an optional pinned CA; the body is read whole. */
+export function request(url: string, opts: HttpOptions = {}): Promise<HttpResponse> {
+  const u = new URL(url);
+  const send = u.protocol === 'https:' ? httpsRequest : httpRequest;
+  return new Promise((resolve, reject) => {
+    const req = send(
+      u,
+      {
+        method: opts.method ?? 'GET',
+        headers: { ...(opts.body !== undefined ? { 'content-length': String(Buffer.byteLength(opts.body)) } : {}), ...opts.headers },
+        ...(opts.ca ? { ca: opts.ca } : {}),
+        timeout: opts.timeoutMs ?? 30_000,
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error(`request to ${u.origin} timed out`)));
+    req.on('error', reject);
+    if (opts.body !== undefined) req.write(opts.body);
+    req.end();
+  });
+}
+
+/** Go's url.QueryEscape: everything but letters, digits and -_.~ escaped, space as "+". */
+export function goQueryEscape(s: string): string {
+  return encodeURIComponent(s)
+    .replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`)
+    .replace(/%20/g, '+');
+}
+
+/** Go's url.Values.Encode: keys sorted, each value escaped as above. */
+export function goFormEncode(values: Record<string, string>): string {
+  return Object.keys(values)
+    .sort()
+    .map((k) => `${goQueryEscape(k)}=${goQueryEscape(values[k] as string)}`)
+    .join('&');
+}

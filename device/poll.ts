@@ -1,0 +1,78 @@
+// How the gate answers one poll of POST /token for a device code (RFC 8628 §3.5), as a pure
+// function of the stored request, the poll and the time.
+//
+// golang.org/x/oauth2 (what Talos uses) probes the client authentication style on every request
+// until one succeeds, so each poll arrives twice, milliseconds apart: first with HTTP Basic, then,
+// after any error, again with the credentials in the body. The second request is the "twin": it is
+// not a poll of its own, never counts as polling too fast, and is answered as its first request was
+// (the client only ever sees the twin's answer). A client that really polls faster than the interval
+// gets slow_down, and the interval grows by 5 s, as the RFC says the client will do.
+
+export interface PollState {
+  status: 'pending' | 'approved' | 'denied' | 'consumed';
+  expiresAt: number;
+  intervalMs: number;
+  lastPollAt: number | null;
+  lastPollBasic: boolean;
+  lastAnswer: string | null;
+}
+
+export interface Poll {
+  now: number;
+  /** Whether this request authenticated with HTTP Basic. */
+  basic: boolean;
+}
+
+export type PollAnswer = 'grant' | 'authorization_pending' | 'slow_down' | 'access_denied' | 'expired_token' | 'invalid_grant';
+
+export interface PollDecision {
+  answer: PollAnswer;
+  /** Fields of the stored request to change; empty when nothing changes. */
+  update: Partial<Pick<PollState, 'intervalMs' | 'lastPollAt' | 'lastPollBasic' | 'lastAnswer'>>;
+}
+
+export interface PollPolicy {
+  /** How long past expires_in a pending request still answers authorization_pending. */
+  expiryGraceMs: number;
+  /** A body-credentials request this soon after a Basic one is the same poll's twin. */
+  twinWindowMs: number;
+  /** Part of the interval a poll may come early (network jitter) before it counts as too fast. */
+  earlyTolerance: number;
+}
+
+export const DEFAULT_POLL_POLICY: PollPolicy = { expiryGraceMs: 30_000, twinWindowMs: 2_000, earlyTolerance: 0.2 };
+
+export const SLOW_DOWN_STEP_MS = 5_000;
+
+export function decidePoll(state: PollState, poll: Poll, policy: PollPolicy = DEFAULT_POLL_POLICY): PollDecision {
+  if (state.status === 'consumed') return { answer: 'invalid_grant', update: {} };
+  if (state.status === 'denied') return { answer: 'access_denied', update: {} };
+  if (poll.now > state.expiresAt + policy.expiryGraceMs) return { answer: 'expired_token', update: {} };
+  if (state.status === 'approved') return { answer: 'grant', update: {} };
+
+  const isTwin =
+    !poll.basic && state.lastPollBasic && state.lastPollAt !== null && poll.now - state.lastPollAt <= policy.twinWindowMs;
+  if (isTwin) {
+    const answer = state.lastAnswer === 'slow_down' ? 'slow_down' : 'authorization_pending';
+    // The twin closes this poll: a further body-style request is a poll of its own.
+    return { answer, update: { lastPollBasic: false } };
+  }
+
+  const tooSoon =
+    state.lastPollAt !== null && poll.now - state.lastPollAt < state.intervalMs * (1 - policy.earlyTolerance);
+  if (tooSoon) {
+    return {
+      answer: 'slow_down',
+      update: {
+        intervalMs: state.intervalMs + SLOW_DOWN_STEP_MS,
+        lastPollAt: poll.now,
+        lastPollBasic: poll.basic,
+        lastAnswer: 'slow_down',
+      },
+    };
+  }
+  return {
+    answer: 'authorization_pending',
+    update: { lastPollAt: poll.now, lastPollBasic: poll.basic, lastAnswer: 'authorization_pending' },
+  };
+}

@@ -1,0 +1,180 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { bundledTemplatesDir } from '../paths.js';
+import { ConfigError, FieldError, type Field } from './schema-kit.js';
+import { configSchema, type RawConfig } from './schema.js';
+
+export { ConfigError } from './schema-kit.js';
+
+export const ENV_PREFIX = 'TALOS_GATE_';
+
+/** The config after defaults, env overrides and path resolution: what the rest of the gate reads. */
+export type GateConfig = Omit<RawConfig, 'public_url' | 'templates_dir'> & {
+  public_url: string;
+  templates_dir: string;
+  /** Where the config came from, for messages: the file path or "embedded defaults". */
+  source: string;
+};
+
+/**
+ * Loads the config file (or the embedded defaults when `file` is undefined), applies
+ * TALOS_GATE_* environment overrides, checks every key and resolves relative paths against
+ * the file's folder. Throws ConfigError naming the key and the file (or env var).
+ */
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): GateConfig {
+  const source = file ? resolve(file) : 'embedded defaults';
+  const raw = file ? readConfigFile(source) : {};
+  const overridden = applyEnv(raw, env);
+  let checked: RawConfig;
+  try {
+    checked = configSchema.check(overridden.value, '');
+  } catch (e) {
+    if (e instanceof FieldError) {
+      const envName = overridden.fromEnv.get(topKeyOf(e.key, overridden.fromEnv));
+      throw new ConfigError(envName ? `environment variable ${envName}` : source, e.key, e.problem);
+    }
+    throw e;
+  }
+  const base = file ? dirname(source) : process.cwd();
+  return resolveConfig(checked, source, base);
+}
+
+function readConfigFile(path: string): Record<string, unknown> {
+  if (!existsSync(path)) throw new ConfigError(path, '', 'config file not found');
+  let doc: unknown;
+  try {
+    doc = parseYaml(readFileSync(path, 'utf8'), { uniqueKeys: true });
+  } catch (e) {
+    const where = e instanceof YAMLParseError && e.linePos ? ` at line ${e.linePos[0].line}` : '';
+    const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+    throw new ConfigError(path, '', `not valid YAML${where}: ${msg}`);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(path, '', 'must be a YAML map of keys');
+  return doc as Record<string, unknown>;
+}
+
+interface Overridden {
+  value: Record<string, unknown>;
+  /** config key path -> env var that set it */
+  fromEnv: Map<string, string>;
+}
+
+function envNameOf(path: string[]): string {
+  return ENV_PREFIX + path.join('_').toUpperCase();
+}
+
+/** Every key path an env var may set: leaves, lists and maps (the last two take a YAML value). */
+function settablePaths(field: Field<unknown>, path: string[], out: Map<string, { path: string[]; field: Field<unknown> }>): void {
+  if (field.kind === 'object' && field.fields) {
+    for (const [k, f] of Object.entries(field.fields)) settablePaths(f, [...path, k], out);
+    return;
+  }
+  out.set(envNameOf(path), { path, field });
+}
+
+function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Overridden {
+  const known = new Map<string, { path: string[]; field: Field<unknown> }>();
+  settablePaths(configSchema as Field<unknown>, [], known);
+  const value = structuredClone(raw);
+  const fromEnv = new Map<string, string>();
+  for (const [name, text] of Object.entries(env)) {
+    if (!name.startsWith(ENV_PREFIX) || text === undefined) continue;
+    const target = known.get(name);
+    if (!target) {
+      throw new ConfigError(`environment variable ${name}`, '', `unknown setting (known: ${[...known.keys()].join(', ')})`);
+    }
+    let parsed: unknown = text;
+    if (!target.field.envVerbatim) {
+      try {
+        parsed = parseYaml(text);
+      } catch {
+        throw new ConfigError(`environment variable ${name}`, target.path.join('.'), 'not a valid YAML value');
+      }
+    }
+    setPath(value, target.path, parsed, name);
+    fromEnv.set(target.path.join('.'), name);
+  }
+  return { value, fromEnv };
+}
+
+function setPath(root: Record<string, unknown>, path: string[], v: unknown, envName: string): void {
+  let node = root;
+  for (const k of path.slice(0, -1)) {
+    const next = node[k];
+    if (next === undefined || next === null) node[k] = {};
+    else if (typeof next !== 'object' || Array.isArray(next)) {
+      throw new ConfigError(`environment variable ${envName}`, path.join('.'), `${k} is not a map in the config file`);
+    }
+    node = node[k] as Record<string, unknown>;
+  }
+  node[path[path.length - 1] as string] = v;
+}
+
+/** The env-set key that covers a failing key path, e.g. "node_clients" for "node_clients[0].client_id". */
+function topKeyOf(key: string, fromEnv: Map<string, string>): string {
+  for (const k of fromEnv.keys()) if (key === k || key.startsWith(`${k}.`) || key.startsWith(`${k}[`)) return k;
+  return key;
+}
+
+function resolveConfig(c: RawConfig, source: string, base: string): GateConfig {
+  const fail = (key: string, problem: string): never => {
+    throw new ConfigError(source, key, problem);
+  };
+  const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
+
+  const scheme = c.tls.mode === 'off' ? 'http' : 'https';
+  const publicUrl = (c.public_url ?? `${scheme}://${c.listen}`).replace(/\/+$/, '');
+  let parsed: URL;
+  try {
+    parsed = new URL(publicUrl);
+  } catch {
+    return fail('public_url', `${JSON.stringify(c.public_url)} is not a URL`);
+  }
+  if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') fail('public_url', 'must start with https:// or http://');
+  if (parsed.search || parsed.hash) fail('public_url', 'must not have a query string or fragment');
+
+  const port = Number(c.listen.slice(c.listen.lastIndexOf(':') + 1));
+  if (port > 65535) fail('listen', `port ${port} is out of range`);
+
+  if (c.tls.mode === 'files') {
+    if (!c.tls.cert) fail('tls.cert', 'is required when tls.mode is files');
+    if (!c.tls.key) fail('tls.key', 'is required when tls.mode is files');
+  }
+  const tls = {
+    mode: c.tls.mode,
+    cert: c.tls.cert === undefined ? undefined : abs(c.tls.cert),
+    key: c.tls.key === undefined ? undefined : abs(c.tls.key),
+  };
+  for (const k of ['cert', 'key'] as const) {
+    const p = tls[k];
+    if (c.tls.mode === 'files' && p && !existsSync(p)) fail(`tls.${k}`, `file ${p} not found`);
+  }
+
+  if (c.admin_token !== undefined && c.admin_token.length < 16) {
+    fail('admin_token', 'must be at least 16 characters (use e.g. `openssl rand -hex 32`)');
+  }
+
+  const ids = new Set<string>();
+  c.node_clients.forEach((nc, i) => {
+    if (ids.has(nc.client_id)) fail(`node_clients[${i}].client_id`, `${nc.client_id} is listed twice`);
+    ids.add(nc.client_id);
+  });
+
+  if (Object.keys(c.profiles).length === 0) fail('profiles', 'at least one profile is needed');
+  for (const name of Object.keys(c.profiles)) {
+    if (!/^[a-z0-9][a-z0-9_.-]{0,62}$/.test(name)) {
+      fail(`profiles.${name}`, 'profile names are lower-case letters, digits, ".", "_" and "-"');
+    }
+  }
+
+  return {
+    ...c,
+    tls,
+    public_url: publicUrl,
+    data_dir: abs(c.data_dir),
+    templates_dir: c.templates_dir === undefined ? bundledTemplatesDir : abs(c.templates_dir),
+    source,
+  };
+}

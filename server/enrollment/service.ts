@@ -1,0 +1,526 @@
+import type { DeviceAuthorizationRequest } from '../../device/authorization-request.js';
+import { isUnfilled } from '../../device/authorization-request.js';
+import { OAuthError } from '../../device/errors.js';
+import { decidePoll, type PollPolicy } from '../../device/poll.js';
+import { generateSecret, hashSecret, secretsEqual } from '../../device/secrets.js';
+import type { ClientCredentials, DeviceTokenRequest } from '../../device/token-request.js';
+import { formatUserCode, generateUserCode, normalizeUserCode } from '../../device/user-code.js';
+import { ApiError } from '../api-error.js';
+import type { AuditLog } from '../audit.js';
+import { RenderError, type MachineConfigRenderer } from '../machine-config/render.js';
+import {
+  AlreadyExistsError,
+  type DeviceRequestRecord,
+  type NodeRecord,
+  type PatchSpec,
+  type Storage,
+} from '../storage/storage.js';
+
+export interface EnrollmentSettings {
+  publicUrl: string;
+  nodeClients: { client_id: string; client_secret?: string | undefined }[];
+  codeTtlMs: number;
+  intervalMs: number;
+  tokenTtlMs: number;
+  maxPendingPerIp: number;
+  poll: PollPolicy;
+}
+
+export interface DeviceAuthorizationResponse {
+  device_code: string;
+  user_code: string;
+  verification_uri: string;
+  verification_uri_complete: string;
+  expires_in: number;
+  interval: number;
+}
+
+export interface TokenResponse {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+}
+
+export interface Decision {
+  profile?: string | undefined;
+  hostname?: string | undefined;
+  patches?: PatchSpec[] | undefined;
+}
+
+export interface Registration extends Decision {
+  uuid?: string | undefined;
+  mac?: string | undefined;
+  autoApprove?: boolean | undefined;
+}
+
+/** A node as the admin API shows it, with its pending request's user code when one waits. */
+export interface NodeView extends Omit<NodeRecord, 'config' | 'autoApprove'> {
+  autoApprove: boolean;
+  pending: { userCode: string; requestedAt: number; expiresAt: number; sourceIp: string }[];
+}
+
+const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5,19}$/;
+const NODE_ID = /^[0-9a-z._:-]{1,64}$/;
+
+/**
+ * Node enrollment: the RFC 8628 grant as Talos metal nodes use it, approvals, and the per-node
+ * machine config. Knows nothing of HTTP; routes parse, call, and map the errors it throws.
+ */
+export class EnrollmentService {
+  constructor(
+    private readonly storage: Storage,
+    private readonly renderer: MachineConfigRenderer,
+    private readonly audit: AuditLog,
+    private readonly settings: EnrollmentSettings,
+    private readonly now: () => number,
+  ) {}
+
+  // --- the device flow -------------------------------------------------------------------
+
+  authenticateClient(creds: Pick<ClientCredentials, 'clientId' | 'clientSecret'>, requireSecret: boolean): void {
+    const client = this.settings.nodeClients.find((c) => c.client_id === creds.clientId);
+    if (!client) throw new OAuthError('invalid_client', 'unknown client_id');
+    if (requireSecret && client.client_secret !== undefined) {
+      if (creds.clientSecret === undefined || !secretsEqual(creds.clientSecret, client.client_secret)) {
+        throw new OAuthError('invalid_client', 'client authentication failed');
+      }
+    }
+  }
+
+  requestDeviceCode(req: DeviceAuthorizationRequest, ip: string): DeviceAuthorizationResponse {
+    // RFC 8628 §3.1: the device authorization request carries no client secret, even for Talos
+    // nodes booted with talos.config.oauth.client_secret; it is checked at /token.
+    this.authenticateClient({ clientId: req.clientId, clientSecret: undefined }, false);
+    const now = this.now();
+    if (this.storage.countPendingDeviceRequestsFromIp(ip, now) >= this.settings.maxPendingPerIp) {
+      throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
+    }
+    const deviceCode = generateSecret();
+    const { request, node } = this.storage.transaction(() => {
+      const node = this.nodeForRequest(req, ip, now);
+      for (;;) {
+        try {
+          const request = this.storage.createDeviceRequest({
+            deviceCodeHash: hashSecret(deviceCode),
+            userCode: generateUserCode(),
+            clientId: req.clientId,
+            kind: 'node',
+            nodeId: node.id,
+            variables: req.variables,
+            scope: req.scope,
+            audience: req.audience,
+            sourceIp: ip,
+            createdAt: now,
+            expiresAt: now + this.settings.codeTtlMs,
+            intervalMs: this.settings.intervalMs,
+            status: 'pending',
+          });
+          return { request, node };
+        } catch (e) {
+          if (!(e instanceof AlreadyExistsError)) throw e; // a user code collision: draw again
+        }
+      }
+    });
+    this.audit.record({
+      type: 'device_code_issued',
+      subject: node.id,
+      ip,
+      detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
+    });
+    const decided = this.decideOnArrival(node, request);
+    const verificationUri = `${this.settings.publicUrl}/device`;
+    return {
+      device_code: deviceCode,
+      user_code: formatUserCode(decided.userCode),
+      verification_uri: verificationUri,
+      verification_uri_complete: `${verificationUri}?user_code=${formatUserCode(decided.userCode)}`,
+      expires_in: Math.floor(this.settings.codeTtlMs / 1000),
+      interval: Math.ceil(this.settings.intervalMs / 1000),
+    };
+  }
+
+  /** Finds the node a request is for (by uuid, else by a mac-only pre-registration) or creates it. */
+  private nodeForRequest(req: DeviceAuthorizationRequest, ip: string, now: number): NodeRecord {
+    const existing =
+      this.storage.getNode(req.nodeId) ??
+      (req.mac !== null && req.uuid !== null ? this.storage.getNode(req.mac) : undefined);
+    if (!existing || (existing.id === req.mac && existing.uuid !== null && existing.uuid !== req.uuid)) {
+      return this.storage.createNode({
+        id: req.nodeId,
+        uuid: req.uuid,
+        mac: req.mac,
+        variables: req.variables,
+        status: 'pending',
+        profile: null,
+        hostname: null,
+        patches: [],
+        autoApprove: false,
+        config: null,
+        createdAt: now,
+        requestedAt: now,
+        sourceIp: ip,
+        decidedAt: null,
+        decidedBy: null,
+        configDownloads: 0,
+        lastDownloadAt: null,
+        lastDownloadIp: null,
+      });
+    }
+    return this.storage.updateNode(existing.id, (n) => ({
+      ...n,
+      uuid: n.uuid ?? req.uuid,
+      mac: n.mac ?? req.mac,
+      variables: req.variables,
+      requestedAt: now,
+      sourceIp: ip,
+      // A denial sticks until an admin approves; anything else waits for a decision again, since a
+      // uuid or mac alone proves nothing about who asks. Pre-registered auto-approve nodes are
+      // decided in decideOnArrival.
+      status: n.status === 'denied' ? 'denied' : n.autoApprove ? n.status : 'pending',
+    }));
+  }
+
+  /** Sticky denial and pre-registered auto-approval, decided as the request arrives. */
+  private decideOnArrival(node: NodeRecord, request: DeviceRequestRecord): DeviceRequestRecord {
+    if (node.status === 'denied') {
+      return this.storage.updateDeviceRequest(request.id, (r) => ({
+        ...r,
+        status: 'denied',
+        decidedAt: this.now(),
+        decidedBy: 'denied node',
+      }));
+    }
+    if (node.autoApprove) {
+      try {
+        return this.approveRequest(request, node, {}, 'auto-approve').request;
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+        this.storage.updateNode(node.id, (n) => ({ ...n, status: 'pending' }));
+        this.audit.record({ type: 'node_render_error', subject: node.id, detail: { error: e.description } });
+      }
+    }
+    return request;
+  }
+
+  pollToken(tr: DeviceTokenRequest): TokenResponse {
+    this.authenticateClient(tr.client, true);
+    const stored = this.storage.getDeviceRequestByCodeHash(hashSecret(tr.deviceCode));
+    if (!stored) throw new OAuthError('invalid_grant', 'unknown device_code');
+    if (stored.clientId !== tr.client.clientId) throw new OAuthError('invalid_grant', 'device_code was issued to another client');
+
+    const now = this.now();
+    const decision = decidePoll(stored, { now, basic: tr.client.basic }, this.settings.poll);
+    if (Object.keys(decision.update).length > 0) {
+      this.storage.updateDeviceRequest(stored.id, (r) => ({ ...r, ...decision.update }));
+    }
+    switch (decision.answer) {
+      case 'grant':
+        return this.redeem(stored, now);
+      case 'authorization_pending':
+        throw new OAuthError('authorization_pending', 'waiting for an admin to approve this node');
+      case 'slow_down':
+        throw new OAuthError('slow_down', `poll at most every ${Math.ceil((decision.update.intervalMs ?? stored.intervalMs) / 1000)} s`);
+      case 'access_denied':
+        throw new OAuthError('access_denied', 'an admin denied this node');
+      case 'expired_token':
+        throw new OAuthError('expired_token', 'the device code expired; the node will start a new request');
+      case 'invalid_grant':
+        throw new OAuthError('invalid_grant', 'device_code was already used');
+    }
+  }
+
+  /** Marks the code used and issues the node's token in one transaction: one code, one token. */
+  private redeem(request: DeviceRequestRecord, now: number): TokenResponse {
+    const token = generateSecret();
+    const nodeId = request.nodeId as string;
+    try {
+      this.storage.transaction(() => {
+        this.storage.updateDeviceRequest(request.id, (r) => {
+          if (r.status !== 'approved') throw new OAuthError('invalid_grant', 'device_code was already used');
+          return { ...r, status: 'consumed' };
+        });
+        this.storage.createNodeToken({
+          tokenHash: hashSecret(token),
+          nodeId,
+          deviceRequestId: request.id,
+          issuedAt: now,
+          expiresAt: now + this.settings.tokenTtlMs,
+          revokedAt: null,
+        });
+      });
+    } catch (e) {
+      if (e instanceof AlreadyExistsError) throw new OAuthError('invalid_grant', 'device_code was already used');
+      throw e;
+    }
+    this.audit.record({ type: 'node_token_issued', subject: nodeId, ip: request.sourceIp });
+    return { access_token: token, token_type: 'Bearer', expires_in: Math.floor(this.settings.tokenTtlMs / 1000) };
+  }
+
+  // --- machine config download -------------------------------------------------------------
+
+  /**
+   * The config for the node a bearer token is bound to. Query values, when present, must match what
+   * the node sent, so a token never fetches another node's config by asking for it.
+   */
+  fetchConfig(bearer: string | undefined, query: Record<string, string | undefined>, ip: string): string {
+    if (!bearer) throw new OAuthError('invalid_token', 'a Bearer access token is required');
+    const token = this.storage.getNodeToken(hashSecret(bearer));
+    const now = this.now();
+    if (!token || token.revokedAt !== null || token.expiresAt <= now) {
+      throw new OAuthError('invalid_token', 'the access token is unknown, expired or revoked');
+    }
+    const node = this.storage.getNode(token.nodeId);
+    if (!node || node.status !== 'approved' || node.config === null) {
+      this.audit.record({ type: 'config_refused', subject: token.nodeId, ip, detail: { reason: `node is ${node?.status}` } });
+      throw new ApiError('forbidden', 'this node is not approved');
+    }
+    for (const key of ['uuid', 'mac', 'serial', 'hostname'] as const) {
+      const asked = query[key];
+      const sent = node.variables[key];
+      if (isUnfilled(asked) || isUnfilled(sent)) continue;
+      const same = key === 'uuid' || key === 'mac' ? asked?.toLowerCase() === sent?.toLowerCase() : asked === sent;
+      if (!same) {
+        this.audit.record({ type: 'config_refused', subject: node.id, ip, detail: { reason: `${key} does not match the token's node` } });
+        throw new ApiError('forbidden', `${key} does not match the node this token was issued to`);
+      }
+    }
+    this.storage.updateNode(node.id, (n) => ({
+      ...n,
+      configDownloads: n.configDownloads + 1,
+      lastDownloadAt: now,
+      lastDownloadIp: ip,
+    }));
+    this.audit.record({ type: 'config_downloaded', subject: node.id, ip });
+    return node.config;
+  }
+
+  // --- admin ---------------------------------------------------------------------------------
+
+  listNodes(status?: NodeRecord['status']): NodeView[] {
+    return this.storage.listNodes(status ? { status } : {}).map((n) => this.view(n));
+  }
+
+  getNode(id: string): NodeView {
+    return this.view(this.mustGetNode(id));
+  }
+
+  /** The pending request behind a user code typed by a person, for the confirm step. */
+  findPendingByUserCode(input: string): { request: DeviceRequestRecord; node: NodeRecord } {
+    const code = normalizeUserCode(input);
+    const request = code === undefined ? undefined : this.storage.getDeviceRequestByUserCode(code);
+    if (!request || request.status !== 'pending' || request.expiresAt < this.now() || request.nodeId === null) {
+      throw new ApiError('not_found', 'no pending request has this code');
+    }
+    return { request, node: this.mustGetNode(request.nodeId) };
+  }
+
+  approveByUserCode(userCode: string, decision: Decision, actor: string): NodeView {
+    const { request, node } = this.findPendingByUserCode(userCode);
+    return this.view(this.approveRequest(request, node, decision, actor).node);
+  }
+
+  approveNode(id: string, decision: Decision, actor: string): NodeView {
+    const node = this.mustGetNode(id);
+    const request = this.onlyPendingRequest(node);
+    return this.view(this.approveRequest(request, node, decision, actor).node);
+  }
+
+  private onlyPendingRequest(node: NodeRecord): DeviceRequestRecord {
+    const now = this.now();
+    const pending = this.storage.listDeviceRequests({ nodeId: node.id, status: 'pending' }).filter((r) => r.expiresAt >= now);
+    if (pending.length === 0) {
+      throw new ApiError('conflict', `node ${node.id} has no pending request; it asks again when it boots`);
+    }
+    if (pending.length > 1) {
+      // Two machines claim the same uuid/mac (or one rebooted): only the code on the console tells which.
+      throw new ApiError('conflict', `node ${node.id} has ${pending.length} pending requests; approve by user_code`);
+    }
+    return pending[0] as DeviceRequestRecord;
+  }
+
+  private approveRequest(
+    request: DeviceRequestRecord,
+    node: NodeRecord,
+    decision: Decision,
+    actor: string,
+  ): { node: NodeRecord; request: DeviceRequestRecord } {
+    const profile = decision.profile ?? node.profile ?? undefined;
+    if (!profile) throw new ApiError('invalid_request', 'profile is required');
+    if (!(profile in this.renderer.profiles)) {
+      throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(profile)} (known: ${Object.keys(this.renderer.profiles).join(', ')})`);
+    }
+    const hostname = checkHostname(decision.hostname) ?? node.hostname ?? defaultHostname(node);
+    const patches = decision.patches ?? node.patches;
+    const config = this.render(node, profile, hostname, patches);
+    const now = this.now();
+    const result = this.storage.transaction(() => {
+      const approved = this.storage.updateDeviceRequest(request.id, (r) => {
+        if (r.status !== 'pending') throw new ApiError('conflict', `this request is already ${r.status}`);
+        if (r.expiresAt + this.settings.poll.expiryGraceMs < now) throw new ApiError('conflict', 'this request has expired');
+        return { ...r, status: 'approved', decidedAt: now, decidedBy: actor };
+      });
+      const updated = this.storage.updateNode(node.id, (n) => ({
+        ...n,
+        status: 'approved',
+        profile,
+        hostname,
+        patches,
+        config,
+        decidedAt: now,
+        decidedBy: actor,
+      }));
+      return { node: updated, request: approved };
+    });
+    this.audit.record({
+      type: 'device_approved',
+      actor,
+      subject: node.id,
+      detail: { user_code: formatUserCode(request.userCode), profile, hostname },
+    });
+    return result;
+  }
+
+  private render(node: NodeRecord, profile: string, hostname: string, patches: PatchSpec[]): string {
+    try {
+      return this.renderer.render(
+        profile,
+        {
+          uuid: node.uuid,
+          mac: node.mac,
+          serial: isUnfilled(node.variables.serial) ? null : (node.variables.serial as string),
+          hostname,
+        },
+        patches,
+      );
+    } catch (e) {
+      if (e instanceof RenderError) throw new ApiError('invalid_config', e.message);
+      throw e;
+    }
+  }
+
+  denyNode(id: string, actor: string): NodeView {
+    const node = this.mustGetNode(id);
+    return this.view(this.deny(node, actor));
+  }
+
+  denyByUserCode(userCode: string, actor: string): NodeView {
+    const { node } = this.findPendingByUserCode(userCode);
+    return this.view(this.deny(node, actor));
+  }
+
+  private deny(node: NodeRecord, actor: string): NodeRecord {
+    if (node.status === 'denied') throw new ApiError('conflict', `node ${node.id} is already denied`);
+    const now = this.now();
+    const updated = this.storage.transaction(() => {
+      for (const r of this.storage.listDeviceRequests({ nodeId: node.id, status: 'pending' })) {
+        this.storage.updateDeviceRequest(r.id, (x) => ({ ...x, status: 'denied', decidedAt: now, decidedBy: actor }));
+      }
+      this.storage.revokeNodeTokens(node.id, now);
+      return this.storage.updateNode(node.id, (n) => ({ ...n, status: 'denied', autoApprove: false, decidedAt: now, decidedBy: actor }));
+    });
+    this.audit.record({ type: 'device_denied', actor, subject: node.id });
+    return updated;
+  }
+
+  revokeNode(id: string, actor: string): NodeView {
+    const node = this.mustGetNode(id);
+    if (node.status !== 'approved') throw new ApiError('conflict', `only an approved node can be revoked; node ${id} is ${node.status}`);
+    const now = this.now();
+    const updated = this.storage.transaction(() => {
+      const tokens = this.storage.revokeNodeTokens(node.id, now);
+      const n = this.storage.updateNode(node.id, (x) => ({ ...x, status: 'revoked', autoApprove: false, decidedAt: now, decidedBy: actor }));
+      return { n, tokens };
+    });
+    this.audit.record({ type: 'node_revoked', actor, subject: node.id, detail: { tokens_revoked: updated.tokens } });
+    return this.view(updated.n);
+  }
+
+  /** Pre-registers a node from inventory so it is decided without a click when it boots. */
+  register(reg: Registration, actor: string): NodeView {
+    const uuid = reg.uuid?.toLowerCase();
+    const mac = reg.mac?.toLowerCase();
+    if (uuid !== undefined && !NODE_ID.test(uuid)) throw new ApiError('invalid_request', 'uuid must be 1-64 letters, digits, ".", "_", ":" or "-"');
+    if (mac !== undefined && !MAC.test(mac)) throw new ApiError('invalid_request', 'mac must be in colon form, e.g. 52:54:00:ab:cd:ef');
+    const id = uuid ?? mac;
+    if (id === undefined) throw new ApiError('invalid_request', 'uuid or mac is required');
+    if (!reg.profile) throw new ApiError('invalid_request', 'profile is required');
+    if (!(reg.profile in this.renderer.profiles)) throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(reg.profile)}`);
+    const hostname = checkHostname(reg.hostname) ?? null;
+    const patches = reg.patches ?? [];
+    try {
+      this.renderer.checkPatches(patches);
+    } catch (e) {
+      if (e instanceof RenderError) throw new ApiError('invalid_config', e.message);
+      throw e;
+    }
+    const now = this.now();
+    let node: NodeRecord;
+    try {
+      node = this.storage.createNode({
+        id,
+        uuid: uuid ?? null,
+        mac: mac ?? null,
+        variables: {},
+        status: reg.autoApprove ? 'approved' : 'pending',
+        profile: reg.profile,
+        hostname,
+        patches,
+        autoApprove: reg.autoApprove === true,
+        config: null,
+        createdAt: now,
+        requestedAt: null,
+        sourceIp: null,
+        decidedAt: reg.autoApprove ? now : null,
+        decidedBy: reg.autoApprove ? actor : null,
+        configDownloads: 0,
+        lastDownloadAt: null,
+        lastDownloadIp: null,
+      });
+    } catch (e) {
+      if (e instanceof AlreadyExistsError) throw new ApiError('conflict', `node ${id} already exists`);
+      throw e;
+    }
+    this.audit.record({ type: 'node_registered', actor, subject: id, detail: { profile: reg.profile, auto_approve: node.autoApprove } });
+    return this.view(node);
+  }
+
+  private mustGetNode(id: string): NodeRecord {
+    const node = this.storage.getNode(id.toLowerCase());
+    if (!node) throw new ApiError('not_found', `node ${id} not found`);
+    return node;
+  }
+
+  private view(n: NodeRecord): NodeView {
+    const now = this.now();
+    const { config: _config, ...rest } = n;
+    const pending = this.storage
+      .listDeviceRequests({ nodeId: n.id, status: 'pending' })
+      .filter((r) => r.expiresAt >= now)
+      .map((r) => ({ userCode: formatUserCode(r.userCode), requestedAt: r.createdAt, expiresAt: r.expiresAt, sourceIp: r.sourceIp }));
+    return { ...rest, pending };
+  }
+
+  /** The rendered config of a node, for admins checking what a node gets. */
+  nodeConfig(id: string): string {
+    const node = this.mustGetNode(id);
+    if (node.config === null) throw new ApiError('not_found', `node ${id} has no rendered config (it is ${node.status})`);
+    return node.config;
+  }
+}
+
+function checkHostname(h: string | undefined): string | undefined {
+  if (h === undefined || h === '') return undefined;
+  const lower = h.toLowerCase();
+  if (!HOSTNAME.test(lower)) throw new ApiError('invalid_request', `hostname ${JSON.stringify(h.slice(0, 80))} is not a valid DNS name`);
+  return lower;
+}
+
+/** The node's own hostname when it sent a usable one, else talos-<last 6 hex of mac or 8 of uuid>. */
+export function defaultHostname(node: Pick<NodeRecord, 'uuid' | 'mac' | 'variables'>): string {
+  const sent = node.variables.hostname;
+  if (!isUnfilled(sent) && HOSTNAME.test((sent as string).toLowerCase())) return (sent as string).toLowerCase();
+  if (node.mac) return `talos-${node.mac.replace(/:/g, '').slice(-6)}`;
+  const hex = (node.uuid ?? '').replace(/[^0-9a-z]/g, '').slice(0, 8);
+  return `talos-${hex || 'node'}`;
+}

@@ -1,0 +1,162 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, relative, resolve } from 'node:path';
+import { parseAllDocuments, stringify } from 'yaml';
+import type { PatchSpec } from '../storage/storage.js';
+import { applyJsonPatch, checkJsonPatch, isJsonPatch, JsonPatchError } from './json-patch.js';
+import { documentKey, isMap, mergeDocuments, type YamlMap } from './strategic-merge.js';
+
+/** A template or patch that cannot be used; names the file and the place in it. */
+export class RenderError extends Error {
+  constructor(
+    readonly file: string,
+    readonly where: string,
+    readonly problem: string,
+  ) {
+    super(`${file}${where ? ` at ${where}` : ''}: ${problem}`);
+    this.name = 'RenderError';
+  }
+}
+
+export interface Profile {
+  template: string;
+  patches: string[];
+}
+
+/** What a template may refer to as {{name}}. A null value used by a template is an error. */
+export interface TemplateValues {
+  uuid: string | null;
+  mac: string | null;
+  serial: string | null;
+  hostname: string | null;
+  profile: string;
+}
+
+const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
+
+function parseYamlDocuments(text: string, file: string): unknown[] {
+  const docs = parseAllDocuments(text, { uniqueKeys: true });
+  const out: unknown[] = [];
+  for (const doc of docs) {
+    const err = doc.errors[0];
+    if (err) {
+      const line = err.linePos ? `line ${err.linePos[0].line}` : '';
+      throw new RenderError(file, line, `not valid YAML: ${err.message.split('\n')[0]}`);
+    }
+    const js: unknown = doc.toJS();
+    if (js !== null && js !== undefined) out.push(js);
+  }
+  return out;
+}
+
+/** Replaces {{name}} inside string values (never keys), so a value can never inject YAML structure. */
+function substitute(v: unknown, values: TemplateValues, file: string, path: string): unknown {
+  if (typeof v === 'string') {
+    return v.replace(PLACEHOLDER, (_m, name: string) => {
+      if (!(name in values)) {
+        throw new RenderError(file, path, `unknown placeholder {{${name}}} (known: ${Object.keys(values).join(', ')})`);
+      }
+      const value = values[name as keyof TemplateValues];
+      if (value === null) throw new RenderError(file, path, `{{${name}}} is not known for this node`);
+      return value;
+    });
+  }
+  if (Array.isArray(v)) return v.map((x, i) => substitute(x, values, file, `${path}/${i}`));
+  if (isMap(v)) {
+    const out: YamlMap = {};
+    for (const [k, x] of Object.entries(v)) out[k] = substitute(x, values, file, `${path}/${k}`);
+    return out;
+  }
+  return v;
+}
+
+/**
+ * Renders per-node machine configs from a template folder: template, then the profile's patches,
+ * then the node's own, in order. Files are read at each render so templates can be edited without
+ * a restart; check() runs at start-up so a missing or broken file fails before anything listens.
+ */
+export class MachineConfigRenderer {
+  constructor(
+    readonly templatesDir: string,
+    readonly profiles: Record<string, Profile>,
+  ) {}
+
+  /** Every profile's template and patches exist and parse. Throws RenderError naming the first that does not. */
+  check(): void {
+    for (const [name, p] of Object.entries(this.profiles)) {
+      for (const file of [p.template, ...p.patches]) {
+        const path = this.fileIn(file);
+        if (!existsSync(path)) throw new RenderError(path, '', `file not found (profile ${name})`);
+        parseYamlDocuments(readFileSync(path, 'utf8'), path);
+      }
+    }
+  }
+
+  render(profileName: string, values: Omit<TemplateValues, 'profile'>, nodePatches: PatchSpec[]): string {
+    const profile = this.profiles[profileName];
+    if (!profile) throw new RenderError('config', 'profiles', `unknown profile ${JSON.stringify(profileName)}`);
+    const all: TemplateValues = { ...values, profile: profileName };
+    const templateFile = this.fileIn(profile.template);
+    let docs = this.readDocuments(templateFile).map((d, i) => {
+      if (!isMap(d)) throw new RenderError(templateFile, `document ${i + 1}`, 'a machine config document must be a map');
+      return substitute(d, all, templateFile, '') as YamlMap;
+    });
+    for (const file of profile.patches) docs = this.applyPatch(docs, this.readDocuments(this.fileIn(file)), this.fileIn(file));
+    nodePatches.forEach((spec, i) => {
+      const label = `node patch #${i + 1}`;
+      const { docs: patchDocs, file } = this.patchDocuments(spec, label);
+      docs = this.applyPatch(docs, patchDocs, file);
+    });
+    return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+  }
+
+  /** Checks a node's patches without rendering: used when they are stored for later. */
+  checkPatches(specs: PatchSpec[]): void {
+    specs.forEach((spec, i) => this.patchDocuments(spec, `node patch #${i + 1}`));
+  }
+
+  private patchDocuments(spec: PatchSpec, label: string): { docs: unknown[]; file: string } {
+    if (typeof spec === 'string' && spec.startsWith('@')) {
+      const file = this.fileIn(spec.slice(1), label);
+      if (!existsSync(file)) throw new RenderError(label, '', `file ${spec.slice(1)} not found in the templates folder`);
+      return { docs: this.readDocuments(file), file };
+    }
+    if (typeof spec === 'string') return { docs: parseYamlDocuments(spec, label), file: label };
+    return { docs: [spec], file: label };
+  }
+
+  private applyPatch(docs: YamlMap[], patch: unknown[], file: string): YamlMap[] {
+    const first = patch[0];
+    if (patch.length === 1 && isJsonPatch(first)) {
+      const at = docs.findIndex((d) => documentKey(d) === 'v1alpha1');
+      if (at < 0) throw new RenderError(file, '', 'a JSON patch needs a v1alpha1 document to apply to');
+      try {
+        const patched = applyJsonPatch(docs[at], checkJsonPatch(first));
+        if (!isMap(patched)) throw new RenderError(file, '', 'the patch must leave the document a map');
+        return docs.map((d, i) => (i === at ? patched : d));
+      } catch (e) {
+        if (e instanceof JsonPatchError) throw new RenderError(file, '', e.message);
+        throw e;
+      }
+    }
+    const maps = patch.map((d, i) => {
+      if (!isMap(d)) {
+        throw new RenderError(file, `document ${i + 1}`, 'must be a map (strategic merge) or a list of {op, path} (JSON patch)');
+      }
+      return d;
+    });
+    return mergeDocuments(docs, maps);
+  }
+
+  private readDocuments(file: string): unknown[] {
+    if (!existsSync(file)) throw new RenderError(file, '', 'file not found');
+    return parseYamlDocuments(readFileSync(file, 'utf8'), file);
+  }
+
+  /** A path inside the templates folder; refuses to leave it. */
+  private fileIn(name: string, label = name): string {
+    const path = resolve(this.templatesDir, name);
+    const rel = relative(this.templatesDir, path);
+    if (rel.startsWith('..') || isAbsolute(rel)) throw new RenderError(label, '', 'file must be inside the templates folder');
+    return path;
+  }
+}

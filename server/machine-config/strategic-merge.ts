@@ -1,0 +1,102 @@
+// Strategic merge of Talos machine-config documents, with talosctl's rules: maps merge, lists
+// append, except network.interfaces (matched by `interface` or `deviceSelector`), vlans (matched by
+// `vlanId`) and cluster.network.podSubnets/serviceSubnets (replaced); `$patch: delete` removes a key,
+// a list item matched by identity, or a whole document.
+
+export type YamlMap = Record<string, unknown>;
+
+export function isMap(v: unknown): v is YamlMap {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+const REPLACED_LISTS = new Set(['cluster.network.podSubnets', 'cluster.network.serviceSubnets']);
+
+function deepEqual(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** How items of a list are matched, by the list's key and path; undefined when items are appended. */
+function identityOf(path: string[]): ((item: YamlMap) => unknown) | undefined {
+  const key = path[path.length - 1];
+  if (key === 'interfaces' && path[path.length - 2] === 'network') {
+    return (item) => (item.interface !== undefined ? { interface: item.interface } : { deviceSelector: item.deviceSelector });
+  }
+  if (key === 'vlans') return (item) => ({ vlanId: item.vlanId });
+  return undefined;
+}
+
+function isDelete(v: unknown): boolean {
+  return isMap(v) && v.$patch === 'delete';
+}
+
+function withoutDirective(v: unknown): unknown {
+  if (!isMap(v)) return structuredClone(v);
+  const { $patch: _directive, ...rest } = v;
+  return structuredClone(rest);
+}
+
+function mergeList(dst: unknown[], src: unknown[], path: string[]): unknown[] {
+  if (REPLACED_LISTS.has(path.join('.'))) return structuredClone(src);
+  const identity = identityOf(path);
+  if (!identity) return [...dst, ...src.map((x) => structuredClone(x))];
+  const out = [...dst];
+  for (const item of src) {
+    if (!isMap(item)) {
+      out.push(structuredClone(item));
+      continue;
+    }
+    const id = identity(item);
+    const at = out.findIndex((d) => isMap(d) && deepEqual(identity(d), id));
+    if (isDelete(item)) {
+      if (at >= 0) out.splice(at, 1);
+    } else if (at >= 0) {
+      out[at] = mergeMaps(out[at] as YamlMap, item, path);
+    } else {
+      out.push(withoutDirective(item));
+    }
+  }
+  return out;
+}
+
+/** Returns dst with src merged in; neither argument is changed. */
+export function mergeMaps(dst: YamlMap, src: YamlMap, path: string[] = []): YamlMap {
+  const out: YamlMap = { ...dst };
+  for (const [key, sv] of Object.entries(src)) {
+    if (key === '$patch') continue;
+    const here = [...path, key];
+    if (isDelete(sv)) {
+      delete out[key];
+      continue;
+    }
+    const dv = out[key];
+    if (isMap(dv) && isMap(sv)) out[key] = mergeMaps(dv, sv, here);
+    else if (Array.isArray(dv) && Array.isArray(sv)) out[key] = mergeList(dv, sv, here);
+    else out[key] = withoutDirective(sv);
+  }
+  return out;
+}
+
+/**
+ * A document's identity in a multi-document config: the v1alpha1 config has `version` and no
+ * `kind`; the others are matched by apiVersion, kind and name.
+ */
+export function documentKey(doc: YamlMap): string {
+  if (doc.kind === undefined) return 'v1alpha1';
+  return JSON.stringify([doc.apiVersion ?? null, doc.kind, doc.name ?? null]);
+}
+
+export function mergeDocuments(docs: YamlMap[], patchDocs: YamlMap[]): YamlMap[] {
+  let out = [...docs];
+  for (const patch of patchDocs) {
+    const key = documentKey(patch);
+    const at = out.findIndex((d) => documentKey(d) === key);
+    if (isDelete(patch)) {
+      out = out.filter((_, i) => i !== at);
+    } else if (at >= 0) {
+      out[at] = mergeMaps(out[at] as YamlMap, patch);
+    } else {
+      out.push(withoutDirective(patch) as YamlMap);
+    }
+  }
+  return out;
+}

@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { buildApp } from './app.js';
+import { loadConfig, type GateConfig } from './config/load.js';
+import { openSqliteStorage } from './storage/sqlite.js';
+import type { Storage } from './storage/storage.js';
+import { ensureSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
+
+export interface RunningGate {
+  app: FastifyInstance;
+  storage: Storage;
+  config: GateConfig;
+  url: string;
+  adminToken: string;
+  tls: TlsMaterial | undefined;
+  close(): Promise<void>;
+}
+
+/** The admin token from config, else one made once and kept in data_dir/admin-token (0600). */
+function adminTokenFor(config: GateConfig): { token: string; file?: string } {
+  if (config.admin_token) return { token: config.admin_token };
+  const file = join(config.data_dir, 'admin-token');
+  if (!existsSync(file)) writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  return { token: readFileSync(file, 'utf8').trim(), file };
+}
+
+function tlsFor(config: GateConfig): TlsMaterial | undefined {
+  switch (config.tls.mode) {
+    case 'off':
+      return undefined;
+    case 'files':
+      return { cert: readFileSync(config.tls.cert as string, 'utf8'), key: readFileSync(config.tls.key as string, 'utf8') };
+    case 'self-signed':
+      return ensureSelfSignedTls(config.data_dir, serverNames(config.public_url, config.listen));
+  }
+}
+
+function splitListen(listen: string): { host: string; port: number } {
+  const i = listen.lastIndexOf(':');
+  return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
+}
+
+/** Loads the config, opens the database, and listens. Config errors throw before anything listens. */
+export async function startGate(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<RunningGate> {
+  const config = loadConfig(configFile, env);
+  mkdirSync(config.data_dir, { recursive: true, mode: 0o700 });
+  const admin = adminTokenFor(config);
+  const tls = tlsFor(config);
+  const storage = openSqliteStorage(join(config.data_dir, 'talos-gate.db'));
+  let app: FastifyInstance;
+  try {
+    ({ app } = await buildApp({ config, storage, adminToken: admin.token, https: tls }));
+  } catch (e) {
+    storage.close();
+    throw e;
+  }
+  const { host, port } = splitListen(config.listen);
+  await app.listen({ host, port });
+  const address = app.server.address();
+  const boundPort = typeof address === 'object' && address ? address.port : port;
+  const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
+
+  const gc = setInterval(() => {
+    try {
+      storage.garbageCollect(Date.now() - config.device.expiry_grace);
+    } catch (e) {
+      app.log.error({ err: e }, 'garbage collection failed');
+    }
+  }, 60_000);
+  gc.unref();
+
+  if (config.tls.mode === 'off') {
+    app.log.warn('tls.mode is off: serving plain HTTP; only do this behind a TLS-terminating proxy');
+  }
+  if (admin.file) app.log.info(`admin token kept in ${admin.file}`);
+
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= (async () => {
+      clearInterval(gc);
+      await app.close();
+      storage.close();
+    })();
+    return closing;
+  };
+  return { app, storage, config, url, adminToken: admin.token, tls, close };
+}

@@ -1,0 +1,231 @@
+import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
+import forge from 'node-forge';
+
+// X.509 certificates built with node-forge's ASN.1 and signed by node:crypto, so Ed25519, ECDSA
+// (P-256/P-384) and RSA issuers share one code path (forge's own signer knows only RSA).
+
+const asn1 = forge.asn1;
+const T = asn1.Type;
+const C = asn1.Class;
+
+const OID = {
+  commonName: '2.5.4.3',
+  organization: '2.5.4.10',
+  ed25519: '1.3.101.112',
+  ecdsaSha256: '1.2.840.10045.4.3.2',
+  ecdsaSha384: '1.2.840.10045.4.3.3',
+  ecdsaSha512: '1.2.840.10045.4.3.4',
+  rsaSha256: '1.2.840.113549.1.1.11',
+  basicConstraints: '2.5.29.19',
+  keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+  subjectKeyIdentifier: '2.5.29.14',
+  authorityKeyIdentifier: '2.5.29.35',
+  subjectAltName: '2.5.29.17',
+  serverAuth: '1.3.6.1.5.5.7.3.1',
+  clientAuth: '1.3.6.1.5.5.7.3.2',
+} as const;
+
+export interface Name {
+  commonName?: string;
+  organizations?: string[];
+}
+
+export type KeyUsage = 'digitalSignature' | 'keyEncipherment' | 'keyCertSign' | 'cRLSign';
+
+export interface CertificateRequest {
+  subject: Name;
+  /** The certified public key. */
+  publicKey: KeyObject;
+  /** 16 random bytes (positive) when omitted. */
+  serial?: Buffer;
+  notBefore: Date;
+  notAfter: Date;
+  isCa: boolean;
+  keyUsage: KeyUsage[];
+  extKeyUsage?: ('serverAuth' | 'clientAuth')[];
+  /** DNS names and IP addresses. */
+  subjectAltNames?: string[];
+}
+
+export interface Issuer {
+  /** DER of the issuer's certificate; undefined to self-sign. */
+  certDer?: Buffer;
+  name: Name;
+  key: KeyObject;
+  publicKey: KeyObject;
+}
+
+export interface IssuedCertificate {
+  der: Buffer;
+  pem: string;
+  serialHex: string;
+  /** SHA-256 of the DER, lower-case hex. */
+  fingerprint: string;
+}
+
+const KEY_USAGE_BITS: Record<KeyUsage, number> = { digitalSignature: 0, keyEncipherment: 2, keyCertSign: 5, cRLSign: 6 };
+
+function der(node: forge.asn1.Asn1): Buffer {
+  return Buffer.from(asn1.toDer(node).getBytes(), 'binary');
+}
+
+function fromDer(buf: Buffer): forge.asn1.Asn1 {
+  return asn1.fromDer(forge.util.createBuffer(buf.toString('binary')));
+}
+
+function seq(items: forge.asn1.Asn1[]): forge.asn1.Asn1 {
+  return asn1.create(C.UNIVERSAL, T.SEQUENCE, true, items);
+}
+
+function oid(id: string): forge.asn1.Asn1 {
+  return asn1.create(C.UNIVERSAL, T.OID, false, asn1.oidToDer(id).getBytes());
+}
+
+function octets(b: Buffer): forge.asn1.Asn1 {
+  return asn1.create(C.UNIVERSAL, T.OCTETSTRING, false, b.toString('binary'));
+}
+
+function integer(b: Buffer): forge.asn1.Asn1 {
+  return asn1.create(C.UNIVERSAL, T.INTEGER, false, b.toString('binary'));
+}
+
+function utf8(s: string): forge.asn1.Asn1 {
+  return asn1.create(C.UNIVERSAL, T.UTF8, false, forge.util.encodeUtf8(s));
+}
+
+/** RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime after. */
+function time(d: Date): forge.asn1.Asn1 {
+  if (d.getUTCFullYear() < 2050) return asn1.create(C.UNIVERSAL, T.UTCTIME, false, asn1.dateToUtcTime(d));
+  return asn1.create(C.UNIVERSAL, T.GENERALIZEDTIME, false, asn1.dateToGeneralizedTime(d));
+}
+
+/** A DN with one RDN per attribute: O first (one per role, as talosctl writes them), then CN. */
+export function encodeName(name: Name): forge.asn1.Asn1 {
+  const rdns: forge.asn1.Asn1[] = [];
+  const rdn = (type: string, value: string) =>
+    rdns.push(asn1.create(C.UNIVERSAL, T.SET, true, [seq([oid(type), utf8(value)])]));
+  for (const o of name.organizations ?? []) rdn(OID.organization, o);
+  if (name.commonName !== undefined) rdn(OID.commonName, name.commonName);
+  return seq(rdns);
+}
+
+/** The signature algorithm an issuer key implies, as DER AlgorithmIdentifier and node:crypto digest. */
+function signatureAlgorithm(key: KeyObject): { algId: forge.asn1.Asn1; digest: string | null } {
+  switch (key.asymmetricKeyType) {
+    case 'ed25519':
+      return { algId: seq([oid(OID.ed25519)]), digest: null };
+    case 'ec': {
+      const curve = key.asymmetricKeyDetails?.namedCurve;
+      if (curve === 'prime256v1') return { algId: seq([oid(OID.ecdsaSha256)]), digest: 'sha256' };
+      if (curve === 'secp384r1') return { algId: seq([oid(OID.ecdsaSha384)]), digest: 'sha384' };
+      if (curve === 'secp521r1') return { algId: seq([oid(OID.ecdsaSha512)]), digest: 'sha512' };
+      throw new Error(`unsupported EC curve ${curve}`);
+    }
+    case 'rsa':
+      return { algId: seq([oid(OID.rsaSha256), asn1.create(C.UNIVERSAL, T.NULL, false, '')]), digest: 'sha256' };
+    default:
+      throw new Error(`unsupported issuer key type ${key.asymmetricKeyType}`);
+  }
+}
+
+/** RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING contents. */
+export function keyIdentifier(publicKey: KeyObject): Buffer {
+  const spki = fromDer(publicKey.export({ type: 'spki', format: 'der' }));
+  const bits = (spki.value as forge.asn1.Asn1[])[1] as forge.asn1.Asn1;
+  // BIT STRING value starts with the unused-bits byte
+  const keyBytes = Buffer.from((bits.value as string).slice(1), 'binary');
+  return createHash('sha1').update(keyBytes).digest();
+}
+
+function extension(id: string, critical: boolean, value: forge.asn1.Asn1): forge.asn1.Asn1 {
+  const parts = [oid(id)];
+  if (critical) parts.push(asn1.create(C.UNIVERSAL, T.BOOLEAN, false, String.fromCharCode(0xff)));
+  parts.push(octets(der(value)));
+  return seq(parts);
+}
+
+function keyUsageBits(usages: KeyUsage[]): forge.asn1.Asn1 {
+  let bits = 0;
+  let highest = 0;
+  for (const u of usages) {
+    bits |= 0x80 >> KEY_USAGE_BITS[u];
+    highest = Math.max(highest, KEY_USAGE_BITS[u]);
+  }
+  const unused = 7 - highest;
+  return asn1.create(C.UNIVERSAL, T.BITSTRING, false, String.fromCharCode(unused) + String.fromCharCode(bits));
+}
+
+function ipBytes(ip: string): Buffer {
+  if (isIP(ip) === 4) return Buffer.from(ip.split('.').map(Number));
+  const [head, tail] = ip.split('::') as [string, string | undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail ? tail.split(':') : [];
+  const groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  return Buffer.concat(groups.map((g) => Buffer.from(g.padStart(4, '0'), 'hex')));
+}
+
+function subjectAltNames(names: string[]): forge.asn1.Asn1 {
+  return seq(
+    names.map((n) =>
+      isIP(n)
+        ? asn1.create(C.CONTEXT_SPECIFIC, 7, false, ipBytes(n).toString('binary'))
+        : asn1.create(C.CONTEXT_SPECIFIC, 2, false, n),
+    ),
+  );
+}
+
+/** A positive 128-bit serial (RFC 5280 §4.1.2.2: positive, at most 20 octets). */
+export function randomSerial(): Buffer {
+  const b = randomBytes(16);
+  // clear the sign bit, and set the next so the DER INTEGER is always the full 16 octets
+  b[0] = ((b[0] as number) & 0x7f) | 0x40;
+  return b;
+}
+
+export function issueCertificate(req: CertificateRequest, issuer: Issuer): IssuedCertificate {
+  const serial = req.serial ?? randomSerial();
+  const { algId, digest } = signatureAlgorithm(issuer.key);
+  const exts: forge.asn1.Asn1[] = [];
+  if (req.isCa) {
+    exts.push(extension(OID.basicConstraints, true, seq([asn1.create(C.UNIVERSAL, T.BOOLEAN, false, String.fromCharCode(0xff))])));
+  }
+  exts.push(extension(OID.keyUsage, true, keyUsageBits(req.keyUsage)));
+  if (req.extKeyUsage?.length) exts.push(extension(OID.extKeyUsage, false, seq(req.extKeyUsage.map((u) => oid(OID[u])))));
+  exts.push(extension(OID.subjectKeyIdentifier, false, octets(keyIdentifier(req.publicKey))));
+  exts.push(
+    extension(
+      OID.authorityKeyIdentifier,
+      false,
+      seq([asn1.create(C.CONTEXT_SPECIFIC, 0, false, keyIdentifier(issuer.publicKey).toString('binary'))]),
+    ),
+  );
+  if (req.subjectAltNames?.length) exts.push(extension(OID.subjectAltName, false, subjectAltNames(req.subjectAltNames)));
+
+  const tbs = seq([
+    asn1.create(C.CONTEXT_SPECIFIC, 0, true, [integer(Buffer.from([2]))]), // v3
+    integer(serial),
+    algId,
+    encodeName(issuer.name),
+    seq([time(req.notBefore), time(req.notAfter)]),
+    encodeName(req.subject),
+    fromDer(req.publicKey.export({ type: 'spki', format: 'der' })),
+    asn1.create(C.CONTEXT_SPECIFIC, 3, true, [seq(exts)]),
+  ]);
+  const tbsDer = der(tbs);
+  const signature = sign(digest, tbsDer, issuer.key.asymmetricKeyType === 'ec' ? { key: issuer.key, dsaEncoding: 'der' } : issuer.key);
+  const cert = seq([tbs, algId, asn1.create(C.UNIVERSAL, T.BITSTRING, false, `\0${signature.toString('binary')}`)]);
+  const certDer = der(cert);
+  return {
+    der: certDer,
+    pem: toPem('CERTIFICATE', certDer),
+    serialHex: serial.toString('hex'),
+    fingerprint: createHash('sha256').update(certDer).digest('hex'),
+  };
+}
+
+export function toPem(label: string, body: Buffer): string {
+  const b64 = body.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}

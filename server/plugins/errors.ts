@@ -1,0 +1,42 @@
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { OAuthError } from '../../device/errors.js';
+import { ApiError } from '../api-error.js';
+
+/** The one place errors become responses: RFC 6749 shape, never a stack, never a 500 for a client's mistake. */
+export function registerErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError | Error, request: FastifyRequest, reply: FastifyReply) => {
+    if (err instanceof OAuthError || err instanceof ApiError) {
+      if (err.status === 401) {
+        const basic = err instanceof OAuthError && err.error === 'invalid_client' && /^basic /i.test(request.headers.authorization ?? '');
+        reply.header('WWW-Authenticate', basic ? 'Basic realm="talos-gate"' : `Bearer realm="talos-gate", error="${err.error}"`);
+      }
+      if (err.status >= 500) request.log.error({ err }, 'request failed');
+      return reply.code(err.status).header('Cache-Control', 'no-store').send({ error: err.error, error_description: err.description });
+    }
+    const fe = err as FastifyError;
+    if (fe.validation) {
+      return reply.code(400).send({ error: 'invalid_request', error_description: fe.message });
+    }
+    const status = fe.statusCode ?? 500;
+    if (status >= 400 && status < 500) {
+      // Fastify's own client errors: bad JSON, wrong content type, body too large, bad URL
+      return reply.code(status).send({ error: 'invalid_request', error_description: clientMessage(fe) });
+    }
+    request.log.error({ err }, 'request failed');
+    return reply.code(500).send({ error: 'server_error', error_description: 'the gate failed to handle this request; see its log' });
+  });
+
+  app.setNotFoundHandler((request, reply) =>
+    reply.code(404).send({ error: 'not_found', error_description: `no route for ${request.method} ${request.url.split('?')[0]}` }),
+  );
+}
+
+const CLIENT_MESSAGES: Record<string, string> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: 'unsupported Content-Type for this endpoint',
+  FST_ERR_CTP_BODY_TOO_LARGE: 'request body too large',
+  FST_ERR_CTP_EMPTY_JSON_BODY: 'empty JSON body',
+};
+
+function clientMessage(e: FastifyError): string {
+  return CLIENT_MESSAGES[e.code] ?? e.message.slice(0, 200);
+}

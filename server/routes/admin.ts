@@ -1,0 +1,138 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { secretsEqual } from '../../device/secrets.js';
+import { ApiError } from '../api-error.js';
+import type { Decision, EnrollmentService, Registration } from '../enrollment/service.js';
+import type { Storage } from '../storage/storage.js';
+import { nodeJson } from './node-json.js';
+
+const patchesSchema = {
+  type: 'array',
+  maxItems: 32,
+  items: { anyOf: [{ type: 'string', maxLength: 65536 }, { type: 'object' }, { type: 'array' }] },
+} as const;
+
+const decisionProperties = {
+  profile: { type: 'string', maxLength: 64 },
+  hostname: { type: 'string', maxLength: 253 },
+  patches: patchesSchema,
+} as const;
+
+const nodeIdParams = {
+  type: 'object',
+  properties: { id: { type: 'string', maxLength: 64 } },
+  required: ['id'],
+} as const;
+
+interface DecisionBody {
+  profile?: string;
+  hostname?: string;
+  patches?: Decision['patches'];
+}
+
+function decisionOf(body: DecisionBody | undefined): Decision {
+  return { profile: body?.profile, hostname: body?.hostname, patches: body?.patches };
+}
+
+/**
+ * The admin API. Every route needs `Authorization: Bearer <admin_token>`; the actor recorded in the
+ * audit trail is "admin-token" until web sign-in lands.
+ */
+export function adminRoutes(enrollment: EnrollmentService, storage: Storage, adminToken: string) {
+  const authenticate = async (request: FastifyRequest) => {
+    const auth = request.headers.authorization ?? '';
+    const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : '';
+    if (!token || !secretsEqual(token, adminToken)) throw new ApiError('unauthorized', 'a valid admin token is required');
+  };
+  const actor = 'admin-token';
+
+  return async (app: FastifyInstance) => {
+    app.addHook('onRequest', authenticate);
+
+    app.get<{ Querystring: { status?: 'pending' | 'approved' | 'denied' | 'revoked' } }>(
+      '/nodes',
+      {
+        schema: {
+          querystring: {
+            type: 'object',
+            properties: { status: { type: 'string', enum: ['pending', 'approved', 'denied', 'revoked'] } },
+            additionalProperties: false,
+          },
+        },
+      },
+      async (request) => ({ nodes: enrollment.listNodes(request.query.status).map(nodeJson) }),
+    );
+
+    app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; auto_approve?: boolean } }>(
+      '/nodes',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            properties: { ...decisionProperties, uuid: { type: 'string', maxLength: 64 }, mac: { type: 'string', maxLength: 64 }, auto_approve: { type: 'boolean' } },
+            required: ['profile'],
+            additionalProperties: false,
+          },
+        },
+      },
+      async (request, reply) => {
+        const b = request.body;
+        const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve };
+        return reply.code(201).send(nodeJson(enrollment.register(reg, actor)));
+      },
+    );
+
+    app.get<{ Params: { id: string } }>('/nodes/:id', { schema: { params: nodeIdParams } }, async (request) =>
+      nodeJson(enrollment.getNode(request.params.id)),
+    );
+
+    app.get<{ Params: { id: string } }>('/nodes/:id/config', { schema: { params: nodeIdParams } }, async (request, reply) =>
+      reply.type('application/yaml; charset=utf-8').send(enrollment.nodeConfig(request.params.id)),
+    );
+
+    const decisionBody = { type: 'object', properties: decisionProperties, additionalProperties: false } as const;
+    app.post<{ Params: { id: string }; Body: DecisionBody | undefined }>(
+      '/nodes/:id/approve',
+      { schema: { params: nodeIdParams, body: decisionBody } },
+      async (request) => nodeJson(enrollment.approveNode(request.params.id, decisionOf(request.body), actor)),
+    );
+    app.post<{ Params: { id: string } }>('/nodes/:id/deny', { schema: { params: nodeIdParams } }, async (request) =>
+      nodeJson(enrollment.denyNode(request.params.id, actor)),
+    );
+    app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { schema: { params: nodeIdParams } }, async (request) =>
+      nodeJson(enrollment.revokeNode(request.params.id, actor)),
+    );
+
+    const userCodeBody = {
+      type: 'object',
+      properties: { ...decisionProperties, user_code: { type: 'string', maxLength: 32 } },
+      required: ['user_code'],
+      additionalProperties: false,
+    } as const;
+    app.post<{ Body: DecisionBody & { user_code: string } }>('/device/approve', { schema: { body: userCodeBody } }, async (request) =>
+      nodeJson(enrollment.approveByUserCode(request.body.user_code, decisionOf(request.body), actor)),
+    );
+    app.post<{ Body: { user_code: string } }>(
+      '/device/deny',
+      { schema: { body: { type: 'object', properties: { user_code: { type: 'string', maxLength: 32 } }, required: ['user_code'], additionalProperties: false } } },
+      async (request) => nodeJson(enrollment.denyByUserCode(request.body.user_code, actor)),
+    );
+
+    app.get<{ Querystring: { limit?: number; before?: number } }>(
+      '/audit',
+      {
+        schema: {
+          querystring: {
+            type: 'object',
+            properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 }, before: { type: 'integer', minimum: 1 } },
+            additionalProperties: false,
+          },
+        },
+      },
+      async (request) => {
+        const events = storage.listAuditEvents({ limit: request.query.limit ?? 100, beforeId: request.query.before });
+        const last = events[events.length - 1];
+        return { events: events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), next_before: events.length === (request.query.limit ?? 100) && last ? last.id : null };
+      },
+    );
+  };
+}

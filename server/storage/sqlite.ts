@@ -1,0 +1,457 @@
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { migrationsDir } from '../paths.js';
+import { migrate, readMigrations } from './migrate.js';
+import {
+  AlreadyExistsError,
+  NotFoundError,
+  type AuditEvent,
+  type DeviceRequestRecord,
+  type DeviceRequestStatus,
+  type NewAuditEvent,
+  type NewDeviceRequest,
+  type NodeFilter,
+  type NodeRecord,
+  type NodeTokenRecord,
+  type Storage,
+} from './storage.js';
+
+// Column rows as SQLite returns them; converted to records in one place each way.
+interface NodeRow {
+  id: string;
+  uuid: string | null;
+  mac: string | null;
+  variables: string;
+  status: NodeRecord['status'];
+  profile: string | null;
+  hostname: string | null;
+  patches: string;
+  auto_approve: number;
+  config: string | null;
+  created_at: number;
+  requested_at: number | null;
+  source_ip: string | null;
+  decided_at: number | null;
+  decided_by: string | null;
+  config_downloads: number;
+  last_download_at: number | null;
+  last_download_ip: string | null;
+}
+
+interface DeviceRequestRow {
+  id: number;
+  device_code_hash: string;
+  user_code: string;
+  client_id: string;
+  kind: DeviceRequestRecord['kind'];
+  node_id: string | null;
+  variables: string;
+  scope: string | null;
+  audience: string | null;
+  source_ip: string;
+  created_at: number;
+  expires_at: number;
+  interval_ms: number;
+  status: DeviceRequestStatus;
+  decided_at: number | null;
+  decided_by: string | null;
+  last_poll_at: number | null;
+  last_poll_basic: number;
+  last_answer: string | null;
+}
+
+interface NodeTokenRow {
+  token_hash: string;
+  node_id: string;
+  device_request_id: number;
+  issued_at: number;
+  expires_at: number;
+  revoked_at: number | null;
+}
+
+interface AuditRow {
+  id: number;
+  at: number;
+  type: string;
+  actor: string | null;
+  subject: string | null;
+  ip: string | null;
+  detail: string;
+}
+
+const nodeFromRow = (r: NodeRow): NodeRecord => ({
+  id: r.id,
+  uuid: r.uuid,
+  mac: r.mac,
+  variables: JSON.parse(r.variables) as NodeRecord['variables'],
+  status: r.status,
+  profile: r.profile,
+  hostname: r.hostname,
+  patches: JSON.parse(r.patches) as NodeRecord['patches'],
+  autoApprove: r.auto_approve === 1,
+  config: r.config,
+  createdAt: r.created_at,
+  requestedAt: r.requested_at,
+  sourceIp: r.source_ip,
+  decidedAt: r.decided_at,
+  decidedBy: r.decided_by,
+  configDownloads: r.config_downloads,
+  lastDownloadAt: r.last_download_at,
+  lastDownloadIp: r.last_download_ip,
+});
+
+const nodeToRow = (n: NodeRecord): NodeRow => ({
+  id: n.id,
+  uuid: n.uuid,
+  mac: n.mac,
+  variables: JSON.stringify(n.variables),
+  status: n.status,
+  profile: n.profile,
+  hostname: n.hostname,
+  patches: JSON.stringify(n.patches),
+  auto_approve: n.autoApprove ? 1 : 0,
+  config: n.config,
+  created_at: n.createdAt,
+  requested_at: n.requestedAt,
+  source_ip: n.sourceIp,
+  decided_at: n.decidedAt,
+  decided_by: n.decidedBy,
+  config_downloads: n.configDownloads,
+  last_download_at: n.lastDownloadAt,
+  last_download_ip: n.lastDownloadIp,
+});
+
+const requestFromRow = (r: DeviceRequestRow): DeviceRequestRecord => ({
+  id: r.id,
+  deviceCodeHash: r.device_code_hash,
+  userCode: r.user_code,
+  clientId: r.client_id,
+  kind: r.kind,
+  nodeId: r.node_id,
+  variables: JSON.parse(r.variables) as DeviceRequestRecord['variables'],
+  scope: r.scope,
+  audience: r.audience,
+  sourceIp: r.source_ip,
+  createdAt: r.created_at,
+  expiresAt: r.expires_at,
+  intervalMs: r.interval_ms,
+  status: r.status,
+  decidedAt: r.decided_at,
+  decidedBy: r.decided_by,
+  lastPollAt: r.last_poll_at,
+  lastPollBasic: r.last_poll_basic === 1,
+  lastAnswer: r.last_answer,
+});
+
+const requestToRow = (r: DeviceRequestRecord): DeviceRequestRow => ({
+  id: r.id,
+  device_code_hash: r.deviceCodeHash,
+  user_code: r.userCode,
+  client_id: r.clientId,
+  kind: r.kind,
+  node_id: r.nodeId,
+  variables: JSON.stringify(r.variables),
+  scope: r.scope,
+  audience: r.audience,
+  source_ip: r.sourceIp,
+  created_at: r.createdAt,
+  expires_at: r.expiresAt,
+  interval_ms: r.intervalMs,
+  status: r.status,
+  decided_at: r.decidedAt,
+  decided_by: r.decidedBy,
+  last_poll_at: r.lastPollAt,
+  last_poll_basic: r.lastPollBasic ? 1 : 0,
+  last_answer: r.lastAnswer,
+});
+
+const tokenFromRow = (r: NodeTokenRow): NodeTokenRecord => ({
+  tokenHash: r.token_hash,
+  nodeId: r.node_id,
+  deviceRequestId: r.device_request_id,
+  issuedAt: r.issued_at,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
+});
+
+const auditFromRow = (r: AuditRow): AuditEvent => ({
+  id: r.id,
+  at: r.at,
+  type: r.type,
+  actor: r.actor,
+  subject: r.subject,
+  ip: r.ip,
+  detail: JSON.parse(r.detail) as Record<string, unknown>,
+});
+
+function isUniqueViolation(e: unknown): boolean {
+  return e instanceof Error && 'code' in e && (e as { code: string }).code.startsWith('SQLITE_CONSTRAINT');
+}
+
+function columns(row: object, skip: string[] = []): string[] {
+  return Object.keys(row).filter((k) => !skip.includes(k));
+}
+
+/** Opens (creating when needed) the gate's SQLite database in WAL mode and brings its schema up to date. */
+export function openSqliteStorage(file: string, opts: { migrationsDir?: string } = {}): SqliteStorage {
+  if (file !== ':memory:') {
+    const dir = dirname(file);
+    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+  const db = new Database(file);
+  if (file !== ':memory:') chmodSync(file, 0o600);
+  db.pragma('journal_mode = WAL');
+  // With WAL, NORMAL keeps every committed transaction across a crash of the process (SIGKILL);
+  // only a power loss can take the last commits back. FULL would add an fsync to every commit.
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db, readMigrations(opts.migrationsDir ?? migrationsDir));
+  return new SqliteStorage(db);
+}
+
+export class SqliteStorage implements Storage {
+  private readonly nodeCols = columns(nodeToRow(blankNode()));
+  private readonly requestCols = columns(requestToRow(blankRequest()), ['id']);
+  private readonly stmt;
+
+  constructor(readonly db: Database.Database) {
+    const set = (cols: string[]) => cols.map((c) => `${c} = @${c}`).join(', ');
+    const requestUpdateCols = this.requestCols;
+    this.stmt = {
+      insertNode: db.prepare(
+        `INSERT INTO nodes (${this.nodeCols.join(', ')}) VALUES (${this.nodeCols.map((c) => `@${c}`).join(', ')})`,
+      ),
+      getNode: db.prepare('SELECT * FROM nodes WHERE id = ?'),
+      listNodes: db.prepare('SELECT * FROM nodes ORDER BY COALESCE(requested_at, created_at) DESC, id'),
+      listNodesByStatus: db.prepare(
+        'SELECT * FROM nodes WHERE status = ? ORDER BY COALESCE(requested_at, created_at) DESC, id',
+      ),
+      updateNode: db.prepare(`UPDATE nodes SET ${set(this.nodeCols.filter((c) => c !== 'id'))} WHERE id = @id`),
+      insertRequest: db.prepare(
+        `INSERT INTO device_requests (${this.requestCols.join(', ')}) VALUES (${this.requestCols.map((c) => `@${c}`).join(', ')})`,
+      ),
+      getRequest: db.prepare('SELECT * FROM device_requests WHERE id = ?'),
+      getRequestByHash: db.prepare('SELECT * FROM device_requests WHERE device_code_hash = ?'),
+      getRequestByUserCode: db.prepare('SELECT * FROM device_requests WHERE user_code = ?'),
+      updateRequest: db.prepare(`UPDATE device_requests SET ${set(requestUpdateCols)} WHERE id = @id`),
+      countPendingFromIp: db.prepare(
+        "SELECT COUNT(*) AS n FROM device_requests WHERE source_ip = ? AND status = 'pending' AND expires_at > ?",
+      ),
+      insertToken: db.prepare(
+        `INSERT INTO node_tokens (token_hash, node_id, device_request_id, issued_at, expires_at, revoked_at)
+         VALUES (@token_hash, @node_id, @device_request_id, @issued_at, @expires_at, @revoked_at)`,
+      ),
+      getToken: db.prepare('SELECT * FROM node_tokens WHERE token_hash = ?'),
+      revokeTokens: db.prepare('UPDATE node_tokens SET revoked_at = ? WHERE node_id = ? AND revoked_at IS NULL'),
+      insertAudit: db.prepare(
+        'INSERT INTO audit_events (at, type, actor, subject, ip, detail) VALUES (@at, @type, @actor, @subject, @ip, @detail)',
+      ),
+      listAudit: db.prepare('SELECT * FROM audit_events WHERE id < ? ORDER BY id DESC LIMIT ?'),
+      gcRequests: db.prepare(
+        // consumed requests stay while their token refers to them; the token's expiry removes both
+        `DELETE FROM device_requests WHERE expires_at < ? AND status <> 'consumed'`,
+      ),
+      gcTokens: db.prepare('DELETE FROM node_tokens WHERE expires_at < ?'),
+      gcConsumed: db.prepare(
+        `DELETE FROM device_requests WHERE status = 'consumed' AND expires_at < ?
+           AND id NOT IN (SELECT device_request_id FROM node_tokens)`,
+      ),
+    };
+  }
+
+  transaction<T>(fn: () => T): T {
+    // immediate: take the write lock at the start, so two gate processes never both read-then-write
+    return this.db.transaction(fn).immediate();
+  }
+
+  createNode(node: NodeRecord): NodeRecord {
+    try {
+      this.stmt.insertNode.run(nodeToRow(node));
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new AlreadyExistsError(`node ${node.id}`);
+      throw e;
+    }
+    return node;
+  }
+
+  getNode(id: string): NodeRecord | undefined {
+    const row = this.stmt.getNode.get(id) as NodeRow | undefined;
+    return row && nodeFromRow(row);
+  }
+
+  listNodes(filter: NodeFilter = {}): NodeRecord[] {
+    const rows = (filter.status ? this.stmt.listNodesByStatus.all(filter.status) : this.stmt.listNodes.all()) as NodeRow[];
+    return rows.map(nodeFromRow);
+  }
+
+  updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): NodeRecord {
+    return this.transaction(() => {
+      const old = this.getNode(id);
+      if (!old) throw new NotFoundError(`node ${id}`);
+      const next = { ...updater(old), id };
+      this.stmt.updateNode.run(nodeToRow(next));
+      return next;
+    });
+  }
+
+  createDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord {
+    const full: DeviceRequestRecord = {
+      ...req,
+      id: 0,
+      decidedAt: null,
+      decidedBy: null,
+      lastPollAt: null,
+      lastPollBasic: false,
+      lastAnswer: null,
+    };
+    const { id: _unused, ...row } = requestToRow(full);
+    try {
+      const info = this.stmt.insertRequest.run(row);
+      return { ...full, id: Number(info.lastInsertRowid) };
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new AlreadyExistsError('device request code');
+      throw e;
+    }
+  }
+
+  getDeviceRequest(id: number): DeviceRequestRecord | undefined {
+    const row = this.stmt.getRequest.get(id) as DeviceRequestRow | undefined;
+    return row && requestFromRow(row);
+  }
+
+  getDeviceRequestByCodeHash(hash: string): DeviceRequestRecord | undefined {
+    const row = this.stmt.getRequestByHash.get(hash) as DeviceRequestRow | undefined;
+    return row && requestFromRow(row);
+  }
+
+  getDeviceRequestByUserCode(userCode: string): DeviceRequestRecord | undefined {
+    const row = this.stmt.getRequestByUserCode.get(userCode) as DeviceRequestRow | undefined;
+    return row && requestFromRow(row);
+  }
+
+  listDeviceRequests(filter: { nodeId?: string; status?: DeviceRequestStatus }): DeviceRequestRecord[] {
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (filter.nodeId !== undefined) {
+      where.push('node_id = ?');
+      args.push(filter.nodeId);
+    }
+    if (filter.status !== undefined) {
+      where.push('status = ?');
+      args.push(filter.status);
+    }
+    const sql = `SELECT * FROM device_requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id`;
+    return (this.db.prepare(sql).all(...args) as DeviceRequestRow[]).map(requestFromRow);
+  }
+
+  updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord {
+    return this.transaction(() => {
+      const old = this.getDeviceRequest(id);
+      if (!old) throw new NotFoundError(`device request ${id}`);
+      const next = { ...updater(old), id };
+      this.stmt.updateRequest.run(requestToRow(next));
+      return next;
+    });
+  }
+
+  countPendingDeviceRequestsFromIp(ip: string, now: number): number {
+    return (this.stmt.countPendingFromIp.get(ip, now) as { n: number }).n;
+  }
+
+  createNodeToken(token: NodeTokenRecord): NodeTokenRecord {
+    try {
+      this.stmt.insertToken.run({
+        token_hash: token.tokenHash,
+        node_id: token.nodeId,
+        device_request_id: token.deviceRequestId,
+        issued_at: token.issuedAt,
+        expires_at: token.expiresAt,
+        revoked_at: token.revokedAt,
+      });
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new AlreadyExistsError(`token for device request ${token.deviceRequestId}`);
+      throw e;
+    }
+    return token;
+  }
+
+  getNodeToken(hash: string): NodeTokenRecord | undefined {
+    const row = this.stmt.getToken.get(hash) as NodeTokenRow | undefined;
+    return row && tokenFromRow(row);
+  }
+
+  revokeNodeTokens(nodeId: string, at: number): number {
+    return this.stmt.revokeTokens.run(at, nodeId).changes;
+  }
+
+  addAuditEvent(event: NewAuditEvent): AuditEvent {
+    const info = this.stmt.insertAudit.run({ ...event, detail: JSON.stringify(event.detail) });
+    return { ...event, id: Number(info.lastInsertRowid) };
+  }
+
+  listAuditEvents(opts: { limit: number; beforeId?: number }): AuditEvent[] {
+    const rows = this.stmt.listAudit.all(opts.beforeId ?? Number.MAX_SAFE_INTEGER, opts.limit) as AuditRow[];
+    return rows.map(auditFromRow);
+  }
+
+  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number } {
+    return this.transaction(() => {
+      const nodeTokens = this.stmt.gcTokens.run(now).changes;
+      const deviceRequests = this.stmt.gcRequests.run(now).changes + this.stmt.gcConsumed.run(now).changes;
+      return { deviceRequests, nodeTokens };
+    });
+  }
+
+  close(): void {
+    if (this.db.open) this.db.close();
+  }
+}
+
+function blankNode(): NodeRecord {
+  return {
+    id: '',
+    uuid: null,
+    mac: null,
+    variables: {},
+    status: 'pending',
+    profile: null,
+    hostname: null,
+    patches: [],
+    autoApprove: false,
+    config: null,
+    createdAt: 0,
+    requestedAt: null,
+    sourceIp: null,
+    decidedAt: null,
+    decidedBy: null,
+    configDownloads: 0,
+    lastDownloadAt: null,
+    lastDownloadIp: null,
+  };
+}
+
+function blankRequest(): DeviceRequestRecord {
+  return {
+    id: 0,
+    deviceCodeHash: '',
+    userCode: '',
+    clientId: '',
+    kind: 'node',
+    nodeId: null,
+    variables: {},
+    scope: null,
+    audience: null,
+    sourceIp: '',
+    createdAt: 0,
+    expiresAt: 0,
+    intervalMs: 0,
+    status: 'pending',
+    decidedAt: null,
+    decidedBy: null,
+    lastPollAt: null,
+    lastPollBasic: false,
+    lastAnswer: null,
+  };
+}

@@ -1,0 +1,133 @@
+// The one storage interface of the gate. The SQLite backend implements it today; another backend
+// must pass test/storage/conformance.ts. Updaters get the stored record and return the new one; the
+// backend runs them inside a transaction, so read-check-write is atomic.
+
+export type NodeStatus = 'pending' | 'approved' | 'denied' | 'revoked';
+export type DeviceRequestStatus = 'pending' | 'approved' | 'denied' | 'consumed';
+export type DeviceKind = 'node';
+
+/** What a node sent in its device authorization request, exactly as it came. */
+export type NodeVariables = Record<string, string>;
+
+/** A patch as given at approval: a strategic merge patch (map), an RFC 6902 patch (list) or YAML text. */
+export type PatchSpec = string | Record<string, unknown> | unknown[];
+
+export interface NodeRecord {
+  id: string;
+  uuid: string | null;
+  mac: string | null;
+  variables: NodeVariables;
+  status: NodeStatus;
+  profile: string | null;
+  hostname: string | null;
+  patches: PatchSpec[];
+  autoApprove: boolean;
+  config: string | null;
+  createdAt: number;
+  requestedAt: number | null;
+  sourceIp: string | null;
+  decidedAt: number | null;
+  decidedBy: string | null;
+  configDownloads: number;
+  lastDownloadAt: number | null;
+  lastDownloadIp: string | null;
+}
+
+export interface DeviceRequestRecord {
+  id: number;
+  deviceCodeHash: string;
+  userCode: string;
+  clientId: string;
+  kind: DeviceKind;
+  nodeId: string | null;
+  variables: NodeVariables;
+  scope: string | null;
+  audience: string | null;
+  sourceIp: string;
+  createdAt: number;
+  expiresAt: number;
+  intervalMs: number;
+  status: DeviceRequestStatus;
+  decidedAt: number | null;
+  decidedBy: string | null;
+  lastPollAt: number | null;
+  lastPollBasic: boolean;
+  /** The OAuth error last answered to a poll, so the immediate twin of a poll gets the same answer. */
+  lastAnswer: string | null;
+}
+
+export type NewDeviceRequest = Omit<
+  DeviceRequestRecord,
+  'id' | 'decidedAt' | 'decidedBy' | 'lastPollAt' | 'lastPollBasic' | 'lastAnswer'
+>;
+
+export interface NodeTokenRecord {
+  tokenHash: string;
+  nodeId: string;
+  deviceRequestId: number;
+  issuedAt: number;
+  expiresAt: number;
+  revokedAt: number | null;
+}
+
+export interface AuditEvent {
+  id: number;
+  at: number;
+  type: string;
+  actor: string | null;
+  subject: string | null;
+  ip: string | null;
+  detail: Record<string, unknown>;
+}
+
+export type NewAuditEvent = Omit<AuditEvent, 'id'>;
+
+export class NotFoundError extends Error {
+  constructor(what: string) {
+    super(`${what} not found`);
+    this.name = 'NotFoundError';
+  }
+}
+
+export class AlreadyExistsError extends Error {
+  constructor(what: string) {
+    super(`${what} already exists`);
+    this.name = 'AlreadyExistsError';
+  }
+}
+
+export interface NodeFilter {
+  status?: NodeStatus;
+}
+
+export interface Storage {
+  /** Runs fn atomically: everything it does through this storage commits together or not at all. */
+  transaction<T>(fn: () => T): T;
+
+  createNode(node: NodeRecord): NodeRecord;
+  getNode(id: string): NodeRecord | undefined;
+  listNodes(filter?: NodeFilter): NodeRecord[];
+  updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): NodeRecord;
+
+  /** Throws AlreadyExistsError when the device code hash or user code is taken. */
+  createDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord;
+  getDeviceRequest(id: number): DeviceRequestRecord | undefined;
+  getDeviceRequestByCodeHash(hash: string): DeviceRequestRecord | undefined;
+  getDeviceRequestByUserCode(userCode: string): DeviceRequestRecord | undefined;
+  listDeviceRequests(filter: { nodeId?: string; status?: DeviceRequestStatus }): DeviceRequestRecord[];
+  updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord;
+  countPendingDeviceRequestsFromIp(ip: string, now: number): number;
+
+  /** Throws AlreadyExistsError when the device request already yielded a token. */
+  createNodeToken(token: NodeTokenRecord): NodeTokenRecord;
+  getNodeToken(hash: string): NodeTokenRecord | undefined;
+  revokeNodeTokens(nodeId: string, at: number): number;
+
+  addAuditEvent(event: NewAuditEvent): AuditEvent;
+  listAuditEvents(opts: { limit: number; beforeId?: number }): AuditEvent[];
+
+  /** Deletes what no longer matters: expired device requests and tokens. Returns counts. */
+  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number };
+
+  close(): void;
+}
