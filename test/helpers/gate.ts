@@ -1,0 +1,80 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { request, type HttpResponse } from '../../cli/http.js';
+import { startGate, type RunningGate } from '../../server/main.js';
+
+export interface TestGate {
+  gate: RunningGate;
+  url: string;
+  ca: string;
+  dir: string;
+  configFile: string;
+  adminToken: string;
+  /** A JSON call to the admin API with the admin token. */
+  admin(method: string, path: string, body?: unknown): Promise<{ status: number; json: any }>; // any: tests read arbitrary response shapes
+  close(): Promise<void>;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+/** A real gate: YAML config file, SQLite file and self-signed TLS in a fresh temp folder, on a real port. */
+export async function startTestGate(overrides: Record<string, unknown> = {}): Promise<TestGate> {
+  const dir = mkdtempSync(join(tmpdir(), 'talos-gate-test-'));
+  const port = await freePort();
+  const config = {
+    listen: `127.0.0.1:${port}`,
+    data_dir: join(dir, 'data'),
+    admin_token: 'test-admin-token-0123456789',
+    log_level: 'silent',
+    device: { interval: '1s', code_ttl: '2m' },
+    ...overrides,
+  };
+  const configFile = join(dir, 'config.yaml');
+  writeFileSync(configFile, stringify(config));
+  const gate = await startGate(configFile, {});
+  const ca = gate.tls?.caPem ?? '';
+  const adminToken = gate.adminToken;
+  const admin = async (method: string, path: string, body?: unknown) => {
+    const res: HttpResponse = await request(`${gate.url}${path}`, {
+      method,
+      headers: {
+        authorization: `Bearer ${adminToken}`,
+        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
+      },
+      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+      ca,
+    });
+    const isJson = String(res.headers['content-type'] ?? '').includes('json');
+    return { status: res.status, json: isJson ? JSON.parse(res.body) : res.body };
+  };
+  return {
+    gate,
+    url: gate.url,
+    ca,
+    dir,
+    configFile,
+    adminToken,
+    admin,
+    async close() {
+      await gate.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export function readText(path: string): string {
+  return readFileSync(path, 'utf8');
+}

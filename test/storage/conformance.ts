@@ -1,0 +1,143 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { AlreadyExistsError, NotFoundError, type NewDeviceRequest, type NodeRecord, type Storage } from '../../server/storage/storage.js';
+
+// The behaviour every storage backend must have. A new backend calls runStorageConformance with a
+// factory that gives an empty store.
+
+export function sampleNode(id: string, over: Partial<NodeRecord> = {}): NodeRecord {
+  return {
+    id,
+    uuid: id,
+    mac: null,
+    variables: { uuid: id },
+    status: 'pending',
+    profile: null,
+    hostname: null,
+    patches: [],
+    autoApprove: false,
+    config: null,
+    createdAt: 1,
+    requestedAt: 1,
+    sourceIp: '192.0.2.1',
+    decidedAt: null,
+    decidedBy: null,
+    configDownloads: 0,
+    lastDownloadAt: null,
+    lastDownloadIp: null,
+    ...over,
+  };
+}
+
+export function sampleRequest(nodeId: string, over: Partial<NewDeviceRequest> = {}): NewDeviceRequest {
+  return {
+    deviceCodeHash: `hash-${nodeId}-${Math.random()}`,
+    userCode: Math.random().toString(36).slice(2, 10).toUpperCase(),
+    clientId: 'talos-node',
+    kind: 'node',
+    nodeId,
+    variables: { uuid: nodeId },
+    scope: null,
+    audience: null,
+    sourceIp: '192.0.2.1',
+    createdAt: 1000,
+    expiresAt: 10_000,
+    intervalMs: 5000,
+    status: 'pending',
+    ...over,
+  };
+}
+
+export function runStorageConformance(name: string, newStorage: () => Storage): void {
+  describe(`storage conformance: ${name}`, () => {
+    test('nodes: create, get, list by status, update, not found, duplicate', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('n1', { patches: [{ machine: { a: 1 } }, 'x: 1'] }));
+      s.createNode(sampleNode('n2', { status: 'approved', requestedAt: 5 }));
+      assert.deepEqual(s.getNode('n1')?.patches, [{ machine: { a: 1 } }, 'x: 1']);
+      assert.equal(s.getNode('nope'), undefined);
+      assert.deepEqual(s.listNodes().map((n) => n.id), ['n2', 'n1'], 'newest request first');
+      assert.deepEqual(s.listNodes({ status: 'approved' }).map((n) => n.id), ['n2']);
+      const u = s.updateNode('n1', (n) => ({ ...n, status: 'denied', autoApprove: true }));
+      assert.equal(u.status, 'denied');
+      assert.equal(s.getNode('n1')?.autoApprove, true);
+      assert.throws(() => s.updateNode('nope', (n) => n), NotFoundError);
+      assert.throws(() => s.createNode(sampleNode('n1')), AlreadyExistsError);
+      s.close();
+    });
+
+    test('device requests: unique codes, lookups, atomic update, pending count per IP', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('n1'));
+      const r = s.createDeviceRequest(sampleRequest('n1', { userCode: 'BCDFGHJK', deviceCodeHash: 'h1' }));
+      assert.ok(r.id > 0);
+      assert.throws(() => s.createDeviceRequest(sampleRequest('n1', { userCode: 'BCDFGHJK' })), AlreadyExistsError);
+      assert.throws(() => s.createDeviceRequest(sampleRequest('n1', { deviceCodeHash: 'h1' })), AlreadyExistsError);
+      assert.equal(s.getDeviceRequestByCodeHash('h1')?.id, r.id);
+      assert.equal(s.getDeviceRequestByUserCode('BCDFGHJK')?.id, r.id);
+      assert.equal(s.getDeviceRequest(r.id)?.lastPollAt, null);
+      s.updateDeviceRequest(r.id, (x) => ({ ...x, lastPollAt: 5, lastPollBasic: true, lastAnswer: 'slow_down', intervalMs: 10_000 }));
+      const after = s.getDeviceRequest(r.id);
+      assert.deepEqual([after?.lastPollAt, after?.lastPollBasic, after?.lastAnswer, after?.intervalMs], [5, true, 'slow_down', 10_000]);
+      assert.throws(() => s.updateDeviceRequest(r.id, () => { throw new Error('updater refused'); }), /updater refused/);
+      assert.equal(s.getDeviceRequest(r.id)?.status, 'pending', 'a throwing updater changes nothing');
+      s.createDeviceRequest(sampleRequest('n1', { sourceIp: '192.0.2.1', expiresAt: 3000 }));
+      assert.equal(s.countPendingDeviceRequestsFromIp('192.0.2.1', 2000), 2);
+      assert.equal(s.countPendingDeviceRequestsFromIp('192.0.2.1', 5000), 1, 'expired requests do not count');
+      assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1', status: 'pending' }).length, 2);
+      s.close();
+    });
+
+    test('tokens: one per device request, revocation', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('n1'));
+      const r = s.createDeviceRequest(sampleRequest('n1'));
+      const t = { tokenHash: 't1', nodeId: 'n1', deviceRequestId: r.id, issuedAt: 1, expiresAt: 100, revokedAt: null };
+      s.createNodeToken(t);
+      assert.throws(() => s.createNodeToken({ ...t, tokenHash: 't2' }), AlreadyExistsError);
+      assert.deepEqual(s.getNodeToken('t1'), t);
+      assert.equal(s.revokeNodeTokens('n1', 50), 1);
+      assert.equal(s.getNodeToken('t1')?.revokedAt, 50);
+      s.close();
+    });
+
+    test('transactions commit together or not at all', () => {
+      const s = newStorage();
+      assert.throws(() =>
+        s.transaction(() => {
+          s.createNode(sampleNode('n1'));
+          throw new Error('boom');
+        }),
+      );
+      assert.equal(s.getNode('n1'), undefined);
+      s.transaction(() => s.createNode(sampleNode('n2')));
+      assert.ok(s.getNode('n2'));
+      s.close();
+    });
+
+    test('audit events page newest first', () => {
+      const s = newStorage();
+      for (let i = 0; i < 5; i++) s.addAuditEvent({ at: i, type: 'device_code_issued', actor: null, subject: `n${i}`, ip: null, detail: { i } });
+      const page = s.listAuditEvents({ limit: 2 });
+      assert.deepEqual(page.map((e) => e.subject), ['n4', 'n3']);
+      assert.deepEqual(s.listAuditEvents({ limit: 2, beforeId: page[1]?.id }).map((e) => e.detail.i), [2, 1]);
+      s.close();
+    });
+
+    test('garbage collection removes expired requests and tokens, keeps live ones', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('n1'));
+      const expired = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 }));
+      const live = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 10_000 }));
+      const used = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100, status: 'consumed' }));
+      s.createNodeToken({ tokenHash: 'live', nodeId: 'n1', deviceRequestId: used.id, issuedAt: 1, expiresAt: 5_000, revokedAt: null });
+      assert.deepEqual(s.garbageCollect(1000), { deviceRequests: 1, nodeTokens: 0 });
+      assert.equal(s.getDeviceRequest(expired.id), undefined);
+      assert.ok(s.getDeviceRequest(live.id));
+      assert.ok(s.getNodeToken('live'), "a used code's request stays while its token lives");
+      assert.deepEqual(s.garbageCollect(6000), { deviceRequests: 1, nodeTokens: 1 });
+      assert.equal(s.getDeviceRequest(used.id), undefined);
+      s.close();
+    });
+  });
+}

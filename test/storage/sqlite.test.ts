@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import { migrate, readMigrations } from '../../server/storage/migrate.js';
+import { openSqliteStorage } from '../../server/storage/sqlite.js';
+import { migrationsDir } from '../../server/paths.js';
+import { runStorageConformance, sampleNode } from './conformance.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'talos-gate-sqlite-'));
+let n = 0;
+runStorageConformance('sqlite file', () => openSqliteStorage(join(dir, `conf-${n++}.db`)));
+
+test('sqlite: WAL mode, 0600 file, migrations recorded once, data survives reopening', () => {
+  const file = join(dir, 'reopen.db');
+  const s = openSqliteStorage(file);
+  assert.equal(s.db.pragma('journal_mode', { simple: true }), 'wal');
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  s.createNode(sampleNode('kept'));
+  s.close();
+  const again = openSqliteStorage(file);
+  assert.ok(again.getNode('kept'));
+  const versions = again.db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[];
+  assert.deepEqual(versions.map((v) => v.version), readMigrations(migrationsDir).map((m) => m.version));
+  again.close();
+});
+
+test('sqlite: a failing migration leaves the database as it was', () => {
+  const db = new Database(join(dir, 'broken.db'));
+  const good = readMigrations(migrationsDir);
+  assert.throws(() => migrate(db, [...good, { version: good.length + 1, name: 'broken', sql: 'CREATE TABLE x (a); SELECT nonsense FROM nowhere;' }]));
+  const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('nodes', 'x')").all();
+  assert.deepEqual(tables, [], 'nothing of the failed batch was applied');
+  migrate(db, good);
+  assert.throws(() => migrate(db, []), /newer than this talos-gate/, 'a database from a newer build is refused');
+  db.close();
+});
