@@ -64,6 +64,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
     return503OnClosing: true,
+    // a misspelt key in an admin request is an error, not silently dropped
+    ajv: { customOptions: { removeAdditional: false } },
     // query strings are never trusted for routing: /device/code?uuid=… is still /device/code
     routerOptions: { ignoreTrailingSlash: true },
   };
