@@ -2,6 +2,7 @@
 import { Command } from 'commander';
 import { ConfigError } from '../server/config/load.js';
 import { RenderError } from '../server/machine-config/render.js';
+import { CaError } from '../server/pki/ca.js';
 import { serveCommand } from './serve.js';
 import { simulateNodeCommand } from './simulate-node.js';
 
@@ -13,7 +14,7 @@ serveCommand(program);
 simulateNodeCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
-  if (e instanceof ConfigError || e instanceof RenderError) {
+  if (e instanceof ConfigError || e instanceof RenderError || e instanceof CaError) {
     process.stderr.write(`talos-gate: config error: ${e.message}\n`);
     process.exit(2);
   }

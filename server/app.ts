@@ -1,11 +1,15 @@
 import formbody from '@fastify/formbody';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { AuditLog } from './audit.js';
+import { AuditLog, openAuditSink } from './audit.js';
 import type { GateConfig } from './config/load.js';
 import { EnrollmentService } from './enrollment/service.js';
+import { IdTokenVerifier } from './exchange/id-token.js';
+import { ExchangeService } from './exchange/service.js';
+import { loadCaCertificate, loadSigningCa, type SigningCa } from './pki/ca.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { adminRoutes } from './routes/admin.js';
+import { exchangeRoutes } from './routes/exchange.js';
 import { machineConfigRoutes } from './routes/machine-config.js';
 import { oauthRoutes } from './routes/oauth.js';
 import type { Storage } from './storage/storage.js';
@@ -24,7 +28,45 @@ export interface AppDeps {
 export interface Gate {
   app: FastifyInstance;
   enrollment: EnrollmentService;
+  exchange: ExchangeService | undefined;
   renderer: MachineConfigRenderer;
+}
+
+/** The CA that signs client certificates: the dedicated issuing CA when configured, else the Talos OS CA. */
+function signingCaFor(config: GateConfig): SigningCa | undefined {
+  const t = config.talos;
+  if (t.issuing_ca_cert && t.issuing_ca_key) return loadSigningCa(t.issuing_ca_cert, t.issuing_ca_key);
+  if (t.ca_cert && t.ca_key) return loadSigningCa(t.ca_cert, t.ca_key);
+  return undefined;
+}
+
+function exchangeFor(config: GateConfig, storage: Storage, audit: AuditLog, signer: SigningCa | undefined, now: () => number) {
+  const { oidc, talos } = config;
+  if (!oidc.issuer_url || !oidc.client_id || !talos.ca_cert || !signer) return undefined;
+  const verifier = new IdTokenVerifier({
+    issuer: oidc.issuer_url,
+    audiences: [oidc.client_id, ...oidc.extra_audiences],
+    clockSkewMs: oidc.clock_skew,
+    requiredClaims: oidc.required_claims,
+    jwksRefreshIntervalMs: oidc.jwks_refresh_interval,
+  });
+  return new ExchangeService(
+    storage,
+    audit,
+    verifier,
+    {
+      talosCaPem: loadCaCertificate(talos.ca_cert).pem,
+      signer: signer.issuer,
+      issuer: oidc.issuer_url,
+      certTtlMs: talos.cert_ttl,
+      maxCertTtlMs: talos.max_cert_ttl,
+      subjectClaim: talos.subject_claim,
+      endpoints: talos.endpoints,
+      rules: config.rbac.rules,
+      defaultRoles: config.roles,
+    },
+    now,
+  );
 }
 
 /** Log fields that must never be written: tokens, codes, secrets, cookies. */
@@ -39,9 +81,14 @@ export const REDACTED_LOG_PATHS = [
 export async function buildApp(deps: AppDeps): Promise<Gate> {
   const now = deps.now ?? Date.now;
   const { config, storage } = deps;
-  const renderer = new MachineConfigRenderer(config.templates_dir, config.profiles);
+  const signer = signingCaFor(config);
+  // With a dedicated issuing CA, nodes enrolled here trust its certificates from their first boot.
+  const acceptedCas = config.talos.issuing_ca_cert && signer ? [signer.pem] : [];
+  const renderer = new MachineConfigRenderer(config.templates_dir, config.profiles, acceptedCas);
   renderer.check();
-  const audit = new AuditLog(storage, now);
+  const auditSink = openAuditSink(config.audit_log);
+  const audit = new AuditLog(storage, now, auditSink);
+  const exchange = exchangeFor(config, storage, audit, signer, now);
   const enrollment = new EnrollmentService(
     storage,
     renderer,
@@ -78,6 +125,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   gate.get('/healthz', async () => ({ status: 'ok' }));
   await gate.register(oauthRoutes(enrollment, config.public_url));
   await gate.register(machineConfigRoutes(enrollment));
-  await gate.register(adminRoutes(enrollment, storage, deps.adminToken), { prefix: '/api/v1' });
-  return { app: gate, enrollment, renderer };
+  await gate.register(exchangeRoutes(exchange));
+  await gate.register(adminRoutes({ enrollment, exchange, storage, adminToken: deps.adminToken, startedAt: now(), now }), { prefix: '/api/v1' });
+  gate.addHook('onClose', async () => auditSink?.close());
+  return { app: gate, enrollment, exchange, renderer };
 }

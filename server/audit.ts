@@ -1,3 +1,4 @@
+import { chmodSync, closeSync, openSync, writeSync } from 'node:fs';
 import type { Storage } from './storage/storage.js';
 
 export type AuditType =
@@ -9,7 +10,13 @@ export type AuditType =
   | 'node_revoked'
   | 'node_render_error'
   | 'config_downloaded'
-  | 'config_refused';
+  | 'config_refused'
+  | 'auth_success'
+  | 'auth_failure'
+  | 'cert_issued'
+  | 'cert_error'
+  | 'subject_blocked'
+  | 'subject_unblocked';
 
 export interface AuditEntry {
   type: AuditType;
@@ -19,15 +26,30 @@ export interface AuditEntry {
   detail?: Record<string, unknown>;
 }
 
-/** Records what happened, to SQLite; the audit trail the dashboard and `GET /api/v1/audit` show. */
+/** Where audit events go besides SQLite: JSON lines on stdout or in a file (0600). */
+export interface AuditSink {
+  write(line: string): void;
+  close(): void;
+}
+
+export function openAuditSink(target: string): AuditSink | undefined {
+  if (target === 'off') return undefined;
+  if (target === 'stdout') return { write: (line) => process.stdout.write(line), close: () => {} };
+  const fd = openSync(target, 'a', 0o600);
+  chmodSync(target, 0o600);
+  return { write: (line) => writeSync(fd, line), close: () => closeSync(fd) };
+}
+
+/** Records what happened: to SQLite (dashboard, `GET /api/v1/audit`) and to the JSON-lines sink. */
 export class AuditLog {
   constructor(
     private readonly storage: Storage,
     private readonly now: () => number,
+    private readonly sink?: AuditSink,
   ) {}
 
   record(e: AuditEntry): void {
-    this.storage.addAuditEvent({
+    const event = this.storage.addAuditEvent({
       at: this.now(),
       type: e.type,
       actor: e.actor ?? null,
@@ -35,5 +57,6 @@ export class AuditLog {
       ip: e.ip ?? null,
       detail: e.detail ?? {},
     });
+    this.sink?.write(`${JSON.stringify({ audit: true, ...event, at: new Date(event.at).toISOString() })}\n`);
   }
 }

@@ -3,7 +3,7 @@ import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { bundledTemplatesDir } from '../paths.js';
 import { ConfigError, FieldError, type Field } from './schema-kit.js';
-import { configSchema, type RawConfig } from './schema.js';
+import { configSchema, TALOS_ROLES, type RawConfig } from './schema.js';
 
 export { ConfigError } from './schema-kit.js';
 
@@ -169,8 +169,50 @@ function resolveConfig(c: RawConfig, source: string, base: string): GateConfig {
     }
   }
 
+  const checkRoles = (roles: string[], key: string) =>
+    roles.forEach((r, i) => {
+      if (!(TALOS_ROLES as readonly string[]).includes(r)) fail(`${key}[${i}]`, `${JSON.stringify(r)} is not a Talos role (${TALOS_ROLES.join(', ')})`);
+    });
+  checkRoles(c.roles, 'roles');
+  c.rbac.rules.forEach((rule, i) => checkRoles(rule.roles, `rbac.rules[${i}].roles`));
+
+  if (c.oidc.issuer_url !== undefined) {
+    let issuer: URL | undefined;
+    try {
+      issuer = new URL(c.oidc.issuer_url);
+    } catch {
+      fail('oidc.issuer_url', `${JSON.stringify(c.oidc.issuer_url)} is not a URL`);
+    }
+    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(issuer?.hostname ?? '');
+    if (issuer?.protocol !== 'https:' && !(issuer?.protocol === 'http:' && loopback)) {
+      fail('oidc.issuer_url', 'must be https:// (plain http only for an IdP on loopback)');
+    }
+    if (!c.oidc.client_id) fail('oidc.client_id', 'is required when oidc.issuer_url is set');
+  }
+
+  const talos = {
+    ...c.talos,
+    ca_cert: c.talos.ca_cert === undefined ? undefined : abs(c.talos.ca_cert),
+    ca_key: c.talos.ca_key === undefined ? undefined : abs(c.talos.ca_key),
+    issuing_ca_cert: c.talos.issuing_ca_cert === undefined ? undefined : abs(c.talos.issuing_ca_cert),
+    issuing_ca_key: c.talos.issuing_ca_key === undefined ? undefined : abs(c.talos.issuing_ca_key),
+  };
+  if ((talos.issuing_ca_cert === undefined) !== (talos.issuing_ca_key === undefined)) {
+    fail(talos.issuing_ca_cert === undefined ? 'talos.issuing_ca_cert' : 'talos.issuing_ca_key', 'issuing_ca_cert and issuing_ca_key go together');
+  }
+  if (talos.ca_cert !== undefined && talos.ca_key === undefined && talos.issuing_ca_cert === undefined) {
+    fail('talos.ca_key', 'is required unless a dedicated issuing CA (issuing_ca_cert/issuing_ca_key) signs the certificates');
+  }
+  for (const k of ['ca_cert', 'ca_key', 'issuing_ca_cert', 'issuing_ca_key'] as const) {
+    const p = talos[k];
+    if (p !== undefined && !existsSync(p)) fail(`talos.${k}`, `file ${p} not found`);
+  }
+  if (c.talos.max_cert_ttl < c.talos.cert_ttl) fail('talos.max_cert_ttl', 'must not be shorter than talos.cert_ttl');
+
   return {
     ...c,
+    talos,
+    audit_log: c.audit_log === 'stdout' || c.audit_log === 'off' ? c.audit_log : abs(c.audit_log),
     tls,
     public_url: publicUrl,
     data_dir: abs(c.data_dir),

@@ -124,6 +124,14 @@ export function duration(opts: { default: string; min?: string; max?: string }):
   }, true);
 }
 
+/** A string, number or boolean, for values compared with claims. */
+export function anyScalar(): Field<string | number | boolean> {
+  return leaf((raw, key) => {
+    if (typeof raw === 'string' || typeof raw === 'number' || typeof raw === 'boolean') return raw;
+    throw new FieldError(key, `must be a string, number or true/false, got ${describe(raw)}`);
+  });
+}
+
 export function oneOf<const T extends string>(values: readonly T[], def: T): Field<T> {
   return leaf((raw, key) => {
     const v = withDefault(raw, key, def);

@@ -1,4 +1,4 @@
-import { duration, int, list, map, obj, oneOf, optionalStr, str, type Infer } from './schema-kit.js';
+import { anyScalar, duration, int, list, map, obj, oneOf, optionalStr, str, type Infer } from './schema-kit.js';
 
 // Every key of the gate's config, with its default. config.example.yaml documents the same keys for
 // people; keep both in step (test/config checks that the example parses and names every key).
@@ -11,6 +11,17 @@ const profile = obj({
 const nodeClient = obj({
   client_id: str({ pattern: /^[\x21-\x7e]{1,128}$/, hint: 'printable ASCII without spaces, at most 128 characters' }),
   client_secret: optionalStr(),
+});
+
+// Talos' built-in roles (siderolabs/talos pkg/machinery/role).
+export const TALOS_ROLES = ['os:admin', 'os:operator', 'os:reader', 'os:etcd:backup', 'os:impersonator'] as const;
+
+const roleList = list(str());
+
+const rbacRule = obj({
+  claim: str({ pattern: /^[^.\s]+(\.[^.\s]+)*$/, hint: 'a claim name or dotted path such as realm_access.roles' }),
+  value: str(),
+  roles: roleList,
 });
 
 export const configSchema = obj({
@@ -35,6 +46,35 @@ export const configSchema = obj({
   profiles: map(profile, {
     controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'] },
     worker: { template: 'worker.yaml', patches: ['patches/common.yaml'] },
+  }),
+  oidc: obj({
+    issuer_url: optionalStr(),
+    client_id: optionalStr(),
+    client_secret: optionalStr(),
+    scopes: list(str(), ['openid', 'email', 'profile', 'groups']),
+    extra_audiences: list(str()),
+    clock_skew: duration({ default: '30s', max: '10m' }),
+    required_claims: map(anyScalar()),
+    jwks_refresh_interval: duration({ default: '30s', min: '1s', max: '1h' }),
+  }),
+  roles: roleList,
+  rbac: obj({
+    rules: list(rbacRule),
+  }),
+  talos: obj({
+    ca_cert: optionalStr(),
+    ca_key: optionalStr(),
+    issuing_ca_cert: optionalStr(),
+    issuing_ca_key: optionalStr(),
+    cert_ttl: duration({ default: '5m', min: '30s', max: '7d' }),
+    max_cert_ttl: duration({ default: '1h', min: '30s', max: '30d' }),
+    subject_claim: str({ default: 'email' }),
+    endpoints: list(str()),
+  }),
+  audit_log: str({ default: 'stdout' }),
+  retention: obj({
+    certs: duration({ default: '90d', min: '1h' }),
+    audit: duration({ default: '365d', min: '1h' }),
   }),
   log_level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
 });

@@ -78,6 +78,8 @@ export class MachineConfigRenderer {
   constructor(
     readonly templatesDir: string,
     readonly profiles: Record<string, Profile>,
+    /** CA certificates (PEM) added to machine.acceptedCAs of every config (Talos 1.7+). */
+    private readonly acceptedCaPems: string[] = [],
   ) {}
 
   /** Every profile's template and patches exist and parse. Throws RenderError naming the first that does not. */
@@ -106,7 +108,20 @@ export class MachineConfigRenderer {
       const { docs: patchDocs, file } = this.patchDocuments(spec, label);
       docs = this.applyPatch(docs, patchDocs, file);
     });
+    if (this.acceptedCaPems.length > 0) docs = this.withAcceptedCas(docs);
     return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+  }
+
+  /** Talos reads machine.acceptedCAs as [{crt: base64 of the PEM}]; nodes then trust certificates those CAs sign. */
+  private withAcceptedCas(docs: YamlMap[]): YamlMap[] {
+    return docs.map((d) => {
+      if (documentKey(d) !== 'v1alpha1') return d;
+      const machine = isMap(d.machine) ? d.machine : {};
+      const existing = Array.isArray(machine.acceptedCAs) ? machine.acceptedCAs : [];
+      const have = new Set(existing.map((c) => (isMap(c) ? c.crt : undefined)));
+      const added = this.acceptedCaPems.map((pem) => Buffer.from(pem).toString('base64')).filter((crt) => !have.has(crt));
+      return { ...d, machine: { ...machine, acceptedCAs: [...existing, ...added.map((crt) => ({ crt }))] } };
+    });
   }
 
   /** Checks a node's patches without rendering: used when they are stored for later. */

@@ -50,11 +50,12 @@ export interface CertificateRequest {
 }
 
 export interface Issuer {
-  /** DER of the issuer's certificate; undefined to self-sign. */
-  certDer?: Buffer;
-  name: Name;
+  /** The issuer's subject: a Name to encode, or the exact DER copied from its certificate. */
+  name: Name | Buffer;
   key: KeyObject;
   publicKey: KeyObject;
+  /** The issuer's subject key identifier, when its certificate has one; else derived from its key. */
+  keyId?: Buffer | undefined;
 }
 
 export interface IssuedCertificate {
@@ -198,7 +199,7 @@ export function issueCertificate(req: CertificateRequest, issuer: Issuer): Issue
     extension(
       OID.authorityKeyIdentifier,
       false,
-      seq([asn1.create(C.CONTEXT_SPECIFIC, 0, false, keyIdentifier(issuer.publicKey).toString('binary'))]),
+      seq([asn1.create(C.CONTEXT_SPECIFIC, 0, false, (issuer.keyId ?? keyIdentifier(issuer.publicKey)).toString('binary'))]),
     ),
   );
   if (req.subjectAltNames?.length) exts.push(extension(OID.subjectAltName, false, subjectAltNames(req.subjectAltNames)));
@@ -207,7 +208,7 @@ export function issueCertificate(req: CertificateRequest, issuer: Issuer): Issue
     asn1.create(C.CONTEXT_SPECIFIC, 0, true, [integer(Buffer.from([2]))]), // v3
     integer(serial),
     algId,
-    encodeName(issuer.name),
+    Buffer.isBuffer(issuer.name) ? fromDer(issuer.name) : encodeName(issuer.name),
     seq([time(req.notBefore), time(req.notAfter)]),
     encodeName(req.subject),
     fromDer(req.publicKey.export({ type: 'spki', format: 'der' })),
@@ -223,6 +224,25 @@ export function issueCertificate(req: CertificateRequest, issuer: Issuer): Issue
     serialHex: serial.toString('hex'),
     fingerprint: createHash('sha256').update(certDer).digest('hex'),
   };
+}
+
+/** The parts of a CA certificate an issuer needs: its exact subject DER and its key identifier. */
+export function issuerFieldsOf(certDer: Buffer): { subjectDer: Buffer; keyId: Buffer | undefined } {
+  const cert = fromDer(certDer).value as forge.asn1.Asn1[];
+  const tbs = (cert[0] as forge.asn1.Asn1).value as forge.asn1.Asn1[];
+  // TBSCertificate: [0] version (explicit, optional), serial, signature, issuer, validity, subject, spki, …
+  const offset = (tbs[0] as forge.asn1.Asn1).tagClass === C.CONTEXT_SPECIFIC ? 1 : 0;
+  const subjectDer = der(tbs[offset + 4] as forge.asn1.Asn1);
+  let keyId: Buffer | undefined;
+  const extsWrapper = tbs.find((n) => n.tagClass === C.CONTEXT_SPECIFIC && n.type === 3);
+  const exts = extsWrapper ? (((extsWrapper.value as forge.asn1.Asn1[])[0] as forge.asn1.Asn1).value as forge.asn1.Asn1[]) : [];
+  for (const ext of exts) {
+    const parts = ext.value as forge.asn1.Asn1[];
+    if (asn1.derToOid(forge.util.createBuffer((parts[0] as forge.asn1.Asn1).value as string)) !== OID.subjectKeyIdentifier) continue;
+    const inner = fromDer(Buffer.from((parts[parts.length - 1] as forge.asn1.Asn1).value as string, 'binary'));
+    keyId = Buffer.from(inner.value as string, 'binary');
+  }
+  return { subjectDer, keyId };
 }
 
 export function toPem(label: string, body: Buffer): string {

@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OAuthError } from '../../device/errors.js';
 import { ApiError } from '../api-error.js';
+import { ExchangeError } from '../exchange/errors.js';
 
 /** The one place errors become responses: RFC 6749 shape, never a stack, never a 500 for a client's mistake. */
 export function registerErrorHandling(app: FastifyInstance): void {
@@ -12,6 +13,12 @@ export function registerErrorHandling(app: FastifyInstance): void {
       }
       if (err.status >= 500) request.log.error({ err }, 'request failed');
       return reply.code(err.status).header('Cache-Control', 'no-store').send({ error: err.error, error_description: err.description });
+    }
+    if (err instanceof ExchangeError) {
+      if (err.status === 401) reply.header('WWW-Authenticate', 'Bearer realm="talos-gate", error="invalid_token"');
+      if (err.status >= 500) request.log.warn({ detail: err.detail }, err.reason);
+      const error = { invalid_request: 'invalid_request', invalid_token: 'invalid_token', forbidden: 'access_denied', unavailable: 'temporarily_unavailable', not_configured: 'not_found' }[err.kind];
+      return reply.code(err.status).header('Cache-Control', 'no-store').send({ error, error_description: err.reason });
     }
     const fe = err as FastifyError;
     if (fe.validation) {

@@ -2,7 +2,8 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { secretsEqual } from '../../device/secrets.js';
 import { ApiError } from '../api-error.js';
 import type { Decision, EnrollmentService, Registration } from '../enrollment/service.js';
-import type { Storage } from '../storage/storage.js';
+import type { ExchangeService } from '../exchange/service.js';
+import type { CertificateRecord, Storage } from '../storage/storage.js';
 import { nodeJson } from './node-json.js';
 
 const patchesSchema = {
@@ -37,7 +38,16 @@ function decisionOf(body: DecisionBody | undefined): Decision {
  * The admin API. Every route needs `Authorization: Bearer <admin_token>`; the actor recorded in the
  * audit trail is "admin-token" until web sign-in lands.
  */
-export function adminRoutes(enrollment: EnrollmentService, storage: Storage, adminToken: string) {
+export interface AdminDeps {
+  enrollment: EnrollmentService;
+  exchange: ExchangeService | undefined;
+  storage: Storage;
+  adminToken: string;
+  startedAt: number;
+  now: () => number;
+}
+
+export function adminRoutes({ enrollment, exchange, storage, adminToken, startedAt, now }: AdminDeps) {
   const authenticate = async (request: FastifyRequest) => {
     const auth = request.headers.authorization ?? '';
     const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : '';
@@ -134,5 +144,94 @@ export function adminRoutes(enrollment: EnrollmentService, storage: Storage, adm
         return { events: events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), next_before: events.length === (request.query.limit ?? 100) && last ? last.id : null };
       },
     );
+
+    app.get<{ Querystring: { active?: boolean; subject?: string; limit?: number; before?: number } }>(
+      '/certs',
+      {
+        schema: {
+          querystring: {
+            type: 'object',
+            properties: {
+              active: { type: 'boolean' },
+              subject: { type: 'string', maxLength: 512 },
+              limit: { type: 'integer', minimum: 1, maximum: 1000 },
+              before: { type: 'integer', minimum: 1 },
+            },
+            additionalProperties: false,
+          },
+        },
+      },
+      async (request) => {
+        const q = request.query;
+        const limit = q.limit ?? 100;
+        const filter = { ...(q.active ? { activeAt: now() } : {}), ...(q.subject !== undefined ? { subject: q.subject } : {}) };
+        const certs = storage.listCertificates(filter, { limit, ...(q.before !== undefined ? { beforeId: q.before } : {}) });
+        const last = certs[certs.length - 1];
+        return {
+          certs: certs.map(certJson),
+          total: storage.countCertificates(filter),
+          next_before: certs.length === limit && last ? last.id : null,
+        };
+      },
+    );
+
+    app.get('/stats', async () => {
+      const t = now();
+      const counts = storage.countAuditEvents(['auth_success', 'auth_failure', 'cert_error']);
+      return {
+        started_at: new Date(startedAt).toISOString(),
+        uptime_seconds: Math.floor((t - startedAt) / 1000),
+        total_certs_issued: storage.countCertificates({}),
+        active_certs: storage.countCertificates({ activeAt: t }),
+        auth_successes: counts.auth_success,
+        auth_failures: counts.auth_failure,
+        cert_errors: counts.cert_error,
+        nodes: storage.countNodesByStatus(),
+        blocked_subjects: storage.listBlockedSubjects().length,
+      };
+    });
+
+    const subParams = { type: 'object', properties: { sub: { type: 'string', minLength: 1, maxLength: 512 } }, required: ['sub'] } as const;
+    const needExchange = () => {
+      if (!exchange) throw new ApiError('not_found', 'certificate exchange is not configured on this gate');
+      return exchange;
+    };
+    app.post<{ Params: { sub: string }; Body: { reason?: string } | undefined }>(
+      '/subjects/:sub/block',
+      { schema: { params: subParams, body: { type: 'object', properties: { reason: { type: 'string', maxLength: 512 } }, additionalProperties: false } } },
+      async (request) => {
+        const added = needExchange().block(request.params.sub, actor, request.body?.reason);
+        return { subject: request.params.sub, blocked: true, changed: added };
+      },
+    );
+    app.post<{ Params: { sub: string } }>('/subjects/:sub/unblock', { schema: { params: subParams } }, async (request) => {
+      const removed = needExchange().unblock(request.params.sub, actor);
+      return { subject: request.params.sub, blocked: false, changed: removed };
+    });
+    app.get('/subjects/blocked', async () => ({
+      subjects: storage.listBlockedSubjects().map((b) => ({
+        subject: b.subject,
+        blocked_at: new Date(b.blockedAt).toISOString(),
+        blocked_by: b.blockedBy,
+        reason: b.reason,
+      })),
+    }));
+  };
+}
+
+function certJson(c: CertificateRecord) {
+  return {
+    id: c.id,
+    serial: c.serial,
+    fingerprint: c.fingerprint,
+    subject: c.subject,
+    email: c.email,
+    common_name: c.commonName,
+    issuer: c.issuer,
+    roles: c.roles,
+    issued_at: new Date(c.issuedAt).toISOString(),
+    expires_at: new Date(c.expiresAt).toISOString(),
+    client_ip: c.clientIp,
+    source: c.source,
   };
 }

@@ -7,6 +7,10 @@ import {
   AlreadyExistsError,
   NotFoundError,
   type AuditEvent,
+  type BlockedSubject,
+  type CertificateFilter,
+  type CertificateRecord,
+  type NewCertificate,
   type DeviceRequestRecord,
   type DeviceRequestStatus,
   type NewAuditEvent,
@@ -78,6 +82,65 @@ interface AuditRow {
   subject: string | null;
   ip: string | null;
   detail: string;
+}
+
+interface CertificateRow {
+  id: number;
+  serial: string;
+  fingerprint: string;
+  subject: string;
+  email: string | null;
+  common_name: string;
+  issuer: string;
+  roles: string;
+  issued_at: number;
+  expires_at: number;
+  client_ip: string | null;
+  source: string;
+}
+
+interface BlockedRow {
+  subject: string;
+  blocked_at: number;
+  blocked_by: string | null;
+  reason: string | null;
+}
+
+const certificateFromRow = (r: CertificateRow): CertificateRecord => ({
+  id: r.id,
+  serial: r.serial,
+  fingerprint: r.fingerprint,
+  subject: r.subject,
+  email: r.email,
+  commonName: r.common_name,
+  issuer: r.issuer,
+  roles: JSON.parse(r.roles) as string[],
+  issuedAt: r.issued_at,
+  expiresAt: r.expires_at,
+  clientIp: r.client_ip,
+  source: r.source,
+});
+
+const blockedFromRow = (r: BlockedRow): BlockedSubject => ({
+  subject: r.subject,
+  blockedAt: r.blocked_at,
+  blockedBy: r.blocked_by,
+  reason: r.reason,
+});
+
+/** WHERE clause and arguments for a certificate filter. */
+function certificateWhere(filter: CertificateFilter): { sql: string; args: unknown[] } {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  if (filter.activeAt !== undefined) {
+    where.push('expires_at > ?');
+    args.push(filter.activeAt);
+  }
+  if (filter.subject !== undefined) {
+    where.push('subject = ?');
+    args.push(filter.subject);
+  }
+  return { sql: where.length ? where.join(' AND ') : '1 = 1', args };
 }
 
 const nodeFromRow = (r: NodeRow): NodeRecord => ({
@@ -253,6 +316,18 @@ export class SqliteStorage implements Storage {
         // consumed requests stay while their token refers to them; the token's expiry removes both
         `DELETE FROM device_requests WHERE expires_at < ? AND status <> 'consumed'`,
       ),
+      insertCertificate: db.prepare(
+        `INSERT INTO certificates (serial, fingerprint, subject, email, common_name, issuer, roles, issued_at, expires_at, client_ip, source)
+         VALUES (@serial, @fingerprint, @subject, @email, @common_name, @issuer, @roles, @issued_at, @expires_at, @client_ip, @source)`,
+      ),
+      blockSubject: db.prepare(
+        'INSERT INTO blocked_subjects (subject, blocked_at, blocked_by, reason) VALUES (?, ?, ?, ?) ON CONFLICT (subject) DO NOTHING',
+      ),
+      unblockSubject: db.prepare('DELETE FROM blocked_subjects WHERE subject = ?'),
+      getBlocked: db.prepare('SELECT * FROM blocked_subjects WHERE subject = ?'),
+      listBlocked: db.prepare('SELECT * FROM blocked_subjects ORDER BY blocked_at DESC'),
+      retainCertificates: db.prepare('DELETE FROM certificates WHERE expires_at < ?'),
+      retainAudit: db.prepare('DELETE FROM audit_events WHERE at < ?'),
       gcTokens: db.prepare('DELETE FROM node_tokens WHERE expires_at < ?'),
       gcConsumed: db.prepare(
         `DELETE FROM device_requests WHERE status = 'consumed' AND expires_at < ?
@@ -284,6 +359,14 @@ export class SqliteStorage implements Storage {
   listNodes(filter: NodeFilter = {}): NodeRecord[] {
     const rows = (filter.status ? this.stmt.listNodesByStatus.all(filter.status) : this.stmt.listNodes.all()) as NodeRow[];
     return rows.map(nodeFromRow);
+  }
+
+  countNodesByStatus(): Record<NodeRecord['status'], number> {
+    const out: Record<NodeRecord['status'], number> = { pending: 0, approved: 0, denied: 0, revoked: 0 };
+    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM nodes GROUP BY status').all() as { status: NodeRecord['status']; n: number }[]) {
+      out[r.status] = r.n;
+    }
+    return out;
   }
 
   updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): NodeRecord {
@@ -394,6 +477,75 @@ export class SqliteStorage implements Storage {
   listAuditEvents(opts: { limit: number; beforeId?: number }): AuditEvent[] {
     const rows = this.stmt.listAudit.all(opts.beforeId ?? Number.MAX_SAFE_INTEGER, opts.limit) as AuditRow[];
     return rows.map(auditFromRow);
+  }
+
+  countAuditEvents(types: string[]): Record<string, number> {
+    const out: Record<string, number> = Object.fromEntries(types.map((t) => [t, 0]));
+    if (types.length === 0) return out;
+    const rows = this.db
+      .prepare(`SELECT type, COUNT(*) AS n FROM audit_events WHERE type IN (${types.map(() => '?').join(', ')}) GROUP BY type`)
+      .all(...types) as { type: string; n: number }[];
+    for (const r of rows) out[r.type] = r.n;
+    return out;
+  }
+
+  addCertificate(cert: NewCertificate): CertificateRecord {
+    try {
+      const info = this.stmt.insertCertificate.run({
+        serial: cert.serial,
+        fingerprint: cert.fingerprint,
+        subject: cert.subject,
+        email: cert.email,
+        common_name: cert.commonName,
+        issuer: cert.issuer,
+        roles: JSON.stringify(cert.roles),
+        issued_at: cert.issuedAt,
+        expires_at: cert.expiresAt,
+        client_ip: cert.clientIp,
+        source: cert.source,
+      });
+      return { ...cert, id: Number(info.lastInsertRowid) };
+    } catch (e) {
+      if (isUniqueViolation(e)) throw new AlreadyExistsError(`certificate ${cert.serial}`);
+      throw e;
+    }
+  }
+
+  listCertificates(filter: CertificateFilter, page: { limit: number; beforeId?: number }): CertificateRecord[] {
+    const w = certificateWhere(filter);
+    const rows = this.db
+      .prepare(`SELECT * FROM certificates WHERE ${w.sql} AND id < ? ORDER BY id DESC LIMIT ?`)
+      .all(...w.args, page.beforeId ?? Number.MAX_SAFE_INTEGER, page.limit) as CertificateRow[];
+    return rows.map(certificateFromRow);
+  }
+
+  countCertificates(filter: CertificateFilter): number {
+    const w = certificateWhere(filter);
+    return (this.db.prepare(`SELECT COUNT(*) AS n FROM certificates WHERE ${w.sql}`).get(...w.args) as { n: number }).n;
+  }
+
+  blockSubject(b: BlockedSubject): boolean {
+    return this.stmt.blockSubject.run(b.subject, b.blockedAt, b.blockedBy, b.reason).changes === 1;
+  }
+
+  unblockSubject(subject: string): boolean {
+    return this.stmt.unblockSubject.run(subject).changes === 1;
+  }
+
+  getBlockedSubject(subject: string): BlockedSubject | undefined {
+    const row = this.stmt.getBlocked.get(subject) as BlockedRow | undefined;
+    return row && blockedFromRow(row);
+  }
+
+  listBlockedSubjects(): BlockedSubject[] {
+    return (this.stmt.listBlocked.all() as BlockedRow[]).map(blockedFromRow);
+  }
+
+  applyRetention(certsBefore: number, auditBefore: number): { certificates: number; auditEvents: number } {
+    return this.transaction(() => ({
+      certificates: this.stmt.retainCertificates.run(certsBefore).changes,
+      auditEvents: this.stmt.retainAudit.run(auditBefore).changes,
+    }));
   }
 
   garbageCollect(now: number): { deviceRequests: number; nodeTokens: number } {

@@ -82,6 +82,36 @@ export interface AuditEvent {
 
 export type NewAuditEvent = Omit<AuditEvent, 'id'>;
 
+export interface CertificateRecord {
+  id: number;
+  serial: string;
+  fingerprint: string;
+  subject: string;
+  email: string | null;
+  commonName: string;
+  issuer: string;
+  roles: string[];
+  issuedAt: number;
+  expiresAt: number;
+  clientIp: string | null;
+  source: string;
+}
+
+export type NewCertificate = Omit<CertificateRecord, 'id'>;
+
+export interface CertificateFilter {
+  /** Only certificates still valid at this time. */
+  activeAt?: number;
+  subject?: string;
+}
+
+export interface BlockedSubject {
+  subject: string;
+  blockedAt: number;
+  blockedBy: string | null;
+  reason: string | null;
+}
+
 export class NotFoundError extends Error {
   constructor(what: string) {
     super(`${what} not found`);
@@ -107,6 +137,7 @@ export interface Storage {
   createNode(node: NodeRecord): NodeRecord;
   getNode(id: string): NodeRecord | undefined;
   listNodes(filter?: NodeFilter): NodeRecord[];
+  countNodesByStatus(): Record<NodeStatus, number>;
   updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): NodeRecord;
 
   /** Throws AlreadyExistsError when the device code hash or user code is taken. */
@@ -126,8 +157,25 @@ export interface Storage {
   addAuditEvent(event: NewAuditEvent): AuditEvent;
   listAuditEvents(opts: { limit: number; beforeId?: number }): AuditEvent[];
 
+  /** Counts of audit events by type, for the given types. */
+  countAuditEvents(types: string[]): Record<string, number>;
+
+  addCertificate(cert: NewCertificate): CertificateRecord;
+  /** Newest first; `beforeId` pages on. */
+  listCertificates(filter: CertificateFilter, page: { limit: number; beforeId?: number }): CertificateRecord[];
+  countCertificates(filter: CertificateFilter): number;
+
+  /** Returns false when the subject was already blocked. */
+  blockSubject(b: BlockedSubject): boolean;
+  /** Returns false when the subject was not blocked. */
+  unblockSubject(subject: string): boolean;
+  getBlockedSubject(subject: string): BlockedSubject | undefined;
+  listBlockedSubjects(): BlockedSubject[];
+
   /** Deletes what no longer matters: expired device requests and tokens. Returns counts. */
   garbageCollect(now: number): { deviceRequests: number; nodeTokens: number };
+  /** Deletes certificate records that expired before certsBefore and audit events older than auditBefore. */
+  applyRetention(certsBefore: number, auditBefore: number): { certificates: number; auditEvents: number };
 
   close(): void;
 }

@@ -1,0 +1,68 @@
+import { createPublicKey, generateKeyPairSync, verify, type KeyObject } from 'node:crypto';
+import forge from 'node-forge';
+import { ExchangeError } from './errors.js';
+
+// The key a client certificate certifies: a public key the client sent (PEM SPKI), the key of a
+// PKCS#10 CSR whose signature proves the client holds it, or a new Ed25519 key the gate makes and
+// returns once.
+
+export interface ClientKey {
+  publicKey: KeyObject;
+  /** PKCS#8 PEM, only when the gate generated the key. */
+  privateKeyPem?: string;
+}
+
+const SIGNATURE_DIGEST: Record<string, string | null> = {
+  '1.3.101.112': null, // Ed25519
+  '1.2.840.10045.4.3.2': 'sha256',
+  '1.2.840.10045.4.3.3': 'sha384',
+  '1.2.840.10045.4.3.4': 'sha512',
+};
+
+function checkKeyType(key: KeyObject): KeyObject {
+  const type = key.asymmetricKeyType;
+  const curve = key.asymmetricKeyDetails?.namedCurve;
+  if (type === 'ed25519') return key;
+  if (type === 'ec' && (curve === 'prime256v1' || curve === 'secp384r1')) return key;
+  throw new ExchangeError('invalid_request', 'the key must be Ed25519 or ECDSA P-256/P-384');
+}
+
+export function publicKeyFromPem(pem: string): KeyObject {
+  if (!/-----BEGIN PUBLIC KEY-----/.test(pem)) throw new ExchangeError('invalid_request', 'public_key must be a PEM "PUBLIC KEY" (SPKI)');
+  let key: KeyObject;
+  try {
+    key = createPublicKey(pem);
+  } catch {
+    throw new ExchangeError('invalid_request', 'public_key is not a readable public key');
+  }
+  return checkKeyType(key);
+}
+
+/** The public key of a CSR, after checking the CSR's own signature. Its requested subject is ignored. */
+export function publicKeyFromCsr(pem: string): KeyObject {
+  const m = /-----BEGIN (NEW )?CERTIFICATE REQUEST-----([\s\S]+?)-----END (NEW )?CERTIFICATE REQUEST-----/.exec(pem);
+  if (!m) throw new ExchangeError('invalid_request', 'csr must be a PEM "CERTIFICATE REQUEST"');
+  try {
+    const der = Buffer.from((m[2] as string).replace(/\s+/g, ''), 'base64');
+    const csr = forge.asn1.fromDer(forge.util.createBuffer(der.toString('binary')));
+    const [info, algId, sig] = csr.value as forge.asn1.Asn1[];
+    const infoDer = Buffer.from(forge.asn1.toDer(info as forge.asn1.Asn1).getBytes(), 'binary');
+    const spki = ((info as forge.asn1.Asn1).value as forge.asn1.Asn1[])[2] as forge.asn1.Asn1;
+    const key = createPublicKey({ key: Buffer.from(forge.asn1.toDer(spki).getBytes(), 'binary'), format: 'der', type: 'spki' });
+    const oid = forge.asn1.derToOid(forge.util.createBuffer(((algId as forge.asn1.Asn1).value as forge.asn1.Asn1[])[0]?.value as string));
+    if (!(oid in SIGNATURE_DIGEST)) throw new ExchangeError('invalid_request', 'the CSR is signed with an unsupported algorithm');
+    const signature = Buffer.from(((sig as forge.asn1.Asn1).value as string).slice(1), 'binary');
+    const digest = SIGNATURE_DIGEST[oid] ?? null;
+    const ok = verify(digest, infoDer, key.asymmetricKeyType === 'ec' ? { key, dsaEncoding: 'der' } : key, signature);
+    if (!ok) throw new ExchangeError('invalid_request', "the CSR's signature does not verify");
+    return checkKeyType(key);
+  } catch (e) {
+    if (e instanceof ExchangeError) throw e;
+    throw new ExchangeError('invalid_request', 'csr is not a readable PKCS#10 request');
+  }
+}
+
+export function generateClientKey(): ClientKey {
+  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  return { publicKey, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+}

@@ -1,0 +1,165 @@
+import type { JWTPayload } from 'jose';
+import type { AuditLog } from '../audit.js';
+import { issueTalosClientCertificate } from '../pki/client-cert.js';
+import type { Issuer } from '../pki/x509.js';
+import type { Storage } from '../storage/storage.js';
+import { claimAt } from './claims.js';
+import { generateClientKey, publicKeyFromCsr, publicKeyFromPem, type ClientKey } from './client-key.js';
+import { ExchangeError } from './errors.js';
+import type { IdTokenVerifier } from './id-token.js';
+import { mapRoles, type RoleRule } from './roles.js';
+
+export interface ExchangeSettings {
+  /** PEM of the Talos OS CA nodes present: what talosctl must trust. */
+  talosCaPem: string;
+  /** Who signs client certificates: the OS CA, or the dedicated issuing CA. */
+  signer: Issuer;
+  issuer: string;
+  certTtlMs: number;
+  maxCertTtlMs: number;
+  subjectClaim: string;
+  endpoints: string[];
+  rules: RoleRule[];
+  defaultRoles: string[];
+}
+
+export interface ExchangeRequest {
+  /** The ID token (or, later, a gate access token). */
+  credential: string | undefined;
+  publicKeyPem?: string | undefined;
+  csrPem?: string | undefined;
+  ttlSeconds?: number | undefined;
+  ip: string;
+}
+
+/** Field names ca, cert, key, endpoints, ttl_seconds as talosctl-oidc clients read them. PEM strings. */
+export interface ExchangeResponse {
+  ca: string;
+  cert: string;
+  key?: string;
+  endpoints: string[];
+  roles: string[];
+  subject: string;
+  sub: string;
+  serial: string;
+  fingerprint: string;
+  expires_at: string;
+  ttl_seconds: number;
+}
+
+const MIN_TTL_MS = 30_000;
+
+/** Turns an IdP identity into a short-lived Talos client certificate. Knows nothing of HTTP. */
+export class ExchangeService {
+  constructor(
+    private readonly storage: Storage,
+    private readonly audit: AuditLog,
+    private readonly verifier: IdTokenVerifier,
+    private readonly settings: ExchangeSettings,
+    private readonly now: () => number,
+  ) {}
+
+  get verifierReady(): Promise<void> {
+    return this.verifier.ready();
+  }
+
+  async exchange(req: ExchangeRequest): Promise<ExchangeResponse> {
+    if (!req.credential) throw new ExchangeError('invalid_request', 'an ID token is required, as "id_token" or Authorization: Bearer');
+    if (req.publicKeyPem !== undefined && req.csrPem !== undefined) {
+      throw new ExchangeError('invalid_request', 'send public_key or csr, not both');
+    }
+    const key: ClientKey =
+      req.csrPem !== undefined
+        ? { publicKey: publicKeyFromCsr(req.csrPem) }
+        : req.publicKeyPem !== undefined
+          ? { publicKey: publicKeyFromPem(req.publicKeyPem) }
+          : generateClientKey();
+
+    let claims: JWTPayload;
+    try {
+      claims = await this.verifier.verify(req.credential);
+    } catch (e) {
+      if (e instanceof ExchangeError) {
+        this.audit.record({ type: 'auth_failure', ip: req.ip, detail: { reason: e.reason, detail: e.detail } });
+      }
+      throw e;
+    }
+    const sub = claims.sub as string;
+    const email = typeof claims.email === 'string' ? claims.email : null;
+    const refuse = (reason: string): never => {
+      this.audit.record({ type: 'auth_failure', subject: sub, ip: req.ip, detail: { reason } });
+      throw new ExchangeError('forbidden', reason);
+    };
+    if (this.storage.getBlockedSubject(sub)) refuse('this subject is blocked');
+    const roles = mapRoles(claims, this.settings.rules, this.settings.defaultRoles);
+    if (roles.length === 0) refuse('no Talos role is mapped to this identity');
+    this.audit.record({ type: 'auth_success', subject: sub, ip: req.ip, detail: { email, roles } });
+
+    const named = claimAt(claims, this.settings.subjectClaim);
+    const commonName = (typeof named === 'string' && named.trim() ? named : sub).slice(0, 256);
+    const ttlMs = this.ttlFor(req.ttlSeconds);
+    const now = this.now();
+    try {
+      const cert = issueTalosClientCertificate({
+        issuer: this.settings.signer,
+        publicKey: key.publicKey,
+        commonName,
+        roles,
+        ttlMs,
+        now,
+      });
+      this.storage.addCertificate({
+        serial: cert.serialHex,
+        fingerprint: cert.fingerprint,
+        subject: sub,
+        email,
+        commonName,
+        issuer: this.settings.issuer,
+        roles,
+        issuedAt: now,
+        expiresAt: cert.notAfter.getTime(),
+        clientIp: req.ip,
+        source: 'id_token',
+      });
+      this.audit.record({
+        type: 'cert_issued',
+        subject: sub,
+        ip: req.ip,
+        detail: { serial: cert.serialHex, fingerprint: cert.fingerprint, common_name: commonName, roles, expires_at: cert.notAfter.toISOString() },
+      });
+      return {
+        ca: this.settings.talosCaPem,
+        cert: cert.pem,
+        ...(key.privateKeyPem ? { key: key.privateKeyPem } : {}),
+        endpoints: this.settings.endpoints,
+        roles,
+        subject: commonName,
+        sub,
+        serial: cert.serialHex,
+        fingerprint: cert.fingerprint,
+        expires_at: cert.notAfter.toISOString(),
+        ttl_seconds: Math.floor((cert.notAfter.getTime() - now) / 1000),
+      };
+    } catch (e) {
+      this.audit.record({ type: 'cert_error', subject: sub, ip: req.ip, detail: { error: (e as Error).message } });
+      throw e;
+    }
+  }
+
+  private ttlFor(requestedSeconds: number | undefined): number {
+    if (requestedSeconds === undefined) return this.settings.certTtlMs;
+    return Math.min(Math.max(requestedSeconds * 1000, MIN_TTL_MS), this.settings.maxCertTtlMs);
+  }
+
+  block(sub: string, actor: string, reason: string | undefined): boolean {
+    const added = this.storage.blockSubject({ subject: sub, blockedAt: this.now(), blockedBy: actor, reason: reason ?? null });
+    if (added) this.audit.record({ type: 'subject_blocked', actor, subject: sub, detail: reason ? { reason } : {} });
+    return added;
+  }
+
+  unblock(sub: string, actor: string): boolean {
+    const removed = this.storage.unblockSubject(sub);
+    if (removed) this.audit.record({ type: 'subject_unblocked', actor, subject: sub });
+    return removed;
+  }
+}

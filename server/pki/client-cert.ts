@@ -1,0 +1,37 @@
+import type { KeyObject } from 'node:crypto';
+import { issueCertificate, type IssuedCertificate, type Issuer } from './x509.js';
+
+export interface TalosClientCertificate extends IssuedCertificate {
+  notBefore: Date;
+  notAfter: Date;
+}
+
+/**
+ * A Talos client certificate as talosctl makes them: one O= per role (apid reads roles from
+ * Subject.Organization), CN = the user, digitalSignature (critical), clientAuth, backdated a minute
+ * for clock skew between the gate and the nodes.
+ */
+export function issueTalosClientCertificate(opts: {
+  issuer: Issuer;
+  publicKey: KeyObject;
+  commonName: string;
+  roles: string[];
+  ttlMs: number;
+  now: number;
+}): TalosClientCertificate {
+  const notBefore = new Date(opts.now - 60_000);
+  const notAfter = new Date(opts.now + opts.ttlMs);
+  const cert = issueCertificate(
+    {
+      subject: { commonName: opts.commonName, organizations: opts.roles },
+      publicKey: opts.publicKey,
+      notBefore,
+      notAfter,
+      isCa: false,
+      keyUsage: ['digitalSignature'],
+      extKeyUsage: ['clientAuth'],
+    },
+    opts.issuer,
+  );
+  return { ...cert, notBefore, notAfter };
+}
