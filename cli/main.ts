@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { ConfigError } from '../server/config/load.js';
 import { RenderError } from '../server/machine-config/render.js';
 import { CaError } from '../server/pki/ca.js';
+import { caCommand } from './ca.js';
 import { serveCommand } from './serve.js';
 import { simulateNodeCommand } from './simulate-node.js';
 
@@ -12,6 +13,7 @@ const program = new Command('talos-gate')
 
 serveCommand(program);
 simulateNodeCommand(program);
+caCommand(program);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   if (e instanceof ConfigError || e instanceof RenderError || e instanceof CaError) {

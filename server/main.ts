@@ -64,7 +64,9 @@ export async function startGate(configFile: string | undefined, env: NodeJS.Proc
 
   const gc = setInterval(() => {
     try {
-      storage.garbageCollect(Date.now() - config.device.expiry_grace);
+      const now = Date.now();
+      storage.garbageCollect(now - config.device.expiry_grace);
+      storage.applyRetention(now - config.retention.certs, now - config.retention.audit);
     } catch (e) {
       app.log.error({ err: e }, 'garbage collection failed');
     }

@@ -63,8 +63,8 @@ export interface ApidLike {
   close(): Promise<void>;
 }
 
-/** A TLS 1.3 server with a server certificate from `ca` that requires client certificates from `ca`. */
-export async function startApidLike(ca: TestCa, dir: string): Promise<ApidLike> {
+/** A TLS 1.3 server with a server certificate from `ca` that requires client certificates from `ca` (or an accepted CA, as machine.acceptedCAs). */
+export async function startApidLike(ca: TestCa, dir: string, acceptedCas: string[] = []): Promise<ApidLike> {
   const key = join(dir, `apid-${ca.kind}.key`);
   const csr = join(dir, `apid-${ca.kind}.csr`);
   const crt = join(dir, `apid-${ca.kind}.crt`);
@@ -74,7 +74,7 @@ export async function startApidLike(ca: TestCa, dir: string): Promise<ApidLike> 
   writeFileSync(ext, 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n');
   openssl(['x509', '-req', '-in', csr, '-CA', ca.certPath, '-CAkey', ca.opensslKeyPath, '-CAcreateserial', '-days', '30', '-extfile', ext, '-out', crt]);
   const server: Server = createServer(
-    { key: readFileSync(key), cert: readFileSync(crt), ca: ca.certPem, requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' },
+    { key: readFileSync(key), cert: readFileSync(crt), ca: [ca.certPem, ...acceptedCas], requestCert: true, rejectUnauthorized: true, minVersion: 'TLSv1.3' },
     (socket) => {
       const peer = socket.getPeerX509Certificate();
       const subject = peer?.subject ?? '';

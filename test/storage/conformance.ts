@@ -139,5 +139,53 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       assert.equal(s.getDeviceRequest(used.id), undefined);
       s.close();
     });
+
+    test('certificates: record, page newest first, filter active and by subject, count', () => {
+      const s = newStorage();
+      const cert = (i: number, subject: string, expiresAt: number) => ({
+        serial: `serial-${i}`,
+        fingerprint: `fp-${i}`,
+        subject,
+        email: null,
+        commonName: subject,
+        issuer: 'https://idp',
+        roles: ['os:reader'],
+        issuedAt: i,
+        expiresAt,
+        clientIp: '192.0.2.1',
+        source: 'id_token',
+      });
+      for (let i = 1; i <= 5; i++) s.addCertificate(cert(i, i % 2 ? 'alice' : 'bob', i * 100));
+      assert.throws(() => s.addCertificate(cert(1, 'x', 1)), AlreadyExistsError);
+      const page = s.listCertificates({}, { limit: 2 });
+      assert.deepEqual(page.map((c) => c.serial), ['serial-5', 'serial-4']);
+      assert.deepEqual(s.listCertificates({}, { limit: 2, beforeId: page[1]?.id }).map((c) => c.serial), ['serial-3', 'serial-2']);
+      assert.equal(s.countCertificates({ activeAt: 250 }), 3);
+      assert.equal(s.countCertificates({ subject: 'alice' }), 3);
+      assert.deepEqual(s.listCertificates({ activeAt: 250, subject: 'bob' }, { limit: 10 }).map((c) => c.serial), ['serial-4']);
+      assert.deepEqual(s.listCertificates({}, { limit: 1 })[0]?.roles, ['os:reader']);
+      assert.deepEqual(s.applyRetention(250, 0), { certificates: 2, auditEvents: 0 });
+      assert.equal(s.countCertificates({}), 3);
+      s.close();
+    });
+
+    test('blocked subjects and counts by status and type', () => {
+      const s = newStorage();
+      assert.equal(s.blockSubject({ subject: 'alice', blockedAt: 1, blockedBy: 'admin', reason: 'left' }), true);
+      assert.equal(s.blockSubject({ subject: 'alice', blockedAt: 2, blockedBy: 'admin', reason: null }), false);
+      assert.equal(s.getBlockedSubject('alice')?.reason, 'left');
+      assert.deepEqual(s.listBlockedSubjects().map((b) => b.subject), ['alice']);
+      assert.equal(s.unblockSubject('alice'), true);
+      assert.equal(s.unblockSubject('alice'), false);
+      assert.equal(s.getBlockedSubject('alice'), undefined);
+      s.createNode(sampleNode('n1'));
+      s.createNode(sampleNode('n2', { status: 'approved' }));
+      assert.deepEqual(s.countNodesByStatus(), { pending: 1, approved: 1, denied: 0, revoked: 0 });
+      s.addAuditEvent({ at: 1, type: 'auth_failure', actor: null, subject: null, ip: null, detail: {} });
+      s.addAuditEvent({ at: 2, type: 'auth_failure', actor: null, subject: null, ip: null, detail: {} });
+      assert.deepEqual(s.countAuditEvents(['auth_failure', 'cert_error']), { auth_failure: 2, cert_error: 0 });
+      assert.deepEqual(s.applyRetention(0, 2), { certificates: 0, auditEvents: 1 });
+      s.close();
+    });
   });
 }
