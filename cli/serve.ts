@@ -25,6 +25,14 @@ export function serveCommand(program: Command): void {
         '  talos.config.oauth.extra_variable=uuid',
         '  talos.config.oauth.extra_variable=mac',
         '',
+        ...(gate.demo
+          ? [
+              'DEVELOPMENT MODE: embedded test IdP and a throwaway Talos CA. Never use this for real clusters.',
+              `  web page:      ${c.public_url}/  (sign in as "Ada Admin" to approve machines)`,
+              `  test IdP:      ${gate.demo.idp.issuer}  (users: Ada Admin, Otto Operator, Vera Viewer)`,
+              '',
+            ]
+          : []),
         `Try it without hardware:  talos-gate simulate-node --server ${c.public_url}${gate.tls?.caFingerprint ? ` --server-ca ${c.data_dir}/tls/ca.crt` : ''}`,
         '',
       ];

@@ -1,4 +1,7 @@
+import cookie from '@fastify/cookie';
+import csrfProtection from '@fastify/csrf-protection';
 import formbody from '@fastify/formbody';
+import helmet from '@fastify/helmet';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { AuditLog, openAuditSink } from './audit.js';
 import type { GateConfig } from './config/load.js';
@@ -10,6 +13,11 @@ import { MachineConfigRenderer } from './machine-config/render.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { adminRoutes } from './routes/admin.js';
 import { exchangeRoutes } from './routes/exchange.js';
+import { SESSION_COOKIE, webRoutes } from './routes/web.js';
+import { CodeEntryGuard } from './web/code-entry-guard.js';
+import { OidcLogin } from './web/oidc-login.js';
+import { SessionService } from './web/sessions.js';
+import { hashSecret } from '../device/secrets.js';
 import { machineConfigRoutes } from './routes/machine-config.js';
 import { oauthRoutes } from './routes/oauth.js';
 import type { Storage } from './storage/storage.js';
@@ -18,6 +26,10 @@ export interface AppDeps {
   config: GateConfig;
   storage: Storage;
   adminToken: string;
+  /** Signs cookies and CSRF tokens; kept in data_dir so sessions survive restarts. */
+  cookieSecret: string;
+  /** The demo on embedded defaults: a loud banner on every page. */
+  devMode?: boolean;
   /** TLS key and certificate; plain HTTP when undefined. */
   https?: { key: string; cert: string } | undefined;
   /** Milliseconds since the epoch; tests pass their own clock. */
@@ -121,12 +133,66 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   const gate = (deps.https ? Fastify({ ...base, https: deps.https }) : Fastify(base)) as unknown as FastifyInstance;
   registerErrorHandling(gate);
   await gate.register(formbody, { bodyLimit: 64 * 1024 });
+  const secureCookies = config.public_url.startsWith('https:');
+  await gate.register(cookie, { secret: deps.cookieSecret });
+  await gate.register(csrfProtection, {
+    sessionPlugin: '@fastify/cookie',
+    cookieKey: 'tg_csrf',
+    cookieOpts: { path: '/', httpOnly: true, sameSite: 'lax', secure: secureCookies, signed: true },
+    // tokens are bound to the session, so one taken from another session is worthless
+    csrfOpts: { userInfo: true, hmacKey: deps.cookieSecret },
+    getUserInfo: (req) => {
+      const c = req.cookies[SESSION_COOKIE];
+      return c ? hashSecret(c) : 'anonymous';
+    },
+  });
+  await gate.register(helmet, {
+    contentSecurityPolicy: {
+      useDefaults: false,
+      directives: {
+        defaultSrc: ["'self'"],
+        scriptSrc: ["'self'"],
+        styleSrc: ["'self'"],
+        imgSrc: ["'self'", 'data:'],
+        formAction: ["'self'"],
+        frameAncestors: ["'none'"],
+        baseUri: ["'none'"],
+        objectSrc: ["'none'"],
+      },
+    },
+    strictTransportSecurity: secureCookies ? { maxAge: 31_536_000 } : false,
+    referrerPolicy: { policy: 'no-referrer' },
+  });
+  const sessions = new SessionService(storage, { idleMs: config.web.session_idle, maxMs: config.web.session_max }, now);
+  const oidcLogin =
+    config.oidc.issuer_url && config.oidc.client_id
+      ? new OidcLogin({
+          issuer: config.oidc.issuer_url,
+          clientId: config.oidc.client_id,
+          clientSecret: config.oidc.client_secret,
+          scopes: config.oidc.scopes,
+          redirectUri: `${config.public_url}/auth/callback`,
+        })
+      : undefined;
 
   gate.get('/healthz', async () => ({ status: 'ok' }));
   await gate.register(oauthRoutes(enrollment, config.public_url));
   await gate.register(machineConfigRoutes(enrollment));
   await gate.register(exchangeRoutes(exchange));
-  await gate.register(adminRoutes({ enrollment, exchange, storage, adminToken: deps.adminToken, startedAt: now(), now }), { prefix: '/api/v1' });
+  await gate.register(adminRoutes({ enrollment, exchange, storage, adminToken: deps.adminToken, sessions, startedAt: now(), now }), { prefix: '/api/v1' });
+  await gate.register(
+    webRoutes({
+      enrollment,
+      storage,
+      sessions,
+      oidc: oidcLogin,
+      guard: new CodeEntryGuard(storage, now),
+      admins: config.admins,
+      publicUrl: config.public_url,
+      devMode: deps.devMode ?? false,
+      now,
+    }),
+  );
   gate.addHook('onClose', async () => auditSink?.close());
   return { app: gate, enrollment, exchange, renderer };
 }

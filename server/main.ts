@@ -7,9 +7,12 @@ import { loadConfig, type GateConfig } from './config/load.js';
 import { openSqliteStorage } from './storage/sqlite.js';
 import type { Storage } from './storage/storage.js';
 import { ensureSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
+import { startDemo, type Demo } from './demo.js';
 
 export interface RunningGate {
   app: FastifyInstance;
+  /** Set when running the demo on embedded defaults. */
+  demo: Demo | undefined;
   storage: Storage;
   config: GateConfig;
   url: string;
@@ -18,12 +21,18 @@ export interface RunningGate {
   close(): Promise<void>;
 }
 
-/** The admin token from config, else one made once and kept in data_dir/admin-token (0600). */
+/** A random secret made once and kept in data_dir/NAME (0600). */
+function persistentSecret(config: GateConfig, name: string): { value: string; file: string } {
+  const file = join(config.data_dir, name);
+  if (!existsSync(file)) writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
+  return { value: readFileSync(file, 'utf8').trim(), file };
+}
+
+/** The admin token from config, else one made once and kept in data_dir/admin-token. */
 function adminTokenFor(config: GateConfig): { token: string; file?: string } {
   if (config.admin_token) return { token: config.admin_token };
-  const file = join(config.data_dir, 'admin-token');
-  if (!existsSync(file)) writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-  return { token: readFileSync(file, 'utf8').trim(), file };
+  const { value, file } = persistentSecret(config, 'admin-token');
+  return { token: value, file };
 }
 
 function tlsFor(config: GateConfig): TlsMaterial | undefined {
@@ -44,16 +53,27 @@ function splitListen(listen: string): { host: string; port: number } {
 
 /** Loads the config, opens the database, and listens. Config errors throw before anything listens. */
 export async function startGate(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<RunningGate> {
-  const config = loadConfig(configFile, env);
-  mkdirSync(config.data_dir, { recursive: true, mode: 0o700 });
+  const loaded = loadConfig(configFile, env);
+  mkdirSync(loaded.data_dir, { recursive: true, mode: 0o700 });
+  // embedded defaults with no IdP configured: the demo, with its development IdP
+  const demo = configFile === undefined && !loaded.oidc.issuer_url ? await startDemo(loaded) : undefined;
+  const config = demo?.config ?? loaded;
   const admin = adminTokenFor(config);
   const tls = tlsFor(config);
   const storage = openSqliteStorage(join(config.data_dir, 'talos-gate.db'));
   let app: FastifyInstance;
   try {
-    ({ app } = await buildApp({ config, storage, adminToken: admin.token, https: tls }));
+    ({ app } = await buildApp({
+      config,
+      storage,
+      adminToken: admin.token,
+      cookieSecret: persistentSecret(config, 'cookie-secret').value,
+      devMode: demo !== undefined,
+      https: tls,
+    }));
   } catch (e) {
     storage.close();
+    await demo?.idp.close();
     throw e;
   }
   const { host, port } = splitListen(config.listen);
@@ -84,8 +104,9 @@ export async function startGate(configFile: string | undefined, env: NodeJS.Proc
       clearInterval(gc);
       await app.close();
       storage.close();
+      await demo?.idp.close();
     })();
     return closing;
   };
-  return { app, storage, config, url, adminToken: admin.token, tls, close };
+  return { app, demo, storage, config, url, adminToken: admin.token, tls, close };
 }

@@ -18,11 +18,9 @@ export const TALOS_ROLES = ['os:admin', 'os:operator', 'os:reader', 'os:etcd:bac
 
 const roleList = list(str());
 
-const rbacRule = obj({
-  claim: str({ pattern: /^[^.\s]+(\.[^.\s]+)*$/, hint: 'a claim name or dotted path such as realm_access.roles' }),
-  value: str(),
-  roles: roleList,
-});
+const claimPath = str({ pattern: /^[^.\s]+(\.[^.\s]+)*$/, hint: 'a claim name or dotted path such as realm_access.roles' });
+
+const rbacRule = obj({ claim: claimPath, value: str(), roles: roleList });
 
 export const configSchema = obj({
   listen: str({ default: '127.0.0.1:8443', pattern: /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, hint: 'host:port' }),
@@ -56,6 +54,12 @@ export const configSchema = obj({
     clock_skew: duration({ default: '30s', max: '10m' }),
     required_claims: map(anyScalar()),
     jwks_refresh_interval: duration({ default: '30s', min: '1s', max: '1h' }),
+  }),
+  // Who may approve nodes on the web page (and use the admin API with their session).
+  admins: list(obj({ claim: claimPath, value: str() })),
+  web: obj({
+    session_idle: duration({ default: '30m', min: '1m', max: '7d' }),
+    session_max: duration({ default: '12h', min: '5m', max: '30d' }),
   }),
   roles: roleList,
   rbac: obj({

@@ -297,6 +297,10 @@ export class EnrollmentService {
 
   // --- admin ---------------------------------------------------------------------------------
 
+  profileNames(): string[] {
+    return Object.keys(this.renderer.profiles);
+  }
+
   listNodes(status?: NodeRecord['status']): NodeView[] {
     return this.storage.listNodes(status ? { status } : {}).map((n) => this.view(n));
   }

@@ -1,9 +1,13 @@
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type {} from '@fastify/cookie';
+import type {} from '@fastify/csrf-protection';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { secretsEqual } from '../../device/secrets.js';
 import { ApiError } from '../api-error.js';
 import type { Decision, EnrollmentService, Registration } from '../enrollment/service.js';
 import type { ExchangeService } from '../exchange/service.js';
 import type { CertificateRecord, Storage } from '../storage/storage.js';
+import { actorOf, type SessionService } from '../web/sessions.js';
+import { SESSION_COOKIE } from './web.js';
 import { nodeJson } from './node-json.js';
 
 const patchesSchema = {
@@ -35,27 +39,48 @@ function decisionOf(body: DecisionBody | undefined): Decision {
 }
 
 /**
- * The admin API. Every route needs `Authorization: Bearer <admin_token>`; the actor recorded in the
- * audit trail is "admin-token" until web sign-in lands.
+ * The admin API: JSON, for the admin token or a signed-in admin's session.
  */
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who the audit trail names for this admin request. */
+    actor: string;
+  }
+}
+
 export interface AdminDeps {
   enrollment: EnrollmentService;
   exchange: ExchangeService | undefined;
   storage: Storage;
   adminToken: string;
+  sessions: SessionService;
   startedAt: number;
   now: () => number;
 }
 
-export function adminRoutes({ enrollment, exchange, storage, adminToken, startedAt, now }: AdminDeps) {
-  const authenticate = async (request: FastifyRequest) => {
-    const auth = request.headers.authorization ?? '';
-    const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : '';
-    if (!token || !secretsEqual(token, adminToken)) throw new ApiError('unauthorized', 'a valid admin token is required');
-  };
-  const actor = 'admin-token';
-
+export function adminRoutes({ enrollment, exchange, storage, adminToken, sessions, startedAt, now }: AdminDeps) {
   return async (app: FastifyInstance) => {
+    /**
+     * The admin token, or the web session of a signed-in admin (then state-changing calls also need
+     * the page's CSRF token in an x-csrf-token header). The actor is kept for the audit trail.
+     */
+    const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
+      const auth = request.headers.authorization;
+      if (auth !== undefined) {
+        const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : '';
+        if (!token || !secretsEqual(token, adminToken)) throw new ApiError('unauthorized', 'a valid admin token is required');
+        request.actor = 'admin-token';
+        return;
+      }
+      const session = sessions.get(request.cookies[SESSION_COOKIE]);
+      if (!session?.sub) throw new ApiError('unauthorized', 'an admin token (Authorization: Bearer) or a signed-in admin session is required');
+      if (!session.isAdmin) throw new ApiError('forbidden', `${actorOf(session)} is not an admin`);
+      if (request.method !== 'GET' && request.method !== 'HEAD') {
+        await new Promise<void>((resolve, reject) => app.csrfProtection(request, reply, (err?: Error) => (err ? reject(new ApiError('forbidden', 'a valid x-csrf-token header is required')) : resolve())));
+      }
+      request.actor = actorOf(session);
+    };
+    app.decorateRequest('actor', '');
     app.addHook('onRequest', authenticate);
 
     app.get<{ Querystring: { status?: 'pending' | 'approved' | 'denied' | 'revoked' } }>(
@@ -87,7 +112,7 @@ export function adminRoutes({ enrollment, exchange, storage, adminToken, started
       async (request, reply) => {
         const b = request.body;
         const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve };
-        return reply.code(201).send(nodeJson(enrollment.register(reg, actor)));
+        return reply.code(201).send(nodeJson(enrollment.register(reg, request.actor)));
       },
     );
 
@@ -103,13 +128,13 @@ export function adminRoutes({ enrollment, exchange, storage, adminToken, started
     app.post<{ Params: { id: string }; Body: DecisionBody | undefined }>(
       '/nodes/:id/approve',
       { schema: { params: nodeIdParams, body: decisionBody } },
-      async (request) => nodeJson(enrollment.approveNode(request.params.id, decisionOf(request.body), actor)),
+      async (request) => nodeJson(enrollment.approveNode(request.params.id, decisionOf(request.body), request.actor)),
     );
     app.post<{ Params: { id: string } }>('/nodes/:id/deny', { schema: { params: nodeIdParams } }, async (request) =>
-      nodeJson(enrollment.denyNode(request.params.id, actor)),
+      nodeJson(enrollment.denyNode(request.params.id, request.actor)),
     );
     app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { schema: { params: nodeIdParams } }, async (request) =>
-      nodeJson(enrollment.revokeNode(request.params.id, actor)),
+      nodeJson(enrollment.revokeNode(request.params.id, request.actor)),
     );
 
     const userCodeBody = {
@@ -119,12 +144,12 @@ export function adminRoutes({ enrollment, exchange, storage, adminToken, started
       additionalProperties: false,
     } as const;
     app.post<{ Body: DecisionBody & { user_code: string } }>('/device/approve', { schema: { body: userCodeBody } }, async (request) =>
-      nodeJson(enrollment.approveByUserCode(request.body.user_code, decisionOf(request.body), actor)),
+      nodeJson(enrollment.approveByUserCode(request.body.user_code, decisionOf(request.body), request.actor)),
     );
     app.post<{ Body: { user_code: string } }>(
       '/device/deny',
       { schema: { body: { type: 'object', properties: { user_code: { type: 'string', maxLength: 32 } }, required: ['user_code'], additionalProperties: false } } },
-      async (request) => nodeJson(enrollment.denyByUserCode(request.body.user_code, actor)),
+      async (request) => nodeJson(enrollment.denyByUserCode(request.body.user_code, request.actor)),
     );
 
     app.get<{ Querystring: { limit?: number; before?: number } }>(
@@ -200,12 +225,12 @@ export function adminRoutes({ enrollment, exchange, storage, adminToken, started
       '/subjects/:sub/block',
       { schema: { params: subParams, body: { type: 'object', properties: { reason: { type: 'string', maxLength: 512 } }, additionalProperties: false } } },
       async (request) => {
-        const added = needExchange().block(request.params.sub, actor, request.body?.reason);
+        const added = needExchange().block(request.params.sub, request.actor, request.body?.reason);
         return { subject: request.params.sub, blocked: true, changed: added };
       },
     );
     app.post<{ Params: { sub: string } }>('/subjects/:sub/unblock', { schema: { params: subParams } }, async (request) => {
-      const removed = needExchange().unblock(request.params.sub, actor);
+      const removed = needExchange().unblock(request.params.sub, request.actor);
       return { subject: request.params.sub, blocked: false, changed: removed };
     });
     app.get('/subjects/blocked', async () => ({

@@ -19,6 +19,7 @@ import {
   type NodeRecord,
   type NodeTokenRecord,
   type Storage,
+  type WebSessionRecord,
 } from './storage.js';
 
 // Column rows as SQLite returns them; converted to records in one place each way.
@@ -142,6 +143,48 @@ function certificateWhere(filter: CertificateFilter): { sql: string; args: unkno
   }
   return { sql: where.length ? where.join(' AND ') : '1 = 1', args };
 }
+
+interface WebSessionRow {
+  id_hash: string;
+  created_at: number;
+  last_seen_at: number;
+  expires_at: number;
+  login: string | null;
+  sub: string | null;
+  email: string | null;
+  name: string | null;
+  claims: string | null;
+  is_admin: number;
+  signed_in_at: number | null;
+}
+
+const sessionFromRow = (r: WebSessionRow): WebSessionRecord => ({
+  idHash: r.id_hash,
+  createdAt: r.created_at,
+  lastSeenAt: r.last_seen_at,
+  expiresAt: r.expires_at,
+  login: r.login === null ? null : (JSON.parse(r.login) as WebSessionRecord['login']),
+  sub: r.sub,
+  email: r.email,
+  name: r.name,
+  claims: r.claims === null ? null : (JSON.parse(r.claims) as Record<string, unknown>),
+  isAdmin: r.is_admin === 1,
+  signedInAt: r.signed_in_at,
+});
+
+const sessionToRow = (s: WebSessionRecord): WebSessionRow => ({
+  id_hash: s.idHash,
+  created_at: s.createdAt,
+  last_seen_at: s.lastSeenAt,
+  expires_at: s.expiresAt,
+  login: s.login === null ? null : JSON.stringify(s.login),
+  sub: s.sub,
+  email: s.email,
+  name: s.name,
+  claims: s.claims === null ? null : JSON.stringify(s.claims),
+  is_admin: s.isAdmin ? 1 : 0,
+  signed_in_at: s.signedInAt,
+});
 
 const nodeFromRow = (r: NodeRow): NodeRecord => ({
   id: r.id,
@@ -328,6 +371,20 @@ export class SqliteStorage implements Storage {
       listBlocked: db.prepare('SELECT * FROM blocked_subjects ORDER BY blocked_at DESC'),
       retainCertificates: db.prepare('DELETE FROM certificates WHERE expires_at < ?'),
       retainAudit: db.prepare('DELETE FROM audit_events WHERE at < ?'),
+      insertSession: db.prepare(
+        `INSERT INTO web_sessions (id_hash, created_at, last_seen_at, expires_at, login, sub, email, name, claims, is_admin, signed_in_at)
+         VALUES (@id_hash, @created_at, @last_seen_at, @expires_at, @login, @sub, @email, @name, @claims, @is_admin, @signed_in_at)`,
+      ),
+      getSession: db.prepare('SELECT * FROM web_sessions WHERE id_hash = ?'),
+      updateSession: db.prepare(
+        `UPDATE web_sessions SET last_seen_at = @last_seen_at, expires_at = @expires_at, login = @login, sub = @sub, email = @email,
+           name = @name, claims = @claims, is_admin = @is_admin, signed_in_at = @signed_in_at WHERE id_hash = @id_hash`,
+      ),
+      deleteSession: db.prepare('DELETE FROM web_sessions WHERE id_hash = ?'),
+      insertFailure: db.prepare('INSERT INTO code_entry_failures (key, at) VALUES (?, ?)'),
+      countFailures: db.prepare('SELECT COUNT(*) AS n, MIN(at) AS oldest FROM code_entry_failures WHERE key = ? AND at > ?'),
+      gcSessions: db.prepare('DELETE FROM web_sessions WHERE expires_at < ?'),
+      gcFailures: db.prepare('DELETE FROM code_entry_failures WHERE at < ?'),
       gcTokens: db.prepare('DELETE FROM node_tokens WHERE expires_at < ?'),
       gcConsumed: db.prepare(
         `DELETE FROM device_requests WHERE status = 'consumed' AND expires_at < ?
@@ -548,11 +605,50 @@ export class SqliteStorage implements Storage {
     }));
   }
 
-  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number } {
+  createWebSession(s: WebSessionRecord): WebSessionRecord {
+    this.stmt.insertSession.run(sessionToRow(s));
+    return s;
+  }
+
+  getWebSession(idHash: string): WebSessionRecord | undefined {
+    const row = this.stmt.getSession.get(idHash) as WebSessionRow | undefined;
+    return row && sessionFromRow(row);
+  }
+
+  updateWebSession(idHash: string, updater: (old: WebSessionRecord) => WebSessionRecord): WebSessionRecord {
+    return this.transaction(() => {
+      const old = this.getWebSession(idHash);
+      if (!old) throw new NotFoundError('web session');
+      const next = { ...updater(old), idHash };
+      this.stmt.updateSession.run(sessionToRow(next));
+      return next;
+    });
+  }
+
+  deleteWebSession(idHash: string): void {
+    this.stmt.deleteSession.run(idHash);
+  }
+
+  addCodeEntryFailure(keys: string[], at: number): void {
+    this.transaction(() => keys.forEach((k) => this.stmt.insertFailure.run(k, at)));
+  }
+
+  countCodeEntryFailures(key: string, since: number): number {
+    return (this.stmt.countFailures.get(key, since) as { n: number }).n;
+  }
+
+  oldestCodeEntryFailure(key: string, since: number): number | undefined {
+    return (this.stmt.countFailures.get(key, since) as { oldest: number | null }).oldest ?? undefined;
+  }
+
+  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number; webSessions: number } {
     return this.transaction(() => {
       const nodeTokens = this.stmt.gcTokens.run(now).changes;
       const deviceRequests = this.stmt.gcRequests.run(now).changes + this.stmt.gcConsumed.run(now).changes;
-      return { deviceRequests, nodeTokens };
+      const webSessions = this.stmt.gcSessions.run(now).changes;
+      // failures older than a day no longer count towards any lockout window
+      this.stmt.gcFailures.run(now - 86_400_000);
+      return { deviceRequests, nodeTokens, webSessions };
     });
   }
 

@@ -130,6 +130,28 @@ export interface NodeFilter {
   status?: NodeStatus;
 }
 
+export interface PendingLogin {
+  state: string;
+  nonce: string;
+  codeVerifier: string;
+  returnTo: string;
+  startedAt: number;
+}
+
+export interface WebSessionRecord {
+  idHash: string;
+  createdAt: number;
+  lastSeenAt: number;
+  expiresAt: number;
+  login: PendingLogin | null;
+  sub: string | null;
+  email: string | null;
+  name: string | null;
+  claims: Record<string, unknown> | null;
+  isAdmin: boolean;
+  signedInAt: number | null;
+}
+
 export interface Storage {
   /** Runs fn atomically: everything it does through this storage commits together or not at all. */
   transaction<T>(fn: () => T): T;
@@ -172,8 +194,18 @@ export interface Storage {
   getBlockedSubject(subject: string): BlockedSubject | undefined;
   listBlockedSubjects(): BlockedSubject[];
 
+  createWebSession(s: WebSessionRecord): WebSessionRecord;
+  getWebSession(idHash: string): WebSessionRecord | undefined;
+  updateWebSession(idHash: string, updater: (old: WebSessionRecord) => WebSessionRecord): WebSessionRecord;
+  deleteWebSession(idHash: string): void;
+
+  addCodeEntryFailure(keys: string[], at: number): void;
+  countCodeEntryFailures(key: string, since: number): number;
+  /** When the oldest failure in the window happened, to say when entry opens again. */
+  oldestCodeEntryFailure(key: string, since: number): number | undefined;
+
   /** Deletes what no longer matters: expired device requests and tokens. Returns counts. */
-  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number };
+  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number; webSessions: number };
   /** Deletes certificate records that expired before certsBefore and audit events older than auditBefore. */
   applyRetention(certsBefore: number, auditBefore: number): { certificates: number; auditEvents: number };
 

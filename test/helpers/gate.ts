@@ -40,6 +40,7 @@ export async function startTestGate(overrides: Record<string, unknown> = {}): Pr
     admin_token: 'test-admin-token-0123456789',
     log_level: 'silent',
     device: { interval: '1s', code_ttl: '2m' },
+    audit_log: join(dir, 'audit.jsonl'),
     ...overrides,
   };
   const configFile = join(dir, 'config.yaml');

@@ -131,11 +131,11 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       const live = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 10_000 }));
       const used = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100, status: 'consumed' }));
       s.createNodeToken({ tokenHash: 'live', nodeId: 'n1', deviceRequestId: used.id, issuedAt: 1, expiresAt: 5_000, revokedAt: null });
-      assert.deepEqual(s.garbageCollect(1000), { deviceRequests: 1, nodeTokens: 0 });
+      assert.deepEqual(s.garbageCollect(1000), { deviceRequests: 1, nodeTokens: 0, webSessions: 0 });
       assert.equal(s.getDeviceRequest(expired.id), undefined);
       assert.ok(s.getDeviceRequest(live.id));
       assert.ok(s.getNodeToken('live'), "a used code's request stays while its token lives");
-      assert.deepEqual(s.garbageCollect(6000), { deviceRequests: 1, nodeTokens: 1 });
+      assert.deepEqual(s.garbageCollect(6000), { deviceRequests: 1, nodeTokens: 1, webSessions: 0 });
       assert.equal(s.getDeviceRequest(used.id), undefined);
       s.close();
     });

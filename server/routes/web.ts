@@ -1,0 +1,284 @@
+import type {} from '@fastify/cookie';
+import type {} from '@fastify/csrf-protection';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { normalizeUserCode } from '../../device/user-code.js';
+import { ApiError } from '../api-error.js';
+import { clientIp } from '../client-ip.js';
+import { defaultHostname, type EnrollmentService } from '../enrollment/service.js';
+import { ruleMatches, type ClaimRule } from '../exchange/claims.js';
+import type { Storage, WebSessionRecord } from '../storage/storage.js';
+import type { CodeEntryGuard } from '../web/code-entry-guard.js';
+import type { Html } from '../web/html.js';
+import type { OidcLogin } from '../web/oidc-login.js';
+import { actorOf, type SessionService } from '../web/sessions.js';
+import { dashboard } from '../web/views/dashboard.js';
+import { codeEntry, confirmNode, decisionDone } from '../web/views/device.js';
+import { page } from '../web/views/layout.js';
+import { notAllowed, problem, signedOut } from '../web/views/messages.js';
+import { APP_CSS } from '../web/views/styles.js';
+
+export const SESSION_COOKIE = 'tg_session';
+
+export interface WebDeps {
+  enrollment: EnrollmentService;
+  storage: Storage;
+  sessions: SessionService;
+  oidc: OidcLogin | undefined;
+  guard: CodeEntryGuard;
+  admins: ClaimRule[];
+  publicUrl: string;
+  devMode: boolean;
+  now: () => number;
+}
+
+interface Ctx {
+  session: WebSessionRecord | undefined;
+}
+
+/** Only local paths may be returned to after sign-in: no open redirect. */
+function safeReturnTo(v: unknown): string {
+  return typeof v === 'string' && v.startsWith('/') && !v.startsWith('//') && !v.startsWith('/\\') && v.length < 1000 ? v : '/';
+}
+
+export function isAdmin(claims: Record<string, unknown>, rules: ClaimRule[]): boolean {
+  return rules.some((r) => ruleMatches(claims, r));
+}
+
+/** The web page: OIDC sign-in, code entry and confirmation, the admins' dashboard. HTML only. */
+export function webRoutes(d: WebDeps) {
+  const secure = d.publicUrl.startsWith('https:');
+  const cookieOpts = { path: '/', httpOnly: true, sameSite: 'lax' as const, secure };
+
+  return async (app: FastifyInstance) => {
+    const ctxOf = (request: FastifyRequest): Ctx => ({ session: d.sessions.get(request.cookies[SESSION_COOKIE]) });
+    const ensureSession = (request: FastifyRequest, reply: FastifyReply): WebSessionRecord => {
+      const existing = d.sessions.get(request.cookies[SESSION_COOKIE]);
+      if (existing) return existing;
+      const { cookie, session } = d.sessions.create();
+      reply.setCookie(SESSION_COOKIE, cookie, cookieOpts);
+      request.cookies[SESSION_COOKIE] = cookie;
+      return session;
+    };
+    const csrf = (reply: FastifyReply, session: WebSessionRecord | undefined) => reply.generateCsrf({ userInfo: session?.idHash ?? 'anonymous' });
+    const viewerOf = (s: WebSessionRecord | undefined) => (s?.sub ? { name: s.email ?? s.name ?? s.sub, isAdmin: s.isAdmin } : undefined);
+    const send = (reply: FastifyReply, status: number, title: string, body: Html, session: WebSessionRecord | undefined, refreshSeconds?: number) =>
+      reply
+        .code(status)
+        .header('Cache-Control', 'no-store')
+        .type('text/html; charset=utf-8')
+        .send(page({ title, body, viewer: viewerOf(session), csrfToken: csrf(reply, session), devMode: d.devMode, refreshSeconds }).value);
+    /** Signed in, or sent to sign in and back here. */
+    const requireUser = (request: FastifyRequest, reply: FastifyReply, ctx: Ctx): WebSessionRecord | undefined => {
+      if (ctx.session?.sub) return ctx.session;
+      reply.redirect(`/auth/login?return_to=${encodeURIComponent(request.url)}`, 303);
+      return undefined;
+    };
+    const requireAdmin = (request: FastifyRequest, reply: FastifyReply, ctx: Ctx): WebSessionRecord | undefined => {
+      const s = requireUser(request, reply, ctx);
+      if (!s) return undefined;
+      if (!s.isAdmin) {
+        send(reply, 403, 'Not allowed', notAllowed(actorOf(s)), s);
+        return undefined;
+      }
+      return s;
+    };
+
+    app.setErrorHandler((err: FastifyError, request, reply) => {
+      const session = d.sessions.get(request.cookies[SESSION_COOKIE]);
+      if (err.code === 'FST_CSRF_INVALID_TOKEN' || err.code === 'FST_CSRF_MISSING_SECRET') {
+        return send(reply, 403, 'Refused', problem('Refused', 'This form expired or did not come from this site. Reload the page and try again.'), session);
+      }
+      if (err instanceof ApiError) return send(reply, err.status, 'Problem', problem('Problem', err.description), session);
+      if ((err.statusCode ?? 500) < 500) return send(reply, err.statusCode ?? 400, 'Bad request', problem('Bad request', err.message.slice(0, 200)), session);
+      request.log.error({ err }, 'web request failed');
+      return send(reply, 500, 'Error', problem('Something went wrong', 'talos-gate could not handle this request; its log says why.'), session);
+    });
+
+    app.get('/static/app.css', async (_request, reply) =>
+      reply.type('text/css; charset=utf-8').header('Cache-Control', 'public, max-age=3600').send(APP_CSS),
+    );
+
+    // --- sign-in ---------------------------------------------------------------------------
+
+    app.get<{ Querystring: { return_to?: string } }>('/auth/login', async (request, reply) => {
+      if (!d.oidc) return send(reply, 503, 'Sign-in unavailable', problem('Sign-in is not configured', 'Set oidc.issuer_url and oidc.client_id in the gate config.'), undefined);
+      const session = ensureSession(request, reply);
+      const start = await d.oidc.start().catch((e: Error) => {
+        request.log.warn({ err: e }, 'IdP discovery failed');
+        return undefined;
+      });
+      if (!start) return send(reply, 503, 'Sign-in unavailable', problem('The identity provider cannot be reached', 'Try again in a moment.'), session);
+      d.sessions.startLogin(session, {
+        state: start.state,
+        nonce: start.nonce,
+        codeVerifier: start.codeVerifier,
+        returnTo: safeReturnTo(request.query.return_to),
+        startedAt: d.now(),
+      });
+      return reply.redirect(start.url, 303);
+    });
+
+    app.get<{ Querystring: Record<string, string | undefined> }>('/auth/callback', async (request, reply) => {
+      const ctx = ctxOf(request);
+      const pending = ctx.session?.login;
+      if (!d.oidc || !ctx.session || !pending) {
+        return send(reply, 400, 'Sign-in failed', problem('Sign-in failed', 'This sign-in was not started here or has expired. Start again.'), ctx.session);
+      }
+      if (request.query.error) {
+        return send(reply, 400, 'Sign-in failed', problem('Sign-in failed', `The identity provider said: ${request.query.error_description ?? request.query.error}`), ctx.session);
+      }
+      let claims: Record<string, unknown>;
+      try {
+        claims = await d.oidc.finish(new URL(request.url, d.publicUrl), pending);
+      } catch (e) {
+        request.log.warn({ err: e }, 'sign-in callback refused');
+        return send(reply, 400, 'Sign-in failed', problem('Sign-in failed', 'The answer from the identity provider could not be verified. Start again.'), ctx.session);
+      }
+      const user = {
+        sub: String(claims.sub),
+        email: typeof claims.email === 'string' ? claims.email : null,
+        name: typeof claims.name === 'string' ? claims.name : null,
+        claims,
+        isAdmin: isAdmin(claims, d.admins),
+      };
+      // a new session id at sign-in, so an id planted before it is worth nothing after
+      d.sessions.destroy(ctx.session);
+      const { cookie, session } = d.sessions.create();
+      d.sessions.completeLogin(session, user);
+      reply.setCookie(SESSION_COOKIE, cookie, cookieOpts);
+      return reply.redirect(pending.returnTo, 303);
+    });
+
+    app.post('/auth/logout', { onRequest: app.csrfProtection }, async (request, reply) => {
+      const ctx = ctxOf(request);
+      if (ctx.session) d.sessions.destroy(ctx.session);
+      reply.clearCookie(SESSION_COOKIE, cookieOpts);
+      return send(reply, 200, 'Signed out', signedOut(), undefined);
+    });
+
+    // --- dashboard -------------------------------------------------------------------------
+
+    app.get('/', async (request, reply) => {
+      const ctx = ctxOf(request);
+      const s = requireAdmin(request, reply, ctx);
+      if (!s) return reply;
+      const now = d.now();
+      const nodes = d.enrollment.listNodes();
+      const body = dashboard({
+        pending: nodes.filter((n) => n.pending.length > 0),
+        decided: nodes.filter((n) => n.status !== 'pending'),
+        certs: d.storage.listCertificates({ activeAt: now }, { limit: 50 }),
+        audit: d.storage.listAuditEvents({ limit: 25 }),
+        csrfToken: csrf(reply, s),
+        now,
+      });
+      return send(reply, 200, 'Dashboard', body, s, 15);
+    });
+
+    app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { onRequest: app.csrfProtection }, async (request, reply) => {
+      const ctx = ctxOf(request);
+      const s = requireAdmin(request, reply, ctx);
+      if (!s) return reply;
+      d.enrollment.revokeNode(request.params.id, actorOf(s));
+      return reply.redirect('/', 303);
+    });
+
+    // --- device verification (RFC 8628 §3.3) ---------------------------------------------------
+
+    const lookup = (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
+      const ip = clientIp(request);
+      const now = d.now();
+      const locked = d.guard.lockedUntil(s.idHash, ip);
+      if (locked !== undefined) {
+        return send(reply, 429, 'Enter the code', codeEntry({ prefill: typed, lockedUntil: locked, csrfToken: csrf(reply, s), now }), s);
+      }
+      let found: ReturnType<EnrollmentService['findPendingByUserCode']> | undefined;
+      try {
+        found = normalizeUserCode(typed) === undefined ? undefined : d.enrollment.findPendingByUserCode(typed);
+      } catch (e) {
+        if (!(e instanceof ApiError)) throw e;
+      }
+      if (!found) {
+        d.guard.recordFailure(s.idHash, ip);
+        const error = 'That code is not valid, has expired, or was already used. Check the console and try again.';
+        return send(reply, 400, 'Enter the code', codeEntry({ prefill: typed, error, lockedUntil: d.guard.lockedUntil(s.idHash, ip), csrfToken: csrf(reply, s), now }), s);
+      }
+      return send(
+        reply,
+        200,
+        'Approve this machine?',
+        confirmNode({
+          request: found.request,
+          node: found.node,
+          profiles: d.enrollment.profileNames(),
+          defaultHostname: defaultHostname(found.node),
+          csrfToken: csrf(reply, s),
+          now,
+        }),
+        s,
+      );
+    };
+
+    app.get<{ Querystring: { user_code?: string } }>('/device', async (request, reply) => {
+      const ctx = ctxOf(request);
+      const s = requireAdmin(request, reply, ctx);
+      if (!s) return reply;
+      const typed = typeof request.query.user_code === 'string' ? request.query.user_code.slice(0, 32) : '';
+      if (!typed) return send(reply, 200, 'Enter the code', codeEntry({ prefill: '', csrfToken: csrf(reply, s), now: d.now() }), s);
+      return lookup(request, reply, s, typed);
+    });
+
+    app.post<{ Body: { user_code?: string } }>('/device', { onRequest: app.csrfProtection }, async (request, reply) => {
+      const ctx = ctxOf(request);
+      const s = requireAdmin(request, reply, ctx);
+      if (!s) return reply;
+      return lookup(request, reply, s, String(request.body?.user_code ?? '').slice(0, 32));
+    });
+
+    app.post<{ Body: { user_code?: string; decision?: string; profile?: string; hostname?: string; patch?: string } }>(
+      '/device/decision',
+      { onRequest: app.csrfProtection },
+      async (request, reply) => {
+        const ctx = ctxOf(request);
+        const s = requireAdmin(request, reply, ctx);
+        if (!s) return reply;
+        const b = request.body ?? {};
+        const userCode = String(b.user_code ?? '');
+        const actor = actorOf(s);
+        if (b.decision === 'deny') {
+          const node = d.enrollment.denyByUserCode(userCode, actor);
+          return send(reply, 200, 'Denied', decisionDone({ approved: false, node, userCode }), s);
+        }
+        if (b.decision !== 'approve') throw new ApiError('invalid_request', 'choose Approve or Deny');
+        const patch = String(b.patch ?? '').trim();
+        const found = d.enrollment.findPendingByUserCode(userCode);
+        try {
+          const node = d.enrollment.approveByUserCode(
+            userCode,
+            { profile: b.profile, hostname: b.hostname?.trim() || undefined, patches: patch ? [...found.node.patches, patch] : undefined },
+            actor,
+          );
+          return send(reply, 200, 'Approved', decisionDone({ approved: true, node, userCode }), s);
+        } catch (e) {
+          if (!(e instanceof ApiError) || (e.error !== 'invalid_config' && e.error !== 'invalid_request')) throw e;
+          return send(
+            reply,
+            e.status,
+            'Approve this machine?',
+            confirmNode({
+              request: found.request,
+              node: found.node,
+              profiles: d.enrollment.profileNames(),
+              defaultHostname: defaultHostname(found.node),
+              csrfToken: csrf(reply, s),
+              now: d.now(),
+              error: e.description,
+              form: { profile: b.profile, hostname: b.hostname, patch },
+            }),
+            s,
+          );
+        }
+      },
+    );
+  };
+}

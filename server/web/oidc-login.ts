@@ -1,0 +1,75 @@
+import * as client from 'openid-client';
+
+// Sign-in with the company IdP: authorization code + PKCE, state and nonce, with openid-client.
+// Discovery happens once and is cached (again only after a failure).
+
+export interface OidcLoginSettings {
+  issuer: string;
+  clientId: string;
+  clientSecret: string | undefined;
+  scopes: string[];
+  redirectUri: string;
+}
+
+export interface LoginStart {
+  url: string;
+  state: string;
+  nonce: string;
+  codeVerifier: string;
+}
+
+function isLoopbackHttp(u: string): boolean {
+  const url = new URL(u);
+  return url.protocol === 'http:' && ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
+}
+
+export class OidcLogin {
+  private config: Promise<client.Configuration> | undefined;
+
+  constructor(private readonly settings: OidcLoginSettings) {}
+
+  private configuration(): Promise<client.Configuration> {
+    this.config ??= client.discovery(
+      new URL(this.settings.issuer),
+      this.settings.clientId,
+      this.settings.clientSecret,
+      this.settings.clientSecret ? client.ClientSecretBasic(this.settings.clientSecret) : client.None(),
+      // plain http is allowed only for an IdP on loopback (the development IdP); config refuses others
+      isLoopbackHttp(this.settings.issuer) ? { execute: [client.allowInsecureRequests], timeout: 10 } : { timeout: 10 },
+    );
+    this.config.catch(() => {
+      this.config = undefined;
+    });
+    return this.config;
+  }
+
+  async start(): Promise<LoginStart> {
+    const config = await this.configuration();
+    const codeVerifier = client.randomPKCECodeVerifier();
+    const state = client.randomState();
+    const nonce = client.randomNonce();
+    const url = client.buildAuthorizationUrl(config, {
+      redirect_uri: this.settings.redirectUri,
+      scope: this.settings.scopes.join(' '),
+      code_challenge: await client.calculatePKCECodeChallenge(codeVerifier),
+      code_challenge_method: 'S256',
+      state,
+      nonce,
+    });
+    return { url: url.href, state, nonce, codeVerifier };
+  }
+
+  /** Exchanges the callback's code; checks state, nonce and the ID token. Returns its claims. */
+  async finish(callbackUrl: URL, pending: { state: string; nonce: string; codeVerifier: string }): Promise<Record<string, unknown>> {
+    const config = await this.configuration();
+    const tokens = await client.authorizationCodeGrant(config, callbackUrl, {
+      pkceCodeVerifier: pending.codeVerifier,
+      expectedState: pending.state,
+      expectedNonce: pending.nonce,
+      idTokenExpected: true,
+    });
+    const claims = tokens.claims();
+    if (!claims) throw new Error('the IdP returned no ID token');
+    return { ...claims };
+  }
+}

@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { hashSecret } from '../../device/secrets.js';
+import type { PendingLogin, Storage, WebSessionRecord } from '../storage/storage.js';
+
+export interface SessionSettings {
+  idleMs: number;
+  maxMs: number;
+}
+
+export interface SignedInUser {
+  sub: string;
+  email: string | null;
+  name: string | null;
+  claims: Record<string, unknown>;
+  isAdmin: boolean;
+}
+
+/** Server-side browser sessions: the cookie carries an opaque id, SQLite holds the rest (hashed id). */
+export class SessionService {
+  constructor(
+    private readonly storage: Storage,
+    private readonly settings: SessionSettings,
+    private readonly now: () => number,
+  ) {}
+
+  /** A new, anonymous session; returns the cookie value. */
+  create(): { cookie: string; session: WebSessionRecord } {
+    const cookie = randomBytes(32).toString('base64url');
+    const now = this.now();
+    const session = this.storage.createWebSession({
+      idHash: hashSecret(cookie),
+      createdAt: now,
+      lastSeenAt: now,
+      expiresAt: now + this.settings.maxMs,
+      login: null,
+      sub: null,
+      email: null,
+      name: null,
+      claims: null,
+      isAdmin: false,
+      signedInAt: null,
+    });
+    return { cookie, session };
+  }
+
+  /** The live session behind a cookie; undefined when unknown, idle too long, or past its absolute expiry. */
+  get(cookie: string | undefined): WebSessionRecord | undefined {
+    if (!cookie || cookie.length > 100) return undefined;
+    const s = this.storage.getWebSession(hashSecret(cookie));
+    const now = this.now();
+    if (!s) return undefined;
+    if (now > s.expiresAt || now - s.lastSeenAt > this.settings.idleMs) {
+      this.storage.deleteWebSession(s.idHash);
+      return undefined;
+    }
+    // one write a minute at most, not one per request
+    if (now - s.lastSeenAt > 60_000) return this.storage.updateWebSession(s.idHash, (x) => ({ ...x, lastSeenAt: now }));
+    return s;
+  }
+
+  startLogin(session: WebSessionRecord, login: PendingLogin): void {
+    this.storage.updateWebSession(session.idHash, (s) => ({ ...s, login }));
+  }
+
+  /** Binds a signed-in user to the session. The pending sign-in is consumed. */
+  completeLogin(session: WebSessionRecord, user: SignedInUser): WebSessionRecord {
+    const now = this.now();
+    return this.storage.updateWebSession(session.idHash, (s) => ({
+      ...s,
+      login: null,
+      sub: user.sub,
+      email: user.email,
+      name: user.name,
+      claims: user.claims,
+      isAdmin: user.isAdmin,
+      signedInAt: now,
+      lastSeenAt: now,
+    }));
+  }
+
+  destroy(session: WebSessionRecord): void {
+    this.storage.deleteWebSession(session.idHash);
+  }
+}
+
+/** Who the audit trail names for a signed-in user. */
+export function actorOf(s: Pick<WebSessionRecord, 'email' | 'sub'>): string {
+  return s.email ?? s.sub ?? 'unknown';
+}
