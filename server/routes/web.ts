@@ -59,7 +59,17 @@ export function webRoutes(d: WebDeps) {
       request.cookies[SESSION_COOKIE] = cookie;
       return session;
     };
-    const csrf = (reply: FastifyReply, session: WebSessionRecord | undefined) => reply.generateCsrf({ userInfo: session?.idHash ?? 'anonymous' });
+    // One token per response: the first call also sets the secret cookie, and a second call in the
+    // same response would set another secret that the first token does not match.
+    const tokens = new WeakMap<FastifyReply, string>();
+    const csrf = (reply: FastifyReply, session: WebSessionRecord | undefined) => {
+      let token = tokens.get(reply);
+      if (token === undefined) {
+        token = reply.generateCsrf({ userInfo: session?.idHash ?? 'anonymous' });
+        tokens.set(reply, token);
+      }
+      return token;
+    };
     const viewerOf = (s: WebSessionRecord | undefined) => (s?.sub ? { name: s.email ?? s.name ?? s.sub, isAdmin: s.isAdmin } : undefined);
     const send = (reply: FastifyReply, status: number, title: string, body: Html, session: WebSessionRecord | undefined, refreshSeconds?: number) =>
       reply
@@ -149,7 +159,7 @@ export function webRoutes(d: WebDeps) {
       return reply.redirect(pending.returnTo, 303);
     });
 
-    app.post('/auth/logout', { onRequest: app.csrfProtection }, async (request, reply) => {
+    app.post('/auth/logout', { preHandler: app.csrfProtection }, async (request, reply) => {
       const ctx = ctxOf(request);
       if (ctx.session) d.sessions.destroy(ctx.session);
       reply.clearCookie(SESSION_COOKIE, cookieOpts);
@@ -175,7 +185,7 @@ export function webRoutes(d: WebDeps) {
       return send(reply, 200, 'Dashboard', body, s, 15);
     });
 
-    app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { onRequest: app.csrfProtection }, async (request, reply) => {
+    app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { preHandler: app.csrfProtection }, async (request, reply) => {
       const ctx = ctxOf(request);
       const s = requireAdmin(request, reply, ctx);
       if (!s) return reply;
@@ -228,7 +238,7 @@ export function webRoutes(d: WebDeps) {
       return lookup(request, reply, s, typed);
     });
 
-    app.post<{ Body: { user_code?: string } }>('/device', { onRequest: app.csrfProtection }, async (request, reply) => {
+    app.post<{ Body: { user_code?: string } }>('/device', { preHandler: app.csrfProtection }, async (request, reply) => {
       const ctx = ctxOf(request);
       const s = requireAdmin(request, reply, ctx);
       if (!s) return reply;
@@ -237,7 +247,7 @@ export function webRoutes(d: WebDeps) {
 
     app.post<{ Body: { user_code?: string; decision?: string; profile?: string; hostname?: string; patch?: string } }>(
       '/device/decision',
-      { onRequest: app.csrfProtection },
+      { preHandler: app.csrfProtection },
       async (request, reply) => {
         const ctx = ctxOf(request);
         const s = requireAdmin(request, reply, ctx);

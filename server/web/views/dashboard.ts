@@ -24,7 +24,7 @@ function pendingTable(nodes: NodeView[], now: number): Html {
 <tbody>${nodes.flatMap((n) =>
     n.pending.map(
       (p) => html`<tr>
-  <td class="mono"><strong>${p.userCode}</strong></td>
+  <td class="mono nowrap"><strong>${p.userCode}</strong></td>
   <td class="mono">${asSent(n.variables.uuid)}</td>
   <td class="mono">${asSent(n.variables.mac)}</td>
   <td class="mono">${asSent(n.variables.serial)}</td>

@@ -42,6 +42,7 @@ button.link{background:none;color:#fff;padding:0;font-weight:400;text-decoration
 .alert.ok{background:#e7f6ec;color:var(--ok);border:1px solid #b7e1c4}
 .alert.info{background:#eef2ff;color:#3730a3;border:1px solid #c7d2fe}
 .muted{color:var(--muted)}
+.nowrap{white-space:nowrap}
 .empty{color:var(--muted);padding:1rem;text-align:center;background:var(--card)}
 @media (max-width:640px){main{padding:.75rem}.usercode{font-size:1.6rem}dl.facts{grid-template-columns:1fr}dl.facts dt{margin-top:.4rem}th,td{padding:.4rem}}
 `;
