@@ -66,3 +66,17 @@ export function parseDeviceAuthorizationRequest(body: unknown): DeviceAuthorizat
     mac,
   };
 }
+
+/** The client_id of a device authorization request, to tell node requests from operator logins. */
+export function clientIdOf(body: unknown): string {
+  const clientId = singleValues(body).get('client_id');
+  if (!clientId) throw new OAuthError('invalid_request', 'client_id is required');
+  return checkText('client_id', clientId, 128);
+}
+
+/** POST /device/code from the talos-gate CLI: no node variables. */
+export function parseOperatorAuthorizationRequest(body: unknown): { clientId: string; scope: string | null } {
+  const form = singleValues(body);
+  const scope = form.get('scope');
+  return { clientId: clientIdOf(body), scope: scope ? checkText('scope', scope, 512) : null };
+}

@@ -48,11 +48,23 @@ export function parseClientCredentials(form: Map<string, string>, authorization:
   return { clientId, clientSecret: basic?.secret || bodySecret || undefined, basic: basic !== undefined };
 }
 
-/** Parses POST /token for the device grant. Other grant types are refused here. */
-export function parseDeviceTokenRequest(body: unknown, authorization: string | undefined): DeviceTokenRequest {
+export interface RefreshTokenRequest {
+  grantType: 'refresh_token';
+  refreshToken: string;
+  client: ClientCredentials;
+}
+
+/** Parses POST /token: the device grant (nodes, CLI) or refresh_token (CLI). Others are refused. */
+export function parseTokenRequest(body: unknown, authorization: string | undefined): DeviceTokenRequest | RefreshTokenRequest {
   const form = singleValues(body);
   const grantType = form.get('grant_type');
   if (!grantType) throw new OAuthError('invalid_request', 'grant_type is required');
+  if (grantType === 'refresh_token') {
+    const refreshToken = form.get('refresh_token');
+    if (!refreshToken) throw new OAuthError('invalid_request', 'refresh_token is required');
+    if (refreshToken.length > 256) throw new OAuthError('invalid_grant', 'unknown refresh_token');
+    return { grantType, refreshToken, client: parseClientCredentials(form, authorization) };
+  }
   if (grantType !== DEVICE_CODE_GRANT) {
     throw new OAuthError('unsupported_grant_type', `grant_type ${grantType.slice(0, 80)} is not supported`);
   }

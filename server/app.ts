@@ -17,6 +17,8 @@ import { SESSION_COOKIE, webRoutes } from './routes/web.js';
 import { CodeEntryGuard } from './web/code-entry-guard.js';
 import { OidcLogin } from './web/oidc-login.js';
 import { SessionService } from './web/sessions.js';
+import { GateTokenSigner } from './operators/gate-tokens.js';
+import { OperatorService } from './operators/service.js';
 import { hashSecret } from '../device/secrets.js';
 import { machineConfigRoutes } from './routes/machine-config.js';
 import { oauthRoutes } from './routes/oauth.js';
@@ -52,12 +54,19 @@ function signingCaFor(config: GateConfig): SigningCa | undefined {
   return undefined;
 }
 
-function exchangeFor(config: GateConfig, storage: Storage, audit: AuditLog, signer: SigningCa | undefined, now: () => number) {
+function exchangeFor(
+  config: GateConfig,
+  storage: Storage,
+  audit: AuditLog,
+  signer: SigningCa | undefined,
+  operators: OperatorService,
+  now: () => number,
+) {
   const { oidc, talos } = config;
   if (!oidc.issuer_url || !oidc.client_id || !talos.ca_cert || !signer) return undefined;
   const verifier = new IdTokenVerifier({
     issuer: oidc.issuer_url,
-    audiences: [oidc.client_id, ...oidc.extra_audiences],
+    audiences: [oidc.client_id, ...(oidc.cli_client_id ? [oidc.cli_client_id] : []), ...oidc.extra_audiences],
     clockSkewMs: oidc.clock_skew,
     requiredClaims: oidc.required_claims,
     jwksRefreshIntervalMs: oidc.jwks_refresh_interval,
@@ -78,6 +87,7 @@ function exchangeFor(config: GateConfig, storage: Storage, audit: AuditLog, sign
       defaultRoles: config.roles,
     },
     now,
+    operators,
   );
 }
 
@@ -100,7 +110,26 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   renderer.check();
   const auditSink = openAuditSink(config.audit_log);
   const audit = new AuditLog(storage, now, auditSink);
-  const exchange = exchangeFor(config, storage, audit, signer, now);
+  const oidcLogin =
+    config.oidc.issuer_url && config.oidc.client_id
+      ? new OidcLogin({
+          issuer: config.oidc.issuer_url,
+          clientId: config.oidc.client_id,
+          clientSecret: config.oidc.client_secret,
+          scopes: config.oidc.scopes,
+          redirectUri: `${config.public_url}/auth/callback`,
+        })
+      : undefined;
+  const gateTokens = await GateTokenSigner.load(config.data_dir, config.public_url);
+  const operators = new OperatorService(
+    storage,
+    audit,
+    gateTokens,
+    oidcLogin,
+    { accessTokenTtlMs: config.operator.access_token_ttl, grantTtlMs: config.operator.login_ttl },
+    now,
+  );
+  const exchange = exchangeFor(config, storage, audit, signer, operators, now);
   const enrollment = new EnrollmentService(
     storage,
     renderer,
@@ -108,6 +137,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     {
       publicUrl: config.public_url,
       nodeClients: config.node_clients,
+      operatorClients: config.operator_clients,
       codeTtlMs: config.device.code_ttl,
       intervalMs: config.device.interval,
       tokenTtlMs: config.device.token_ttl,
@@ -115,6 +145,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       poll: { expiryGraceMs: config.device.expiry_grace, twinWindowMs: 2_000, earlyTolerance: 0.2 },
     },
     now,
+    operators,
   );
 
   const base = {
@@ -164,22 +195,15 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     referrerPolicy: { policy: 'no-referrer' },
   });
   const sessions = new SessionService(storage, { idleMs: config.web.session_idle, maxMs: config.web.session_max }, now);
-  const oidcLogin =
-    config.oidc.issuer_url && config.oidc.client_id
-      ? new OidcLogin({
-          issuer: config.oidc.issuer_url,
-          clientId: config.oidc.client_id,
-          clientSecret: config.oidc.client_secret,
-          scopes: config.oidc.scopes,
-          redirectUri: `${config.public_url}/auth/callback`,
-        })
-      : undefined;
 
   gate.get('/healthz', async () => ({ status: 'ok' }));
-  await gate.register(oauthRoutes(enrollment, config.public_url));
+  await gate.register(oauthRoutes({ enrollment, operators, gateTokens, config }));
   await gate.register(machineConfigRoutes(enrollment));
   await gate.register(exchangeRoutes(exchange));
-  await gate.register(adminRoutes({ enrollment, exchange, storage, adminToken: deps.adminToken, sessions, startedAt: now(), now }), { prefix: '/api/v1' });
+  await gate.register(
+    adminRoutes({ enrollment, exchange, operators, admins: config.admins, storage, adminToken: deps.adminToken, sessions, startedAt: now(), now }),
+    { prefix: '/api/v1' },
+  );
   await gate.register(
     webRoutes({
       enrollment,
@@ -187,6 +211,9 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       sessions,
       oidc: oidcLogin,
       guard: new CodeEntryGuard(storage, now),
+      operators,
+      roleRules: { rules: config.rbac.rules, defaults: config.roles },
+      expiryGraceMs: config.device.expiry_grace,
       admins: config.admins,
       publicUrl: config.public_url,
       devMode: deps.devMode ?? false,

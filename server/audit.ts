@@ -16,7 +16,11 @@ export type AuditType =
   | 'cert_issued'
   | 'cert_error'
   | 'subject_blocked'
-  | 'subject_unblocked';
+  | 'subject_unblocked'
+  | 'operator_login_approved'
+  | 'operator_token_issued'
+  | 'operator_token_refreshed'
+  | 'operator_login_revoked';
 
 export interface AuditEntry {
   type: AuditType;

@@ -33,6 +33,14 @@ export const configSchema = obj({
   }),
   admin_token: optionalStr(),
   node_clients: list(nodeClient, [{ client_id: 'talos-node', client_secret: undefined }]),
+  // Clients of `talos-gate login --device` (public: no secret).
+  operator_clients: list(obj({ client_id: str({ pattern: /^[\x21-\x7e]{1,128}$/, hint: 'printable ASCII without spaces' }) }), [
+    { client_id: 'talos-gate-cli' },
+  ]),
+  operator: obj({
+    access_token_ttl: duration({ default: '10m', min: '1m', max: '1h' }),
+    login_ttl: duration({ default: '30d', min: '1h', max: '365d' }),
+  }),
   device: obj({
     code_ttl: duration({ default: '15m', min: '1m', max: '24h' }),
     interval: duration({ default: '5s', min: '1s', max: '60s' }),
@@ -49,6 +57,8 @@ export const configSchema = obj({
     issuer_url: optionalStr(),
     client_id: optionalStr(),
     client_secret: optionalStr(),
+    // The CLI's own (public) client at the IdP, for `talos-gate login` in a browser.
+    cli_client_id: optionalStr(),
     scopes: list(str(), ['openid', 'email', 'profile', 'groups']),
     extra_audiences: list(str()),
     clock_skew: duration({ default: '30s', max: '10m' }),
@@ -70,7 +80,7 @@ export const configSchema = obj({
     ca_key: optionalStr(),
     issuing_ca_cert: optionalStr(),
     issuing_ca_key: optionalStr(),
-    cert_ttl: duration({ default: '5m', min: '30s', max: '7d' }),
+    cert_ttl: duration({ default: '5m', min: '10s', max: '7d' }),
     max_cert_ttl: duration({ default: '1h', min: '30s', max: '30d' }),
     subject_claim: str({ default: 'email' }),
     endpoints: list(str()),

@@ -8,9 +8,11 @@ import { formatUserCode, generateUserCode, normalizeUserCode } from '../../devic
 import { ApiError } from '../api-error.js';
 import type { AuditLog } from '../audit.js';
 import { RenderError, type MachineConfigRenderer } from '../machine-config/render.js';
+import type { OperatorService, OperatorTokens } from '../operators/service.js';
 import {
   AlreadyExistsError,
   type DeviceRequestRecord,
+  type NewDeviceRequest,
   type NodeRecord,
   type PatchSpec,
   type Storage,
@@ -19,6 +21,8 @@ import {
 export interface EnrollmentSettings {
   publicUrl: string;
   nodeClients: { client_id: string; client_secret?: string | undefined }[];
+  /** Public clients of `talos-gate login --device`. */
+  operatorClients: { client_id: string }[];
   codeTtlMs: number;
   intervalMs: number;
   tokenTtlMs: number;
@@ -74,11 +78,20 @@ export class EnrollmentService {
     private readonly audit: AuditLog,
     private readonly settings: EnrollmentSettings,
     private readonly now: () => number,
+    private readonly operators?: OperatorService,
   ) {}
 
   // --- the device flow -------------------------------------------------------------------
 
+  /** Which kind of device client this is: a Talos node, or the talos-gate CLI of an operator. */
+  clientKind(clientId: string): 'node' | 'operator' {
+    if (this.settings.nodeClients.some((c) => c.client_id === clientId)) return 'node';
+    if (this.operators && this.settings.operatorClients.some((c) => c.client_id === clientId)) return 'operator';
+    throw new OAuthError('invalid_client', 'unknown client_id');
+  }
+
   authenticateClient(creds: Pick<ClientCredentials, 'clientId' | 'clientSecret'>, requireSecret: boolean): void {
+    if (this.clientKind(creds.clientId) === 'operator') return; // public clients (RFC 8252)
     const client = this.settings.nodeClients.find((c) => c.client_id === creds.clientId);
     if (!client) throw new OAuthError('invalid_client', 'unknown client_id');
     if (requireSecret && client.client_secret !== undefined) {
@@ -88,39 +101,61 @@ export class EnrollmentService {
     }
   }
 
-  requestDeviceCode(req: DeviceAuthorizationRequest, ip: string): DeviceAuthorizationResponse {
-    // RFC 8628 §3.1: the device authorization request carries no client secret, even for Talos
-    // nodes booted with talos.config.oauth.client_secret; it is checked at /token.
-    this.authenticateClient({ clientId: req.clientId, clientSecret: undefined }, false);
-    const now = this.now();
+  private checkPendingLimit(ip: string, now: number): void {
     if (this.storage.countPendingDeviceRequestsFromIp(ip, now) >= this.settings.maxPendingPerIp) {
       throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
     }
+  }
+
+  /** Stores a new request under a fresh user code (drawn again on the rare collision). */
+  private createRequest(fields: Omit<NewDeviceRequest, 'deviceCodeHash' | 'userCode'>, deviceCode: string): DeviceRequestRecord {
+    for (;;) {
+      try {
+        return this.storage.createDeviceRequest({ ...fields, deviceCodeHash: hashSecret(deviceCode), userCode: generateUserCode() });
+      } catch (e) {
+        if (!(e instanceof AlreadyExistsError)) throw e;
+      }
+    }
+  }
+
+  private response(deviceCode: string, userCode: string): DeviceAuthorizationResponse {
+    const verificationUri = `${this.settings.publicUrl}/device`;
+    return {
+      device_code: deviceCode,
+      user_code: formatUserCode(userCode),
+      verification_uri: verificationUri,
+      verification_uri_complete: `${verificationUri}?user_code=${formatUserCode(userCode)}`,
+      expires_in: Math.floor(this.settings.codeTtlMs / 1000),
+      interval: Math.ceil(this.settings.intervalMs / 1000),
+    };
+  }
+
+  requestDeviceCode(req: DeviceAuthorizationRequest, ip: string): DeviceAuthorizationResponse {
+    // RFC 8628 §3.1: the device authorization request carries no client secret, even for Talos
+    // nodes booted with talos.config.oauth.client_secret; it is checked at /token.
+    if (this.clientKind(req.clientId) !== 'node') throw new OAuthError('invalid_client', 'not a node client');
+    const now = this.now();
+    this.checkPendingLimit(ip, now);
     const deviceCode = generateSecret();
     const { request, node } = this.storage.transaction(() => {
       const node = this.nodeForRequest(req, ip, now);
-      for (;;) {
-        try {
-          const request = this.storage.createDeviceRequest({
-            deviceCodeHash: hashSecret(deviceCode),
-            userCode: generateUserCode(),
-            clientId: req.clientId,
-            kind: 'node',
-            nodeId: node.id,
-            variables: req.variables,
-            scope: req.scope,
-            audience: req.audience,
-            sourceIp: ip,
-            createdAt: now,
-            expiresAt: now + this.settings.codeTtlMs,
-            intervalMs: this.settings.intervalMs,
-            status: 'pending',
-          });
-          return { request, node };
-        } catch (e) {
-          if (!(e instanceof AlreadyExistsError)) throw e; // a user code collision: draw again
-        }
-      }
+      const request = this.createRequest(
+        {
+          clientId: req.clientId,
+          kind: 'node',
+          nodeId: node.id,
+          variables: req.variables,
+          scope: req.scope,
+          audience: req.audience,
+          sourceIp: ip,
+          createdAt: now,
+          expiresAt: now + this.settings.codeTtlMs,
+          intervalMs: this.settings.intervalMs,
+          status: 'pending',
+        },
+        deviceCode,
+      );
+      return { request, node };
     });
     this.audit.record({
       type: 'device_code_issued',
@@ -128,16 +163,33 @@ export class EnrollmentService {
       ip,
       detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
     });
-    const decided = this.decideOnArrival(node, request);
-    const verificationUri = `${this.settings.publicUrl}/device`;
-    return {
-      device_code: deviceCode,
-      user_code: formatUserCode(decided.userCode),
-      verification_uri: verificationUri,
-      verification_uri_complete: `${verificationUri}?user_code=${formatUserCode(decided.userCode)}`,
-      expires_in: Math.floor(this.settings.codeTtlMs / 1000),
-      interval: Math.ceil(this.settings.intervalMs / 1000),
-    };
+    return this.response(deviceCode, this.decideOnArrival(node, request).userCode);
+  }
+
+  /** A device code for `talos-gate login --device`: no node, the signed-in user approves it. */
+  requestOperatorCode(clientId: string, scope: string | null, ip: string): DeviceAuthorizationResponse {
+    if (this.clientKind(clientId) !== 'operator') throw new OAuthError('invalid_client', 'not an operator client');
+    const now = this.now();
+    this.checkPendingLimit(ip, now);
+    const deviceCode = generateSecret();
+    const request = this.createRequest(
+      {
+        clientId,
+        kind: 'operator',
+        nodeId: null,
+        variables: {},
+        scope,
+        audience: null,
+        sourceIp: ip,
+        createdAt: now,
+        expiresAt: now + this.settings.codeTtlMs,
+        intervalMs: this.settings.intervalMs,
+        status: 'pending',
+      },
+      deviceCode,
+    );
+    this.audit.record({ type: 'device_code_issued', subject: clientId, ip, detail: { user_code: formatUserCode(request.userCode), kind: 'operator' } });
+    return this.response(deviceCode, request.userCode);
   }
 
   /** Finds the node a request is for (by uuid, else by a mac-only pre-registration) or creates it. */
@@ -203,7 +255,7 @@ export class EnrollmentService {
     return request;
   }
 
-  pollToken(tr: DeviceTokenRequest): TokenResponse {
+  async pollToken(tr: DeviceTokenRequest): Promise<TokenResponse | OperatorTokens> {
     this.authenticateClient(tr.client, true);
     const stored = this.storage.getDeviceRequestByCodeHash(hashSecret(tr.deviceCode));
     if (!stored) throw new OAuthError('invalid_grant', 'unknown device_code');
@@ -216,6 +268,7 @@ export class EnrollmentService {
     }
     switch (decision.answer) {
       case 'grant':
+        if (stored.kind === 'operator' && this.operators) return this.operators.redeem(stored);
         return this.redeem(stored, now);
       case 'authorization_pending':
         throw new OAuthError('authorization_pending', 'waiting for an admin to approve this node');
@@ -310,17 +363,24 @@ export class EnrollmentService {
   }
 
   /** The pending request behind a user code typed by a person, for the confirm step. */
-  findPendingByUserCode(input: string): { request: DeviceRequestRecord; node: NodeRecord } {
+  findPendingByUserCode(input: string): { request: DeviceRequestRecord; node: NodeRecord | undefined } {
     const code = normalizeUserCode(input);
     const request = code === undefined ? undefined : this.storage.getDeviceRequestByUserCode(code);
-    if (!request || request.status !== 'pending' || request.expiresAt < this.now() || request.nodeId === null) {
+    if (!request || request.status !== 'pending' || request.expiresAt < this.now()) {
       throw new ApiError('not_found', 'no pending request has this code');
     }
-    return { request, node: this.mustGetNode(request.nodeId) };
+    return { request, node: request.nodeId === null ? undefined : this.mustGetNode(request.nodeId) };
+  }
+
+  /** Like findPendingByUserCode, for node requests only (the admin API approves machines, not logins). */
+  private findPendingNode(input: string): { request: DeviceRequestRecord; node: NodeRecord } {
+    const { request, node } = this.findPendingByUserCode(input);
+    if (!node) throw new ApiError('not_found', 'no pending machine has this code');
+    return { request, node };
   }
 
   approveByUserCode(userCode: string, decision: Decision, actor: string): NodeView {
-    const { request, node } = this.findPendingByUserCode(userCode);
+    const { request, node } = this.findPendingNode(userCode);
     return this.view(this.approveRequest(request, node, decision, actor).node);
   }
 
@@ -409,7 +469,7 @@ export class EnrollmentService {
   }
 
   denyByUserCode(userCode: string, actor: string): NodeView {
-    const { node } = this.findPendingByUserCode(userCode);
+    const { node } = this.findPendingNode(userCode);
     return this.view(this.deny(node, actor));
   }
 

@@ -31,3 +31,7 @@ export interface ClaimRule {
 export function ruleMatches(claims: Claims, rule: ClaimRule): boolean {
   return claimValues(claims, rule.claim).includes(rule.value);
 }
+
+export function matchesAny(claims: Claims, rules: ClaimRule[]): boolean {
+  return rules.some((r) => ruleMatches(claims, r));
+}

@@ -1,4 +1,4 @@
-import type { JWTPayload } from 'jose';
+import type { OperatorService } from '../operators/service.js';
 import type { AuditLog } from '../audit.js';
 import { issueTalosClientCertificate } from '../pki/client-cert.js';
 import type { Issuer } from '../pki/x509.js';
@@ -57,7 +57,21 @@ export class ExchangeService {
     private readonly verifier: IdTokenVerifier,
     private readonly settings: ExchangeSettings,
     private readonly now: () => number,
+    private readonly operators?: OperatorService,
   ) {}
+
+  /**
+   * Who the credential speaks for: a gate access token (device logins; claims as the gate last
+   * checked them at the IdP) or an ID token from the IdP.
+   */
+  private async identify(credential: string): Promise<{ claims: Record<string, unknown>; sub: string; source: string }> {
+    if (this.operators?.isGateToken(credential)) {
+      const who = await this.operators.identify(credential);
+      return { claims: { ...who.claims, sub: who.sub }, sub: who.sub, source: 'gate_token' };
+    }
+    const claims = await this.verifier.verify(credential);
+    return { claims, sub: claims.sub as string, source: 'id_token' };
+  }
 
   get verifierReady(): Promise<void> {
     return this.verifier.ready();
@@ -75,16 +89,17 @@ export class ExchangeService {
           ? { publicKey: publicKeyFromPem(req.publicKeyPem) }
           : generateClientKey();
 
-    let claims: JWTPayload;
+    let claims: Record<string, unknown>;
+    let sub: string;
+    let source: string;
     try {
-      claims = await this.verifier.verify(req.credential);
+      ({ claims, sub, source } = await this.identify(req.credential));
     } catch (e) {
       if (e instanceof ExchangeError) {
         this.audit.record({ type: 'auth_failure', ip: req.ip, detail: { reason: e.reason, detail: e.detail } });
       }
       throw e;
     }
-    const sub = claims.sub as string;
     const email = typeof claims.email === 'string' ? claims.email : null;
     const refuse = (reason: string): never => {
       this.audit.record({ type: 'auth_failure', subject: sub, ip: req.ip, detail: { reason } });
@@ -119,7 +134,7 @@ export class ExchangeService {
         issuedAt: now,
         expiresAt: cert.notAfter.getTime(),
         clientIp: req.ip,
-        source: 'id_token',
+        source,
       });
       this.audit.record({
         type: 'cert_issued',

@@ -4,7 +4,10 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { secretsEqual } from '../../device/secrets.js';
 import { ApiError } from '../api-error.js';
 import type { Decision, EnrollmentService, Registration } from '../enrollment/service.js';
+import { matchesAny, type ClaimRule } from '../exchange/claims.js';
+import { ExchangeError } from '../exchange/errors.js';
 import type { ExchangeService } from '../exchange/service.js';
+import type { OperatorService } from '../operators/service.js';
 import type { CertificateRecord, Storage } from '../storage/storage.js';
 import { actorOf, type SessionService } from '../web/sessions.js';
 import { SESSION_COOKIE } from './web.js';
@@ -51,6 +54,8 @@ declare module 'fastify' {
 export interface AdminDeps {
   enrollment: EnrollmentService;
   exchange: ExchangeService | undefined;
+  operators: OperatorService;
+  admins: ClaimRule[];
   storage: Storage;
   adminToken: string;
   sessions: SessionService;
@@ -58,19 +63,31 @@ export interface AdminDeps {
   now: () => number;
 }
 
-export function adminRoutes({ enrollment, exchange, storage, adminToken, sessions, startedAt, now }: AdminDeps) {
+export function adminRoutes({ enrollment, exchange, operators, admins, storage, adminToken, sessions, startedAt, now }: AdminDeps) {
   return async (app: FastifyInstance) => {
     /**
-     * The admin token, or the web session of a signed-in admin (then state-changing calls also need
-     * the page's CSRF token in an x-csrf-token header). The actor is kept for the audit trail.
+     * The admin token; the gate access token of an admin logged in with `talos-gate login --device`;
+     * or the web session of a signed-in admin (then state-changing calls also need the page's CSRF
+     * token in an x-csrf-token header). The actor is kept for the audit trail.
      */
     const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
       const auth = request.headers.authorization;
       if (auth !== undefined) {
         const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : '';
-        if (!token || !secretsEqual(token, adminToken)) throw new ApiError('unauthorized', 'a valid admin token is required');
-        request.actor = 'admin-token';
-        return;
+        if (token && secretsEqual(token, adminToken)) {
+          request.actor = 'admin-token';
+          return;
+        }
+        if (token && operators.isGateToken(token)) {
+          const who = await operators.identify(token).catch((e: unknown) => {
+            if (e instanceof ExchangeError) throw new ApiError('unauthorized', e.reason);
+            throw e;
+          });
+          if (!matchesAny(who.claims, admins)) throw new ApiError('forbidden', `${who.email ?? who.sub} is not an admin`);
+          request.actor = who.email ?? who.sub;
+          return;
+        }
+        throw new ApiError('unauthorized', 'a valid admin token is required');
       }
       const session = sessions.get(request.cookies[SESSION_COOKIE]);
       if (!session?.sub) throw new ApiError('unauthorized', 'an admin token (Authorization: Bearer) or a signed-in admin session is required');

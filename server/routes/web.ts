@@ -1,18 +1,21 @@
 import type {} from '@fastify/cookie';
 import type {} from '@fastify/csrf-protection';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { OAuthError } from '../../device/errors.js';
 import { normalizeUserCode } from '../../device/user-code.js';
 import { ApiError } from '../api-error.js';
 import { clientIp } from '../client-ip.js';
 import { defaultHostname, type EnrollmentService } from '../enrollment/service.js';
-import { ruleMatches, type ClaimRule } from '../exchange/claims.js';
+import { matchesAny, type ClaimRule } from '../exchange/claims.js';
+import { mapRoles, type RoleRule } from '../exchange/roles.js';
+import type { OperatorService } from '../operators/service.js';
 import type { Storage, WebSessionRecord } from '../storage/storage.js';
 import type { CodeEntryGuard } from '../web/code-entry-guard.js';
 import type { Html } from '../web/html.js';
 import type { OidcLogin } from '../web/oidc-login.js';
 import { actorOf, type SessionService } from '../web/sessions.js';
 import { dashboard } from '../web/views/dashboard.js';
-import { codeEntry, confirmNode, decisionDone } from '../web/views/device.js';
+import { codeEntry, confirmNode, confirmOperator, decisionDone, operatorDone } from '../web/views/device.js';
 import { page } from '../web/views/layout.js';
 import { notAllowed, problem, signedOut } from '../web/views/messages.js';
 import { APP_CSS } from '../web/views/styles.js';
@@ -25,6 +28,10 @@ export interface WebDeps {
   sessions: SessionService;
   oidc: OidcLogin | undefined;
   guard: CodeEntryGuard;
+  operators: OperatorService;
+  /** To show operators the roles a CLI login will get. */
+  roleRules: { rules: RoleRule[]; defaults: string[] };
+  expiryGraceMs: number;
   admins: ClaimRule[];
   publicUrl: string;
   devMode: boolean;
@@ -40,9 +47,6 @@ function safeReturnTo(v: unknown): string {
   return typeof v === 'string' && v.startsWith('/') && !v.startsWith('//') && !v.startsWith('/\\') && v.length < 1000 ? v : '/';
 }
 
-export function isAdmin(claims: Record<string, unknown>, rules: ClaimRule[]): boolean {
-  return rules.some((r) => ruleMatches(claims, r));
-}
 
 /** The web page: OIDC sign-in, code entry and confirmation, the admins' dashboard. HTML only. */
 export function webRoutes(d: WebDeps) {
@@ -98,7 +102,7 @@ export function webRoutes(d: WebDeps) {
       if (err.code === 'FST_CSRF_INVALID_TOKEN' || err.code === 'FST_CSRF_MISSING_SECRET') {
         return send(reply, 403, 'Refused', problem('Refused', 'This form expired or did not come from this site. Reload the page and try again.'), session);
       }
-      if (err instanceof ApiError) return send(reply, err.status, 'Problem', problem('Problem', err.description), session);
+      if (err instanceof ApiError || err instanceof OAuthError) return send(reply, err.status, 'Problem', problem('Problem', err.description), session);
       if ((err.statusCode ?? 500) < 500) return send(reply, err.statusCode ?? 400, 'Bad request', problem('Bad request', err.message.slice(0, 200)), session);
       request.log.error({ err }, 'web request failed');
       return send(reply, 500, 'Error', problem('Something went wrong', 'talos-gate could not handle this request; its log says why.'), session);
@@ -138,8 +142,9 @@ export function webRoutes(d: WebDeps) {
         return send(reply, 400, 'Sign-in failed', problem('Sign-in failed', `The identity provider said: ${request.query.error_description ?? request.query.error}`), ctx.session);
       }
       let claims: Record<string, unknown>;
+      let idpRefreshToken: string | null;
       try {
-        claims = await d.oidc.finish(new URL(request.url, d.publicUrl), pending);
+        ({ claims, refreshToken: idpRefreshToken } = await d.oidc.finish(new URL(request.url, d.publicUrl), pending));
       } catch (e) {
         request.log.warn({ err: e }, 'sign-in callback refused');
         return send(reply, 400, 'Sign-in failed', problem('Sign-in failed', 'The answer from the identity provider could not be verified. Start again.'), ctx.session);
@@ -149,7 +154,8 @@ export function webRoutes(d: WebDeps) {
         email: typeof claims.email === 'string' ? claims.email : null,
         name: typeof claims.name === 'string' ? claims.name : null,
         claims,
-        isAdmin: isAdmin(claims, d.admins),
+        isAdmin: matchesAny(claims, d.admins),
+        idpRefreshToken,
       };
       // a new session id at sign-in, so an id planted before it is worth nothing after
       d.sessions.destroy(ctx.session);
@@ -213,6 +219,11 @@ export function webRoutes(d: WebDeps) {
         const error = 'That code is not valid, has expired, or was already used. Check the console and try again.';
         return send(reply, 400, 'Enter the code', codeEntry({ prefill: typed, error, lockedUntil: d.guard.lockedUntil(s.idHash, ip), csrfToken: csrf(reply, s), now }), s);
       }
+      if (!found.node) {
+        const roles = mapRoles(s.claims ?? {}, d.roleRules.rules, d.roleRules.defaults);
+        return send(reply, 200, 'Log in talos-gate CLI?', confirmOperator({ request: found.request, user: actorOf(s), roles, csrfToken: csrf(reply, s), now }), s);
+      }
+      if (!s.isAdmin) return send(reply, 403, 'Not allowed', notAllowed(actorOf(s)), s);
       return send(
         reply,
         200,
@@ -229,9 +240,10 @@ export function webRoutes(d: WebDeps) {
       );
     };
 
+    // Any signed-in user may enter a code: operators approve their own CLI logins; machines need an admin.
     app.get<{ Querystring: { user_code?: string } }>('/device', async (request, reply) => {
       const ctx = ctxOf(request);
-      const s = requireAdmin(request, reply, ctx);
+      const s = requireUser(request, reply, ctx);
       if (!s) return reply;
       const typed = typeof request.query.user_code === 'string' ? request.query.user_code.slice(0, 32) : '';
       if (!typed) return send(reply, 200, 'Enter the code', codeEntry({ prefill: '', csrfToken: csrf(reply, s), now: d.now() }), s);
@@ -240,7 +252,7 @@ export function webRoutes(d: WebDeps) {
 
     app.post<{ Body: { user_code?: string } }>('/device', { preHandler: app.csrfProtection }, async (request, reply) => {
       const ctx = ctxOf(request);
-      const s = requireAdmin(request, reply, ctx);
+      const s = requireUser(request, reply, ctx);
       if (!s) return reply;
       return lookup(request, reply, s, String(request.body?.user_code ?? '').slice(0, 32));
     });
@@ -250,25 +262,33 @@ export function webRoutes(d: WebDeps) {
       { preHandler: app.csrfProtection },
       async (request, reply) => {
         const ctx = ctxOf(request);
-        const s = requireAdmin(request, reply, ctx);
+        const s = requireUser(request, reply, ctx);
         if (!s) return reply;
         const b = request.body ?? {};
         const userCode = String(b.user_code ?? '');
         const actor = actorOf(s);
+        const found = d.enrollment.findPendingByUserCode(userCode);
+        if (!found.node) {
+          // a CLI login: the signed-in user decides for themselves
+          if (b.decision === 'approve') d.operators.approve(found.request, s, d.expiryGraceMs);
+          else d.operators.deny(found.request, actor);
+          return send(reply, 200, b.decision === 'approve' ? 'Logged in' : 'Refused', operatorDone({ approved: b.decision === 'approve', user: actor }), s);
+        }
+        if (!s.isAdmin) return send(reply, 403, 'Not allowed', notAllowed(actor), s);
+        const node = found.node;
         if (b.decision === 'deny') {
           const node = d.enrollment.denyByUserCode(userCode, actor);
           return send(reply, 200, 'Denied', decisionDone({ approved: false, node, userCode }), s);
         }
         if (b.decision !== 'approve') throw new ApiError('invalid_request', 'choose Approve or Deny');
         const patch = String(b.patch ?? '').trim();
-        const found = d.enrollment.findPendingByUserCode(userCode);
         try {
-          const node = d.enrollment.approveByUserCode(
+          const approved = d.enrollment.approveByUserCode(
             userCode,
-            { profile: b.profile, hostname: b.hostname?.trim() || undefined, patches: patch ? [...found.node.patches, patch] : undefined },
+            { profile: b.profile, hostname: b.hostname?.trim() || undefined, patches: patch ? [...node.patches, patch] : undefined },
             actor,
           );
-          return send(reply, 200, 'Approved', decisionDone({ approved: true, node, userCode }), s);
+          return send(reply, 200, 'Approved', decisionDone({ approved: true, node: approved, userCode }), s);
         } catch (e) {
           if (!(e instanceof ApiError) || (e.error !== 'invalid_config' && e.error !== 'invalid_request')) throw e;
           return send(
@@ -277,9 +297,9 @@ export function webRoutes(d: WebDeps) {
             'Approve this machine?',
             confirmNode({
               request: found.request,
-              node: found.node,
+              node,
               profiles: d.enrollment.profileNames(),
-              defaultHostname: defaultHostname(found.node),
+              defaultHostname: defaultHostname(node),
               csrfToken: csrf(reply, s),
               now: d.now(),
               error: e.description,

@@ -18,6 +18,8 @@ import {
   type NodeFilter,
   type NodeRecord,
   type NodeTokenRecord,
+  type OperatorGrantRecord,
+  type RefreshTokenRecord,
   type Storage,
   type WebSessionRecord,
 } from './storage.js';
@@ -64,6 +66,7 @@ interface DeviceRequestRow {
   last_poll_at: number | null;
   last_poll_basic: number;
   last_answer: string | null;
+  grant_id: string | null;
 }
 
 interface NodeTokenRow {
@@ -156,6 +159,7 @@ interface WebSessionRow {
   claims: string | null;
   is_admin: number;
   signed_in_at: number | null;
+  idp_refresh_token: string | null;
 }
 
 const sessionFromRow = (r: WebSessionRow): WebSessionRecord => ({
@@ -170,6 +174,7 @@ const sessionFromRow = (r: WebSessionRow): WebSessionRecord => ({
   claims: r.claims === null ? null : (JSON.parse(r.claims) as Record<string, unknown>),
   isAdmin: r.is_admin === 1,
   signedInAt: r.signed_in_at,
+  idpRefreshToken: r.idp_refresh_token,
 });
 
 const sessionToRow = (s: WebSessionRecord): WebSessionRow => ({
@@ -184,7 +189,58 @@ const sessionToRow = (s: WebSessionRecord): WebSessionRow => ({
   claims: s.claims === null ? null : JSON.stringify(s.claims),
   is_admin: s.isAdmin ? 1 : 0,
   signed_in_at: s.signedInAt,
+  idp_refresh_token: s.idpRefreshToken,
 });
+
+interface GrantRow {
+  id: string;
+  client_id: string;
+  sub: string;
+  email: string | null;
+  claims: string;
+  idp_refresh_token: string | null;
+  created_at: number;
+  refreshed_at: number | null;
+  expires_at: number;
+  revoked_at: number | null;
+  revoked_reason: string | null;
+}
+
+const grantFromRow = (r: GrantRow): OperatorGrantRecord => ({
+  id: r.id,
+  clientId: r.client_id,
+  sub: r.sub,
+  email: r.email,
+  claims: JSON.parse(r.claims) as Record<string, unknown>,
+  idpRefreshToken: r.idp_refresh_token,
+  createdAt: r.created_at,
+  refreshedAt: r.refreshed_at,
+  expiresAt: r.expires_at,
+  revokedAt: r.revoked_at,
+  revokedReason: r.revoked_reason,
+});
+
+const grantToRow = (g: OperatorGrantRecord): GrantRow => ({
+  id: g.id,
+  client_id: g.clientId,
+  sub: g.sub,
+  email: g.email,
+  claims: JSON.stringify(g.claims),
+  idp_refresh_token: g.idpRefreshToken,
+  created_at: g.createdAt,
+  refreshed_at: g.refreshedAt,
+  expires_at: g.expiresAt,
+  revoked_at: g.revokedAt,
+  revoked_reason: g.revokedReason,
+});
+
+interface RefreshRow {
+  token_hash: string;
+  grant_id: string;
+  issued_at: number;
+  expires_at: number;
+  used_at: number | null;
+}
 
 const nodeFromRow = (r: NodeRow): NodeRecord => ({
   id: r.id,
@@ -248,6 +304,7 @@ const requestFromRow = (r: DeviceRequestRow): DeviceRequestRecord => ({
   lastPollAt: r.last_poll_at,
   lastPollBasic: r.last_poll_basic === 1,
   lastAnswer: r.last_answer,
+  grantId: r.grant_id,
 });
 
 const requestToRow = (r: DeviceRequestRecord): DeviceRequestRow => ({
@@ -270,6 +327,7 @@ const requestToRow = (r: DeviceRequestRecord): DeviceRequestRow => ({
   last_poll_at: r.lastPollAt,
   last_poll_basic: r.lastPollBasic ? 1 : 0,
   last_answer: r.lastAnswer,
+  grant_id: r.grantId,
 });
 
 const tokenFromRow = (r: NodeTokenRow): NodeTokenRecord => ({
@@ -372,15 +430,31 @@ export class SqliteStorage implements Storage {
       retainCertificates: db.prepare('DELETE FROM certificates WHERE expires_at < ?'),
       retainAudit: db.prepare('DELETE FROM audit_events WHERE at < ?'),
       insertSession: db.prepare(
-        `INSERT INTO web_sessions (id_hash, created_at, last_seen_at, expires_at, login, sub, email, name, claims, is_admin, signed_in_at)
-         VALUES (@id_hash, @created_at, @last_seen_at, @expires_at, @login, @sub, @email, @name, @claims, @is_admin, @signed_in_at)`,
+        `INSERT INTO web_sessions (id_hash, created_at, last_seen_at, expires_at, login, sub, email, name, claims, is_admin, signed_in_at, idp_refresh_token)
+         VALUES (@id_hash, @created_at, @last_seen_at, @expires_at, @login, @sub, @email, @name, @claims, @is_admin, @signed_in_at, @idp_refresh_token)`,
       ),
       getSession: db.prepare('SELECT * FROM web_sessions WHERE id_hash = ?'),
       updateSession: db.prepare(
         `UPDATE web_sessions SET last_seen_at = @last_seen_at, expires_at = @expires_at, login = @login, sub = @sub, email = @email,
-           name = @name, claims = @claims, is_admin = @is_admin, signed_in_at = @signed_in_at WHERE id_hash = @id_hash`,
+           name = @name, claims = @claims, is_admin = @is_admin, signed_in_at = @signed_in_at, idp_refresh_token = @idp_refresh_token
+         WHERE id_hash = @id_hash`,
       ),
       deleteSession: db.prepare('DELETE FROM web_sessions WHERE id_hash = ?'),
+      insertGrant: db.prepare(
+        `INSERT INTO operator_grants (id, client_id, sub, email, claims, idp_refresh_token, created_at, refreshed_at, expires_at, revoked_at, revoked_reason)
+         VALUES (@id, @client_id, @sub, @email, @claims, @idp_refresh_token, @created_at, @refreshed_at, @expires_at, @revoked_at, @revoked_reason)`,
+      ),
+      getGrant: db.prepare('SELECT * FROM operator_grants WHERE id = ?'),
+      updateGrant: db.prepare(
+        `UPDATE operator_grants SET claims = @claims, email = @email, idp_refresh_token = @idp_refresh_token, refreshed_at = @refreshed_at,
+           expires_at = @expires_at, revoked_at = @revoked_at, revoked_reason = @revoked_reason WHERE id = @id`,
+      ),
+      insertRefresh: db.prepare(
+        'INSERT INTO refresh_tokens (token_hash, grant_id, issued_at, expires_at, used_at) VALUES (@token_hash, @grant_id, @issued_at, @expires_at, @used_at)',
+      ),
+      getRefresh: db.prepare('SELECT * FROM refresh_tokens WHERE token_hash = ?'),
+      useRefresh: db.prepare('UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL'),
+      gcGrants: db.prepare('DELETE FROM operator_grants WHERE expires_at < ?'),
       insertFailure: db.prepare('INSERT INTO code_entry_failures (key, at) VALUES (?, ?)'),
       countFailures: db.prepare('SELECT COUNT(*) AS n, MIN(at) AS oldest FROM code_entry_failures WHERE key = ? AND at > ?'),
       gcSessions: db.prepare('DELETE FROM web_sessions WHERE expires_at < ?'),
@@ -445,6 +519,7 @@ export class SqliteStorage implements Storage {
       lastPollAt: null,
       lastPollBasic: false,
       lastAnswer: null,
+      grantId: null,
     };
     const { id: _unused, ...row } = requestToRow(full);
     try {
@@ -629,6 +704,40 @@ export class SqliteStorage implements Storage {
     this.stmt.deleteSession.run(idHash);
   }
 
+  createOperatorGrant(g: OperatorGrantRecord): OperatorGrantRecord {
+    this.stmt.insertGrant.run(grantToRow(g));
+    return g;
+  }
+
+  getOperatorGrant(id: string): OperatorGrantRecord | undefined {
+    const row = this.stmt.getGrant.get(id) as GrantRow | undefined;
+    return row && grantFromRow(row);
+  }
+
+  updateOperatorGrant(id: string, updater: (old: OperatorGrantRecord) => OperatorGrantRecord): OperatorGrantRecord {
+    return this.transaction(() => {
+      const old = this.getOperatorGrant(id);
+      if (!old) throw new NotFoundError(`operator grant ${id}`);
+      const next = { ...updater(old), id };
+      this.stmt.updateGrant.run(grantToRow(next));
+      return next;
+    });
+  }
+
+  createRefreshToken(t: RefreshTokenRecord): RefreshTokenRecord {
+    this.stmt.insertRefresh.run({ token_hash: t.tokenHash, grant_id: t.grantId, issued_at: t.issuedAt, expires_at: t.expiresAt, used_at: t.usedAt });
+    return t;
+  }
+
+  getRefreshToken(hash: string): RefreshTokenRecord | undefined {
+    const r = this.stmt.getRefresh.get(hash) as RefreshRow | undefined;
+    return r && { tokenHash: r.token_hash, grantId: r.grant_id, issuedAt: r.issued_at, expiresAt: r.expires_at, usedAt: r.used_at };
+  }
+
+  useRefreshToken(hash: string, at: number): boolean {
+    return this.stmt.useRefresh.run(at, hash).changes === 1;
+  }
+
   addCodeEntryFailure(keys: string[], at: number): void {
     this.transaction(() => keys.forEach((k) => this.stmt.insertFailure.run(k, at)));
   }
@@ -646,6 +755,7 @@ export class SqliteStorage implements Storage {
       const nodeTokens = this.stmt.gcTokens.run(now).changes;
       const deviceRequests = this.stmt.gcRequests.run(now).changes + this.stmt.gcConsumed.run(now).changes;
       const webSessions = this.stmt.gcSessions.run(now).changes;
+      this.stmt.gcGrants.run(now);
       // failures older than a day no longer count towards any lockout window
       this.stmt.gcFailures.run(now - 86_400_000);
       return { deviceRequests, nodeTokens, webSessions };
@@ -701,5 +811,6 @@ function blankRequest(): DeviceRequestRecord {
     lastPollAt: null,
     lastPollBasic: false,
     lastAnswer: null,
+    grantId: null,
   };
 }

@@ -4,7 +4,7 @@
 
 export type NodeStatus = 'pending' | 'approved' | 'denied' | 'revoked';
 export type DeviceRequestStatus = 'pending' | 'approved' | 'denied' | 'consumed';
-export type DeviceKind = 'node';
+export type DeviceKind = 'node' | 'operator';
 
 /** What a node sent in its device authorization request, exactly as it came. */
 export type NodeVariables = Record<string, string>;
@@ -54,12 +54,36 @@ export interface DeviceRequestRecord {
   lastPollBasic: boolean;
   /** The OAuth error last answered to a poll, so the immediate twin of a poll gets the same answer. */
   lastAnswer: string | null;
+  /** For operator logins: the grant made when the user approved. */
+  grantId: string | null;
 }
 
 export type NewDeviceRequest = Omit<
   DeviceRequestRecord,
-  'id' | 'decidedAt' | 'decidedBy' | 'lastPollAt' | 'lastPollBasic' | 'lastAnswer'
+  'id' | 'decidedAt' | 'decidedBy' | 'lastPollAt' | 'lastPollBasic' | 'lastAnswer' | 'grantId'
 >;
+
+export interface OperatorGrantRecord {
+  id: string;
+  clientId: string;
+  sub: string;
+  email: string | null;
+  claims: Record<string, unknown>;
+  idpRefreshToken: string | null;
+  createdAt: number;
+  refreshedAt: number | null;
+  expiresAt: number;
+  revokedAt: number | null;
+  revokedReason: string | null;
+}
+
+export interface RefreshTokenRecord {
+  tokenHash: string;
+  grantId: string;
+  issuedAt: number;
+  expiresAt: number;
+  usedAt: number | null;
+}
 
 export interface NodeTokenRecord {
   tokenHash: string;
@@ -150,6 +174,8 @@ export interface WebSessionRecord {
   claims: Record<string, unknown> | null;
   isAdmin: boolean;
   signedInAt: number | null;
+  /** The IdP's refresh token from sign-in (offline_access), handed to operator logins approved in this session. */
+  idpRefreshToken: string | null;
 }
 
 export interface Storage {
@@ -198,6 +224,14 @@ export interface Storage {
   getWebSession(idHash: string): WebSessionRecord | undefined;
   updateWebSession(idHash: string, updater: (old: WebSessionRecord) => WebSessionRecord): WebSessionRecord;
   deleteWebSession(idHash: string): void;
+
+  createOperatorGrant(g: OperatorGrantRecord): OperatorGrantRecord;
+  getOperatorGrant(id: string): OperatorGrantRecord | undefined;
+  updateOperatorGrant(id: string, updater: (old: OperatorGrantRecord) => OperatorGrantRecord): OperatorGrantRecord;
+  createRefreshToken(t: RefreshTokenRecord): RefreshTokenRecord;
+  getRefreshToken(hash: string): RefreshTokenRecord | undefined;
+  /** Marks a refresh token used; false when it already was (a replay). */
+  useRefreshToken(hash: string, at: number): boolean;
 
   addCodeEntryFailure(keys: string[], at: number): void;
   countCodeEntryFailures(key: string, since: number): number;

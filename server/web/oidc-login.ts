@@ -59,8 +59,11 @@ export class OidcLogin {
     return { url: url.href, state, nonce, codeVerifier };
   }
 
-  /** Exchanges the callback's code; checks state, nonce and the ID token. Returns its claims. */
-  async finish(callbackUrl: URL, pending: { state: string; nonce: string; codeVerifier: string }): Promise<Record<string, unknown>> {
+  /** Exchanges the callback's code; checks state, nonce and the ID token. Returns its claims (and a refresh token with offline_access). */
+  async finish(
+    callbackUrl: URL,
+    pending: { state: string; nonce: string; codeVerifier: string },
+  ): Promise<{ claims: Record<string, unknown>; refreshToken: string | null }> {
     const config = await this.configuration();
     const tokens = await client.authorizationCodeGrant(config, callbackUrl, {
       pkceCodeVerifier: pending.codeVerifier,
@@ -70,6 +73,17 @@ export class OidcLogin {
     });
     const claims = tokens.claims();
     if (!claims) throw new Error('the IdP returned no ID token');
-    return { ...claims };
+    return { claims: { ...claims }, refreshToken: tokens.refresh_token ?? null };
+  }
+
+  /**
+   * Asks the IdP again with a refresh token: fails when the user was disabled or the token revoked.
+   * Returns the fresh claims (of the new ID token) and the rotated refresh token.
+   */
+  async refresh(refreshToken: string): Promise<{ claims: Record<string, unknown> | undefined; refreshToken: string }> {
+    const config = await this.configuration();
+    const tokens = await client.refreshTokenGrant(config, refreshToken);
+    const claims = tokens.claims();
+    return { claims: claims ? { ...claims } : undefined, refreshToken: tokens.refresh_token ?? refreshToken };
   }
 }

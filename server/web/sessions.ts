@@ -8,6 +8,7 @@ export interface SessionSettings {
 }
 
 export interface SignedInUser {
+  idpRefreshToken: string | null;
   sub: string;
   email: string | null;
   name: string | null;
@@ -39,6 +40,7 @@ export class SessionService {
       claims: null,
       isAdmin: false,
       signedInAt: null,
+      idpRefreshToken: null,
     });
     return { cookie, session };
   }
@@ -73,6 +75,7 @@ export class SessionService {
       name: user.name,
       claims: user.claims,
       isAdmin: user.isAdmin,
+      idpRefreshToken: user.idpRefreshToken,
       signedInAt: now,
       lastSeenAt: now,
     }));

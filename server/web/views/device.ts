@@ -87,3 +87,34 @@ export function decisionDone(v: { approved: boolean; node: Pick<NodeRecord, 'id'
   <div class="actions"><a class="button" href="/device">Enter another code</a><a class="button" href="/">Dashboard</a></div>
 </div>`;
 }
+
+export function confirmOperator(v: { request: DeviceRequestRecord; user: string; roles: string[]; csrfToken: string; now: number }): Html {
+  return html`<div class="card narrow">
+  <h1>Log in the talos-gate CLI?</h1>
+  <p><strong>talos-gate CLI login from <span class="mono" data-fact="source_ip">${v.request.sourceIp}</span>, requested ${when(v.request.createdAt, v.now)}.</strong></p>
+  <p>Check that the code below is the one your terminal shows. Approve only a login you started yourself.</p>
+  <div class="usercode" data-testid="user-code">${formatUserCode(v.request.userCode)}</div>
+  <dl class="facts">
+    <dt>Signed in as</dt><dd>${v.user}</dd>
+    <dt>Talos roles</dt><dd data-fact="roles">${v.roles.length ? v.roles.join(', ') : html`<span class="badge denied">none: talosctl will be refused</span>`}</dd>
+    <dt>Code expires</dt><dd>${when(v.request.expiresAt, v.now)}</dd>
+  </dl>
+  <form method="post" action="/device/decision">
+    <input type="hidden" name="_csrf" value="${v.csrfToken}">
+    <input type="hidden" name="user_code" value="${formatUserCode(v.request.userCode)}">
+    <div class="actions">
+      <button class="approve" type="submit" name="decision" value="approve">Approve login</button>
+      <button class="deny" type="submit" name="decision" value="deny">Deny</button>
+    </div>
+  </form>
+</div>`;
+}
+
+export function operatorDone(v: { approved: boolean; user: string }): Html {
+  return html`<div class="card narrow">
+  <h1>${v.approved ? 'Logged in' : 'Refused'}</h1>
+  <div class="alert ${v.approved ? 'ok' : 'error'}" role="status">${v.approved
+    ? html`The talos-gate CLI is now logged in as <strong>${v.user}</strong>. You can close this page.`
+    : 'The CLI login was refused.'}</div>
+</div>`;
+}

@@ -1,0 +1,180 @@
+import { randomUUID } from 'node:crypto';
+import { OAuthError } from '../../device/errors.js';
+import { generateSecret, hashSecret } from '../../device/secrets.js';
+import type { AuditLog } from '../audit.js';
+import { ExchangeError } from '../exchange/errors.js';
+import type { DeviceRequestRecord, OperatorGrantRecord, Storage, WebSessionRecord } from '../storage/storage.js';
+import { AlreadyExistsError } from '../storage/storage.js';
+import type { GateTokenSigner } from './gate-tokens.js';
+
+export interface OperatorSettings {
+  accessTokenTtlMs: number;
+  /** A login lasts at most this long; refreshing does not extend it. */
+  grantTtlMs: number;
+}
+
+/** Re-asks the IdP about a user with the refresh token from their web sign-in. */
+export interface IdpRefresher {
+  refresh(refreshToken: string): Promise<{ claims: Record<string, unknown> | undefined; refreshToken: string }>;
+}
+
+export interface OperatorTokens {
+  access_token: string;
+  token_type: 'Bearer';
+  expires_in: number;
+  refresh_token: string;
+}
+
+export interface OperatorIdentity {
+  sub: string;
+  email: string | null;
+  claims: Record<string, unknown>;
+  grantId: string;
+}
+
+/**
+ * Logins of talosctl operators through the gate's own device flow ("talos-gate login --device"):
+ * a signed-in user approves their own request on /device, the CLI gets a short gate access token and
+ * a rotating refresh token. A refresh token used twice revokes the whole login (theft shows itself);
+ * each refresh re-checks the user at the IdP when the web sign-in gave the gate a refresh token.
+ */
+export class OperatorService {
+  constructor(
+    private readonly storage: Storage,
+    private readonly audit: AuditLog,
+    private readonly signer: GateTokenSigner,
+    private readonly idp: IdpRefresher | undefined,
+    private readonly settings: OperatorSettings,
+    private readonly now: () => number,
+  ) {}
+
+  /** The signed-in user approves their own CLI login. */
+  approve(request: DeviceRequestRecord, session: WebSessionRecord, expiryGraceMs: number): void {
+    if (!session.sub || !session.claims) throw new OAuthError('access_denied', 'not signed in');
+    const now = this.now();
+    const grantId = randomUUID();
+    this.storage.transaction(() => {
+      this.storage.createOperatorGrant({
+        id: grantId,
+        clientId: request.clientId,
+        sub: session.sub as string,
+        email: session.email,
+        claims: session.claims as Record<string, unknown>,
+        idpRefreshToken: session.idpRefreshToken,
+        createdAt: now,
+        refreshedAt: null,
+        expiresAt: now + this.settings.grantTtlMs,
+        revokedAt: null,
+        revokedReason: null,
+      });
+      this.storage.updateDeviceRequest(request.id, (r) => {
+        if (r.status !== 'pending' || r.expiresAt + expiryGraceMs < now) throw new OAuthError('invalid_grant', `this login request is ${r.status === 'pending' ? 'expired' : r.status}`);
+        return { ...r, status: 'approved', decidedAt: now, decidedBy: session.email ?? session.sub, grantId };
+      });
+    });
+    this.audit.record({ type: 'operator_login_approved', actor: session.email ?? session.sub, subject: session.sub, ip: request.sourceIp, detail: { grant: grantId } });
+  }
+
+  deny(request: DeviceRequestRecord, actor: string): void {
+    const now = this.now();
+    this.storage.updateDeviceRequest(request.id, (r) => (r.status === 'pending' ? { ...r, status: 'denied', decidedAt: now, decidedBy: actor } : r));
+    this.audit.record({ type: 'device_denied', actor, subject: request.clientId, ip: request.sourceIp });
+  }
+
+  /** The device code was approved: mark it used and hand out the first tokens, atomically. */
+  async redeem(request: DeviceRequestRecord): Promise<OperatorTokens> {
+    const grant = request.grantId ? this.storage.getOperatorGrant(request.grantId) : undefined;
+    if (!grant) throw new OAuthError('invalid_grant', 'this login was not approved');
+    const refresh = generateSecret();
+    const now = this.now();
+    try {
+      this.storage.transaction(() => {
+        this.storage.updateDeviceRequest(request.id, (r) => {
+          if (r.status !== 'approved') throw new OAuthError('invalid_grant', 'device_code was already used');
+          return { ...r, status: 'consumed' };
+        });
+        this.storage.createRefreshToken({ tokenHash: hashSecret(refresh), grantId: grant.id, issuedAt: now, expiresAt: grant.expiresAt, usedAt: null });
+      });
+    } catch (e) {
+      if (e instanceof AlreadyExistsError) throw new OAuthError('invalid_grant', 'device_code was already used');
+      throw e;
+    }
+    this.audit.record({ type: 'operator_token_issued', subject: grant.sub, ip: request.sourceIp, detail: { grant: grant.id } });
+    return this.tokens(grant, refresh, now);
+  }
+
+  private async tokens(grant: OperatorGrantRecord, refresh: string, now: number): Promise<OperatorTokens> {
+    const access = await this.signer.sign({ sub: grant.sub, gid: grant.id, ...(grant.email ? { email: grant.email } : {}) }, this.settings.accessTokenTtlMs, now);
+    return { access_token: access, token_type: 'Bearer', expires_in: Math.floor(this.settings.accessTokenTtlMs / 1000), refresh_token: refresh };
+  }
+
+  private revokeGrant(grant: OperatorGrantRecord, reason: string, ip: string | null): void {
+    this.storage.updateOperatorGrant(grant.id, (g) => (g.revokedAt === null ? { ...g, revokedAt: this.now(), revokedReason: reason } : g));
+    this.audit.record({ type: 'operator_login_revoked', subject: grant.sub, ip, detail: { grant: grant.id, reason } });
+  }
+
+  /** RFC 6749 §6 with rotation: a used refresh token presented again revokes the whole login. */
+  async refresh(refreshToken: string, clientId: string, ip: string): Promise<OperatorTokens> {
+    const hash = hashSecret(refreshToken);
+    const stored = this.storage.getRefreshToken(hash);
+    const grant = stored && this.storage.getOperatorGrant(stored.grantId);
+    const now = this.now();
+    if (!stored || !grant || grant.clientId !== clientId) throw new OAuthError('invalid_grant', 'unknown refresh_token');
+    if (grant.revokedAt !== null) throw new OAuthError('invalid_grant', `this login was revoked (${grant.revokedReason ?? 'revoked'})`);
+    if (stored.expiresAt <= now || grant.expiresAt <= now) throw new OAuthError('invalid_grant', 'this login has expired; log in again');
+    if (!this.storage.useRefreshToken(hash, now)) {
+      this.revokeGrant(grant, 'refresh token reused', ip);
+      throw new OAuthError('invalid_grant', 'this refresh_token was already used; the login is revoked');
+    }
+    if (this.storage.getBlockedSubject(grant.sub)) {
+      this.revokeGrant(grant, 'subject blocked', ip);
+      throw new OAuthError('invalid_grant', 'this user is blocked');
+    }
+    let current = grant;
+    if (grant.idpRefreshToken && this.idp) {
+      try {
+        const fresh = await this.idp.refresh(grant.idpRefreshToken);
+        current = this.storage.updateOperatorGrant(grant.id, (g) => ({
+          ...g,
+          claims: fresh.claims ? { ...g.claims, ...fresh.claims } : g.claims,
+          email: typeof fresh.claims?.email === 'string' ? fresh.claims.email : g.email,
+          idpRefreshToken: fresh.refreshToken,
+          refreshedAt: now,
+        }));
+      } catch (e) {
+        this.revokeGrant(grant, `the IdP refused: ${(e as Error).message.slice(0, 200)}`, ip);
+        throw new OAuthError('invalid_grant', 'the identity provider no longer accepts this user; log in again');
+      }
+    }
+    const next = generateSecret();
+    this.storage.createRefreshToken({ tokenHash: hashSecret(next), grantId: grant.id, issuedAt: now, expiresAt: grant.expiresAt, usedAt: null });
+    this.audit.record({ type: 'operator_token_refreshed', subject: grant.sub, ip, detail: { grant: grant.id } });
+    return this.tokens(current, next, now);
+  }
+
+  /** RFC 7009: revoking a refresh token ends its whole login. Unknown tokens are not an error. */
+  revoke(refreshToken: string, ip: string): void {
+    const stored = this.storage.getRefreshToken(hashSecret(refreshToken));
+    const grant = stored && this.storage.getOperatorGrant(stored.grantId);
+    if (grant && grant.revokedAt === null) this.revokeGrant(grant, 'logged out', ip);
+  }
+
+  /** Who a gate access token speaks for, while their login lives. */
+  async identify(accessToken: string): Promise<OperatorIdentity> {
+    let gid: string;
+    try {
+      ({ gid } = await this.signer.verify(accessToken));
+    } catch (e) {
+      throw new ExchangeError('invalid_token', 'the gate token is invalid or expired', (e as Error).message);
+    }
+    const grant = this.storage.getOperatorGrant(gid);
+    if (!grant || grant.revokedAt !== null || grant.expiresAt <= this.now()) {
+      throw new ExchangeError('invalid_token', 'this login was revoked or has expired');
+    }
+    return { sub: grant.sub, email: grant.email, claims: grant.claims, grantId: grant.id };
+  }
+
+  isGateToken(token: string): boolean {
+    return this.signer.isOurs(token);
+  }
+}
