@@ -3,7 +3,14 @@ import { Command } from 'commander';
 import { ConfigError } from '../server/config/load.js';
 import { RenderError } from '../server/machine-config/render.js';
 import { CaError } from '../server/pki/ca.js';
+import { adminCommands } from './admin.js';
 import { caCommand } from './ca.js';
+import { UsageError } from './connection.js';
+import { GateApiError } from './gate-api.js';
+import { loginCommand } from './login.js';
+import { logoutCommand } from './logout.js';
+import { LoginEndedError } from './renewal.js';
+import { statusCommand } from './status.js';
 import { serveCommand } from './serve.js';
 import { simulateNodeCommand } from './simulate-node.js';
 
@@ -12,16 +19,40 @@ const program = new Command('talos-gate')
   .showHelpAfterError();
 
 serveCommand(program);
+loginCommand(program);
+statusCommand(program);
+logoutCommand(program);
+adminCommands(program);
 simulateNodeCommand(program);
 caCommand(program);
+
+program.addHelpText(
+  'after',
+  `
+Exit codes: 0 success; 1 refused (by the gate, the IdP, or a login that ended); 2 bad usage, config
+error, or the gate cannot be reached; 3 not found.`,
+);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   if (e instanceof ConfigError || e instanceof RenderError || e instanceof CaError) {
     process.stderr.write(`talos-gate: config error: ${e.message}\n`);
     process.exit(2);
   }
-  const code = (e as { code?: string }).code;
+  if (e instanceof UsageError) {
+    process.stderr.write(`talos-gate: ${e.message}\n`);
+    process.exit(2);
+  }
+  if (e instanceof GateApiError) {
+    process.stderr.write(`talos-gate: the gate refused: ${e.message}\n`);
+    process.exit(e.status === 404 ? 3 : 1);
+  }
+  if (e instanceof LoginEndedError) {
+    process.stderr.write(`talos-gate: ${e.message}\n`);
+    process.exit(1);
+  }
+  const code = (e as { code?: string }).code ?? (e as { cause?: { code?: string } }).cause?.code;
   const msg = e instanceof Error ? e.message : String(e);
-  process.stderr.write(`talos-gate: ${code === 'ECONNREFUSED' || code === 'ENOTFOUND' ? `cannot reach the gate: ${msg}` : msg}\n`);
-  process.exit(code === 'ECONNREFUSED' || code === 'ENOTFOUND' ? 2 : 1);
+  const unreachable = ['ECONNREFUSED', 'ENOTFOUND', 'ETIMEDOUT', 'ECONNRESET', 'EHOSTUNREACH', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE'].includes(code ?? '');
+  process.stderr.write(`talos-gate: ${unreachable ? `cannot reach the gate: ${msg}${/CERT|SIGNATURE/.test(code ?? '') ? ' (pass --server-ca with its CA)' : ''}` : msg}\n`);
+  process.exit(unreachable ? 2 : 1);
 });

@@ -28,14 +28,21 @@ export async function startDemo(config: GateConfig): Promise<Demo> {
     users: DEMO_USERS,
     clients: [
       { client_id: 'talos-gate', redirect_uris: [`${config.public_url}/auth/callback`] },
-      { client_id: 'talos-gate-cli', redirect_uris: ['http://127.0.0.1/callback'] },
+      { client_id: 'talos-gate-cli', redirect_uris: ['http://127.0.0.1/callback'], application_type: 'native' },
     ],
   });
   return {
     idp,
     config: {
       ...config,
-      oidc: { ...config.oidc, issuer_url: idp.issuer, client_id: 'talos-gate', client_secret: undefined, extra_audiences: ['talos-gate-cli'] },
+      oidc: {
+        ...config.oidc,
+        issuer_url: idp.issuer,
+        client_id: 'talos-gate',
+        client_secret: undefined,
+        cli_client_id: 'talos-gate-cli',
+        scopes: ['openid', 'email', 'profile', 'groups', 'offline_access'],
+      },
       admins: [{ claim: 'groups', value: 'talos-gate-admins' }],
       rbac: {
         rules: [

@@ -21,6 +21,8 @@ export interface DevIdpClient {
   id_token_signed_response_alg?: 'RS256' | 'ES256';
   token_endpoint_auth_method?: 'none' | 'client_secret_basic' | 'client_secret_post';
   grant_types?: string[];
+  /** native: loopback redirect URIs match on any port (RFC 8252 §7.3), as CLIs need. */
+  application_type?: 'web' | 'native';
 }
 
 export interface DevIdpKey {

@@ -77,6 +77,11 @@ export class ExchangeService {
     return this.verifier.ready();
   }
 
+  /** The claims of an ID token from the IdP, verified as for an exchange (for admin CLI calls). */
+  verifyIdToken(token: string): Promise<Record<string, unknown>> {
+    return this.verifier.verify(token);
+  }
+
   async exchange(req: ExchangeRequest): Promise<ExchangeResponse> {
     if (!req.credential) throw new ExchangeError('invalid_request', 'an ID token is required, as "id_token" or Authorization: Bearer');
     if (req.publicKeyPem !== undefined && req.csrPem !== undefined) {

@@ -87,6 +87,16 @@ export function adminRoutes({ enrollment, exchange, operators, admins, storage, 
           request.actor = who.email ?? who.sub;
           return;
         }
+        if (token && exchange) {
+          // an ID token from the IdP (the CLI after a browser login)
+          const claims = await exchange.verifyIdToken(token).catch(() => undefined);
+          if (claims) {
+            const who = typeof claims.email === 'string' ? claims.email : String(claims.sub);
+            if (!matchesAny(claims, admins)) throw new ApiError('forbidden', `${who} is not an admin`);
+            request.actor = who;
+            return;
+          }
+        }
         throw new ApiError('unauthorized', 'a valid admin token is required');
       }
       const session = sessions.get(request.cookies[SESSION_COOKIE]);

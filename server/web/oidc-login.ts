@@ -55,6 +55,8 @@ export class OidcLogin {
       code_challenge_method: 'S256',
       state,
       nonce,
+      // OpenID Connect Core §11: offline_access (an IdP refresh token) is granted with prompt=consent
+      ...(this.settings.scopes.includes('offline_access') ? { prompt: 'consent' } : {}),
     });
     return { url: url.href, state, nonce, codeVerifier };
   }

@@ -1,0 +1,216 @@
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import { connectionFrom, UsageError } from './connection.js';
+import { adminCall, type GateConnection } from './gate-api.js';
+import { freshCredential } from './renewal.js';
+import { findLogin, saveLogin } from './token-cache.js';
+
+// Admin commands over the admin API: with --admin-token / TALOS_GATE_ADMIN_TOKEN, or as the
+// logged-in admin (the cached login of --context). Tables for people, --json for scripts.
+
+interface AdminOptions {
+  server?: string;
+  serverCa?: string;
+  insecureHttp?: boolean;
+  adminToken?: string;
+  context: string;
+  json?: boolean;
+}
+
+type Row = Record<string, unknown>;
+
+async function credentials(o: AdminOptions): Promise<{ conn: GateConnection; token: string }> {
+  const login = findLogin(o.context);
+  const server = o.server ?? login?.server;
+  const conn = connectionFrom({
+    server,
+    serverCa: o.serverCa ?? (login && login.server === server ? login.serverCaFile : undefined),
+    insecureHttp: o.insecureHttp ?? login?.insecureHttp ?? false,
+  });
+  const token = o.adminToken ?? process.env.TALOS_GATE_ADMIN_TOKEN;
+  if (token) return { conn, token };
+  if (!login || login.server !== conn.server) {
+    throw new UsageError('no admin token: pass --admin-token (or TALOS_GATE_ADMIN_TOKEN), or run talos-gate login first');
+  }
+  if (login.kind === 'device' && login.accessToken && (login.accessTokenExpiresAt ?? 0) > Date.now() + 30_000) {
+    return { conn, token: login.accessToken };
+  }
+  const fresh = await freshCredential(conn, login);
+  await saveLogin(fresh.login);
+  return { conn, token: fresh.credential };
+}
+
+function table(rows: Row[], columns: [string, string][]): string {
+  if (rows.length === 0) return '(none)\n';
+  const cells = rows.map((r) => columns.map(([key]) => {
+    const v = r[key];
+    return v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(',') : String(v);
+  }));
+  const widths = columns.map(([, title], i) => Math.max(title.length, ...cells.map((c) => (c[i] as string).length)));
+  const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i] as number)).join('  ').trimEnd();
+  return `${[line(columns.map(([, t]) => t)), ...cells.map(line)].join('\n')}\n`;
+}
+
+function out(o: AdminOptions, data: unknown, human: () => string): void {
+  process.stdout.write(o.json ? `${JSON.stringify(data, null, 2)}\n` : human());
+}
+
+function withCommon(cmd: Command): Command {
+  return cmd
+    .option('-s, --server <url>', 'the gate (default: the server of the cached login)')
+    .option('--server-ca <file>', "PEM of the CA of the gate's certificate")
+    .option('--insecure-http', 'allow a plain http:// gate')
+    .option('--admin-token <token>', 'admin token (default: $TALOS_GATE_ADMIN_TOKEN, else the logged-in admin)')
+    .option('--context <name>', 'the login to act as when no admin token is given', 'talos-gate')
+    .option('--json', 'machine-readable output');
+}
+
+const NODE_COLUMNS: [string, string][] = [
+  ['id', 'NODE'],
+  ['status', 'STATUS'],
+  ['profile', 'PROFILE'],
+  ['hostname', 'HOSTNAME'],
+  ['source_ip', 'SOURCE IP'],
+  ['config_downloads', 'DOWNLOADS'],
+  ['decided_by', 'DECIDED BY'],
+];
+
+function nodeRows(nodes: Row[]): Row[] {
+  return nodes.map((n) => ({ ...n, id: n.id, pending_codes: (n.pending as Row[]).map((p) => p.user_code) }));
+}
+
+function readPatches(files: string[] | undefined): string[] | undefined {
+  return files?.map((f) => {
+    try {
+      return readFileSync(f, 'utf8');
+    } catch (e) {
+      throw new UsageError(`--patch ${f}: ${(e as Error).message}`);
+    }
+  });
+}
+
+export function adminCommands(program: Command): void {
+  const nodes = program.command('nodes').description('machines enrolled through the gate (admin)');
+  withCommon(nodes.command('list').description('list machines').option('--status <status>', 'pending, approved, denied or revoked')).action(
+    async (o: AdminOptions & { status?: string }) => {
+      const { conn, token } = await credentials(o);
+      const r = await adminCall<{ nodes: Row[] }>(conn, token, 'GET', `/nodes${o.status ? `?status=${encodeURIComponent(o.status)}` : ''}`);
+      out(o, r.nodes, () => table(nodeRows(r.nodes), [...NODE_COLUMNS, ['pending_codes', 'PENDING CODE']]));
+    },
+  );
+  withCommon(nodes.command('show').description('one machine, with what it sent').argument('<id>', 'uuid or mac')).action(async (id: string, o: AdminOptions) => {
+    const { conn, token } = await credentials(o);
+    const n = await adminCall<Row>(conn, token, 'GET', `/nodes/${encodeURIComponent(id)}`);
+    out(o, n, () => `${Object.entries(n).map(([k, v]) => `${k.padEnd(18)} ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`).join('\n')}\n`);
+  });
+  withCommon(
+    nodes
+      .command('approve')
+      .description('approve a machine by id, or by the code on its console')
+      .argument('[id]', 'uuid or mac (or use --code)')
+      .option('--code <user_code>', 'the code on the console')
+      .requiredOption('--profile <name>', 'profile to render the config from')
+      .option('--hostname <name>', 'hostname for the machine')
+      .option('--patch <file...>', 'extra patch files (strategic merge or RFC 6902, YAML)'),
+  ).action(async (id: string | undefined, o: AdminOptions & { code?: string; profile: string; hostname?: string; patch?: string[] }) => {
+    if (!id && !o.code) throw new UsageError('give the machine id or --code');
+    const { conn, token } = await credentials(o);
+    const body = { profile: o.profile, ...(o.hostname ? { hostname: o.hostname } : {}), ...(o.patch ? { patches: readPatches(o.patch) } : {}) };
+    const n = o.code
+      ? await adminCall<Row>(conn, token, 'POST', '/device/approve', { user_code: o.code, ...body })
+      : await adminCall<Row>(conn, token, 'POST', `/nodes/${encodeURIComponent(id as string)}/approve`, body);
+    out(o, n, () => `approved ${String(n.id)} as ${String(n.profile)} (${String(n.hostname)})\n`);
+  });
+  withCommon(
+    nodes.command('deny').description('deny a machine by id or by code').argument('[id]', 'uuid or mac').option('--code <user_code>', 'the code on the console'),
+  ).action(async (id: string | undefined, o: AdminOptions & { code?: string }) => {
+    if (!id && !o.code) throw new UsageError('give the machine id or --code');
+    const { conn, token } = await credentials(o);
+    const n = o.code
+      ? await adminCall<Row>(conn, token, 'POST', '/device/deny', { user_code: o.code })
+      : await adminCall<Row>(conn, token, 'POST', `/nodes/${encodeURIComponent(id as string)}/deny`);
+    out(o, n, () => `denied ${String(n.id)}\n`);
+  });
+  withCommon(nodes.command('revoke').description("revoke an approved machine's access to its config").argument('<id>', 'uuid or mac')).action(
+    async (id: string, o: AdminOptions) => {
+      const { conn, token } = await credentials(o);
+      const n = await adminCall<Row>(conn, token, 'POST', `/nodes/${encodeURIComponent(id)}/revoke`);
+      out(o, n, () => `revoked ${String(n.id)}\n`);
+    },
+  );
+  withCommon(
+    nodes
+      .command('add')
+      .description('pre-register a machine from inventory')
+      .option('--uuid <uuid>', 'SMBIOS uuid')
+      .option('--mac <mac>', 'MAC address')
+      .requiredOption('--profile <name>', 'profile')
+      .option('--hostname <name>', 'hostname')
+      .option('--patch <file...>', 'patch files')
+      .option('--auto-approve', 'approve it without a click when it boots'),
+  ).action(async (o: AdminOptions & { uuid?: string; mac?: string; profile: string; hostname?: string; patch?: string[]; autoApprove?: boolean }) => {
+    if (!o.uuid && !o.mac) throw new UsageError('give --uuid or --mac');
+    const { conn, token } = await credentials(o);
+    const n = await adminCall<Row>(conn, token, 'POST', '/nodes', {
+      ...(o.uuid ? { uuid: o.uuid } : {}),
+      ...(o.mac ? { mac: o.mac } : {}),
+      profile: o.profile,
+      ...(o.hostname ? { hostname: o.hostname } : {}),
+      ...(o.patch ? { patches: readPatches(o.patch) } : {}),
+      auto_approve: o.autoApprove ?? false,
+    });
+    out(o, n, () => `registered ${String(n.id)} (${n.auto_approve ? 'auto-approve' : 'approval needed'})\n`);
+  });
+
+  const certs = program.command('certs').description('talosctl certificates the gate issued (admin)');
+  withCommon(certs.command('list').description('issued certificates, newest first').option('--active', 'only unexpired').option('--subject <sub>', 'one subject')).action(
+    async (o: AdminOptions & { active?: boolean; subject?: string }) => {
+      const { conn, token } = await credentials(o);
+      const q = new URLSearchParams({ ...(o.active ? { active: 'true' } : {}), ...(o.subject ? { subject: o.subject } : {}) }).toString();
+      const r = await adminCall<{ certs: Row[]; total: number }>(conn, token, 'GET', `/certs${q ? `?${q}` : ''}`);
+      out(o, r, () =>
+        table(r.certs, [
+          ['common_name', 'USER'],
+          ['roles', 'ROLES'],
+          ['issued_at', 'ISSUED'],
+          ['expires_at', 'EXPIRES'],
+          ['client_ip', 'CLIENT IP'],
+          ['serial', 'SERIAL'],
+        ]),
+      );
+    },
+  );
+
+  withCommon(program.command('stats').description('counts: certificates, sign-ins, machines (admin)')).action(async (o: AdminOptions) => {
+    const { conn, token } = await credentials(o);
+    const s = await adminCall<Row>(conn, token, 'GET', '/stats');
+    out(o, s, () => `${Object.entries(s).map(([k, v]) => `${k.padEnd(20)} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join('\n')}\n`);
+  });
+
+  withCommon(program.command('audit').description('recent audit events (admin)').option('--limit <n>', 'how many', '50')).action(async (o: AdminOptions & { limit: string }) => {
+    const { conn, token } = await credentials(o);
+    const r = await adminCall<{ events: Row[] }>(conn, token, 'GET', `/audit?limit=${encodeURIComponent(o.limit)}`);
+    out(o, r.events, () =>
+      table(r.events, [
+        ['at', 'WHEN'],
+        ['type', 'EVENT'],
+        ['actor', 'WHO'],
+        ['subject', 'SUBJECT'],
+        ['ip', 'IP'],
+      ]),
+    );
+  });
+
+  withCommon(program.command('block').description('refuse a subject (IdP sub) new certificates at once (admin)').argument('<subject>', 'the IdP sub').option('--reason <text>', 'why, for the audit trail')).action(
+    async (subject: string, o: AdminOptions & { reason?: string }) => {
+      const { conn, token } = await credentials(o);
+      const r = await adminCall<Row>(conn, token, 'POST', `/subjects/${encodeURIComponent(subject)}/block`, o.reason ? { reason: o.reason } : {});
+      out(o, r, () => `blocked ${subject}${r.changed ? '' : ' (already blocked)'}\n`);
+    },
+  );
+  withCommon(program.command('unblock').description('lift a block (admin)').argument('<subject>', 'the IdP sub')).action(async (subject: string, o: AdminOptions) => {
+    const { conn, token } = await credentials(o);
+    const r = await adminCall<Row>(conn, token, 'POST', `/subjects/${encodeURIComponent(subject)}/unblock`);
+    out(o, r, () => `unblocked ${subject}${r.changed ? '' : ' (was not blocked)'}\n`);
+  });
+}
