@@ -41,14 +41,13 @@ async function credentials(o: AdminOptions): Promise<{ conn: GateConnection; tok
 }
 
 function table(rows: Row[], columns: [string, string][]): string {
-  if (rows.length === 0) return '(none)\n';
   const cells = rows.map((r) => columns.map(([key]) => {
     const v = r[key];
     return v === null || v === undefined ? '-' : Array.isArray(v) ? v.join(',') : String(v);
   }));
   const widths = columns.map(([, title], i) => Math.max(title.length, ...cells.map((c) => (c[i] as string).length)));
   const line = (vals: string[]) => vals.map((v, i) => v.padEnd(widths[i] as number)).join('  ').trimEnd();
-  return `${[line(columns.map(([, t]) => t)), ...cells.map(line)].join('\n')}\n`;
+  return `${[line(columns.map(([, t]) => t)), ...(cells.length ? cells.map(line) : ['(none)'])].join('\n')}\n`;
 }
 
 function out(o: AdminOptions, data: unknown, human: () => string): void {

@@ -153,8 +153,17 @@ export async function startDevIdp(opts: {
     const m = /^\/interaction\/([\w-]+)(\/login)?$/.exec(path);
     if (!m) return callback(req, res);
     try {
+      const details = await provider.interactionDetails(req, res);
+      if (details.prompt.name === 'consent') {
+        // first-party clients: consent (asked for with offline_access) is given without a screen
+        const grant = details.grantId
+          ? ((await provider.Grant.find(details.grantId)) ?? new provider.Grant({ accountId: details.session?.accountId, clientId: String(details.params.client_id) }))
+          : new provider.Grant({ accountId: details.session?.accountId, clientId: String(details.params.client_id) });
+        grant.addOIDCScope(String(details.params.scope ?? 'openid'));
+        const grantId = await grant.save();
+        return await provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+      }
       if (req.method === 'GET') {
-        const details = await provider.interactionDetails(req, res);
         res.setHeader('content-type', 'text/html; charset=utf-8');
         return res.end(loginPage(details.uid, String(details.params.client_id), [...users.values()]));
       }

@@ -54,6 +54,7 @@ export async function startIdp(opts: { users: DevIdpUser[]; clients: DevIdpClien
     let url = auth.toString();
     for (let hop = 0; hop < 10 && !url.startsWith(redirectUri); hop++) {
       const interaction = /\/interaction\/([\w-]+)$/.exec(new URL(url).pathname);
+      // the dev IdP answers a consent interaction by itself, whatever the method
       const res = interaction
         ? await request(`${issuer}/interaction/${interaction[1]}/login`, {
             method: 'POST',
