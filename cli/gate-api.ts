@@ -1,5 +1,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request, type HttpResponse } from './http.js';
+import type { DeviceCodeResponse as DeviceCode } from './talos-node.js';
+import type { ExchangeResponse } from '../server/exchange/service.js';
 
 // The gate's HTTP API as the CLI uses it. The CLI talks to the gate only through this.
 
@@ -39,19 +41,8 @@ export interface Discovery {
   cert_ttl_seconds: number;
 }
 
-export interface ExchangeResult {
-  ca: string;
-  cert: string;
-  key?: string;
-  endpoints: string[];
-  roles: string[];
-  subject: string;
-  sub: string;
-  serial: string;
-  fingerprint: string;
-  expires_at: string;
-  ttl_seconds: number;
-}
+/** The /exchange response, as the gate defines it. */
+export type { ExchangeResponse as ExchangeResult } from '../server/exchange/service.js';
 
 export interface GateTokens {
   access_token: string;
@@ -86,22 +77,14 @@ export function discover(conn: GateConnection): Promise<Discovery> {
   return json<Discovery>(conn, '/.well-known/talos-gate');
 }
 
-export function exchange(conn: GateConnection, credential: string, publicKeyPem: string, ttlSeconds?: number): Promise<ExchangeResult> {
-  return json<ExchangeResult>(conn, '/exchange', {
+export function exchange(conn: GateConnection, credential: string, publicKeyPem: string, ttlSeconds?: number): Promise<ExchangeResponse> {
+  return json<ExchangeResponse>(conn, '/exchange', {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${credential}` },
     body: JSON.stringify({ public_key: publicKeyPem, ...(ttlSeconds ? { ttl_seconds: ttlSeconds } : {}) }),
   });
 }
 
-export interface DeviceCode {
-  device_code: string;
-  user_code: string;
-  verification_uri: string;
-  verification_uri_complete?: string;
-  expires_in: number;
-  interval?: number;
-}
 
 /** RFC 8628 against the gate: one request per poll, slow_down adds 5 s, gives up at expires_in. */
 export async function deviceLogin(conn: GateConnection, clientId: string, onCode: (c: DeviceCode) => void, signal?: AbortSignal): Promise<GateTokens> {

@@ -107,11 +107,26 @@ export class EnrollmentService {
     }
   }
 
-  /** Stores a new request under a fresh user code (drawn again on the rare collision). */
-  private createRequest(fields: Omit<NewDeviceRequest, 'deviceCodeHash' | 'userCode'>, deviceCode: string): DeviceRequestRecord {
+  /** Stores a new pending request under a fresh user code (drawn again on the rare collision). */
+  private createRequest(
+    fields: Pick<NewDeviceRequest, 'clientId' | 'kind' | 'nodeId' | 'variables' | 'scope' | 'audience'>,
+    ip: string,
+    now: number,
+    deviceCode: string,
+  ): DeviceRequestRecord {
+    const full: NewDeviceRequest = {
+      ...fields,
+      deviceCodeHash: hashSecret(deviceCode),
+      userCode: '',
+      sourceIp: ip,
+      createdAt: now,
+      expiresAt: now + this.settings.codeTtlMs,
+      intervalMs: this.settings.intervalMs,
+      status: 'pending',
+    };
     for (;;) {
       try {
-        return this.storage.createDeviceRequest({ ...fields, deviceCodeHash: hashSecret(deviceCode), userCode: generateUserCode() });
+        return this.storage.createDeviceRequest({ ...full, userCode: generateUserCode() });
       } catch (e) {
         if (!(e instanceof AlreadyExistsError)) throw e;
       }
@@ -140,19 +155,9 @@ export class EnrollmentService {
     const { request, node } = this.storage.transaction(() => {
       const node = this.nodeForRequest(req, ip, now);
       const request = this.createRequest(
-        {
-          clientId: req.clientId,
-          kind: 'node',
-          nodeId: node.id,
-          variables: req.variables,
-          scope: req.scope,
-          audience: req.audience,
-          sourceIp: ip,
-          createdAt: now,
-          expiresAt: now + this.settings.codeTtlMs,
-          intervalMs: this.settings.intervalMs,
-          status: 'pending',
-        },
+        { clientId: req.clientId, kind: 'node', nodeId: node.id, variables: req.variables, scope: req.scope, audience: req.audience },
+        ip,
+        now,
         deviceCode,
       );
       return { request, node };
@@ -172,22 +177,7 @@ export class EnrollmentService {
     const now = this.now();
     this.checkPendingLimit(ip, now);
     const deviceCode = generateSecret();
-    const request = this.createRequest(
-      {
-        clientId,
-        kind: 'operator',
-        nodeId: null,
-        variables: {},
-        scope,
-        audience: null,
-        sourceIp: ip,
-        createdAt: now,
-        expiresAt: now + this.settings.codeTtlMs,
-        intervalMs: this.settings.intervalMs,
-        status: 'pending',
-      },
-      deviceCode,
-    );
+    const request = this.createRequest({ clientId, kind: 'operator', nodeId: null, variables: {}, scope, audience: null }, ip, now, deviceCode);
     this.audit.record({ type: 'device_code_issued', subject: clientId, ip, detail: { user_code: formatUserCode(request.userCode), kind: 'operator' } });
     return this.response(deviceCode, request.userCode);
   }
