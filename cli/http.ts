@@ -1,5 +1,5 @@
-import { request as httpRequest } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { request as httpRequest, type Agent as HttpAgent } from 'node:http';
+import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
 
 export interface HttpResponse {
   status: number;
@@ -12,8 +12,10 @@ export interface HttpOptions {
   headers?: Record<string, string>;
   body?: string;
   /** PEM of the CA that signed the server's certificate (the gate's self-signed CA). */
-  ca?: string;
+  ca?: string | undefined;
   timeoutMs?: number;
+  /** A keep-alive agent to reuse connections (one per simulated node in benchmarks). */
+  agent?: HttpAgent | HttpsAgent | undefined;
 }
 
 /** One HTTP(S) request over node:http, with an optional pinned CA; the body is read whole. */
@@ -27,6 +29,7 @@ export function request(url: string, opts: HttpOptions = {}): Promise<HttpRespon
         method: opts.method ?? 'GET',
         headers: { ...(opts.body !== undefined ? { 'content-length': String(Buffer.byteLength(opts.body)) } : {}), ...opts.headers },
         ...(opts.ca ? { ca: opts.ca } : {}),
+        ...(opts.agent ? { agent: opts.agent } : {}),
         timeout: opts.timeoutMs ?? 30_000,
       },
       (res) => {

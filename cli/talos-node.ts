@@ -25,6 +25,10 @@ export interface TalosNodeOptions {
   /** Base of the download backoff in ms (Talos: 1 s doubling). */
   backoffMs?: number;
   signal?: AbortSignal;
+  /** Called after every HTTP exchange: which endpoint, how long, which status (benchmarks). */
+  observe?: (endpoint: 'device_code' | 'token' | 'config', ms: number, status: number) => void;
+  /** Reuse one connection, as a Go http.Client does (benchmarks). */
+  agent?: import('node:https').Agent | import('node:http').Agent;
 }
 
 export interface DeviceCodeResponse {
@@ -68,6 +72,17 @@ function errorCode(res: HttpResponse): string {
   }
 }
 
+async function timed(
+  endpoint: 'device_code' | 'token' | 'config',
+  observe: TalosNodeOptions['observe'],
+  send: () => Promise<HttpResponse>,
+): Promise<HttpResponse> {
+  const start = performance.now();
+  const res = await send();
+  observe?.(endpoint, performance.now() - start, res.status);
+  return res;
+}
+
 export class TalosNode {
   readonly stats: NodeRunStats = { tokenRequests: 0, basicRequests: 0, errorsSeen: {}, slowDowns: 0 };
   private readonly log: (line: string) => void;
@@ -85,12 +100,13 @@ export class TalosNode {
   }
 
   async deviceAuth(): Promise<DeviceCodeResponse> {
-    const res = await request(withPath(this.opts.configUrl, '/device/code'), {
+    const res = await timed('device_code', this.opts.observe, () => request(withPath(this.opts.configUrl, '/device/code'), {
       method: 'POST',
       headers: { 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
       body: goFormEncode(this.baseValues()),
       ca: this.opts.ca,
-    });
+      agent: this.opts.agent,
+    }));
     if (res.status < 200 || res.status > 299) throw new OAuthFlowError(errorCode(res), res.status, res.body);
     return JSON.parse(res.body) as DeviceCodeResponse;
   }
@@ -103,10 +119,12 @@ export class TalosNode {
     this.stats.tokenRequests++;
     this.stats.basicRequests++;
     const basic = Buffer.from(`${goQueryEscape(this.opts.clientId)}:${goQueryEscape('')}`).toString('base64');
-    let res = await request(url, { method: 'POST', headers: { ...headers, authorization: `Basic ${basic}` }, body, ca: this.opts.ca });
+    let res = await timed('token', this.opts.observe, () =>
+      request(url, { method: 'POST', headers: { ...headers, authorization: `Basic ${basic}` }, body, ca: this.opts.ca, agent: this.opts.agent }),
+    );
     if (res.status < 200 || res.status > 299 || errorCode(res)) {
       this.stats.tokenRequests++;
-      res = await request(url, { method: 'POST', headers, body, ca: this.opts.ca });
+      res = await timed('token', this.opts.observe, () => request(url, { method: 'POST', headers, body, ca: this.opts.ca, agent: this.opts.agent }));
     }
     const code = errorCode(res);
     if (res.status < 200 || res.status > 299 || code) {
@@ -155,7 +173,9 @@ export class TalosNode {
     const attempts = this.opts.configAttempts ?? 5;
     let backoff = this.opts.backoffMs ?? 1000;
     for (let i = 1; ; i++) {
-      const res = await request(this.opts.configUrl, { headers: { authorization: `Bearer ${token}` }, ca: this.opts.ca });
+      const res = await timed('config', this.opts.observe, () =>
+        request(this.opts.configUrl, { headers: { authorization: `Bearer ${token}` }, ca: this.opts.ca, agent: this.opts.agent }),
+      );
       if (res.status === 200) return res.body;
       this.log(`[talos] config download failed: HTTP ${res.status} ${res.body.slice(0, 200)}`);
       if (i >= attempts) throw new OAuthFlowError(errorCode(res), res.status, res.body);

@@ -1,0 +1,71 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { request } from '../cli/http.js';
+import { packageRoot } from '../server/paths.js';
+
+// The gate under test runs as its own process (`talos-gate serve --config`), so its CPU and memory
+// are measured apart from the load generator.
+
+export interface GateProcess {
+  url: string;
+  ca: string;
+  adminToken: string;
+  dataDir: string;
+  child: ChildProcess;
+  /** CPU seconds (user + system) the gate has used so far. */
+  cpuSeconds(): number;
+  /** Peak resident memory in MiB. */
+  peakRssMiB(): number;
+  rssMiB(): number;
+  stop(): Promise<void>;
+}
+
+function procStatus(pid: number, field: string): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+export async function startGateProcess(dir: string, port: number, config: Record<string, unknown>): Promise<GateProcess> {
+  const dataDir = join(dir, 'data');
+  const adminToken = 'bench-admin-token-0123456789';
+  const file = join(dir, 'gate.yaml');
+  writeFileSync(
+    file,
+    stringify({ listen: `127.0.0.1:${port}`, data_dir: dataDir, admin_token: adminToken, log_level: 'warn', audit_log: 'off', ...config }),
+  );
+  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(packageRoot, 'cli', 'main.ts'), 'serve', '--config', file], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout?.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('Try it without hardware')) resolve();
+    });
+    child.on('exit', (code) => reject(new Error(`gate exited with ${code}: ${out}`)));
+  });
+  const url = `https://127.0.0.1:${port}`;
+  const ca = readFileSync(join(dataDir, 'tls', 'ca.crt'), 'utf8');
+  if ((await request(`${url}/healthz`, { ca })).status !== 200) throw new Error('gate not healthy');
+  const pid = child.pid as number;
+  return {
+    url,
+    ca,
+    adminToken,
+    dataDir,
+    child,
+    cpuSeconds() {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+      return (Number(f[11]) + Number(f[12])) / 100;
+    },
+    peakRssMiB: () => procStatus(pid, 'VmHWM'),
+    rssMiB: () => procStatus(pid, 'VmRSS'),
+    stop: () =>
+      new Promise((resolve) => {
+        child.once('exit', () => resolve());
+        child.kill('SIGTERM');
+      }),
+  };
+}
