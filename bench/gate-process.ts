@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { request } from '../cli/http.js';
@@ -28,6 +28,7 @@ function procStatus(pid: number, field: string): number {
 }
 
 export async function startGateProcess(dir: string, port: number, config: Record<string, unknown>): Promise<GateProcess> {
+  mkdirSync(dir, { recursive: true });
   const dataDir = join(dir, 'data');
   const adminToken = 'bench-admin-token-0123456789';
   const file = join(dir, 'gate.yaml');

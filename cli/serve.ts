@@ -1,5 +1,79 @@
+import cluster from 'node:cluster';
 import type { Command } from 'commander';
-import { startGate } from '../server/main.js';
+import { prepareGate, startGate, type PreparedGate } from '../server/main.js';
+
+/** Tells the one worker that prunes the database (not TALOS_GATE_*: those are config keys). */
+const MAINTAINER_ENV = 'GATE_WORKER_MAINTAINS';
+
+function banner(p: PreparedGate, url: string, workers: number): string {
+  const c = p.config;
+  const lines = [
+    '',
+    `talos-gate is listening on ${url} (public URL ${c.public_url})${workers > 1 ? ` with ${workers} workers` : ''}`,
+    `  config:        ${c.source}`,
+    `  data:          ${c.data_dir}`,
+    ...(p.tls?.caFingerprint ? [`  TLS CA:        ${c.data_dir}/tls/ca.crt`, `  CA SHA-256:    ${p.tls.caFingerprint}`] : []),
+    `  admin API:     ${c.public_url}/api/v1/nodes  (Authorization: Bearer <admin token>)`,
+    ...(p.admin.file ? [`  admin token:   kept in ${p.admin.file}`] : []),
+    '',
+    'Boot Talos nodes with these kernel args:',
+    `  talos.config=${c.public_url}/config?uuid=\${uuid}&mac=\${mac}`,
+    `  talos.config.oauth.client_id=${c.node_clients[0]?.client_id ?? 'talos-node'}`,
+    '  talos.config.oauth.extra_variable=uuid',
+    '  talos.config.oauth.extra_variable=mac',
+    '',
+    ...(p.demo
+      ? [
+          'DEVELOPMENT MODE: embedded test IdP and a throwaway Talos CA. Never use this for real clusters.',
+          `  web page:      ${c.public_url}/  (sign in as "Ada Admin" to approve machines)`,
+          `  test IdP:      ${p.demo.idp.issuer}  (users: Ada Admin, Otto Operator, Vera Viewer)`,
+          '',
+        ]
+      : []),
+    `Try it without hardware:  talos-gate simulate-node --server ${c.public_url}${p.tls?.caFingerprint ? ` --server-ca ${c.data_dir}/tls/ca.crt` : ''}`,
+    '',
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/** workers > 1: the primary prepares data_dir once, then forks the HTTP workers and replaces any that dies. */
+async function runPrimary(configFile: string | undefined, prepared: PreparedGate): Promise<void> {
+  const workers = prepared.config.workers;
+  let stopping = false;
+  const fork = (maintenance: boolean) => cluster.fork({ [MAINTAINER_ENV]: maintenance ? '1' : '0' });
+  cluster.setupPrimary({ args: ['serve', ...(configFile ? ['--config', configFile] : [])] });
+  const maintainer = new Set<number>();
+  const first = fork(true);
+  maintainer.add(first.id);
+  for (let i = 1; i < workers; i++) fork(false);
+  let listening = 0;
+  cluster.on('listening', () => {
+    if (++listening === workers) {
+      const proto = prepared.tls ? 'https' : 'http';
+      process.stdout.write(banner(prepared, `${proto}://${prepared.config.listen}`, workers));
+    }
+  });
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) return;
+    process.stderr.write(`talos-gate: worker ${worker.process.pid} exited (${signal ?? code}); starting another\n`);
+    const next = fork(maintainer.has(worker.id));
+    if (maintainer.has(worker.id)) maintainer.add(next.id);
+  });
+  const stop = () => {
+    stopping = true;
+    const alive = Object.values(cluster.workers ?? {}).filter((w) => w !== undefined);
+    let left = alive.length;
+    if (left === 0) process.exit(0);
+    for (const w of alive) {
+      w.once('exit', () => {
+        if (--left === 0) process.exit(0);
+      });
+      w.process.kill('SIGTERM');
+    }
+  };
+  process.once('SIGTERM', stop);
+  process.once('SIGINT', stop);
+}
 
 export function serveCommand(program: Command): void {
   program
@@ -7,36 +81,19 @@ export function serveCommand(program: Command): void {
     .description('run the gate (embedded defaults when --config is not given)')
     .option('-c, --config <file>', 'YAML config file (see config.example.yaml); TALOS_GATE_* env vars override its keys')
     .action(async (opts: { config?: string }) => {
-      const gate = await startGate(opts.config);
-      const c = gate.config;
-      const lines = [
-        '',
-        `talos-gate is listening on ${gate.url} (public URL ${c.public_url})`,
-        `  config:        ${c.source}`,
-        `  data:          ${c.data_dir}`,
-        ...(gate.tls?.caFingerprint
-          ? [`  TLS CA:        ${c.data_dir}/tls/ca.crt`, `  CA SHA-256:    ${gate.tls.caFingerprint}`]
-          : []),
-        `  admin API:     ${c.public_url}/api/v1/nodes  (Authorization: Bearer <admin token>)`,
-        '',
-        'Boot Talos nodes with these kernel args:',
-        `  talos.config=${c.public_url}/config?uuid=\${uuid}&mac=\${mac}`,
-        `  talos.config.oauth.client_id=${c.node_clients[0]?.client_id ?? 'talos-node'}`,
-        '  talos.config.oauth.extra_variable=uuid',
-        '  talos.config.oauth.extra_variable=mac',
-        '',
-        ...(gate.demo
-          ? [
-              'DEVELOPMENT MODE: embedded test IdP and a throwaway Talos CA. Never use this for real clusters.',
-              `  web page:      ${c.public_url}/  (sign in as "Ada Admin" to approve machines)`,
-              `  test IdP:      ${gate.demo.idp.issuer}  (users: Ada Admin, Otto Operator, Vera Viewer)`,
-              '',
-            ]
-          : []),
-        `Try it without hardware:  talos-gate simulate-node --server ${c.public_url}${gate.tls?.caFingerprint ? ` --server-ca ${c.data_dir}/tls/ca.crt` : ''}`,
-        '',
-      ];
-      process.stdout.write(`${lines.join('\n')}\n`);
+      let prepared: PreparedGate | undefined;
+      if (cluster.isPrimary) {
+        prepared = await prepareGate(opts.config);
+        if (prepared.config.workers > 1) {
+          await runPrimary(opts.config, prepared);
+          return;
+        }
+      }
+      const gate = await startGate(opts.config, process.env, {
+        runMaintenance: cluster.isPrimary || process.env[MAINTAINER_ENV] === '1',
+        ...(prepared ? { prepared } : {}),
+      });
+      if (cluster.isPrimary) process.stdout.write(banner(gate.prepared, gate.url, 1));
       const stop = (signal: string) => {
         gate.app.log.info(`${signal}: closing`);
         gate.close().then(

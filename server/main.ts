@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
-import { loadConfig, type GateConfig } from './config/load.js';
+import { ConfigError, loadConfig, type GateConfig } from './config/load.js';
 import { openSqliteStorage } from './storage/sqlite.js';
 import type { Storage } from './storage/storage.js';
 import { ensureSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
@@ -11,6 +11,7 @@ import { startDemo, type Demo } from './demo.js';
 
 export interface RunningGate {
   app: FastifyInstance;
+  prepared: PreparedGate;
   /** Set when running the demo on embedded defaults. */
   demo: Demo | undefined;
   storage: Storage;
@@ -51,15 +52,43 @@ function splitListen(listen: string): { host: string; port: number } {
   return { host: listen.slice(0, i).replace(/^\[|\]$/g, ''), port: Number(listen.slice(i + 1)) };
 }
 
-/** Loads the config, opens the database, and listens. Config errors throw before anything listens. */
-export async function startGate(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<RunningGate> {
+export interface PreparedGate {
+  config: GateConfig;
+  demo: Demo | undefined;
+  admin: { token: string; file?: string };
+  tls: TlsMaterial | undefined;
+  cookieSecret: string;
+}
+
+/**
+ * Everything before listening that writes files: config checks, data_dir, secrets, TLS material,
+ * the database schema. With workers, the primary runs it once before forking, so workers only read.
+ */
+export async function prepareGate(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<PreparedGate> {
   const loaded = loadConfig(configFile, env);
+  const clustered = loaded.workers > 1;
+  if (clustered && configFile === undefined) {
+    throw new ConfigError(loaded.source, 'workers', 'more than one worker needs a config file (the demo runs in one process)');
+  }
   mkdirSync(loaded.data_dir, { recursive: true, mode: 0o700 });
   // embedded defaults with no IdP configured: the demo, with its development IdP
   const demo = configFile === undefined && !loaded.oidc.issuer_url ? await startDemo(loaded) : undefined;
   const config = demo?.config ?? loaded;
   const admin = adminTokenFor(config);
   const tls = tlsFor(config);
+  const cookieSecret = persistentSecret(config, 'cookie-secret').value;
+  openSqliteStorage(join(config.data_dir, 'talos-gate.db')).close(); // applies migrations
+  return { config, demo, admin, tls, cookieSecret };
+}
+
+/** Loads the config, opens the database, and listens. Config errors throw before anything listens. */
+export async function startGate(
+  configFile: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { runMaintenance?: boolean; prepared?: PreparedGate } = {},
+): Promise<RunningGate> {
+  const prepared = opts.prepared ?? (await prepareGate(configFile, env));
+  const { config, demo, admin, tls, cookieSecret } = prepared;
   const storage = openSqliteStorage(join(config.data_dir, 'talos-gate.db'));
   let app: FastifyInstance;
   try {
@@ -67,7 +96,7 @@ export async function startGate(configFile: string | undefined, env: NodeJS.Proc
       config,
       storage,
       adminToken: admin.token,
-      cookieSecret: persistentSecret(config, 'cookie-secret').value,
+      cookieSecret,
       devMode: demo !== undefined,
       https: tls,
     }));
@@ -82,7 +111,9 @@ export async function startGate(configFile: string | undefined, env: NodeJS.Proc
   const boundPort = typeof address === 'object' && address ? address.port : port;
   const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
 
+  // with workers, one of them prunes; the others would only contend for the write lock
   const gc = setInterval(() => {
+    if (opts.runMaintenance === false) return;
     try {
       const now = Date.now();
       storage.garbageCollect(now - config.device.expiry_grace);
@@ -108,5 +139,5 @@ export async function startGate(configFile: string | undefined, env: NodeJS.Proc
     })();
     return closing;
   };
-  return { app, demo, storage, config, url, adminToken: admin.token, tls, close };
+  return { app, prepared, demo, storage, config, url, adminToken: admin.token, tls, close };
 }

@@ -90,6 +90,8 @@ export const configSchema = obj({
     certs: duration({ default: '90d', min: '1h' }),
     audit: duration({ default: '365d', min: '1h' }),
   }),
+  // HTTP server processes sharing the port and the SQLite file (node:cluster); 1 = no cluster.
+  workers: int({ default: 1, min: 1, max: 64 }),
   log_level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
 });
 
