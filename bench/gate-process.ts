@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { request } from '../cli/http.js';
@@ -23,8 +23,36 @@ export interface GateProcess {
 }
 
 function procStatus(pid: number, field: string): number {
-  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) / 1024 : 0;
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : 0;
+  } catch {
+    return 0; // the process ended meanwhile
+  }
+}
+
+/** The gate's processes: the one started and, with workers, its children. */
+function processTree(root: number): number[] {
+  const pids = [root];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const ppid = Number(readFileSync(`/proc/${entry}/stat`, 'utf8').split(') ')[1]?.split(' ')[1]);
+      if (ppid === root) pids.push(Number(entry));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+function cpuOf(pid: number): number {
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
 }
 
 export async function startGateProcess(dir: string, port: number, config: Record<string, unknown>): Promise<GateProcess> {
@@ -57,12 +85,9 @@ export async function startGateProcess(dir: string, port: number, config: Record
     adminToken,
     dataDir,
     child,
-    cpuSeconds() {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-      return (Number(f[11]) + Number(f[12])) / 100;
-    },
-    peakRssMiB: () => procStatus(pid, 'VmHWM'),
-    rssMiB: () => procStatus(pid, 'VmRSS'),
+    cpuSeconds: () => processTree(pid).reduce((sum, p) => sum + cpuOf(p), 0),
+    peakRssMiB: () => processTree(pid).reduce((sum, p) => sum + procStatus(p, 'VmHWM'), 0),
+    rssMiB: () => processTree(pid).reduce((sum, p) => sum + procStatus(p, 'VmRSS'), 0),
     stop: () =>
       new Promise((resolve) => {
         child.once('exit', () => resolve());

@@ -5,14 +5,20 @@
 // until one succeeds, so each poll arrives twice, milliseconds apart: first with HTTP Basic, then,
 // after any error, again with the credentials in the body. The second request is the "twin": it is
 // not a poll of its own, never counts as polling too fast, and is answered as its first request was
-// (the client only ever sees the twin's answer). A client that really polls faster than the interval
-// gets slow_down, and the interval grows by 5 s, as the RFC says the client will do.
+// (the client only ever sees the twin's answer).
+//
+// "Too fast" is judged over time, not between two polls (GCRA, the virtual-scheduling form of a token
+// bucket): a client may poll once early, as happens when a slow answer makes a Go ticker fire right
+// after it, but one that keeps polling faster than the interval gets slow_down, and the interval
+// grows by 5 s, as the RFC says the client will do.
 
 export interface PollState {
   status: 'pending' | 'approved' | 'denied' | 'consumed';
   expiresAt: number;
   intervalMs: number;
   lastPollAt: number | null;
+  /** When the next poll is due at the current interval (GCRA's theoretical arrival time). */
+  nextPollAt: number | null;
   lastPollBasic: boolean;
   lastAnswer: string | null;
 }
@@ -28,7 +34,7 @@ export type PollAnswer = 'grant' | 'authorization_pending' | 'slow_down' | 'acce
 export interface PollDecision {
   answer: PollAnswer;
   /** Fields of the stored request to change; empty when nothing changes. */
-  update: Partial<Pick<PollState, 'intervalMs' | 'lastPollAt' | 'lastPollBasic' | 'lastAnswer'>>;
+  update: Partial<Pick<PollState, 'intervalMs' | 'lastPollAt' | 'nextPollAt' | 'lastPollBasic' | 'lastAnswer'>>;
 }
 
 export interface PollPolicy {
@@ -36,11 +42,11 @@ export interface PollPolicy {
   expiryGraceMs: number;
   /** A body-credentials request this soon after a Basic one is the same poll's twin. */
   twinWindowMs: number;
-  /** Part of the interval a poll may come early (network jitter) before it counts as too fast. */
+  /** How far ahead of its schedule a poll may come, in intervals (1.2: one early poll plus jitter). */
   earlyTolerance: number;
 }
 
-export const DEFAULT_POLL_POLICY: PollPolicy = { expiryGraceMs: 30_000, twinWindowMs: 2_000, earlyTolerance: 0.2 };
+export const DEFAULT_POLL_POLICY: PollPolicy = { expiryGraceMs: 30_000, twinWindowMs: 2_000, earlyTolerance: 1.2 };
 
 export const SLOW_DOWN_STEP_MS = 5_000;
 
@@ -58,21 +64,24 @@ export function decidePoll(state: PollState, poll: Poll, policy: PollPolicy = DE
     return { answer, update: { lastPollBasic: false } };
   }
 
-  const tooSoon =
-    state.lastPollAt !== null && poll.now - state.lastPollAt < state.intervalMs * (1 - policy.earlyTolerance);
+  const due = state.nextPollAt;
+  const tooSoon = due !== null && poll.now < due - state.intervalMs * policy.earlyTolerance;
   if (tooSoon) {
+    const intervalMs = state.intervalMs + SLOW_DOWN_STEP_MS;
+    // after slow_down the next poll must keep (nearly) the whole new interval: no early credit left
+    const nextPollAt = poll.now + intervalMs * (policy.earlyTolerance + 0.8);
     return {
       answer: 'slow_down',
-      update: {
-        intervalMs: state.intervalMs + SLOW_DOWN_STEP_MS,
-        lastPollAt: poll.now,
-        lastPollBasic: poll.basic,
-        lastAnswer: 'slow_down',
-      },
+      update: { intervalMs, lastPollAt: poll.now, nextPollAt, lastPollBasic: poll.basic, lastAnswer: 'slow_down' },
     };
   }
   return {
     answer: 'authorization_pending',
-    update: { lastPollAt: poll.now, lastPollBasic: poll.basic, lastAnswer: 'authorization_pending' },
+    update: {
+      lastPollAt: poll.now,
+      nextPollAt: Math.max(due ?? poll.now, poll.now) + state.intervalMs,
+      lastPollBasic: poll.basic,
+      lastAnswer: 'authorization_pending',
+    },
   };
 }

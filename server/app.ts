@@ -5,6 +5,7 @@ import helmet from '@fastify/helmet';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { AuditLog, openAuditSink } from './audit.js';
 import type { GateConfig } from './config/load.js';
+import { DEFAULT_POLL_POLICY } from '../device/poll.js';
 import { EnrollmentService } from './enrollment/service.js';
 import { IdTokenVerifier } from './exchange/id-token.js';
 import { ExchangeService } from './exchange/service.js';
@@ -142,7 +143,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       intervalMs: config.device.interval,
       tokenTtlMs: config.device.token_ttl,
       maxPendingPerIp: config.device.max_pending_per_ip,
-      poll: { expiryGraceMs: config.device.expiry_grace, twinWindowMs: 2_000, earlyTolerance: 0.2 },
+      poll: { ...DEFAULT_POLL_POLICY, expiryGraceMs: config.device.expiry_grace },
     },
     now,
     operators,

@@ -8,6 +8,8 @@ import { ExchangeError } from './errors.js';
 
 export interface ClientKey {
   publicKey: KeyObject;
+  /** The key as SPKI DER, kept so the certificate is built without exporting it again. */
+  spkiDer: Buffer;
   /** PKCS#8 PEM, only when the gate generated the key. */
   privateKeyPem?: string;
 }
@@ -27,19 +29,22 @@ function checkKeyType(key: KeyObject): KeyObject {
   throw new ExchangeError('invalid_request', 'the key must be Ed25519 or ECDSA P-256/P-384');
 }
 
-export function publicKeyFromPem(pem: string): KeyObject {
-  if (!/-----BEGIN PUBLIC KEY-----/.test(pem)) throw new ExchangeError('invalid_request', 'public_key must be a PEM "PUBLIC KEY" (SPKI)');
+export function publicKeyFromPem(pem: string): ClientKey {
+  const m = /^\s*-----BEGIN PUBLIC KEY-----([A-Za-z0-9+/=\s]+)-----END PUBLIC KEY-----\s*$/.exec(pem);
+  if (!m) throw new ExchangeError('invalid_request', 'public_key must be a PEM "PUBLIC KEY" (SPKI)');
+  // DER with its type named: OpenSSL 3's PEM decoder guesses formats and costs more than the signature
+  const spkiDer = Buffer.from((m[1] as string).replace(/\s+/g, ''), 'base64');
   let key: KeyObject;
   try {
-    key = createPublicKey(pem);
+    key = createPublicKey({ key: spkiDer, format: 'der', type: 'spki' });
   } catch {
     throw new ExchangeError('invalid_request', 'public_key is not a readable public key');
   }
-  return checkKeyType(key);
+  return { publicKey: checkKeyType(key), spkiDer };
 }
 
 /** The public key of a CSR, after checking the CSR's own signature. Its requested subject is ignored. */
-export function publicKeyFromCsr(pem: string): KeyObject {
+export function publicKeyFromCsr(pem: string): ClientKey {
   const m = /-----BEGIN (NEW )?CERTIFICATE REQUEST-----([\s\S]+?)-----END (NEW )?CERTIFICATE REQUEST-----/.exec(pem);
   if (!m) throw new ExchangeError('invalid_request', 'csr must be a PEM "CERTIFICATE REQUEST"');
   try {
@@ -48,14 +53,15 @@ export function publicKeyFromCsr(pem: string): KeyObject {
     const [info, algId, sig] = csr.value as forge.asn1.Asn1[];
     const infoDer = Buffer.from(forge.asn1.toDer(info as forge.asn1.Asn1).getBytes(), 'binary');
     const spki = ((info as forge.asn1.Asn1).value as forge.asn1.Asn1[])[2] as forge.asn1.Asn1;
-    const key = createPublicKey({ key: Buffer.from(forge.asn1.toDer(spki).getBytes(), 'binary'), format: 'der', type: 'spki' });
+    const spkiDer = Buffer.from(forge.asn1.toDer(spki).getBytes(), 'binary');
+    const key = createPublicKey({ key: spkiDer, format: 'der', type: 'spki' });
     const oid = forge.asn1.derToOid(forge.util.createBuffer(((algId as forge.asn1.Asn1).value as forge.asn1.Asn1[])[0]?.value as string));
     if (!(oid in SIGNATURE_DIGEST)) throw new ExchangeError('invalid_request', 'the CSR is signed with an unsupported algorithm');
     const signature = Buffer.from(((sig as forge.asn1.Asn1).value as string).slice(1), 'binary');
     const digest = SIGNATURE_DIGEST[oid] ?? null;
     const ok = verify(digest, infoDer, key.asymmetricKeyType === 'ec' ? { key, dsaEncoding: 'der' } : key, signature);
     if (!ok) throw new ExchangeError('invalid_request', "the CSR's signature does not verify");
-    return checkKeyType(key);
+    return { publicKey: checkKeyType(key), spkiDer };
   } catch (e) {
     if (e instanceof ExchangeError) throw e;
     throw new ExchangeError('invalid_request', 'csr is not a readable PKCS#10 request');
@@ -64,5 +70,9 @@ export function publicKeyFromCsr(pem: string): KeyObject {
 
 export function generateClientKey(): ClientKey {
   const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-  return { publicKey, privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
+  return {
+    publicKey,
+    spkiDer: publicKey.export({ type: 'spki', format: 'der' }),
+    privateKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+  };
 }

@@ -88,11 +88,7 @@ export class ExchangeService {
       throw new ExchangeError('invalid_request', 'send public_key or csr, not both');
     }
     const key: ClientKey =
-      req.csrPem !== undefined
-        ? { publicKey: publicKeyFromCsr(req.csrPem) }
-        : req.publicKeyPem !== undefined
-          ? { publicKey: publicKeyFromPem(req.publicKeyPem) }
-          : generateClientKey();
+      req.csrPem !== undefined ? publicKeyFromCsr(req.csrPem) : req.publicKeyPem !== undefined ? publicKeyFromPem(req.publicKeyPem) : generateClientKey();
 
     let claims: Record<string, unknown>;
     let sub: string;
@@ -113,7 +109,7 @@ export class ExchangeService {
     if (this.storage.getBlockedSubject(sub)) refuse('this subject is blocked');
     const roles = mapRoles(claims, this.settings.rules, this.settings.defaultRoles);
     if (roles.length === 0) refuse('no Talos role is mapped to this identity');
-    this.audit.record({ type: 'auth_success', subject: sub, ip: req.ip, detail: { email, roles } });
+    const authSuccess = () => this.audit.record({ type: 'auth_success', subject: sub, ip: req.ip, detail: { email, roles } });
 
     const named = claimAt(claims, this.settings.subjectClaim);
     const commonName = (typeof named === 'string' && named.trim() ? named : sub).slice(0, 256);
@@ -123,29 +119,34 @@ export class ExchangeService {
       const cert = issueTalosClientCertificate({
         issuer: this.settings.signer,
         publicKey: key.publicKey,
+        spkiDer: key.spkiDer,
         commonName,
         roles,
         ttlMs,
         now,
       });
-      this.storage.addCertificate({
-        serial: cert.serialHex,
-        fingerprint: cert.fingerprint,
-        subject: sub,
-        email,
-        commonName,
-        issuer: this.settings.issuer,
-        roles,
-        issuedAt: now,
-        expiresAt: cert.notAfter.getTime(),
-        clientIp: req.ip,
-        source,
-      });
-      this.audit.record({
-        type: 'cert_issued',
-        subject: sub,
-        ip: req.ip,
-        detail: { serial: cert.serialHex, fingerprint: cert.fingerprint, common_name: commonName, roles, expires_at: cert.notAfter.toISOString() },
+      // one write transaction for the record and its audit events: one commit per exchange
+      this.storage.transaction(() => {
+        authSuccess();
+        this.storage.addCertificate({
+          serial: cert.serialHex,
+          fingerprint: cert.fingerprint,
+          subject: sub,
+          email,
+          commonName,
+          issuer: this.settings.issuer,
+          roles,
+          issuedAt: now,
+          expiresAt: cert.notAfter.getTime(),
+          clientIp: req.ip,
+          source,
+        });
+        this.audit.record({
+          type: 'cert_issued',
+          subject: sub,
+          ip: req.ip,
+          detail: { serial: cert.serialHex, fingerprint: cert.fingerprint, common_name: commonName, roles, expires_at: cert.notAfter.toISOString() },
+        });
       });
       return {
         ca: this.settings.talosCaPem,
@@ -161,6 +162,7 @@ export class ExchangeService {
         ttl_seconds: Math.floor((cert.notAfter.getTime() - now) / 1000),
       };
     } catch (e) {
+      authSuccess();
       this.audit.record({ type: 'cert_error', subject: sub, ip: req.ip, detail: { error: (e as Error).message } });
       throw e;
     }

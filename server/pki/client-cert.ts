@@ -14,6 +14,7 @@ export interface TalosClientCertificate extends IssuedCertificate {
 export function issueTalosClientCertificate(opts: {
   issuer: Issuer;
   publicKey: KeyObject;
+  spkiDer?: Buffer;
   commonName: string;
   roles: string[];
   ttlMs: number;
@@ -25,6 +26,7 @@ export function issueTalosClientCertificate(opts: {
     {
       subject: { commonName: opts.commonName, organizations: opts.roles },
       publicKey: opts.publicKey,
+      ...(opts.spkiDer ? { spkiDer: opts.spkiDer } : {}),
       notBefore,
       notAfter,
       isCa: false,

@@ -38,6 +38,8 @@ export interface CertificateRequest {
   subject: Name;
   /** The certified public key. */
   publicKey: KeyObject;
+  /** The same key as SPKI DER, when the caller has it already. */
+  spkiDer?: Buffer;
   /** 16 random bytes (positive) when omitted. */
   serial?: Buffer;
   notBefore: Date;
@@ -131,13 +133,32 @@ function signatureAlgorithm(key: KeyObject): { algId: forge.asn1.Asn1; digest: s
   }
 }
 
-/** RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING contents. */
+/** Where a DER element's contents start and end, given the offset of its tag. */
+function derElement(der: Buffer, at: number): { start: number; end: number } {
+  let len = der[at + 1] as number;
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + (der[start + i] as number);
+    start += n;
+  }
+  return { start, end: start + len };
+}
+
+/**
+ * RFC 5280 §4.2.1.2 method 1: SHA-1 of the subjectPublicKey BIT STRING contents, read straight from
+ * the SPKI DER (SEQUENCE { AlgorithmIdentifier, BIT STRING }) on the hot path of every exchange.
+ */
+export function keyIdentifierOfSpki(spki: Buffer): Buffer {
+  const outer = derElement(spki, 0);
+  const algId = derElement(spki, outer.start);
+  const bits = derElement(spki, algId.end);
+  return createHash('sha1').update(spki.subarray(bits.start + 1, bits.end)).digest(); // +1: the unused-bits byte
+}
+
 export function keyIdentifier(publicKey: KeyObject): Buffer {
-  const spki = fromDer(publicKey.export({ type: 'spki', format: 'der' }));
-  const bits = (spki.value as forge.asn1.Asn1[])[1] as forge.asn1.Asn1;
-  // BIT STRING value starts with the unused-bits byte
-  const keyBytes = Buffer.from((bits.value as string).slice(1), 'binary');
-  return createHash('sha1').update(keyBytes).digest();
+  return keyIdentifierOfSpki(publicKey.export({ type: 'spki', format: 'der' }));
 }
 
 function extension(id: string, critical: boolean, value: forge.asn1.Asn1): forge.asn1.Asn1 {
@@ -194,7 +215,8 @@ export function issueCertificate(req: CertificateRequest, issuer: Issuer): Issue
   }
   exts.push(extension(OID.keyUsage, true, keyUsageBits(req.keyUsage)));
   if (req.extKeyUsage?.length) exts.push(extension(OID.extKeyUsage, false, seq(req.extKeyUsage.map((u) => oid(OID[u])))));
-  exts.push(extension(OID.subjectKeyIdentifier, false, octets(keyIdentifier(req.publicKey))));
+  const spki = req.spkiDer ?? req.publicKey.export({ type: 'spki', format: 'der' });
+  exts.push(extension(OID.subjectKeyIdentifier, false, octets(keyIdentifierOfSpki(spki))));
   exts.push(
     extension(
       OID.authorityKeyIdentifier,
@@ -211,7 +233,7 @@ export function issueCertificate(req: CertificateRequest, issuer: Issuer): Issue
     Buffer.isBuffer(issuer.name) ? fromDer(issuer.name) : encodeName(issuer.name),
     seq([time(req.notBefore), time(req.notAfter)]),
     encodeName(req.subject),
-    fromDer(req.publicKey.export({ type: 'spki', format: 'der' })),
+    fromDer(spki),
     asn1.create(C.CONTEXT_SPECIFIC, 3, true, [seq(exts)]),
   ]);
   const tbsDer = der(tbs);

@@ -64,6 +64,7 @@ interface DeviceRequestRow {
   decided_at: number | null;
   decided_by: string | null;
   last_poll_at: number | null;
+  next_poll_at: number | null;
   last_poll_basic: number;
   last_answer: string | null;
   grant_id: string | null;
@@ -302,6 +303,7 @@ const requestFromRow = (r: DeviceRequestRow): DeviceRequestRecord => ({
   decidedAt: r.decided_at,
   decidedBy: r.decided_by,
   lastPollAt: r.last_poll_at,
+  nextPollAt: r.next_poll_at,
   lastPollBasic: r.last_poll_basic === 1,
   lastAnswer: r.last_answer,
   grantId: r.grant_id,
@@ -325,6 +327,7 @@ const requestToRow = (r: DeviceRequestRecord): DeviceRequestRow => ({
   decided_at: r.decidedAt,
   decided_by: r.decidedBy,
   last_poll_at: r.lastPollAt,
+  next_poll_at: r.nextPollAt,
   last_poll_basic: r.lastPollBasic ? 1 : 0,
   last_answer: r.lastAnswer,
   grant_id: r.grantId,
@@ -517,6 +520,7 @@ export class SqliteStorage implements Storage {
       decidedAt: null,
       decidedBy: null,
       lastPollAt: null,
+      nextPollAt: null,
       lastPollBasic: false,
       lastAnswer: null,
       grantId: null,
@@ -809,6 +813,7 @@ function blankRequest(): DeviceRequestRecord {
     decidedAt: null,
     decidedBy: null,
     lastPollAt: null,
+    nextPollAt: null,
     lastPollBasic: false,
     lastAnswer: null,
     grantId: null,

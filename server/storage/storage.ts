@@ -51,6 +51,8 @@ export interface DeviceRequestRecord {
   decidedAt: number | null;
   decidedBy: string | null;
   lastPollAt: number | null;
+  /** When the next poll is due (see device/poll.ts). */
+  nextPollAt: number | null;
   lastPollBasic: boolean;
   /** The OAuth error last answered to a poll, so the immediate twin of a poll gets the same answer. */
   lastAnswer: string | null;
@@ -60,7 +62,7 @@ export interface DeviceRequestRecord {
 
 export type NewDeviceRequest = Omit<
   DeviceRequestRecord,
-  'id' | 'decidedAt' | 'decidedBy' | 'lastPollAt' | 'lastPollBasic' | 'lastAnswer' | 'grantId'
+  'id' | 'decidedAt' | 'decidedBy' | 'lastPollAt' | 'nextPollAt' | 'lastPollBasic' | 'lastAnswer' | 'grantId'
 >;
 
 export interface OperatorGrantRecord {
