@@ -197,7 +197,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   });
   const sessions = new SessionService(storage, { idleMs: config.web.session_idle, maxMs: config.web.session_max }, now);
 
-  gate.get('/healthz', async () => ({ status: 'ok' }));
+  // the pid tells workers apart (workers > 1); it says nothing an attacker can use
+  gate.get('/healthz', async () => ({ status: 'ok', pid: process.pid }));
   await gate.register(oauthRoutes({ enrollment, operators, gateTokens, config }));
   await gate.register(machineConfigRoutes(enrollment));
   await gate.register(exchangeRoutes(exchange));
