@@ -2,6 +2,8 @@ import cookie from '@fastify/cookie';
 import csrfProtection from '@fastify/csrf-protection';
 import formbody from '@fastify/formbody';
 import helmet from '@fastify/helmet';
+import rateLimit from '@fastify/rate-limit';
+import { ApiError } from './api-error.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { AuditLog, openAuditSink } from './audit.js';
 import type { GateConfig } from './config/load.js';
@@ -155,6 +157,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
     return503OnClosing: true,
+    // X-Forwarded-For / -Proto only from configured proxies (proxy-addr walks the chain from the right)
+    trustProxy: config.trusted_proxies.length > 0 ? config.trusted_proxies : false,
     // a misspelt key in an admin request is an error, not silently dropped
     ajv: { customOptions: { removeAdditional: false } },
     // query strings are never trusted for routing: /device/code?uuid=… is still /device/code
@@ -165,6 +169,12 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   const gate = (deps.https ? Fastify({ ...base, https: deps.https }) : Fastify(base)) as unknown as FastifyInstance;
   registerErrorHandling(gate);
   await gate.register(formbody, { bodyLimit: 64 * 1024 });
+  await gate.register(rateLimit, {
+    global: false, // per route, below
+    keyGenerator: (request) => request.ip,
+    errorResponseBuilder: (_request, ctx) =>
+      new ApiError('too_many_requests', `too many requests from this address: at most ${ctx.max} a minute; try again in ${ctx.after}`),
+  });
   const secureCookies = config.public_url.startsWith('https:');
   await gate.register(cookie, { secret: deps.cookieSecret });
   await gate.register(csrfProtection, {
@@ -199,9 +209,30 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
 
   // the pid tells workers apart (workers > 1); it says nothing an attacker can use
   gate.get('/healthz', async () => ({ status: 'ok', pid: process.pid }));
+  gate.get('/readyz', async (_request, reply) => {
+    const checks: Record<string, string> = {};
+    try {
+      storage.transaction(() => undefined); // takes the write lock: the database is writable
+      checks.database = 'ok';
+    } catch (e) {
+      checks.database = `failed: ${(e as Error).message}`;
+    }
+    checks.talos_ca = exchange ? 'ok' : 'not configured';
+    const idpReady = exchange ? exchange.verifierReady : oidcLogin?.ready();
+    if (idpReady) {
+      checks.idp = await Promise.race([
+        idpReady.then(() => 'ok'),
+        new Promise<string>((resolve) => setTimeout(() => resolve('failed: discovery timed out'), 3000).unref()),
+      ]).catch((e: Error) => `failed: ${e.message}`);
+    } else {
+      checks.idp = 'not configured';
+    }
+    const ready = Object.values(checks).every((v) => v === 'ok' || v === 'not configured');
+    return reply.code(ready ? 200 : 503).header('Cache-Control', 'no-store').send({ status: ready ? 'ready' : 'not ready', checks });
+  });
   await gate.register(oauthRoutes({ enrollment, operators, gateTokens, config }));
   await gate.register(machineConfigRoutes(enrollment));
-  await gate.register(exchangeRoutes(exchange));
+  await gate.register(exchangeRoutes(exchange, config.rate_limits.exchange));
   await gate.register(
     adminRoutes({ enrollment, exchange, operators, admins: config.admins, storage, adminToken: deps.adminToken, sessions, startedAt: now(), now }),
     { prefix: '/api/v1' },
@@ -216,6 +247,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       operators,
       roleRules: { rules: config.rbac.rules, defaults: config.roles },
       expiryGraceMs: config.device.expiry_grace,
+      limits: { codeEntry: config.rate_limits.code_entry, signIn: config.rate_limits.sign_in },
       admins: config.admins,
       publicUrl: config.public_url,
       devMode: deps.devMode ?? false,

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { bundledTemplatesDir } from '../paths.js';
@@ -207,6 +208,13 @@ function resolveConfig(c: RawConfig, source: string, base: string): GateConfig {
     const p = talos[k];
     if (p !== undefined && !existsSync(p)) fail(`talos.${k}`, `file ${p} not found`);
   }
+  c.trusted_proxies.forEach((p, i) => {
+    const [addr, bits, extra] = p.split('/');
+    const family = isIP(addr ?? '');
+    const maxBits = family === 4 ? 32 : 128;
+    const bitsOk = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits);
+    if (!family || !bitsOk || extra !== undefined) fail(`trusted_proxies[${i}]`, `${JSON.stringify(p)} is not an IP address or CIDR`);
+  });
   if (c.talos.max_cert_ttl < c.talos.cert_ttl) fail('talos.max_cert_ttl', 'must not be shorter than talos.cert_ttl');
 
   return {

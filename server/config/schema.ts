@@ -90,6 +90,17 @@ export const configSchema = obj({
     certs: duration({ default: '90d', min: '1h' }),
     audit: duration({ default: '365d', min: '1h' }),
   }),
+  // Requests per minute per client IP (per worker). /token is high because a whole rack behind one
+  // NAT address polls it; nodes that poll too fast get slow_down there anyway.
+  rate_limits: obj({
+    device_code: int({ default: 600, min: 1 }),
+    token: int({ default: 30_000, min: 1 }),
+    exchange: int({ default: 300, min: 1 }),
+    code_entry: int({ default: 30, min: 1 }),
+    sign_in: int({ default: 60, min: 1 }),
+  }),
+  // Reverse proxies (IPs or CIDRs) whose X-Forwarded-For/-Proto are believed, walking from the right.
+  trusted_proxies: list(str()),
   // HTTP server processes sharing the port and the SQLite file (node:cluster); 1 = no cluster.
   workers: int({ default: 1, min: 1, max: 64 }),
   log_level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),

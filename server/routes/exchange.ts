@@ -22,9 +22,10 @@ const bodySchema = {
 } as const;
 
 /** POST /exchange: an IdP identity in, a short-lived Talos client certificate out. */
-export function exchangeRoutes(exchange: ExchangeService | undefined) {
+export function exchangeRoutes(exchange: ExchangeService | undefined, perMinute: number) {
   return async (app: FastifyInstance) => {
-    app.post<{ Body: ExchangeBody | undefined }>('/exchange', { schema: { body: bodySchema } }, async (request, reply) => {
+    const options = { schema: { body: bodySchema }, config: { rateLimit: { max: perMinute, timeWindow: 60_000 } } };
+    app.post<{ Body: ExchangeBody | undefined }>('/exchange', options, async (request, reply) => {
       if (!exchange) {
         throw new ExchangeError('not_configured', 'certificate exchange is not configured on this gate (oidc.issuer_url and talos.ca_cert)');
       }

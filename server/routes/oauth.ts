@@ -22,8 +22,9 @@ export interface OAuthDeps {
 
 export function oauthRoutes({ enrollment, operators, gateTokens, config }: OAuthDeps) {
   const publicUrl = config.public_url;
+  const perMinute = (max: number) => ({ config: { rateLimit: { max, timeWindow: 60_000 } } });
   return async (app: FastifyInstance) => {
-    app.post('/device/code', async (request, reply) => {
+    app.post('/device/code', perMinute(config.rate_limits.device_code), async (request, reply) => {
       const ip = clientIp(request);
       const response =
         enrollment.clientKind(clientIdOf(request.body)) === 'operator'
@@ -35,7 +36,7 @@ export function oauthRoutes({ enrollment, operators, gateTokens, config }: OAuth
       return reply.header('Cache-Control', 'no-store').send(response);
     });
 
-    app.post('/token', async (request, reply) => {
+    app.post('/token', perMinute(config.rate_limits.token), async (request, reply) => {
       const parsed = parseTokenRequest(request.body, request.headers.authorization);
       let response;
       if (parsed.grantType === 'refresh_token') {

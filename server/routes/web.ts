@@ -32,6 +32,8 @@ export interface WebDeps {
   /** To show operators the roles a CLI login will get. */
   roleRules: { rules: RoleRule[]; defaults: string[] };
   expiryGraceMs: number;
+  /** Requests per minute per client IP. */
+  limits: { codeEntry: number; signIn: number };
   admins: ClaimRule[];
   publicUrl: string;
   devMode: boolean;
@@ -114,7 +116,8 @@ export function webRoutes(d: WebDeps) {
 
     // --- sign-in ---------------------------------------------------------------------------
 
-    app.get<{ Querystring: { return_to?: string } }>('/auth/login', async (request, reply) => {
+    const perMinute = (max: number) => ({ config: { rateLimit: { max, timeWindow: 60_000 } } });
+    app.get<{ Querystring: { return_to?: string } }>('/auth/login', perMinute(d.limits.signIn), async (request, reply) => {
       if (!d.oidc) return send(reply, 503, 'Sign-in unavailable', problem('Sign-in is not configured', 'Set oidc.issuer_url and oidc.client_id in the gate config.'), undefined);
       const session = ensureSession(request, reply);
       const start = await d.oidc.start().catch((e: Error) => {
@@ -241,7 +244,7 @@ export function webRoutes(d: WebDeps) {
     };
 
     // Any signed-in user may enter a code: operators approve their own CLI logins; machines need an admin.
-    app.get<{ Querystring: { user_code?: string } }>('/device', async (request, reply) => {
+    app.get<{ Querystring: { user_code?: string } }>('/device', perMinute(d.limits.codeEntry), async (request, reply) => {
       const ctx = ctxOf(request);
       const s = requireUser(request, reply, ctx);
       if (!s) return reply;
@@ -250,7 +253,7 @@ export function webRoutes(d: WebDeps) {
       return lookup(request, reply, s, typed);
     });
 
-    app.post<{ Body: { user_code?: string } }>('/device', { preHandler: app.csrfProtection }, async (request, reply) => {
+    app.post<{ Body: { user_code?: string } }>('/device', { preHandler: app.csrfProtection, ...perMinute(d.limits.codeEntry) }, async (request, reply) => {
       const ctx = ctxOf(request);
       const s = requireUser(request, reply, ctx);
       if (!s) return reply;

@@ -43,6 +43,11 @@ export class OidcLogin {
     return this.config;
   }
 
+  /** Resolves when the IdP's discovery document can be had; for /readyz. */
+  async ready(): Promise<void> {
+    await this.configuration();
+  }
+
   async start(): Promise<LoginStart> {
     const config = await this.configuration();
     const codeVerifier = client.randomPKCECodeVerifier();

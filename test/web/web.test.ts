@@ -43,6 +43,8 @@ describe('web page in chromium', () => {
       listen: `127.0.0.1:${port}`,
       oidc: { issuer_url: idp.issuer, client_id: 'talos-gate' },
       admins: [{ claim: 'groups', value: 'gate-admins' }],
+      // this suite types many codes from one address within a minute; the lockout is what it tests
+      rate_limits: { code_entry: 1000 },
     });
     browser = await launchChromium();
     // the gate's TLS is real; chromium is simply not given its self-signed CA

@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { goFormEncode, request } from '../../cli/http.js';
+import { startTestGate } from '../helpers/gate.js';
+import { startIdp } from '../helpers/idp.js';
+
+const form = (uuid: string) => goFormEncode({ client_id: 'talos-node', uuid });
+
+test('rate limits answer 429 with Retry-After and a JSON error, per client IP', async () => {
+  const g = await startTestGate({ rate_limits: { device_code: 3, exchange: 2 } });
+  try {
+    const send = (uuid: string) =>
+      request(`${g.url}/device/code`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form(uuid), ca: g.ca });
+    for (let i = 0; i < 3; i++) assert.equal((await send(`rl-${i}`)).status, 200);
+    const limited = await send('rl-4');
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers['retry-after']) > 0, 'Retry-After');
+    assert.equal(JSON.parse(limited.body).error, 'too_many_requests');
+    assert.equal((await g.admin('GET', '/api/v1/nodes/rl-4')).status, 404, 'a limited request stores nothing');
+    const ex = () => request(`${g.url}/exchange`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', ca: g.ca });
+    await ex();
+    await ex();
+    assert.equal((await ex()).status, 429);
+  } finally {
+    await g.close();
+  }
+});
+
+test('X-Forwarded-For counts only from trusted proxies', async () => {
+  const trusted = await startTestGate({ trusted_proxies: ['127.0.0.1/32'] });
+  const untrusted = await startTestGate();
+  try {
+    for (const [g, want] of [
+      [trusted, '203.0.113.7'],
+      [untrusted, '127.0.0.1'],
+    ] as const) {
+      const res = await request(`${g.url}/device/code`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-forwarded-for': '198.51.100.1, 203.0.113.7' },
+        body: form('xff-node'),
+        ca: g.ca,
+      });
+      assert.equal(res.status, 200);
+      assert.equal((await g.admin('GET', '/api/v1/nodes/xff-node')).json.source_ip, want);
+    }
+  } finally {
+    await trusted.close();
+    await untrusted.close();
+  }
+});
+
+test('a bad trusted_proxies entry is a config error naming the key', async () => {
+  await assert.rejects(startTestGate({ trusted_proxies: ['10.0.0.0/33'] }), /trusted_proxies\[0\]: "10\.0\.0\.0\/33" is not an IP address or CIDR/);
+});
+
+test('/readyz says what is not ready', async () => {
+  const idp = await startIdp({ users: [], clients: [{ client_id: 'talos-gate', redirect_uris: ['http://127.0.0.1:9/cb'] }] });
+  const g = await startTestGate({ oidc: { issuer_url: idp.issuer, client_id: 'talos-gate' } });
+  try {
+    const ok = await request(`${g.url}/readyz`, { ca: g.ca });
+    assert.equal(ok.status, 200, ok.body);
+    assert.deepEqual(JSON.parse(ok.body), { status: 'ready', checks: { database: 'ok', talos_ca: 'not configured', idp: 'ok' } });
+  } finally {
+    await g.close();
+  }
+  const g2 = await startTestGate({ oidc: { issuer_url: idp.issuer, client_id: 'talos-gate' } });
+  await idp.close();
+  try {
+    const down = await request(`${g2.url}/readyz`, { ca: g2.ca });
+    assert.equal(down.status, 503);
+    const body = JSON.parse(down.body) as { status: string; checks: Record<string, string> };
+    assert.equal(body.checks.database, 'ok');
+    assert.match(body.checks.idp ?? '', /^failed/);
+    assert.equal((await request(`${g2.url}/healthz`, { ca: g2.ca })).status, 200, 'alive even when not ready');
+  } finally {
+    await g2.close();
+  }
+});
