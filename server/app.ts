@@ -152,7 +152,14 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   );
 
   const base = {
-    logger: deps.logger ?? { level: config.log_level, redact: REDACTED_LOG_PATHS },
+    logger: deps.logger ?? {
+      level: config.log_level,
+      redact: REDACTED_LOG_PATHS,
+      serializers: {
+        // paths only: query strings carry authorization codes (/auth/callback) and user codes
+        req: (req: { method: string; url: string; ip?: string; id?: string }) => ({ id: req.id, method: req.method, path: req.url.split('?')[0], ip: req.ip }),
+      },
+    },
     bodyLimit: 256 * 1024,
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
