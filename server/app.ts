@@ -5,7 +5,9 @@ import helmet from '@fastify/helmet';
 import rateLimit from '@fastify/rate-limit';
 import { ApiError } from './api-error.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import { join } from 'node:path';
 import { AuditLog, openAuditSink } from './audit.js';
+import { GateMetrics } from './metrics.js';
 import type { GateConfig } from './config/load.js';
 import { DEFAULT_POLL_POLICY } from '../device/poll.js';
 import { EnrollmentService } from './enrollment/service.js';
@@ -112,7 +114,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   const renderer = new MachineConfigRenderer(config.templates_dir, config.profiles, acceptedCas);
   renderer.check();
   const auditSink = openAuditSink(config.audit_log);
-  const audit = new AuditLog(storage, now, auditSink);
+  const metrics = config.metrics.enabled ? new GateMetrics(storage, join(config.data_dir, 'talos-gate.db')) : undefined;
+  const audit = new AuditLog(storage, now, auditSink, metrics && ((e) => metrics.observe(e)));
   const oidcLogin =
     config.oidc.issuer_url && config.oidc.client_id
       ? new OidcLogin({
@@ -216,6 +219,15 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
 
   // the pid tells workers apart (workers > 1); it says nothing an attacker can use
   gate.get('/healthz', async () => ({ status: 'ok', pid: process.pid }));
+  if (metrics) {
+    gate.addHook('onResponse', async (request, reply) => {
+      metrics.latency.observe(
+        { method: request.method, route: request.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) },
+        reply.elapsedTime / 1000,
+      );
+    });
+    await gate.register(metrics.routes(config.metrics.token));
+  }
   gate.get('/readyz', async (_request, reply) => {
     const checks: Record<string, string> = {};
     try {

@@ -50,6 +50,8 @@ export class AuditLog {
     private readonly storage: Storage,
     private readonly now: () => number,
     private readonly sink?: AuditSink,
+    /** Told of every event, e.g. to count it in metrics. */
+    private readonly onEvent?: (e: AuditEntry) => void,
   ) {}
 
   record(e: AuditEntry): void {
@@ -62,5 +64,6 @@ export class AuditLog {
       detail: e.detail ?? {},
     });
     this.sink?.write(`${JSON.stringify({ audit: true, ...event, at: new Date(event.at).toISOString() })}\n`);
+    this.onEvent?.(e);
   }
 }

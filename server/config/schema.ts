@@ -1,4 +1,4 @@
-import { anyScalar, duration, int, list, map, obj, oneOf, optionalStr, str, type Infer } from './schema-kit.js';
+import { anyScalar, bool, duration, int, list, map, obj, oneOf, optionalStr, str, type Infer } from './schema-kit.js';
 
 // Every key of the gate's config, with its default. config.example.yaml documents the same keys for
 // people; keep both in step (test/config checks that the example parses and names every key).
@@ -89,6 +89,11 @@ export const configSchema = obj({
   retention: obj({
     certs: duration({ default: '90d', min: '1h' }),
     audit: duration({ default: '365d', min: '1h' }),
+  }),
+  metrics: obj({
+    enabled: bool(true),
+    // When set, GET /metrics needs Authorization: Bearer <token>.
+    token: optionalStr(),
   }),
   // Requests per minute per client IP (per worker). /token is high because a whole rack behind one
   // NAT address polls it; nodes that poll too fast get slow_down there anyway.

@@ -575,6 +575,14 @@ export class SqliteStorage implements Storage {
     });
   }
 
+  countDeviceRequestsByStatus(): Record<DeviceRequestStatus, number> {
+    const out: Record<DeviceRequestStatus, number> = { pending: 0, approved: 0, denied: 0, consumed: 0 };
+    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM device_requests GROUP BY status').all() as { status: DeviceRequestStatus; n: number }[]) {
+      out[r.status] = r.n;
+    }
+    return out;
+  }
+
   countPendingDeviceRequestsFromIp(ip: string, now: number): number {
     return (this.stmt.countPendingFromIp.get(ip, now) as { n: number }).n;
   }

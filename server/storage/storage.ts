@@ -198,6 +198,7 @@ export interface Storage {
   listDeviceRequests(filter: { nodeId?: string; status?: DeviceRequestStatus }): DeviceRequestRecord[];
   updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord;
   countPendingDeviceRequestsFromIp(ip: string, now: number): number;
+  countDeviceRequestsByStatus(): Record<DeviceRequestStatus, number>;
 
   /** Throws AlreadyExistsError when the device request already yielded a token. */
   createNodeToken(token: NodeTokenRecord): NodeTokenRecord;

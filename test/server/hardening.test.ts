@@ -76,3 +76,22 @@ test('/readyz says what is not ready', async () => {
     await g2.close();
   }
 });
+
+test('/metrics: device requests by state, latency per route, counters; optionally behind a token', async () => {
+  const g = await startTestGate({ metrics: { token: 'metrics-token-0123456789' } });
+  try {
+    await request(`${g.url}/device/code`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form('metrics-node'), ca: g.ca });
+    await g.admin('POST', '/api/v1/nodes/metrics-node/deny');
+    assert.equal((await request(`${g.url}/metrics`, { ca: g.ca })).status, 401);
+    const res = await request(`${g.url}/metrics`, { headers: { authorization: 'Bearer metrics-token-0123456789' }, ca: g.ca });
+    assert.equal(res.status, 200);
+    assert.match(res.body, /^talos_gate_device_requests\{state="denied"\} 1$/m);
+    assert.match(res.body, /^talos_gate_nodes\{status="denied"\} 1$/m);
+    assert.match(res.body, /^talos_gate_node_approvals_total\{decision="denied"\} 1$/m);
+    assert.match(res.body, /^talos_gate_http_request_duration_seconds_bucket\{le="0\.05",method="POST",route="\/device\/code",status="200"\} 1$/m);
+    assert.match(res.body, /^talos_gate_sqlite_bytes \d+$/m);
+    assert.match(res.body, /^talos_gate_process_resident_memory_bytes \d+$/m);
+  } finally {
+    await g.close();
+  }
+});

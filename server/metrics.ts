@@ -1,0 +1,77 @@
+import { existsSync, statSync } from 'node:fs';
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { secretsEqual } from '../device/secrets.js';
+import { ApiError } from './api-error.js';
+import type { AuditEntry } from './audit.js';
+import type { Storage } from './storage/storage.js';
+
+// Prometheus metrics at GET /metrics. Counters follow the audit trail (what happened in this process);
+// gauges are read from SQLite at scrape time (the state of the whole gate, whatever the worker).
+
+export class GateMetrics {
+  readonly registry = new Registry();
+  private readonly approvals = new Counter({ name: 'talos_gate_node_approvals_total', help: 'Node approvals and denials', labelNames: ['decision'], registers: [this.registry] });
+  private readonly downloads = new Counter({ name: 'talos_gate_config_downloads_total', help: 'Machine configs served', registers: [this.registry] });
+  private readonly certs = new Counter({ name: 'talos_gate_certificates_issued_total', help: 'Talos client certificates issued', registers: [this.registry] });
+  private readonly authFailures = new Counter({ name: 'talos_gate_auth_failures_total', help: 'Refused exchanges by reason', labelNames: ['reason'], registers: [this.registry] });
+  readonly latency = new Histogram({
+    name: 'talos_gate_http_request_duration_seconds',
+    help: 'HTTP request latency by route',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
+  });
+
+  constructor(storage: Storage, dbFile: string) {
+    collectDefaultMetrics({ register: this.registry, prefix: 'talos_gate_' });
+    new Gauge({
+      name: 'talos_gate_device_requests',
+      help: 'Device requests in the database by state',
+      labelNames: ['state'],
+      registers: [this.registry],
+      collect() {
+        for (const [state, n] of Object.entries(storage.countDeviceRequestsByStatus())) this.set({ state }, n);
+      },
+    });
+    new Gauge({
+      name: 'talos_gate_nodes',
+      help: 'Nodes by status',
+      labelNames: ['status'],
+      registers: [this.registry],
+      collect() {
+        for (const [status, n] of Object.entries(storage.countNodesByStatus())) this.set({ status }, n);
+      },
+    });
+    new Gauge({
+      name: 'talos_gate_sqlite_bytes',
+      help: 'Size of the SQLite database with its write-ahead log',
+      registers: [this.registry],
+      collect() {
+        const size = (f: string) => (existsSync(f) ? statSync(f).size : 0);
+        this.set(size(dbFile) + size(`${dbFile}-wal`));
+      },
+    });
+  }
+
+  /** Counts what the audit trail records. */
+  observe(e: AuditEntry): void {
+    if (e.type === 'device_approved') this.approvals.inc({ decision: 'approved' });
+    else if (e.type === 'device_denied') this.approvals.inc({ decision: 'denied' });
+    else if (e.type === 'config_downloaded') this.downloads.inc();
+    else if (e.type === 'cert_issued') this.certs.inc();
+    else if (e.type === 'auth_failure') this.authFailures.inc({ reason: String(e.detail?.reason ?? 'unknown').slice(0, 80) });
+  }
+
+  routes(token: string | undefined) {
+    return async (app: FastifyInstance) => {
+      app.get('/metrics', async (request, reply) => {
+        if (token !== undefined) {
+          const auth = request.headers.authorization ?? '';
+          if (!/^Bearer /i.test(auth) || !secretsEqual(auth.slice(7).trim(), token)) throw new ApiError('unauthorized', 'metrics need the metrics token');
+        }
+        return reply.type(this.registry.contentType).send(await this.registry.metrics());
+      });
+    };
+  }
+}
