@@ -344,8 +344,23 @@ export class EnrollmentService {
     return Object.keys(this.renderer.profiles);
   }
 
+  /**
+   * Nodes, optionally by status. "pending" means waiting for a decision: the node's status, or any
+   * unexpired pending request of a node decided before (it asked again while an older code was approved).
+   */
   listNodes(status?: NodeRecord['status']): NodeView[] {
-    return this.storage.listNodes(status ? { status } : {}).map((n) => this.view(n));
+    if (status !== 'pending') return this.storage.listNodes(status ? { status } : {}).map((n) => this.view(n));
+    const now = this.now();
+    const waiting = new Set(
+      this.storage
+        .listDeviceRequests({ status: 'pending' })
+        .filter((r) => r.expiresAt >= now && r.nodeId !== null)
+        .map((r) => r.nodeId as string),
+    );
+    return this.storage
+      .listNodes()
+      .filter((n) => n.status === 'pending' || waiting.has(n.id))
+      .map((n) => this.view(n));
   }
 
   getNode(id: string): NodeView {
