@@ -16,6 +16,7 @@ import { ExchangeService } from './exchange/service.js';
 import { loadCaCertificate, loadSigningCa, type SigningCa } from './pki/ca.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
 import { registerErrorHandling } from './plugins/errors.js';
+import { registerIpAllowlist } from './plugins/ip-allowlist.js';
 import { adminRoutes } from './routes/admin.js';
 import { exchangeRoutes } from './routes/exchange.js';
 import { SESSION_COOKIE, webRoutes } from './routes/web.js';
@@ -164,8 +165,9 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       },
     },
     bodyLimit: 256 * 1024,
-    requestTimeout: 30_000,
+    requestTimeout: 30_000, // a whole request, headers and body
     connectionTimeout: 60_000,
+    keepAliveTimeout: 65_000,
     return503OnClosing: true,
     // X-Forwarded-For / -Proto only from configured proxies (proxy-addr walks the chain from the right)
     trustProxy: config.trusted_proxies.length > 0 ? config.trusted_proxies : false,
@@ -177,7 +179,9 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   // Why the cast: fastify types an instance by its server kind (http or https), while the route
   // plugins below are written once for either.
   const gate = (deps.https ? Fastify({ ...base, https: deps.https }) : Fastify(base)) as unknown as FastifyInstance;
+  gate.server.headersTimeout = 10_000; // slow-loris: headers must arrive within 10 s
   registerErrorHandling(gate);
+  registerIpAllowlist(gate, config.ip_allowlist);
   await gate.register(formbody, { bodyLimit: 64 * 1024 });
   await gate.register(rateLimit, {
     global: false, // per route, below

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
@@ -45,6 +46,29 @@ function tlsFor(config: GateConfig): TlsMaterial | undefined {
     case 'self-signed':
       return ensureSelfSignedTls(config.data_dir, serverNames(config.public_url, config.listen));
   }
+}
+
+/**
+ * tls.mode files: new certificate files (a renewal by cert-manager, certbot, …) are picked up
+ * without a restart. A broken or mismatched pair is refused and the old certificate stays.
+ */
+function watchTlsFiles(app: FastifyInstance, config: GateConfig): () => void {
+  const cert = config.tls.cert as string;
+  const key = config.tls.key as string;
+  const reload = () => {
+    try {
+      const material = { cert: readFileSync(cert, 'utf8'), key: readFileSync(key, 'utf8') };
+      createSecureContext(material); // throws when broken or when key and certificate do not match
+      (app.server as unknown as { setSecureContext(o: { cert: string; key: string }): void }).setSecureContext(material); // why: fastify types the server as http
+      app.log.info({ cert }, 'TLS certificate reloaded');
+    } catch (e) {
+      app.log.error({ cert, err: (e as Error).message }, 'new TLS files are not usable; keeping the old certificate');
+    }
+  };
+  for (const f of [cert, key]) watchFile(f, { interval: 1000 }, reload);
+  return () => {
+    for (const f of [cert, key]) unwatchFile(f, reload);
+  };
 }
 
 function splitListen(listen: string): { host: string; port: number } {
@@ -124,6 +148,7 @@ export async function startGate(
   }, 60_000);
   gc.unref();
 
+  const stopWatching = config.tls.mode === 'files' ? watchTlsFiles(app, config) : () => {};
   if (config.tls.mode === 'off') {
     app.log.warn('tls.mode is off: serving plain HTTP; only do this behind a TLS-terminating proxy');
   }
@@ -133,6 +158,7 @@ export async function startGate(
   const close = () => {
     closing ??= (async () => {
       clearInterval(gc);
+      stopWatching();
       await app.close();
       storage.close();
       await demo?.idp.close();

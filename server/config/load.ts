@@ -208,13 +208,17 @@ function resolveConfig(c: RawConfig, source: string, base: string): GateConfig {
     const p = talos[k];
     if (p !== undefined && !existsSync(p)) fail(`talos.${k}`, `file ${p} not found`);
   }
-  c.trusted_proxies.forEach((p, i) => {
-    const [addr, bits, extra] = p.split('/');
-    const family = isIP(addr ?? '');
-    const maxBits = family === 4 ? 32 : 128;
-    const bitsOk = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits);
-    if (!family || !bitsOk || extra !== undefined) fail(`trusted_proxies[${i}]`, `${JSON.stringify(p)} is not an IP address or CIDR`);
-  });
+  const checkCidrs = (list: string[], key: string) =>
+    list.forEach((p, i) => {
+      const [addr, bits, extra] = p.split('/');
+      const family = isIP(addr ?? '');
+      const maxBits = family === 4 ? 32 : 128;
+      const bitsOk = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= maxBits);
+      if (!family || !bitsOk || extra !== undefined) fail(`${key}[${i}]`, `${JSON.stringify(p)} is not an IP address or CIDR`);
+    });
+  checkCidrs(c.trusted_proxies, 'trusted_proxies');
+  checkCidrs(c.ip_allowlist.admin, 'ip_allowlist.admin');
+  checkCidrs(c.ip_allowlist.nodes, 'ip_allowlist.nodes');
   if (c.talos.max_cert_ttl < c.talos.cert_ttl) fail('talos.max_cert_ttl', 'must not be shorter than talos.cert_ttl');
 
   return {

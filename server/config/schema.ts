@@ -104,6 +104,11 @@ export const configSchema = obj({
     code_entry: int({ default: 30, min: 1 }),
     sign_in: int({ default: 60, min: 1 }),
   }),
+  // Who may reach an endpoint group at all (IPs or CIDRs; empty: everyone).
+  ip_allowlist: obj({
+    admin: list(str()),
+    nodes: list(str()),
+  }),
   // Reverse proxies (IPs or CIDRs) whose X-Forwarded-For/-Proto are believed, walking from the right.
   trusted_proxies: list(str()),
   // HTTP server processes sharing the port and the SQLite file (node:cluster); 1 = no cluster.

@@ -95,3 +95,21 @@ test('/metrics: device requests by state, latency per route, counters; optionall
     await g.close();
   }
 });
+
+test('ip_allowlist keeps the admin API and node endpoints apart', async () => {
+  const g = await startTestGate({ ip_allowlist: { admin: ['10.0.0.0/8'], nodes: [] } });
+  const g2 = await startTestGate({ ip_allowlist: { admin: [], nodes: ['192.0.2.0/24', '::1'] } });
+  try {
+    const admin = await g.admin('GET', '/api/v1/nodes');
+    assert.equal(admin.status, 403);
+    assert.match(admin.json.error_description, /may not use the admin API/);
+    const node = await request(`${g.url}/device/code`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form('allow-1'), ca: g.ca });
+    assert.equal(node.status, 200, 'node endpoints stay open');
+    const refused = await request(`${g2.url}/device/code`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: form('allow-2'), ca: g2.ca });
+    assert.equal(refused.status, 403);
+    assert.equal((await g2.admin('GET', '/api/v1/nodes')).status, 200);
+  } finally {
+    await g.close();
+    await g2.close();
+  }
+});
