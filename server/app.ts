@@ -38,8 +38,8 @@ export interface AppDeps {
   cookieSecret: string;
   /** The demo on embedded defaults: a loud banner on every page. */
   devMode?: boolean;
-  /** TLS key and certificate; plain HTTP when undefined. */
-  https?: { key: string; cert: string } | undefined;
+  /** TLS key and certificate (and, self-signed, the CA clients pin); plain HTTP when undefined. */
+  https?: { key: string; cert: string; caPem?: string | undefined } | undefined;
   /** Milliseconds since the epoch; tests pass their own clock. */
   now?: () => number;
   logger?: FastifyServerOptions['logger'];
@@ -178,7 +178,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   };
   // Why the cast: fastify types an instance by its server kind (http or https), while the route
   // plugins below are written once for either.
-  const gate = (deps.https ? Fastify({ ...base, https: deps.https }) : Fastify(base)) as unknown as FastifyInstance;
+  const gate = (deps.https ? Fastify({ ...base, https: { key: deps.https.key, cert: deps.https.cert } }) : Fastify(base)) as unknown as FastifyInstance;
   gate.server.headersTimeout = 10_000; // slow-loris: headers must arrive within 10 s
   registerErrorHandling(gate);
   registerIpAllowlist(gate, config.ip_allowlist);
@@ -221,6 +221,9 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   });
   const sessions = new SessionService(storage, { idleMs: config.web.session_idle, maxMs: config.web.session_max }, now);
 
+  // the self-signed mode's CA, for clients to pin (compare its fingerprint with the one printed at start)
+  const caPem = deps.https?.caPem;
+  if (caPem) gate.get('/ca', async (_request, reply) => reply.type('application/x-pem-file').send(caPem));
   // the pid tells workers apart (workers > 1); it says nothing an attacker can use
   gate.get('/healthz', async () => ({ status: 'ok', pid: process.pid }));
   if (metrics) {

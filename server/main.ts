@@ -44,7 +44,7 @@ function tlsFor(config: GateConfig): TlsMaterial | undefined {
     case 'files':
       return { cert: readFileSync(config.tls.cert as string, 'utf8'), key: readFileSync(config.tls.key as string, 'utf8') };
     case 'self-signed':
-      return ensureSelfSignedTls(config.data_dir, serverNames(config.public_url, config.listen));
+      return ensureSelfSignedTls(config.data_dir, [...new Set([...serverNames(config.public_url, config.listen), ...config.tls.extra_sans])]);
   }
 }
 

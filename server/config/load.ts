@@ -143,7 +143,13 @@ function resolveConfig(c: RawConfig, source: string, base: string): GateConfig {
     if (!c.tls.cert) fail('tls.cert', 'is required when tls.mode is files');
     if (!c.tls.key) fail('tls.key', 'is required when tls.mode is files');
   }
+  c.tls.extra_sans.forEach((n, i) => {
+    if (!isIP(n) && !/^(\*\.)?[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(\.[a-zA-Z0-9]([a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*$/.test(n)) {
+      fail(`tls.extra_sans[${i}]`, `${JSON.stringify(n)} is not a DNS name or IP address`);
+    }
+  });
   const tls = {
+    extra_sans: c.tls.extra_sans,
     mode: c.tls.mode,
     cert: c.tls.cert === undefined ? undefined : abs(c.tls.cert),
     key: c.tls.key === undefined ? undefined : abs(c.tls.key),

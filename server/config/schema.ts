@@ -30,6 +30,8 @@ export const configSchema = obj({
     mode: oneOf(['self-signed', 'files', 'off'] as const, 'self-signed'),
     cert: optionalStr(),
     key: optionalStr(),
+    // More names (DNS or IP) for the self-signed certificate, besides public_url's host and listen.
+    extra_sans: list(str()),
   }),
   admin_token: optionalStr(),
   node_clients: list(nodeClient, [{ client_id: 'talos-node', client_secret: undefined }]),

@@ -6,6 +6,8 @@ import { join } from 'node:path';
 import { connect } from 'node:tls';
 import { test } from 'node:test';
 import { ensureSelfSignedTls, serverNames } from '../../server/tls/self-signed.js';
+import { X509Certificate } from 'node:crypto';
+import { request } from '../../cli/http.js';
 import { startTestGate } from '../helpers/gate.js';
 
 test('self-signed mode: an ECDSA CA and a server certificate that openssl verifies strictly', () => {
@@ -33,7 +35,7 @@ test('self-signed mode: an ECDSA CA and a server certificate that openssl verifi
 });
 
 test('the gate serves that certificate and clients pinning the CA connect', async () => {
-  const g = await startTestGate();
+  const g = await startTestGate({ tls: { extra_sans: ['gate.lab.internal', '10.9.8.7'] } });
   try {
     const port = Number(new URL(g.url).port);
     const peer = await new Promise<string>((resolve, reject) => {
@@ -44,6 +46,10 @@ test('the gate serves that certificate and clients pinning the CA connect', asyn
       s.on('error', reject);
     });
     assert.equal(peer, readFileSync(join(g.gate.config.data_dir, 'tls', 'server.crt'), 'utf8'));
+    assert.match(new X509Certificate(peer).subjectAltName ?? '', /DNS:gate\.lab\.internal.*IP Address:10\.9\.8\.7|IP Address:10\.9\.8\.7.*DNS:gate\.lab\.internal/);
+    const served = await request(`${g.url}/ca`, { ca: g.ca });
+    assert.equal(served.body, g.ca, 'GET /ca serves the CA to pin');
+    assert.equal(new X509Certificate(served.body).fingerprint256, g.gate.tls?.caFingerprint);
     await assert.rejects(
       new Promise((resolve, reject) => {
         const s = connect({ host: '127.0.0.1', port, servername: 'localhost' }, () => resolve(s));
