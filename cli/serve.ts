@@ -12,7 +12,9 @@ function banner(p: PreparedGate, url: string, workers: number): string {
     `talos-gate is listening on ${url} (public URL ${c.public_url})${workers > 1 ? ` with ${workers} workers` : ''}`,
     `  config:        ${c.source}`,
     `  data:          ${c.data_dir}`,
-    ...(p.tls?.caFingerprint ? [`  TLS CA:        ${c.data_dir}/tls/ca.crt`, `  CA SHA-256:    ${p.tls.caFingerprint}`] : []),
+    ...(p.tls?.caFingerprint
+      ? [`  TLS CA:        ${c.data_dir}/tls/ca.crt (also at ${c.public_url}/ca)`, `  CA SHA-256:    ${p.tls.caFingerprint}`, '', (p.tls.caPem ?? '').trimEnd()]
+      : []),
     `  admin API:     ${c.public_url}/api/v1/nodes  (Authorization: Bearer <admin token>)`,
     ...(p.admin.file ? [`  admin token:   kept in ${p.admin.file}`] : []),
     '',

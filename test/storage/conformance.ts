@@ -169,6 +169,19 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.close();
     });
 
+    test('web sessions: create, update, expire with garbage collection', () => {
+      const s = newStorage();
+      const base = { createdAt: 1, lastSeenAt: 1, login: null, sub: null, email: null, name: null, claims: null, isAdmin: false, signedInAt: null, idpRefreshToken: null };
+      s.createWebSession({ ...base, idHash: 'old', expiresAt: 100 });
+      s.createWebSession({ ...base, idHash: 'live', expiresAt: 10_000 });
+      s.updateWebSession('live', (x) => ({ ...x, sub: 'alice', claims: { groups: ['a'] }, isAdmin: true }));
+      assert.deepEqual(s.getWebSession('live')?.claims, { groups: ['a'] });
+      assert.equal(s.garbageCollect(1000).webSessions, 1);
+      assert.equal(s.getWebSession('old'), undefined);
+      assert.ok(s.getWebSession('live'));
+      s.close();
+    });
+
     test('blocked subjects and counts by status and type', () => {
       const s = newStorage();
       assert.equal(s.blockSubject({ subject: 'alice', blockedAt: 1, blockedBy: 'admin', reason: 'left' }), true);
