@@ -2,6 +2,7 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { goFormEncode, request } from '../cli/http.js';
 import { hashSecret } from '../device/secrets.js';
 import { openSqliteStorage } from '../server/storage/sqlite.js';
+import { newNode } from '../server/storage/storage.js';
 import type { GateProcess } from './gate-process.js';
 import { closedLoop, type LoadResult } from './load.js';
 
@@ -81,26 +82,7 @@ export function fillDatabase(dbFile: string, certs: number, pending: number): vo
     }
     for (let i = 0; i < pending; i++) {
       const id = randomUUID();
-      s.createNode({
-        id,
-        uuid: id,
-        mac: null,
-        variables: { uuid: id },
-        status: 'pending',
-        profile: null,
-        hostname: null,
-        patches: [],
-        autoApprove: false,
-        config: null,
-        createdAt: now,
-        requestedAt: now,
-        sourceIp: '192.0.2.2',
-        decidedAt: null,
-        decidedBy: null,
-        configDownloads: 0,
-        lastDownloadAt: null,
-        lastDownloadIp: null,
-      });
+      s.createNode(newNode(id, now, { uuid: id, variables: { uuid: id }, requestedAt: now, sourceIp: '192.0.2.2' }));
       s.createDeviceRequest({
         deviceCodeHash: hashSecret(randomBytes(32).toString('base64url')),
         userCode: randomBytes(6).toString('hex').toUpperCase(),

@@ -11,6 +11,7 @@ import { RenderError, type MachineConfigRenderer } from '../machine-config/rende
 import type { OperatorService, OperatorTokens } from '../operators/service.js';
 import {
   AlreadyExistsError,
+  newNode,
   type DeviceRequestRecord,
   type NewDeviceRequest,
   type NodeRecord,
@@ -188,26 +189,9 @@ export class EnrollmentService {
       this.storage.getNode(req.nodeId) ??
       (req.mac !== null && req.uuid !== null ? this.storage.getNode(req.mac) : undefined);
     if (!existing || (existing.id === req.mac && existing.uuid !== null && existing.uuid !== req.uuid)) {
-      return this.storage.createNode({
-        id: req.nodeId,
-        uuid: req.uuid,
-        mac: req.mac,
-        variables: req.variables,
-        status: 'pending',
-        profile: null,
-        hostname: null,
-        patches: [],
-        autoApprove: false,
-        config: null,
-        createdAt: now,
-        requestedAt: now,
-        sourceIp: ip,
-        decidedAt: null,
-        decidedBy: null,
-        configDownloads: 0,
-        lastDownloadAt: null,
-        lastDownloadIp: null,
-      });
+      return this.storage.createNode(
+        newNode(req.nodeId, now, { uuid: req.uuid, mac: req.mac, variables: req.variables, requestedAt: now, sourceIp: ip }),
+      );
     }
     return this.storage.updateNode(existing.id, (n) => ({
       ...n,
@@ -526,26 +510,19 @@ export class EnrollmentService {
     const now = this.now();
     let node: NodeRecord;
     try {
-      node = this.storage.createNode({
-        id,
-        uuid: uuid ?? null,
-        mac: mac ?? null,
-        variables: {},
-        status: reg.autoApprove ? 'approved' : 'pending',
-        profile: reg.profile,
-        hostname,
-        patches,
-        autoApprove: reg.autoApprove === true,
-        config: null,
-        createdAt: now,
-        requestedAt: null,
-        sourceIp: null,
-        decidedAt: reg.autoApprove ? now : null,
-        decidedBy: reg.autoApprove ? actor : null,
-        configDownloads: 0,
-        lastDownloadAt: null,
-        lastDownloadIp: null,
-      });
+      node = this.storage.createNode(
+        newNode(id, now, {
+          uuid: uuid ?? null,
+          mac: mac ?? null,
+          status: reg.autoApprove ? 'approved' : 'pending',
+          profile: reg.profile,
+          hostname,
+          patches,
+          autoApprove: reg.autoApprove === true,
+          decidedAt: reg.autoApprove ? now : null,
+          decidedBy: reg.autoApprove ? actor : null,
+        }),
+      );
     } catch (e) {
       if (e instanceof AlreadyExistsError) throw new ApiError('conflict', `node ${id} already exists`);
       throw e;

@@ -6,6 +6,7 @@ import { migrate, readMigrations } from './migrate.js';
 import {
   AlreadyExistsError,
   NotFoundError,
+  newNode,
   type AuditEvent,
   type BlockedSubject,
   type CertificateFilter,
@@ -379,7 +380,7 @@ export function openSqliteStorage(file: string, opts: { migrationsDir?: string }
 }
 
 export class SqliteStorage implements Storage {
-  private readonly nodeCols = columns(nodeToRow(blankNode()));
+  private readonly nodeCols = columns(nodeToRow(newNode('', 0)));
   private readonly requestCols = columns(requestToRow(blankRequest()), ['id']);
   private readonly stmt;
 
@@ -779,28 +780,6 @@ export class SqliteStorage implements Storage {
   }
 }
 
-function blankNode(): NodeRecord {
-  return {
-    id: '',
-    uuid: null,
-    mac: null,
-    variables: {},
-    status: 'pending',
-    profile: null,
-    hostname: null,
-    patches: [],
-    autoApprove: false,
-    config: null,
-    createdAt: 0,
-    requestedAt: null,
-    sourceIp: null,
-    decidedAt: null,
-    decidedBy: null,
-    configDownloads: 0,
-    lastDownloadAt: null,
-    lastDownloadIp: null,
-  };
-}
 
 function blankRequest(): DeviceRequestRecord {
   return {

@@ -33,6 +33,31 @@ export interface NodeRecord {
   lastDownloadIp: string | null;
 }
 
+/** A node with nothing known or decided yet; callers set what they know. */
+export function newNode(id: string, createdAt: number, known: Partial<NodeRecord> = {}): NodeRecord {
+  return {
+    id,
+    uuid: null,
+    mac: null,
+    variables: {},
+    status: 'pending',
+    profile: null,
+    hostname: null,
+    patches: [],
+    autoApprove: false,
+    config: null,
+    createdAt,
+    requestedAt: null,
+    sourceIp: null,
+    decidedAt: null,
+    decidedBy: null,
+    configDownloads: 0,
+    lastDownloadAt: null,
+    lastDownloadIp: null,
+    ...known,
+  };
+}
+
 export interface DeviceRequestRecord {
   id: number;
   deviceCodeHash: string;

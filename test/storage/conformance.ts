@@ -1,32 +1,12 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AlreadyExistsError, NotFoundError, type NewDeviceRequest, type NodeRecord, type Storage } from '../../server/storage/storage.js';
+import { AlreadyExistsError, newNode, NotFoundError, type NewDeviceRequest, type NodeRecord, type Storage } from '../../server/storage/storage.js';
 
 // The behaviour every storage backend must have. A new backend calls runStorageConformance with a
 // factory that gives an empty store.
 
 export function sampleNode(id: string, over: Partial<NodeRecord> = {}): NodeRecord {
-  return {
-    id,
-    uuid: id,
-    mac: null,
-    variables: { uuid: id },
-    status: 'pending',
-    profile: null,
-    hostname: null,
-    patches: [],
-    autoApprove: false,
-    config: null,
-    createdAt: 1,
-    requestedAt: 1,
-    sourceIp: '192.0.2.1',
-    decidedAt: null,
-    decidedBy: null,
-    configDownloads: 0,
-    lastDownloadAt: null,
-    lastDownloadIp: null,
-    ...over,
-  };
+  return newNode(id, 1, { uuid: id, variables: { uuid: id }, requestedAt: 1, sourceIp: '192.0.2.1', ...over });
 }
 
 export function sampleRequest(nodeId: string, over: Partial<NewDeviceRequest> = {}): NewDeviceRequest {
