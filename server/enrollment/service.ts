@@ -333,18 +333,8 @@ export class EnrollmentService {
    * unexpired pending request of a node decided before (it asked again while an older code was approved).
    */
   listNodes(status?: NodeRecord['status']): NodeView[] {
-    if (status !== 'pending') return this.storage.listNodes(status ? { status } : {}).map((n) => this.view(n));
-    const now = this.now();
-    const waiting = new Set(
-      this.storage
-        .listDeviceRequests({ status: 'pending' })
-        .filter((r) => r.expiresAt >= now && r.nodeId !== null)
-        .map((r) => r.nodeId as string),
-    );
-    return this.storage
-      .listNodes()
-      .filter((n) => n.status === 'pending' || waiting.has(n.id))
-      .map((n) => this.view(n));
+    const views = this.views(this.storage.listNodes(status && status !== 'pending' ? { status } : {}));
+    return status === 'pending' ? views.filter((v) => v.status === 'pending' || v.pending.length > 0) : views;
   }
 
   getNode(id: string): NodeView {
@@ -537,14 +527,26 @@ export class EnrollmentService {
     return node;
   }
 
-  private view(n: NodeRecord): NodeView {
+  /** A node as the API shows it; `requests` are its pending requests when the caller fetched them already. */
+  private view(n: NodeRecord, requests?: DeviceRequestRecord[]): NodeView {
     const now = this.now();
     const { config: _config, ...rest } = n;
-    const pending = this.storage
-      .listDeviceRequests({ nodeId: n.id, status: 'pending' })
+    const pending = (requests ?? this.storage.listDeviceRequests({ nodeId: n.id, status: 'pending' }))
       .filter((r) => r.expiresAt >= now)
       .map((r) => ({ userCode: formatUserCode(r.userCode), requestedAt: r.createdAt, expiresAt: r.expiresAt, sourceIp: r.sourceIp }));
     return { ...rest, pending };
+  }
+
+  /** Views of many nodes with one query for all their pending requests, not one per node. */
+  private views(nodes: NodeRecord[]): NodeView[] {
+    const byNode = new Map<string, DeviceRequestRecord[]>();
+    for (const r of this.storage.listDeviceRequests({ status: 'pending' })) {
+      if (r.nodeId === null) continue;
+      const list = byNode.get(r.nodeId);
+      if (list) list.push(r);
+      else byNode.set(r.nodeId, [r]);
+    }
+    return nodes.map((n) => this.view(n, byNode.get(n.id) ?? []));
   }
 
   /** The rendered config of a node, for admins checking what a node gets. */
