@@ -142,6 +142,12 @@ export class OperatorService {
           refreshedAt: now,
         }));
       } catch (e) {
+        // An OAuth error from the IdP (invalid_grant: user disabled, token revoked) ends the login;
+        // the IdP being unreachable does not: the client may try the same refresh token again.
+        if (typeof (e as { error?: unknown }).error !== 'string') {
+          this.storage.releaseRefreshToken(hash);
+          throw new OAuthError('temporarily_unavailable', 'the identity provider cannot be reached; try again shortly');
+        }
         this.revokeGrant(grant, `the IdP refused: ${(e as Error).message.slice(0, 200)}`, ip);
         throw new OAuthError('invalid_grant', 'the identity provider no longer accepts this user; log in again');
       }

@@ -458,6 +458,7 @@ export class SqliteStorage implements Storage {
       ),
       getRefresh: db.prepare('SELECT * FROM refresh_tokens WHERE token_hash = ?'),
       useRefresh: db.prepare('UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL'),
+      releaseRefresh: db.prepare('UPDATE refresh_tokens SET used_at = NULL WHERE token_hash = ?'),
       gcGrants: db.prepare('DELETE FROM operator_grants WHERE expires_at < ?'),
       insertFailure: db.prepare('INSERT INTO code_entry_failures (key, at) VALUES (?, ?)'),
       countFailures: db.prepare('SELECT COUNT(*) AS n, MIN(at) AS oldest FROM code_entry_failures WHERE key = ? AND at > ?'),
@@ -749,6 +750,10 @@ export class SqliteStorage implements Storage {
 
   useRefreshToken(hash: string, at: number): boolean {
     return this.stmt.useRefresh.run(at, hash).changes === 1;
+  }
+
+  releaseRefreshToken(hash: string): void {
+    this.stmt.releaseRefresh.run(hash);
   }
 
   addCodeEntryFailure(keys: string[], at: number): void {

@@ -260,6 +260,8 @@ export interface Storage {
   getRefreshToken(hash: string): RefreshTokenRecord | undefined;
   /** Marks a refresh token used; false when it already was (a replay). */
   useRefreshToken(hash: string, at: number): boolean;
+  /** Makes a used refresh token usable again (its refresh failed for a passing reason). */
+  releaseRefreshToken(hash: string): void;
 
   addCodeEntryFailure(keys: string[], at: number): void;
   countCodeEntryFailures(key: string, since: number): number;

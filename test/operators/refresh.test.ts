@@ -1,0 +1,54 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { OAuthError } from '../../device/errors.js';
+import { generateSecret, hashSecret } from '../../device/secrets.js';
+import { AuditLog } from '../../server/audit.js';
+import { GateTokenSigner } from '../../server/operators/gate-tokens.js';
+import { OperatorService, type IdpRefresher } from '../../server/operators/service.js';
+import { openSqliteStorage } from '../../server/storage/sqlite.js';
+
+// The gate's refresh of a device login when the IdP misbehaves: unreachable is not the end of the
+// login, an OAuth refusal is, and a replayed refresh token revokes the login.
+
+async function setup(idp: IdpRefresher) {
+  const dir = mkdtempSync(join(tmpdir(), 'talos-gate-refresh-'));
+  const storage = openSqliteStorage(join(dir, 'db.sqlite'));
+  const signer = await GateTokenSigner.load(dir, 'https://gate.test');
+  const ops = new OperatorService(storage, new AuditLog(storage, Date.now), signer, idp, { accessTokenTtlMs: 600_000, grantTtlMs: 86_400_000 }, Date.now);
+  const now = Date.now();
+  storage.createOperatorGrant({ id: 'g1', clientId: 'cli', sub: 'alice', email: 'a@x', claims: { groups: ['ops'] }, idpRefreshToken: 'idp-rt', createdAt: now, refreshedAt: null, expiresAt: now + 86_400_000, revokedAt: null, revokedReason: null });
+  const rt = generateSecret();
+  storage.createRefreshToken({ tokenHash: hashSecret(rt), grantId: 'g1', issuedAt: now, expiresAt: now + 86_400_000, usedAt: null });
+  return { ops, storage, rt };
+}
+
+const code = (e: unknown) => (e instanceof OAuthError ? e.error : String(e));
+
+test('an unreachable IdP does not end the login: the same refresh token works once it is back', async () => {
+  let down = true;
+  const { ops, rt } = await setup({
+    refresh: async (t) => {
+      if (down) throw new TypeError('fetch failed');
+      return { claims: { groups: ['ops'], email: 'a@x' }, refreshToken: `${t}-next` };
+    },
+  });
+  await assert.rejects(ops.refresh(rt, 'cli', '127.0.0.1'), (e) => code(e) === 'temporarily_unavailable');
+  down = false;
+  const tokens = await ops.refresh(rt, 'cli', '127.0.0.1');
+  assert.ok(tokens.access_token && tokens.refresh_token !== rt);
+  await assert.rejects(ops.refresh(rt, 'cli', '127.0.0.1'), (e) => code(e) === 'invalid_grant', 'a replay revokes the login');
+  await assert.rejects(ops.refresh(tokens.refresh_token, 'cli', '127.0.0.1'), (e) => code(e) === 'invalid_grant', 'the whole login');
+});
+
+test('an IdP refusal ends the login', async () => {
+  const { ops, rt, storage } = await setup({
+    refresh: async () => {
+      throw Object.assign(new Error('invalid_grant'), { error: 'invalid_grant' });
+    },
+  });
+  await assert.rejects(ops.refresh(rt, 'cli', '127.0.0.1'), (e) => code(e) === 'invalid_grant');
+  assert.match(storage.getOperatorGrant('g1')?.revokedReason ?? '', /the IdP refused/);
+});
