@@ -44,7 +44,7 @@ describe('node enrollment over the device flow', () => {
   test('two nodes, two profiles: each gets its own config; a token cannot fetch another node', async () => {
     const a = boot(g, { uuid: 'AAAAAAAA-0000-4000-8000-000000000001', mac: '52:54:00:00:00:a1', serial: 'SN-A' });
     const b = boot(g, { uuid: 'bbbbbbbb-0000-4000-8000-000000000002', mac: '52:54:00:00:00:b2', hostname: '${hostname}' });
-    const [daA, daB] = await Promise.all([a.da, b.da]);
+    const [daA] = await Promise.all([a.da, b.da]);
     assert.match(daA.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
     assert.equal(daA.verification_uri, `${g.gate.config.public_url}/device`);
     assert.equal(daA.verification_uri_complete, `${g.gate.config.public_url}/device?user_code=${daA.user_code}`);

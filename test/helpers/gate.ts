@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,8 +74,4 @@ export async function startTestGate(overrides: Record<string, unknown> = {}): Pr
       rmSync(dir, { recursive: true, force: true });
     },
   };
-}
-
-export function readText(path: string): string {
-  return readFileSync(path, 'utf8');
 }
