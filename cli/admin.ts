@@ -137,6 +137,13 @@ export function adminCommands(program: Command): void {
       out(o, n, () => `revoked ${String(n.id)}\n`);
     },
   );
+  withCommon(nodes.command('forget').description('forget a machine (undoes a denial; its next boot asks afresh)').argument('<id>', 'uuid or mac')).action(
+    async (id: string, o: AdminOptions) => {
+      const { conn, token } = await credentials(o);
+      await adminCall<unknown>(conn, token, 'DELETE', `/nodes/${encodeURIComponent(id)}`);
+      out(o, { id, forgotten: true }, () => `forgot ${id}\n`);
+    },
+  );
   withCommon(
     nodes
       .command('add')

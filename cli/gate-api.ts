@@ -64,7 +64,7 @@ function fail(res: HttpResponse): never {
 async function json<T>(conn: GateConnection, path: string, opts: { method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<T> {
   const res = await request(`${conn.server}${path}`, { ...opts, ca: conn.ca });
   if (res.status < 200 || res.status > 299) fail(res);
-  return JSON.parse(res.body) as T;
+  return (res.body ? JSON.parse(res.body) : undefined) as T;
 }
 
 const form = (v: Record<string, string>) => ({

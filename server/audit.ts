@@ -8,6 +8,7 @@ export type AuditType =
   | 'node_token_issued'
   | 'node_registered'
   | 'node_revoked'
+  | 'node_forgotten'
   | 'node_render_error'
   | 'config_downloaded'
   | 'config_refused'

@@ -479,6 +479,16 @@ export class EnrollmentService {
     return this.view(updated.n);
   }
 
+  /**
+   * Forgets a node: its record, requests and tokens. Its next boot starts afresh as pending; this is
+   * how a denial is undone, and how a machine that left the fleet is cleaned up.
+   */
+  forgetNode(id: string, actor: string): void {
+    const node = this.mustGetNode(id);
+    this.storage.deleteNode(node.id);
+    this.audit.record({ type: 'node_forgotten', actor, subject: node.id, detail: { status: node.status } });
+  }
+
   /** Pre-registers a node from inventory so it is decided without a click when it boots. */
   register(reg: Registration, actor: string): NodeView {
     const uuid = reg.uuid?.toLowerCase();

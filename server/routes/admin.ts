@@ -147,6 +147,11 @@ export function adminRoutes({ enrollment, exchange, operators, admins, storage, 
       nodeJson(enrollment.getNode(request.params.id)),
     );
 
+    app.delete<{ Params: { id: string } }>('/nodes/:id', { schema: { params: nodeIdParams } }, async (request, reply) => {
+      enrollment.forgetNode(request.params.id, request.actor);
+      return reply.code(204).send();
+    });
+
     app.get<{ Params: { id: string } }>('/nodes/:id/config', { schema: { params: nodeIdParams } }, async (request, reply) =>
       reply.type('application/yaml; charset=utf-8').send(enrollment.nodeConfig(request.params.id)),
     );

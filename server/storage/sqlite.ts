@@ -515,6 +515,10 @@ export class SqliteStorage implements Storage {
     });
   }
 
+  deleteNode(id: string): boolean {
+    return this.db.prepare('DELETE FROM nodes WHERE id = ?').run(id).changes === 1;
+  }
+
   createDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord {
     const full: DeviceRequestRecord = {
       ...req,

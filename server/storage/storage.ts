@@ -214,6 +214,8 @@ export interface Storage {
   listNodes(filter?: NodeFilter): NodeRecord[];
   countNodesByStatus(): Record<NodeStatus, number>;
   updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): NodeRecord;
+  /** Deletes the node with its device requests and tokens. Returns false when there was none. */
+  deleteNode(id: string): boolean;
 
   /** Throws AlreadyExistsError when the device code hash or user code is taken. */
   createDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord;

@@ -110,6 +110,12 @@ describe('node enrollment over the device flow', () => {
     // a denied node stays denied when it asks again
     const again = boot(g, { uuid: 'cccccccc-0000-4000-8000-000000000003', mac: '52:54:00:00:00:c3' });
     await assert.rejects(again.result, (e: unknown) => e instanceof OAuthFlowError && e.code === 'access_denied');
+    // forgetting the node undoes the denial: it asks afresh and can be approved
+    assert.equal((await g.admin('DELETE', '/api/v1/nodes/cccccccc-0000-4000-8000-000000000003')).status, 204);
+    const fresh = boot(g, { uuid: 'cccccccc-0000-4000-8000-000000000003', mac: '52:54:00:00:00:c3' });
+    const da = await fresh.da;
+    assert.equal((await g.admin('POST', '/api/v1/device/approve', { user_code: da.user_code, profile: 'worker' })).status, 200);
+    await fresh.result;
   });
 
   test('a client with a secret sends it as a form field; without it, invalid_client', async () => {

@@ -43,6 +43,10 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       assert.equal(s.getNode('n1')?.autoApprove, true);
       assert.throws(() => s.updateNode('nope', (n) => n), NotFoundError);
       assert.throws(() => s.createNode(sampleNode('n1')), AlreadyExistsError);
+      const r = s.createDeviceRequest(sampleRequest('n2'));
+      assert.equal(s.deleteNode('n2'), true);
+      assert.equal(s.getDeviceRequest(r.id), undefined, "a forgotten node's requests go with it");
+      assert.equal(s.deleteNode('n2'), false);
       s.close();
     });
 
