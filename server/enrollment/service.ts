@@ -312,13 +312,11 @@ export class EnrollmentService {
         throw new ApiError('forbidden', `${key} does not match the node this token was issued to`);
       }
     }
-    this.storage.updateNode(node.id, (n) => ({
-      ...n,
-      configDownloads: n.configDownloads + 1,
-      lastDownloadAt: now,
-      lastDownloadIp: ip,
-    }));
-    this.audit.record({ type: 'config_downloaded', subject: node.id, ip });
+    // the count and its audit event in one commit
+    this.storage.transaction(() => {
+      this.storage.updateNode(node.id, (n) => ({ ...n, configDownloads: n.configDownloads + 1, lastDownloadAt: now, lastDownloadIp: ip }));
+      this.audit.record({ type: 'config_downloaded', subject: node.id, ip });
+    });
     return node.config;
   }
 

@@ -2,6 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { clientIp } from '../client-ip.js';
 import { ExchangeError } from '../exchange/errors.js';
 import type { ExchangeService } from '../exchange/service.js';
+import { perMinute } from '../plugins/rate-limits.js';
 
 interface ExchangeBody {
   id_token?: string;
@@ -22,9 +23,9 @@ const bodySchema = {
 } as const;
 
 /** POST /exchange: an IdP identity in, a short-lived Talos client certificate out. */
-export function exchangeRoutes(exchange: ExchangeService | undefined, perMinute: number) {
+export function exchangeRoutes(exchange: ExchangeService | undefined, maxPerMinute: number) {
   return async (app: FastifyInstance) => {
-    const options = { schema: { body: bodySchema }, config: { rateLimit: { max: perMinute, timeWindow: 60_000 } } };
+    const options = { schema: { body: bodySchema }, ...perMinute(maxPerMinute) };
     app.post<{ Body: ExchangeBody | undefined }>('/exchange', options, async (request, reply) => {
       if (!exchange) {
         throw new ExchangeError('not_configured', 'certificate exchange is not configured on this gate (oidc.issuer_url and talos.ca_cert)');

@@ -8,6 +8,7 @@ import type { GateConfig } from '../config/load.js';
 import type { EnrollmentService } from '../enrollment/service.js';
 import type { GateTokenSigner } from '../operators/gate-tokens.js';
 import type { OperatorService } from '../operators/service.js';
+import { perMinute } from '../plugins/rate-limits.js';
 
 // The OAuth endpoints: RFC 8628 for Talos nodes and the talos-gate CLI, refresh and revocation for
 // the CLI, and the metadata clients discover them with. Talos derives the device and token URLs from
@@ -22,7 +23,6 @@ export interface OAuthDeps {
 
 export function oauthRoutes({ enrollment, operators, gateTokens, config }: OAuthDeps) {
   const publicUrl = config.public_url;
-  const perMinute = (max: number) => ({ config: { rateLimit: { max, timeWindow: 60_000 } } });
   return async (app: FastifyInstance) => {
     app.post('/device/code', perMinute(config.rate_limits.device_code), async (request, reply) => {
       const ip = clientIp(request);

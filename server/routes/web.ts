@@ -9,6 +9,7 @@ import { defaultHostname, type EnrollmentService } from '../enrollment/service.j
 import { matchesAny, type ClaimRule } from '../exchange/claims.js';
 import { mapRoles, type RoleRule } from '../exchange/roles.js';
 import type { OperatorService } from '../operators/service.js';
+import { perMinute } from '../plugins/rate-limits.js';
 import type { Storage, WebSessionRecord } from '../storage/storage.js';
 import type { CodeEntryGuard } from '../web/code-entry-guard.js';
 import type { Html } from '../web/html.js';
@@ -119,7 +120,6 @@ export function webRoutes(d: WebDeps) {
 
     // --- sign-in ---------------------------------------------------------------------------
 
-    const perMinute = (max: number) => ({ config: { rateLimit: { max, timeWindow: 60_000 } } });
     app.get<{ Querystring: { return_to?: string } }>('/auth/login', perMinute(d.limits.signIn), async (request, reply) => {
       if (!d.oidc) return send(reply, 503, 'Sign-in unavailable', problem('Sign-in is not configured', 'Set oidc.issuer_url and oidc.client_id in the gate config.'), undefined);
       const session = ensureSession(request, reply);
