@@ -1,12 +1,12 @@
 import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import forge from 'node-forge';
+import * as D from './der.js';
 
-// X.509 certificates built with node-forge's ASN.1 and signed by node:crypto, so Ed25519, ECDSA
-// (P-256/P-384) and RSA issuers share one code path (forge's own signer knows only RSA).
+// X.509 certificates encoded with our own DER writer (der.ts) and signed by node:crypto, so Ed25519,
+// ECDSA (P-256/P-384) and RSA issuers share one code path; CA certificates are read with node-forge.
 
 const asn1 = forge.asn1;
-const T = asn1.Type;
 const C = asn1.Class;
 
 const OID = {
@@ -78,56 +78,28 @@ function fromDer(buf: Buffer): forge.asn1.Asn1 {
   return asn1.fromDer(forge.util.createBuffer(buf.toString('binary')));
 }
 
-function seq(items: forge.asn1.Asn1[]): forge.asn1.Asn1 {
-  return asn1.create(C.UNIVERSAL, T.SEQUENCE, true, items);
-}
-
-function oid(id: string): forge.asn1.Asn1 {
-  return asn1.create(C.UNIVERSAL, T.OID, false, asn1.oidToDer(id).getBytes());
-}
-
-function octets(b: Buffer): forge.asn1.Asn1 {
-  return asn1.create(C.UNIVERSAL, T.OCTETSTRING, false, b.toString('binary'));
-}
-
-function integer(b: Buffer): forge.asn1.Asn1 {
-  return asn1.create(C.UNIVERSAL, T.INTEGER, false, b.toString('binary'));
-}
-
-function utf8(s: string): forge.asn1.Asn1 {
-  return asn1.create(C.UNIVERSAL, T.UTF8, false, forge.util.encodeUtf8(s));
-}
-
-/** RFC 5280 §4.1.2.5: UTCTime through 2049, GeneralizedTime after. */
-function time(d: Date): forge.asn1.Asn1 {
-  if (d.getUTCFullYear() < 2050) return asn1.create(C.UNIVERSAL, T.UTCTIME, false, asn1.dateToUtcTime(d));
-  return asn1.create(C.UNIVERSAL, T.GENERALIZEDTIME, false, asn1.dateToGeneralizedTime(d));
-}
-
 /** A DN with one RDN per attribute: O first (one per role, as talosctl writes them), then CN. */
-export function encodeName(name: Name): forge.asn1.Asn1 {
-  const rdns: forge.asn1.Asn1[] = [];
-  const rdn = (type: string, value: string) =>
-    rdns.push(asn1.create(C.UNIVERSAL, T.SET, true, [seq([oid(type), utf8(value)])]));
-  for (const o of name.organizations ?? []) rdn(OID.organization, o);
-  if (name.commonName !== undefined) rdn(OID.commonName, name.commonName);
-  return seq(rdns);
+export function encodeName(name: Name): Buffer {
+  const rdn = (type: string, value: string) => D.set([D.sequence([D.objectIdentifier(type), D.utf8String(value)])]);
+  const rdns = (name.organizations ?? []).map((o) => rdn(OID.organization, o));
+  if (name.commonName !== undefined) rdns.push(rdn(OID.commonName, name.commonName));
+  return D.sequence(rdns);
 }
 
 /** The signature algorithm an issuer key implies, as DER AlgorithmIdentifier and node:crypto digest. */
-function signatureAlgorithm(key: KeyObject): { algId: forge.asn1.Asn1; digest: string | null } {
+function signatureAlgorithm(key: KeyObject): { algId: Buffer; digest: string | null } {
   switch (key.asymmetricKeyType) {
     case 'ed25519':
-      return { algId: seq([oid(OID.ed25519)]), digest: null };
+      return { algId: D.sequence([D.objectIdentifier(OID.ed25519)]), digest: null };
     case 'ec': {
       const curve = key.asymmetricKeyDetails?.namedCurve;
-      if (curve === 'prime256v1') return { algId: seq([oid(OID.ecdsaSha256)]), digest: 'sha256' };
-      if (curve === 'secp384r1') return { algId: seq([oid(OID.ecdsaSha384)]), digest: 'sha384' };
-      if (curve === 'secp521r1') return { algId: seq([oid(OID.ecdsaSha512)]), digest: 'sha512' };
+      if (curve === 'prime256v1') return { algId: D.sequence([D.objectIdentifier(OID.ecdsaSha256)]), digest: 'sha256' };
+      if (curve === 'secp384r1') return { algId: D.sequence([D.objectIdentifier(OID.ecdsaSha384)]), digest: 'sha384' };
+      if (curve === 'secp521r1') return { algId: D.sequence([D.objectIdentifier(OID.ecdsaSha512)]), digest: 'sha512' };
       throw new Error(`unsupported EC curve ${curve}`);
     }
     case 'rsa':
-      return { algId: seq([oid(OID.rsaSha256), asn1.create(C.UNIVERSAL, T.NULL, false, '')]), digest: 'sha256' };
+      return { algId: D.sequence([D.objectIdentifier(OID.rsaSha256), D.derNull()]), digest: 'sha256' };
     default:
       throw new Error(`unsupported issuer key type ${key.asymmetricKeyType}`);
   }
@@ -161,22 +133,18 @@ export function keyIdentifier(publicKey: KeyObject): Buffer {
   return keyIdentifierOfSpki(publicKey.export({ type: 'spki', format: 'der' }));
 }
 
-function extension(id: string, critical: boolean, value: forge.asn1.Asn1): forge.asn1.Asn1 {
-  const parts = [oid(id)];
-  if (critical) parts.push(asn1.create(C.UNIVERSAL, T.BOOLEAN, false, String.fromCharCode(0xff)));
-  parts.push(octets(der(value)));
-  return seq(parts);
+function extension(id: string, critical: boolean, value: Buffer): Buffer {
+  return D.sequence([D.objectIdentifier(id), ...(critical ? [D.boolTrue()] : []), D.octetString(value)]);
 }
 
-function keyUsageBits(usages: KeyUsage[]): forge.asn1.Asn1 {
+function keyUsageBits(usages: KeyUsage[]): Buffer {
   let bits = 0;
   let highest = 0;
   for (const u of usages) {
     bits |= 0x80 >> KEY_USAGE_BITS[u];
     highest = Math.max(highest, KEY_USAGE_BITS[u]);
   }
-  const unused = 7 - highest;
-  return asn1.create(C.UNIVERSAL, T.BITSTRING, false, String.fromCharCode(unused) + String.fromCharCode(bits));
+  return D.bitString(Buffer.of(bits), 7 - highest);
 }
 
 function ipBytes(ip: string): Buffer {
@@ -188,14 +156,9 @@ function ipBytes(ip: string): Buffer {
   return Buffer.concat(groups.map((g) => Buffer.from(g.padStart(4, '0'), 'hex')));
 }
 
-function subjectAltNames(names: string[]): forge.asn1.Asn1 {
-  return seq(
-    names.map((n) =>
-      isIP(n)
-        ? asn1.create(C.CONTEXT_SPECIFIC, 7, false, ipBytes(n).toString('binary'))
-        : asn1.create(C.CONTEXT_SPECIFIC, 2, false, n),
-    ),
-  );
+function subjectAltNames(names: string[]): Buffer {
+  // GeneralName: [7] iPAddress, [2] dNSName (IA5String), both IMPLICIT
+  return D.sequence(names.map((n) => (isIP(n) ? D.implicitPrimitive(7, ipBytes(n)) : D.implicitPrimitive(2, Buffer.from(n, 'latin1')))));
 }
 
 /** A positive 128-bit serial (RFC 5280 §4.1.2.2: positive, at most 20 octets). */
@@ -206,40 +169,56 @@ export function randomSerial(): Buffer {
   return b;
 }
 
+/** What every certificate of one issuer shares, encoded once per issuer rather than once per exchange. */
+interface IssuerParts {
+  algId: Buffer;
+  digest: string | null;
+  name: Buffer;
+  authorityKeyId: Buffer;
+}
+
+const issuerParts = new WeakMap<Issuer, IssuerParts>();
+
+function partsOf(issuer: Issuer): IssuerParts {
+  let parts = issuerParts.get(issuer);
+  if (!parts) {
+    const keyId = issuer.keyId ?? keyIdentifier(issuer.publicKey);
+    parts = {
+      ...signatureAlgorithm(issuer.key),
+      name: Buffer.isBuffer(issuer.name) ? issuer.name : encodeName(issuer.name),
+      authorityKeyId: extension(OID.authorityKeyIdentifier, false, D.sequence([D.implicitPrimitive(0, keyId)])),
+    };
+    issuerParts.set(issuer, parts);
+  }
+  return parts;
+}
+
+const VERSION_3 = D.explicit(0, D.unsignedInteger(Buffer.of(2)));
+
 export function issueCertificate(req: CertificateRequest, issuer: Issuer): IssuedCertificate {
   const serial = req.serial ?? randomSerial();
-  const { algId, digest } = signatureAlgorithm(issuer.key);
-  const exts: forge.asn1.Asn1[] = [];
-  if (req.isCa) {
-    exts.push(extension(OID.basicConstraints, true, seq([asn1.create(C.UNIVERSAL, T.BOOLEAN, false, String.fromCharCode(0xff))])));
-  }
+  const { algId, digest, name: issuerName, authorityKeyId } = partsOf(issuer);
+  const exts: Buffer[] = [];
+  if (req.isCa) exts.push(extension(OID.basicConstraints, true, D.sequence([D.boolTrue()])));
   exts.push(extension(OID.keyUsage, true, keyUsageBits(req.keyUsage)));
-  if (req.extKeyUsage?.length) exts.push(extension(OID.extKeyUsage, false, seq(req.extKeyUsage.map((u) => oid(OID[u])))));
+  if (req.extKeyUsage?.length) exts.push(extension(OID.extKeyUsage, false, D.sequence(req.extKeyUsage.map((u) => D.objectIdentifier(OID[u])))));
   const spki = req.spkiDer ?? req.publicKey.export({ type: 'spki', format: 'der' });
-  exts.push(extension(OID.subjectKeyIdentifier, false, octets(keyIdentifierOfSpki(spki))));
-  exts.push(
-    extension(
-      OID.authorityKeyIdentifier,
-      false,
-      seq([asn1.create(C.CONTEXT_SPECIFIC, 0, false, (issuer.keyId ?? keyIdentifier(issuer.publicKey)).toString('binary'))]),
-    ),
-  );
+  exts.push(extension(OID.subjectKeyIdentifier, false, D.octetString(keyIdentifierOfSpki(spki))));
+  exts.push(authorityKeyId);
   if (req.subjectAltNames?.length) exts.push(extension(OID.subjectAltName, false, subjectAltNames(req.subjectAltNames)));
 
-  const tbs = seq([
-    asn1.create(C.CONTEXT_SPECIFIC, 0, true, [integer(Buffer.from([2]))]), // v3
-    integer(serial),
+  const tbs = D.sequence([
+    VERSION_3,
+    D.unsignedInteger(serial),
     algId,
-    Buffer.isBuffer(issuer.name) ? fromDer(issuer.name) : encodeName(issuer.name),
-    seq([time(req.notBefore), time(req.notAfter)]),
+    issuerName,
+    D.sequence([D.time(req.notBefore), D.time(req.notAfter)]),
     encodeName(req.subject),
-    fromDer(spki),
-    asn1.create(C.CONTEXT_SPECIFIC, 3, true, [seq(exts)]),
+    spki,
+    D.explicit(3, D.sequence(exts)),
   ]);
-  const tbsDer = der(tbs);
-  const signature = sign(digest, tbsDer, issuer.key.asymmetricKeyType === 'ec' ? { key: issuer.key, dsaEncoding: 'der' } : issuer.key);
-  const cert = seq([tbs, algId, asn1.create(C.UNIVERSAL, T.BITSTRING, false, `\0${signature.toString('binary')}`)]);
-  const certDer = der(cert);
+  const signature = sign(digest, tbs, issuer.key.asymmetricKeyType === 'ec' ? { key: issuer.key, dsaEncoding: 'der' } : issuer.key);
+  const certDer = D.sequence([tbs, algId, D.bitString(signature)]);
   return {
     der: certDer,
     pem: toPem('CERTIFICATE', certDer),
