@@ -55,7 +55,13 @@ function cpuOf(pid: number): number {
   }
 }
 
-export async function startGateProcess(dir: string, port: number, config: Record<string, unknown>): Promise<GateProcess> {
+export async function startGateProcess(
+  dir: string,
+  port: number,
+  config: Record<string, unknown>,
+  /** Extra Node.js flags for the gate, e.g. --cpu-prof to see where its time goes. */
+  nodeArgs: string[] = [],
+): Promise<GateProcess> {
   mkdirSync(dir, { recursive: true });
   const dataDir = join(dir, 'data');
   const adminToken = 'bench-admin-token-0123456789';
@@ -64,7 +70,7 @@ export async function startGateProcess(dir: string, port: number, config: Record
     file,
     stringify({ listen: `127.0.0.1:${port}`, data_dir: dataDir, admin_token: adminToken, log_level: 'warn', audit_log: 'off', ...config }),
   );
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(packageRoot, 'cli', 'main.ts'), 'serve', '--config', file], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', import.meta.resolve('tsx'), join(packageRoot, 'cli', 'main.ts'), 'serve', '--config', file], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

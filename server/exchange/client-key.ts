@@ -36,11 +36,33 @@ export function publicKeyFromPem(pem: string): ClientKey {
   const spkiDer = Buffer.from((m[1] as string).replace(/\s+/g, ''), 'base64');
   let key: KeyObject;
   try {
-    key = createPublicKey({ key: spkiDer, format: 'der', type: 'spki' });
+    key = importSpki(spkiDer);
   } catch {
     throw new ExchangeError('invalid_request', 'public_key is not a readable public key');
   }
   return { publicKey: checkKeyType(key), spkiDer };
+}
+
+// The fixed DER before the key bits of the SPKIs clients send: Ed25519, and ECDSA P-256/P-384 with
+// uncompressed points. Importing those as JWK skips OpenSSL 3's generic decoder, which costs more
+// than signing the certificate (Ed25519: about 16× faster here); anything else takes the generic path.
+const SPKI_PREFIXES = [
+  { prefix: Buffer.from('302a300506032b6570032100', 'hex'), keyBytes: 32, jwk: (k: Buffer) => ({ kty: 'OKP', crv: 'Ed25519', x: k.toString('base64url') }) },
+  { prefix: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex'), keyBytes: 64, jwk: ecJwk('P-256', 32) },
+  { prefix: Buffer.from('3076301006072a8648ce3d020106052b81040022036200' + '04', 'hex'), keyBytes: 96, jwk: ecJwk('P-384', 48) },
+];
+
+function ecJwk(crv: string, size: number) {
+  return (k: Buffer) => ({ kty: 'EC', crv, x: k.subarray(0, size).toString('base64url'), y: k.subarray(size).toString('base64url') });
+}
+
+function importSpki(spkiDer: Buffer): KeyObject {
+  for (const { prefix, keyBytes, jwk } of SPKI_PREFIXES) {
+    if (spkiDer.length === prefix.length + keyBytes && spkiDer.subarray(0, prefix.length).equals(prefix)) {
+      return createPublicKey({ key: jwk(spkiDer.subarray(prefix.length)), format: 'jwk' });
+    }
+  }
+  return createPublicKey({ key: spkiDer, format: 'der', type: 'spki' });
 }
 
 /** The public key of a CSR, after checking the CSR's own signature. Its requested subject is ignored. */
