@@ -146,14 +146,15 @@ export class EnrollmentService {
     };
   }
 
-  requestDeviceCode(req: DeviceAuthorizationRequest, ip: string): DeviceAuthorizationResponse {
+  async requestDeviceCode(req: DeviceAuthorizationRequest, ip: string): Promise<DeviceAuthorizationResponse> {
     // RFC 8628 §3.1: the device authorization request carries no client secret, even for Talos
     // nodes booted with talos.config.oauth.client_secret; it is checked at /token.
     if (this.clientKind(req.clientId) !== 'node') throw new OAuthError('invalid_client', 'not a node client');
     const now = this.now();
-    this.checkPendingLimit(ip, now);
     const deviceCode = generateSecret();
-    const { request, node } = this.storage.transaction(() => {
+    // a rack boots at once: its requests share commits
+    const userCode = await this.storage.groupedTransaction(() => {
+      this.checkPendingLimit(ip, now);
       const node = this.nodeForRequest(req, ip, now);
       const request = this.createRequest(
         { clientId: req.clientId, kind: 'node', nodeId: node.id, variables: req.variables, scope: req.scope, audience: req.audience },
@@ -161,15 +162,15 @@ export class EnrollmentService {
         now,
         deviceCode,
       );
-      return { request, node };
+      this.audit.record({
+        type: 'device_code_issued',
+        subject: node.id,
+        ip,
+        detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
+      });
+      return this.decideOnArrival(node, request).userCode;
     });
-    this.audit.record({
-      type: 'device_code_issued',
-      subject: node.id,
-      ip,
-      detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
-    });
-    return this.response(deviceCode, this.decideOnArrival(node, request).userCode);
+    return this.response(deviceCode, userCode);
   }
 
   /** A device code for `talos-gate login --device`: no node, the signed-in user approves it. */
@@ -236,10 +237,15 @@ export class EnrollmentService {
     if (stored.clientId !== tr.client.clientId) throw new OAuthError('invalid_grant', 'device_code was issued to another client');
 
     const now = this.now();
-    const decision = decidePoll(stored, { now, basic: tr.client.basic }, this.settings.poll);
-    if (Object.keys(decision.update).length > 0) {
-      this.storage.updateDeviceRequest(stored.id, (r) => ({ ...r, ...decision.update }));
-    }
+    // Every poll records its time (the twin and slow_down rules need it): a booting rack polls
+    // thousands of times a second, so these writes share commits. The decision is made inside, on
+    // the request as the polls before this one in the same commit left it.
+    const decision = await this.storage.groupedTransaction(() => {
+      const current = this.storage.getDeviceRequest(stored.id) ?? stored;
+      const d = decidePoll(current, { now, basic: tr.client.basic }, this.settings.poll);
+      if (Object.keys(d.update).length > 0) this.storage.updateDeviceRequest(stored.id, (r) => ({ ...r, ...d.update }));
+      return d;
+    });
     switch (decision.answer) {
       case 'grant':
         if (stored.kind === 'operator' && this.operators) return this.operators.redeem(stored);
@@ -258,11 +264,11 @@ export class EnrollmentService {
   }
 
   /** Marks the code used and issues the node's token in one transaction: one code, one token. */
-  private redeem(request: DeviceRequestRecord, now: number): TokenResponse {
+  private async redeem(request: DeviceRequestRecord, now: number): Promise<TokenResponse> {
     const token = generateSecret();
     const nodeId = request.nodeId as string;
     try {
-      this.storage.transaction(() => {
+      await this.storage.groupedTransaction(() => {
         this.storage.updateDeviceRequest(request.id, (r) => {
           if (r.status !== 'approved') throw new OAuthError('invalid_grant', 'device_code was already used');
           return { ...r, status: 'consumed' };
@@ -275,12 +281,12 @@ export class EnrollmentService {
           expiresAt: now + this.settings.tokenTtlMs,
           revokedAt: null,
         });
+        this.audit.record({ type: 'node_token_issued', subject: nodeId, ip: request.sourceIp });
       });
     } catch (e) {
       if (e instanceof AlreadyExistsError) throw new OAuthError('invalid_grant', 'device_code was already used');
       throw e;
     }
-    this.audit.record({ type: 'node_token_issued', subject: nodeId, ip: request.sourceIp });
     return { access_token: token, token_type: 'Bearer', expires_in: Math.floor(this.settings.tokenTtlMs / 1000) };
   }
 
@@ -290,7 +296,7 @@ export class EnrollmentService {
    * The config for the node a bearer token is bound to. Query values, when present, must match what
    * the node sent, so a token never fetches another node's config by asking for it.
    */
-  fetchConfig(bearer: string | undefined, query: Record<string, string | undefined>, ip: string): string {
+  async fetchConfig(bearer: string | undefined, query: Record<string, string | undefined>, ip: string): Promise<string> {
     if (!bearer) throw new OAuthError('invalid_token', 'a Bearer access token is required');
     const token = this.storage.getNodeToken(hashSecret(bearer));
     const now = this.now();
@@ -312,8 +318,8 @@ export class EnrollmentService {
         throw new ApiError('forbidden', `${key} does not match the node this token was issued to`);
       }
     }
-    // the count and its audit event in one commit
-    this.storage.transaction(() => {
+    // the count and its audit event in one commit, shared with the rest of a booting rack
+    await this.storage.groupedTransaction(() => {
       this.storage.updateNode(node.id, (n) => ({ ...n, configDownloads: n.configDownloads + 1, lastDownloadAt: now, lastDownloadIp: ip }));
       this.audit.record({ type: 'config_downloaded', subject: node.id, ip });
     });

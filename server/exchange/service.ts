@@ -125,8 +125,9 @@ export class ExchangeService {
         ttlMs,
         now,
       });
-      // one write transaction for the record and its audit events: one commit per exchange
-      this.storage.transaction(() => {
+      // the record and its audit events in one transaction, committed together with the other
+      // exchanges of this moment: when every operator's --watch renews at once, one commit serves many
+      await this.storage.groupedTransaction(() => {
         authSuccess();
         this.storage.addCertificate({
           serial: cert.serialHex,

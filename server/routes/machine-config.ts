@@ -18,7 +18,7 @@ export function machineConfigRoutes(enrollment: EnrollmentService) {
     app.get<{ Querystring: Record<string, string | undefined> }>('/config', { schema: { querystring: querySchema } }, async (request, reply) => {
       const auth = request.headers.authorization;
       const bearer = auth && /^Bearer /i.test(auth) ? auth.slice(7).trim() : undefined;
-      const config = enrollment.fetchConfig(bearer, request.query, clientIp(request));
+      const config = await enrollment.fetchConfig(bearer, request.query, clientIp(request));
       return reply.header('Cache-Control', 'no-store').type('application/yaml; charset=utf-8').send(config);
     });
   };

@@ -32,7 +32,7 @@ export function oauthRoutes({ enrollment, operators, gateTokens, config }: OAuth
               const r = parseOperatorAuthorizationRequest(request.body);
               return enrollment.requestOperatorCode(r.clientId, r.scope, ip);
             })()
-          : enrollment.requestDeviceCode(parseDeviceAuthorizationRequest(request.body), ip);
+          : await enrollment.requestDeviceCode(parseDeviceAuthorizationRequest(request.body), ip);
       return reply.header('Cache-Control', 'no-store').send(response);
     });
 

@@ -379,6 +379,12 @@ export function openSqliteStorage(file: string, opts: { migrationsDir?: string }
   return new SqliteStorage(db);
 }
 
+interface GroupedWrite {
+  fn: () => unknown;
+  resolve: (value: unknown) => void;
+  reject: (error: unknown) => void;
+}
+
 export class SqliteStorage implements Storage {
   private readonly nodeCols = columns(nodeToRow(newNode('', 0)));
   private readonly requestCols = columns(requestToRow(blankRequest()), ['id']);
@@ -475,6 +481,43 @@ export class SqliteStorage implements Storage {
   transaction<T>(fn: () => T): T {
     // immediate: take the write lock at the start, so two gate processes never both read-then-write
     return this.db.transaction(fn).immediate();
+  }
+
+  private group: GroupedWrite[] = [];
+
+  groupedTransaction<T>(fn: () => T): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      // setImmediate runs after the event loop has read every request that arrived in this turn
+      if (this.group.length === 0) setImmediate(() => this.commitGroup());
+      this.group.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+    });
+  }
+
+  private commitGroup(): void {
+    const group = this.group;
+    this.group = [];
+    if (group.length === 0) return;
+    const outcomes: ({ ok: true; value: unknown } | { ok: false; error: unknown })[] = [];
+    try {
+      this.transaction(() => {
+        for (const write of group) {
+          try {
+            // nested: a savepoint, so one write's failure undoes only its own changes
+            outcomes.push({ ok: true, value: this.db.transaction(write.fn)() });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+        }
+      });
+    } catch (error) {
+      for (const write of group) write.reject(error);
+      return;
+    }
+    group.forEach((write, i) => {
+      const outcome = outcomes[i];
+      if (outcome?.ok) write.resolve(outcome.value);
+      else write.reject(outcome?.error);
+    });
   }
 
   createNode(node: NodeRecord): NodeRecord {
@@ -785,6 +828,7 @@ export class SqliteStorage implements Storage {
   }
 
   close(): void {
+    this.commitGroup(); // what was asked for before close is committed, not lost
     if (this.db.open) this.db.close();
   }
 }

@@ -208,6 +208,13 @@ export interface WebSessionRecord {
 export interface Storage {
   /** Runs fn atomically: everything it does through this storage commits together or not at all. */
   transaction<T>(fn: () => T): T;
+  /**
+   * Runs fn atomically as transaction() does, but commits it together with the other grouped
+   * transactions asked for in the same turn of the event loop (group commit), so a burst of small
+   * writes costs one commit. Resolves with fn's result once committed; rejects with fn's own error
+   * (its writes undone, the others' kept) or with the commit's error (all undone).
+   */
+  groupedTransaction<T>(fn: () => T): Promise<T>;
 
   createNode(node: NodeRecord): NodeRecord;
   getNode(id: string): NodeRecord | undefined;

@@ -99,6 +99,30 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.close();
     });
 
+    test('grouped transactions asked for together: each one atomic, a failing one undoes only itself', async () => {
+      const s = newStorage();
+      const results = await Promise.allSettled([
+        s.groupedTransaction(() => s.createNode(sampleNode('g1')).id),
+        s.groupedTransaction(() => {
+          s.createNode(sampleNode('g2'));
+          throw new Error('boom');
+        }),
+        s.groupedTransaction(() => {
+          s.createNode(sampleNode('g3'));
+          return s.getNode('g1')?.id; // sees the writes queued before it
+        }),
+        s.groupedTransaction(() => s.createNode(sampleNode('g1'))), // a duplicate: its own error
+      ]);
+      assert.deepEqual(results[0], { status: 'fulfilled', value: 'g1' });
+      assert.equal(results[1]?.status, 'rejected');
+      assert.match(String((results[1] as PromiseRejectedResult).reason), /boom/);
+      assert.deepEqual(results[2], { status: 'fulfilled', value: 'g1' });
+      assert.ok((results[3] as PromiseRejectedResult).reason instanceof AlreadyExistsError);
+      assert.ok(s.getNode('g1') && s.getNode('g3'));
+      assert.equal(s.getNode('g2'), undefined);
+      s.close();
+    });
+
     test('audit events page newest first', () => {
       const s = newStorage();
       for (let i = 0; i < 5; i++) s.addAuditEvent({ at: i, type: 'device_code_issued', actor: null, subject: `n${i}`, ip: null, detail: { i } });

@@ -27,6 +27,17 @@ test('sqlite: WAL mode, 0600 file, migrations recorded once, data survives reope
   again.close();
 });
 
+test('sqlite: a grouped transaction asked for just before close is committed, not lost', async () => {
+  const file = join(dir, 'close.db');
+  const s = openSqliteStorage(file);
+  const pending = s.groupedTransaction(() => s.createNode(sampleNode('late')).id);
+  s.close();
+  assert.equal(await pending, 'late');
+  const again = openSqliteStorage(file);
+  assert.ok(again.getNode('late'));
+  again.close();
+});
+
 test('sqlite: a failing migration leaves the database as it was', () => {
   const db = new Database(join(dir, 'broken.db'));
   const good = readMigrations(migrationsDir);
