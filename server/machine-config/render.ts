@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { PatchSpec } from '../storage/storage.js';
@@ -71,10 +71,14 @@ function substitute(v: unknown, values: TemplateValues, file: string, path: stri
 
 /**
  * Renders per-node machine configs from a template folder: template, then the profile's patches,
- * then the node's own, in order. Files are read at each render so templates can be edited without
- * a restart; check() runs at start-up so a missing or broken file fails before anything listens.
+ * then the node's own, in order. Files are looked at on each render so templates can be edited
+ * without a restart (parsed again only when their size or mtime changed: a rack approved at once
+ * renders thousands of times); check() runs at start-up so a missing or broken file fails before
+ * anything listens.
  */
 export class MachineConfigRenderer {
+  private readonly parsed = new Map<string, { version: string; docs: unknown[] }>();
+
   constructor(
     readonly templatesDir: string,
     readonly profiles: Record<string, Profile>,
@@ -163,8 +167,16 @@ export class MachineConfigRenderer {
   }
 
   private readDocuments(file: string): unknown[] {
-    if (!existsSync(file)) throw new RenderError(file, '', 'file not found');
-    return parseYamlDocuments(readFileSync(file, 'utf8'), file);
+    const stat = statSync(file, { throwIfNoEntry: false, bigint: true });
+    if (!stat) throw new RenderError(file, '', 'file not found');
+    const version = `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
+    let cached = this.parsed.get(file);
+    if (cached?.version !== version) {
+      cached = { version, docs: parseYamlDocuments(readFileSync(file, 'utf8'), file) };
+      this.parsed.set(file, cached);
+    }
+    // a copy: rendering must never change what the next render starts from
+    return structuredClone(cached.docs);
   }
 
   /** A path inside the templates folder; refuses to leave it. */

@@ -146,3 +146,18 @@ test('broken templates and patches are refused with file and place', () => {
   assert.match(err(() => r.render('plain', values, ['@../../etc/passwd'])), /node patch #1: file must be inside the templates folder/);
   assert.match(err(() => r.check()), /bad\.yaml at line \d+: not valid YAML|missing\.yaml: file not found/);
 });
+
+test('templates are re-read when edited, even to the same size, and one render never leaks into the next', () => {
+  const dir = folder({
+    'base.yaml': 'version: v1alpha1\nmachine:\n  network:\n    hostname: "{{hostname}}"\n  certSANs: [a]\n',
+    'p.yaml': 'machine:\n  certSANs: [b]\n',
+  });
+  const r = new MachineConfigRenderer(dir, { w: { template: 'base.yaml', patches: ['p.yaml'] } });
+  const first = docs(r.render('w', values, [{ machine: { certSANs: ['node-own'] } }]))[0];
+  assert.deepEqual(first?.machine.certSANs, ['a', 'b', 'node-own']);
+  const second = docs(r.render('w', { ...values, hostname: 'node-2' }, []))[0];
+  assert.deepEqual(second?.machine.certSANs, ['a', 'b'], "the first node's patch is not in the second's config");
+  assert.equal(second?.machine.network.hostname, 'node-2');
+  writeFileSync(join(dir, 'p.yaml'), 'machine:\n  certSANs: [c]\n'); // same size
+  assert.deepEqual(docs(r.render('w', values, []))[0]?.machine.certSANs, ['a', 'c']);
+});
