@@ -26,7 +26,11 @@ export interface BootStormResult {
   sqlite_mib: number;
   /** Cores the gate process kept busy on average (CPU seconds / wall seconds). */
   gate_cores_used: number;
+  /** The same for the simulated nodes, which share the machine with the gate. */
+  load_generator_cores_used: number;
 }
+
+const cpuMicros = (u: NodeJS.CpuUsage) => u.user + u.system;
 
 export async function bootStorm(gate: GateProcess, nodes: number, intervalSeconds: number): Promise<BootStormResult> {
   const lat = new Latencies();
@@ -36,6 +40,7 @@ export async function bootStorm(gate: GateProcess, nodes: number, intervalSecond
   const configAt = new Map<string, number>();
   const start = Date.now();
   const cpuStart = gate.cpuSeconds();
+  const ownCpuStart = process.cpuUsage();
 
   let approving = true;
   const approver = (async () => {
@@ -109,6 +114,7 @@ export async function bootStorm(gate: GateProcess, nodes: number, intervalSecond
     approval_to_config_ms: summarize(delays),
     peak_rss_mib: Math.round(gate.peakRssMiB()),
     gate_cores_used: Math.round(((gate.cpuSeconds() - cpuStart) / ((Date.now() - start) / 1000)) * 100) / 100,
+    load_generator_cores_used: Math.round((cpuMicros(process.cpuUsage(ownCpuStart)) / 1e6 / ((Date.now() - start) / 1000)) * 100) / 100,
     sqlite_mib: Math.round((statSync(join(gate.dataDir, 'talos-gate.db')).size / 2 ** 20) * 100) / 100,
   };
 }
