@@ -113,3 +113,26 @@ test('ip_allowlist keeps the admin API and node endpoints apart', async () => {
     await g2.close();
   }
 });
+
+test('security headers on pages, API answers and errors: CSP without inline code, nosniff, no framing, HSTS over https', async () => {
+  const g = await startTestGate();
+  try {
+    const answers = [
+      await request(`${g.url}/device`, { ca: g.ca }),
+      await request(`${g.url}/healthz`, { ca: g.ca }),
+      await request(`${g.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=nope', ca: g.ca }),
+      await request(`${g.url}/no-such-page`, { ca: g.ca }),
+    ];
+    for (const res of answers) {
+      const csp = String(res.headers['content-security-policy']);
+      assert.match(csp, /default-src 'self'/);
+      assert.match(csp, /script-src 'self'(;|$)/, 'no unsafe-inline scripts');
+      assert.match(csp, /frame-ancestors 'none'/);
+      assert.equal(res.headers['x-content-type-options'], 'nosniff');
+      assert.equal(res.headers['referrer-policy'], 'no-referrer');
+      assert.match(String(res.headers['strict-transport-security']), /max-age=31536000/);
+    }
+  } finally {
+    await g.close();
+  }
+});
