@@ -243,7 +243,7 @@ export class EnrollmentService {
     const decision = await this.storage.groupedTransaction(() => {
       const current = this.storage.getDeviceRequest(stored.id) ?? stored;
       const d = decidePoll(current, { now, basic: tr.client.basic }, this.settings.poll);
-      if (Object.keys(d.update).length > 0) this.storage.updateDeviceRequest(stored.id, (r) => ({ ...r, ...d.update }));
+      if (Object.keys(d.update).length > 0) this.storage.recordPoll(stored.id, d.update);
       return d;
     });
     switch (decision.answer) {

@@ -11,6 +11,7 @@ import {
   type BlockedSubject,
   type CertificateFilter,
   type CertificateRecord,
+  type DevicePollFields,
   type NewCertificate,
   type DeviceRequestRecord,
   type DeviceRequestStatus,
@@ -379,6 +380,8 @@ export function openSqliteStorage(file: string, opts: { migrationsDir?: string }
   return new SqliteStorage(db);
 }
 
+const POLL_COLUMNS = ['interval_ms', 'last_poll_at', 'next_poll_at', 'last_poll_basic', 'last_answer'] as const;
+
 interface GroupedWrite {
   fn: () => unknown;
   resolve: (value: unknown) => void;
@@ -410,6 +413,9 @@ export class SqliteStorage implements Storage {
       getRequestByHash: db.prepare('SELECT * FROM device_requests WHERE device_code_hash = ?'),
       getRequestByUserCode: db.prepare('SELECT * FROM device_requests WHERE user_code = ?'),
       updateRequest: db.prepare(`UPDATE device_requests SET ${set(requestUpdateCols)} WHERE id = @id`),
+      recordPoll: db.prepare(
+        `UPDATE device_requests SET ${POLL_COLUMNS.map((c) => `${c} = CASE WHEN @set_${c} THEN @${c} ELSE ${c} END`).join(', ')} WHERE id = @id`,
+      ),
       countPendingFromIp: db.prepare(
         "SELECT COUNT(*) AS n FROM device_requests WHERE source_ip = ? AND status = 'pending' AND expires_at > ?",
       ),
@@ -622,6 +628,22 @@ export class SqliteStorage implements Storage {
       this.stmt.updateRequest.run(requestToRow(next));
       return next;
     });
+  }
+
+  recordPoll(id: number, fields: DevicePollFields): void {
+    const given: Record<(typeof POLL_COLUMNS)[number], [boolean, unknown]> = {
+      interval_ms: ['intervalMs' in fields, fields.intervalMs],
+      last_poll_at: ['lastPollAt' in fields, fields.lastPollAt],
+      next_poll_at: ['nextPollAt' in fields, fields.nextPollAt],
+      last_poll_basic: ['lastPollBasic' in fields, fields.lastPollBasic ? 1 : 0],
+      last_answer: ['lastAnswer' in fields, fields.lastAnswer],
+    };
+    const params: Record<string, unknown> = { id };
+    for (const [column, [set, value]] of Object.entries(given)) {
+      params[`set_${column}`] = set ? 1 : 0;
+      params[column] = set ? (value ?? null) : null;
+    }
+    if (this.stmt.recordPoll.run(params).changes === 0) throw new NotFoundError(`device request ${id}`);
   }
 
   countDeviceRequestsByStatus(): Record<DeviceRequestStatus, number> {

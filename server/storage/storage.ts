@@ -205,6 +205,9 @@ export interface WebSessionRecord {
   idpRefreshToken: string | null;
 }
 
+/** What one poll at /token changes on its device request (RFC 8628 §3.5 interval and slow_down bookkeeping). */
+export type DevicePollFields = Partial<Pick<DeviceRequestRecord, 'intervalMs' | 'lastPollAt' | 'nextPollAt' | 'lastPollBasic' | 'lastAnswer'>>;
+
 export interface Storage {
   /** Runs fn atomically: everything it does through this storage commits together or not at all. */
   transaction<T>(fn: () => T): T;
@@ -231,6 +234,8 @@ export interface Storage {
   getDeviceRequestByUserCode(userCode: string): DeviceRequestRecord | undefined;
   listDeviceRequests(filter: { nodeId?: string; status?: DeviceRequestStatus }): DeviceRequestRecord[];
   updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord;
+  /** Writes only a poll's bookkeeping: every poll of a booting rack does this, so it skips the rest of the row. */
+  recordPoll(id: number, fields: DevicePollFields): void;
   countPendingDeviceRequestsFromIp(ip: string, now: number): number;
   countDeviceRequestsByStatus(): Record<DeviceRequestStatus, number>;
 

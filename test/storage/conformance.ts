@@ -99,6 +99,26 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.close();
     });
 
+    test('recordPoll changes only the fields given and nothing else of the request', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('p1'));
+      const r = s.createDeviceRequest(sampleRequest('p1', { variables: { uuid: 'p1', mac: 'x' } }));
+      s.recordPoll(r.id, { lastPollAt: 2000, nextPollAt: 7000, lastPollBasic: true, lastAnswer: 'authorization_pending' });
+      assert.deepEqual(s.getDeviceRequest(r.id), { ...r, lastPollAt: 2000, nextPollAt: 7000, lastPollBasic: true, lastAnswer: 'authorization_pending' });
+      s.recordPoll(r.id, { lastPollBasic: false });
+      s.recordPoll(r.id, { intervalMs: 10_000 });
+      assert.deepEqual(s.getDeviceRequest(r.id), {
+        ...r,
+        intervalMs: 10_000,
+        lastPollAt: 2000,
+        nextPollAt: 7000,
+        lastPollBasic: false,
+        lastAnswer: 'authorization_pending',
+      });
+      assert.throws(() => s.recordPoll(r.id + 1000, { lastPollAt: 1 }), NotFoundError);
+      s.close();
+    });
+
     test('grouped transactions asked for together: each one atomic, a failing one undoes only itself', async () => {
       const s = newStorage();
       const results = await Promise.allSettled([
