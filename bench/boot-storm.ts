@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { Agent } from 'node:https';
+import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import { request } from '../cli/http.js';
 import { TalosNode, talosConfigUrl } from '../cli/talos-node.js';
@@ -65,17 +66,20 @@ export async function bootStorm(gate: GateProcess, nodes: number, intervalSecond
     agent.destroy();
   })();
 
+  // One trust configuration for all simulated nodes: building it per connection (what `ca` on each
+  // request does) blocked the load generator for seconds while the gate sat idle. Each node still
+  // makes its own full TLS handshake.
+  const secureContext = createSecureContext({ ca: gate.ca });
   const runs = Array.from({ length: nodes }, async (_, i) => {
     await new Promise((r) => setTimeout(r, Math.random() * 1000)); // a rack powers on within a second
     const mac = `52:54:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
     const vars = { uuid: randomUUID(), mac };
-    const agent = new Agent({ keepAlive: true, maxSockets: 1, ca: gate.ca });
+    const agent = new Agent({ keepAlive: true, maxSockets: 1, secureContext });
     let code = '';
     const node = new TalosNode({
       configUrl: talosConfigUrl(gate.url, vars),
       clientId: 'talos-node',
       variables: vars,
-      ca: gate.ca,
       agent,
       configAttempts: 3,
       onDeviceCode: (d) => (code = d.user_code),
