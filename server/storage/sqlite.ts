@@ -394,6 +394,7 @@ export class SqliteStorage implements Storage {
   private readonly stmt;
 
   constructor(readonly db: Database.Database) {
+    this.runInTransaction = db.transaction((fn: () => unknown) => fn());
     const set = (cols: string[]) => cols.map((c) => `${c} = @${c}`).join(', ');
     const requestUpdateCols = this.requestCols;
     this.stmt = {
@@ -484,9 +485,26 @@ export class SqliteStorage implements Storage {
     };
   }
 
+  // One transaction wrapper made once, taking the work as its argument: better-sqlite3 builds four
+  // wrapper functions for every db.transaction(fn), which a booting rack's polls paid for every time.
+  // Nested calls become savepoints, as with db.transaction.
+  private readonly runInTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
+
   transaction<T>(fn: () => T): T {
     // immediate: take the write lock at the start, so two gate processes never both read-then-write
-    return this.db.transaction(fn).immediate();
+    return this.runInTransaction.immediate(fn) as T;
+  }
+
+  private readonly statements = new Map<string, Database.Statement>();
+
+  /** A statement for SQL assembled from fixed fragments (values are always bound), prepared once. */
+  private prepared(sql: string): Database.Statement {
+    let stmt = this.statements.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.statements.set(sql, stmt);
+    }
+    return stmt;
   }
 
   private group: GroupedWrite[] = [];
@@ -509,7 +527,7 @@ export class SqliteStorage implements Storage {
         for (const write of group) {
           try {
             // nested: a savepoint, so one write's failure undoes only its own changes
-            outcomes.push({ ok: true, value: this.db.transaction(write.fn)() });
+            outcomes.push({ ok: true, value: this.runInTransaction(write.fn) });
           } catch (error) {
             outcomes.push({ ok: false, error });
           }
@@ -548,7 +566,7 @@ export class SqliteStorage implements Storage {
 
   countNodesByStatus(): Record<NodeRecord['status'], number> {
     const out: Record<NodeRecord['status'], number> = { pending: 0, approved: 0, denied: 0, revoked: 0 };
-    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM nodes GROUP BY status').all() as { status: NodeRecord['status']; n: number }[]) {
+    for (const r of this.prepared('SELECT status, COUNT(*) AS n FROM nodes GROUP BY status').all() as { status: NodeRecord['status']; n: number }[]) {
       out[r.status] = r.n;
     }
     return out;
@@ -565,7 +583,7 @@ export class SqliteStorage implements Storage {
   }
 
   deleteNode(id: string): boolean {
-    return this.db.prepare('DELETE FROM nodes WHERE id = ?').run(id).changes === 1;
+    return this.prepared('DELETE FROM nodes WHERE id = ?').run(id).changes === 1;
   }
 
   createDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord {
@@ -617,7 +635,7 @@ export class SqliteStorage implements Storage {
       args.push(filter.status);
     }
     const sql = `SELECT * FROM device_requests ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY id`;
-    return (this.db.prepare(sql).all(...args) as DeviceRequestRow[]).map(requestFromRow);
+    return (this.prepared(sql).all(...args) as DeviceRequestRow[]).map(requestFromRow);
   }
 
   updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord {
@@ -648,7 +666,7 @@ export class SqliteStorage implements Storage {
 
   countDeviceRequestsByStatus(): Record<DeviceRequestStatus, number> {
     const out: Record<DeviceRequestStatus, number> = { pending: 0, approved: 0, denied: 0, consumed: 0 };
-    for (const r of this.db.prepare('SELECT status, COUNT(*) AS n FROM device_requests GROUP BY status').all() as { status: DeviceRequestStatus; n: number }[]) {
+    for (const r of this.prepared('SELECT status, COUNT(*) AS n FROM device_requests GROUP BY status').all() as { status: DeviceRequestStatus; n: number }[]) {
       out[r.status] = r.n;
     }
     return out;
@@ -697,8 +715,8 @@ export class SqliteStorage implements Storage {
   countAuditEvents(types: string[]): Record<string, number> {
     const out: Record<string, number> = Object.fromEntries(types.map((t) => [t, 0]));
     if (types.length === 0) return out;
-    const rows = this.db
-      .prepare(`SELECT type, COUNT(*) AS n FROM audit_events WHERE type IN (${types.map(() => '?').join(', ')}) GROUP BY type`)
+    const rows = this
+      .prepared(`SELECT type, COUNT(*) AS n FROM audit_events WHERE type IN (${types.map(() => '?').join(', ')}) GROUP BY type`)
       .all(...types) as { type: string; n: number }[];
     for (const r of rows) out[r.type] = r.n;
     return out;
@@ -728,15 +746,15 @@ export class SqliteStorage implements Storage {
 
   listCertificates(filter: CertificateFilter, page: { limit: number; beforeId?: number }): CertificateRecord[] {
     const w = certificateWhere(filter);
-    const rows = this.db
-      .prepare(`SELECT * FROM certificates WHERE ${w.sql} AND id < ? ORDER BY id DESC LIMIT ?`)
+    const rows = this
+      .prepared(`SELECT * FROM certificates WHERE ${w.sql} AND id < ? ORDER BY id DESC LIMIT ?`)
       .all(...w.args, page.beforeId ?? Number.MAX_SAFE_INTEGER, page.limit) as CertificateRow[];
     return rows.map(certificateFromRow);
   }
 
   countCertificates(filter: CertificateFilter): number {
     const w = certificateWhere(filter);
-    return (this.db.prepare(`SELECT COUNT(*) AS n FROM certificates WHERE ${w.sql}`).get(...w.args) as { n: number }).n;
+    return (this.prepared(`SELECT COUNT(*) AS n FROM certificates WHERE ${w.sql}`).get(...w.args) as { n: number }).n;
   }
 
   blockSubject(b: BlockedSubject): boolean {
