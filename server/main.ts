@@ -130,7 +130,7 @@ export async function startGate(
     throw e;
   }
   const { host, port } = splitListen(config.listen);
-  await app.listen({ host, port });
+  await app.listen({ host, port, backlog: config.listen_backlog });
   const address = app.server.address();
   const boundPort = typeof address === 'object' && address ? address.port : port;
   const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;

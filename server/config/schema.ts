@@ -24,6 +24,9 @@ const rbacRule = obj({ claim: claimPath, value: str(), roles: roleList });
 
 export const configSchema = obj({
   listen: str({ default: '127.0.0.1:8443', pattern: /^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, hint: 'host:port' }),
+  // Connections waiting to be accepted (listen(2) backlog; the kernel caps it at net.core.somaxconn).
+  // Node's 511 overflows when a rack powers on at once, and every dropped SYN costs that node 1-3 s.
+  listen_backlog: int({ default: 4096, min: 1, max: 65535 }),
   public_url: optionalStr(),
   data_dir: str({ default: './talos-gate-data' }),
   tls: obj({

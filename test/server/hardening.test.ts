@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { goFormEncode, request } from '../../cli/http.js';
 import { startTestGate } from '../helpers/gate.js';
@@ -132,6 +133,42 @@ test('security headers on pages, API answers and errors: CSP without inline code
       assert.equal(res.headers['referrer-policy'], 'no-referrer');
       assert.match(String(res.headers['strict-transport-security']), /max-age=31536000/);
     }
+  } finally {
+    await g.close();
+  }
+});
+
+test('a rack connecting at once fits the listen backlog, even while the gate is busy', async () => {
+  const g = await startTestGate();
+  try {
+    const port = new URL(g.url).port;
+    // 1,500 TCP connections opened at once from another process, while this process (the gate's)
+    // does not accept for 1.5 s: beyond Node's default backlog of 511 the kernel drops SYNs, and
+    // those connections only complete after the 1 s SYN retransmit.
+    const script = `
+      const net = require('node:net');
+      const start = Date.now(); let fast = 0, done = 0; const socks = [];
+      for (let i = 0; i < 1500; i++) {
+        const s = net.connect(${port}, '127.0.0.1', () => { if (Date.now() - start < 700) fast++; if (++done === 1500) finish(); });
+        s.on('error', () => { if (++done === 1500) finish(); });
+        socks.push(s);
+      }
+      function finish() { process.stdout.write(String(fast)); socks.forEach((s) => s.destroy()); }
+      setTimeout(finish, 5000).unref();
+    `;
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, ['-e', script]);
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise((r) => setTimeout(r, 100));
+    const until = Date.now() + 1500;
+    while (Date.now() < until) {
+      // the gate's event loop is busy: nothing is accepted
+    }
+    await new Promise((r) => child.once('exit', r));
+    // the kernel caps any backlog at net.core.somaxconn (4096 on Linux ≥ 5.4)
+    const cap = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+    assert.ok(Number(out) >= Math.min(1500, cap), `${out} of 1500 connections completed within 700 ms (somaxconn ${cap})`);
   } finally {
     await g.close();
   }
