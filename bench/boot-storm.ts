@@ -1,16 +1,16 @@
-import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { Agent } from 'node:https';
-import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import { request } from '../cli/http.js';
-import { TalosNode, talosConfigUrl } from '../cli/talos-node.js';
+import { Worker } from 'node:worker_threads';
 import type { GateProcess } from './gate-process.js';
-import { Latencies, type Summary } from './stats.js';
+import type { RackShareResult } from './simulated-rack.js';
+import { Latencies, summarize, type Summary } from './stats.js';
 
 // A rack booting at once: N nodes with Talos' request pattern (device code with uuid/mac, polls as
 // Basic-then-body twins at the interval, config download), each on its own keep-alive connection as
-// a Go client is, approved through the admin API while they poll.
+// a Go client is, spread over worker threads (simulated-rack.ts), approved through the admin API
+// while they poll.
 
 export interface BootStormResult {
   nodes: number;
@@ -29,16 +29,19 @@ export interface BootStormResult {
   gate_cores_used: number;
   /** The same for the simulated nodes, which share the machine with the gate. */
   load_generator_cores_used: number;
+  load_generator_threads: number;
 }
 
 const cpuMicros = (u: NodeJS.CpuUsage) => u.user + u.system;
 
-export async function bootStorm(gate: GateProcess, nodes: number, intervalSeconds: number): Promise<BootStormResult> {
-  const lat = new Latencies();
-  let requests = 0;
-  let errors = 0;
+export async function bootStorm(
+  gate: GateProcess,
+  nodes: number,
+  intervalSeconds: number,
+  /** Worker threads the simulated nodes are spread over. */
+  generators: number,
+): Promise<BootStormResult> {
   const approvedAt = new Map<string, number>();
-  const configAt = new Map<string, number>();
   const start = Date.now();
   const cpuStart = gate.cpuSeconds();
   const ownCpuStart = process.cpuUsage();
@@ -66,45 +69,33 @@ export async function bootStorm(gate: GateProcess, nodes: number, intervalSecond
     agent.destroy();
   })();
 
-  // One trust configuration for all simulated nodes: building it per connection (what `ca` on each
-  // request does) blocked the load generator for seconds while the gate sat idle. Each node still
-  // makes its own full TLS handshake.
-  const secureContext = createSecureContext({ ca: gate.ca });
-  const runs = Array.from({ length: nodes }, async (_, i) => {
-    await new Promise((r) => setTimeout(r, Math.random() * 1000)); // a rack powers on within a second
-    const mac = `52:54:00:${((i >> 16) & 255).toString(16).padStart(2, '0')}:${((i >> 8) & 255).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
-    const vars = { uuid: randomUUID(), mac };
-    const agent = new Agent({ keepAlive: true, maxSockets: 1, secureContext });
-    let code = '';
-    const node = new TalosNode({
-      configUrl: talosConfigUrl(gate.url, vars),
-      clientId: 'talos-node',
-      variables: vars,
-      agent,
-      configAttempts: 3,
-      onDeviceCode: (d) => (code = d.user_code),
-      observe: (endpoint, ms, status) => {
-        requests++;
-        lat.add(endpoint, ms);
-        if (status >= 500) errors++;
-      },
-    });
-    try {
-      await node.run();
-      configAt.set(code, Date.now());
-    } catch {
-      errors++;
-    } finally {
-      agent.destroy();
-    }
-    return node.stats.slowDowns + (node.stats.errorsSeen.slow_down ?? 0);
+  const shares = Array.from({ length: generators }, (_, g) => {
+    const first = Math.floor((nodes * g) / generators);
+    return { url: gate.url, ca: gate.ca, first, count: Math.floor((nodes * (g + 1)) / generators) - first };
   });
-  const slowDowns = (await Promise.all(runs)).reduce((a, b) => a + b, 0);
+  const results = await Promise.all(
+    shares.map(
+      (share) =>
+        new Promise<RackShareResult>((resolve, reject) => {
+          // a TypeScript entry: Node 20's workers do not take tsx from --import, so the worker loads it itself
+          const entry = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./rack-worker.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
+          const worker = new Worker(entry, { eval: true, workerData: share });
+          worker.once('message', resolve);
+          worker.once('error', reject);
+          worker.once('exit', (code) => reject(new Error(`rack worker exited with ${code}`)));
+        }),
+    ),
+  );
+  const lat = new Latencies();
+  for (const r of results) for (const [endpoint, ms] of Object.entries(r.latencies)) ms.forEach((m) => lat.add(endpoint, m));
+  const configAt = new Map(results.flatMap((r) => r.configAt));
+  const requests = results.reduce((a, r) => a + r.requests, 0);
+  const errors = results.reduce((a, r) => a + r.serverErrors + r.failedNodes, 0);
+  const slowDowns = results.reduce((a, r) => a + r.slowDowns, 0);
   approving = false;
   await approver;
   const seconds = (Math.max(...configAt.values()) - start) / 1000;
   const delays = [...configAt].map(([code, at]) => at - (approvedAt.get(code) ?? at));
-  const { summarize } = await import('./stats.js');
   return {
     nodes,
     interval_s: intervalSeconds,
@@ -113,11 +104,12 @@ export async function bootStorm(gate: GateProcess, nodes: number, intervalSecond
     requests_per_second: Math.round(requests / seconds),
     latency_ms: lat.summary(),
     slow_down: slowDowns,
-    errors: errors + (nodes - configAt.size),
+    errors,
     late_nodes: delays.filter((d) => d > 2 * intervalSeconds * 1000).length,
     approval_to_config_ms: summarize(delays),
     peak_rss_mib: Math.round(gate.peakRssMiB()),
     gate_cores_used: Math.round(((gate.cpuSeconds() - cpuStart) / ((Date.now() - start) / 1000)) * 100) / 100,
+    load_generator_threads: generators,
     load_generator_cores_used: Math.round((cpuMicros(process.cpuUsage(ownCpuStart)) / 1e6 / ((Date.now() - start) / 1000)) * 100) / 100,
     sqlite_mib: Math.round((statSync(join(gate.dataDir, 'talos-gate.db')).size / 2 ** 20) * 100) / 100,
   };
