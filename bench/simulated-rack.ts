@@ -40,7 +40,10 @@ export async function simulateRackShare(share: RackShare): Promise<RackShareResu
     Array.from({ length: share.count }, async (_, k) => {
       await new Promise((r) => setTimeout(r, Math.random() * 1000)); // a rack powers on within a second
       const vars = { uuid: randomUUID(), mac: macOf(share.first + k) };
-      const agent = new Agent({ keepAlive: true, maxSockets: 1, secureContext });
+      // The chain is verified against the gate's CA; the host name check is left out because Node
+      // does it by turning the whole peer certificate into JS objects, which made the load generator
+      // (not the gate) the slowest part of a 2,000-node handshake burst.
+      const agent = new Agent({ keepAlive: true, maxSockets: 1, secureContext, checkServerIdentity: () => undefined });
       let code = '';
       const node = new TalosNode({
         configUrl: talosConfigUrl(share.url, vars),
