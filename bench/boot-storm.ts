@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { request } from '../cli/http.js';
 import { Worker } from 'node:worker_threads';
 import type { GateProcess } from './gate-process.js';
+import { gateSideLatency, type GateSideLatency } from './gate-metrics.js';
 import type { RackShareResult } from './simulated-rack.js';
 import { Latencies, summarize, type Summary } from './stats.js';
 
@@ -18,7 +19,10 @@ export interface BootStormResult {
   seconds_first_request_to_last_config: number;
   requests: number;
   requests_per_second: number;
+  /** As the simulated nodes saw it: TLS handshakes and the load generator's own queueing included. */
   latency_ms: Record<string, Summary>;
+  /** As the gate measured it (its /metrics histogram): from having the request to answering. */
+  gate_side_latency_ms: Record<string, GateSideLatency>;
   slow_down: number;
   errors: number;
   late_nodes: number;
@@ -95,6 +99,7 @@ export async function bootStorm(
   approving = false;
   await approver;
   const seconds = (Math.max(...configAt.values()) - start) / 1000;
+  const gateSide = await gateSideLatency(gate, { device_code: '/device/code', token: '/token', config: '/config' });
   const delays = [...configAt].map(([code, at]) => at - (approvedAt.get(code) ?? at));
   return {
     nodes,
@@ -103,6 +108,7 @@ export async function bootStorm(
     requests,
     requests_per_second: Math.round(requests / seconds),
     latency_ms: lat.summary(),
+    gate_side_latency_ms: gateSide,
     slow_down: slowDowns,
     errors,
     late_nodes: delays.filter((d) => d > 2 * intervalSeconds * 1000).length,

@@ -59,7 +59,10 @@ async function runBootStorm() {
   section(`Boot storm: ${nodes} nodes, interval 1 s (targets: 0 errors, 0 slow_down, config within 2 intervals of approval, p99 ≤ 50 ms)`, [
     ['first request → last config', `${storm.seconds_first_request_to_last_config} s`],
     ['requests', `${storm.requests} (${storm.requests_per_second}/s)`],
-    ...Object.entries(storm.latency_ms).map(([k, v]): [string, string] => [`/${k.replace('_', '/')}`, lat(v)]),
+    ...Object.entries(storm.latency_ms).map(([k, v]): [string, string] => {
+      const own = storm.gate_side_latency_ms[k];
+      return [`/${k.replace('_', '/')}`, `${lat(v)}   gate side: p50 ≤ ${own?.p50_at_most} p99 ≤ ${own?.p99_at_most} ms`];
+    }),
     ['approval → config', lat(storm.approval_to_config_ms)],
     ['nodes later than 2 intervals', String(storm.late_nodes)],
     ['slow_down / errors', `${storm.slow_down} / ${storm.errors}`],
