@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
+import { createPrivateKey, createPublicKey, generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
-import { publicKeyFromPem } from '../../server/exchange/client-key.js';
+import { generateClientKey, publicKeyFromPem } from '../../server/exchange/client-key.js';
 import { ExchangeError } from '../../server/exchange/errors.js';
 import { toPem } from '../../server/pki/x509.js';
 
@@ -42,4 +43,15 @@ test('a P-256 point off the curve, a truncated key and a P-521 key are refused',
   for (const bad of [offCurve, k.subarray(0, k.length - 1), p521]) {
     assert.throws(() => publicKeyFromPem(toPem('PUBLIC KEY', bad)), (e: unknown) => e instanceof ExchangeError && e.kind === 'invalid_request');
   }
+});
+
+test('a key the gate generates: PKCS#8 PEM that OpenSSL reads, and the SPKI of its public half', () => {
+  const k = generateClientKey();
+  const priv = createPrivateKey(k.privateKeyPem as string);
+  assert.equal(priv.asymmetricKeyType, 'ed25519');
+  assert.ok(createPublicKey(priv).export({ type: 'spki', format: 'der' }).equals(k.spkiDer));
+  assert.ok(spkiOf(k.publicKey).equals(k.spkiDer));
+  assert.equal(k.privateKeyPem, priv.export({ type: 'pkcs8', format: 'pem' }), 'byte for byte what OpenSSL writes');
+  const text = execFileSync('openssl', ['pkey', '-noout', '-text'], { input: k.privateKeyPem }).toString();
+  assert.match(text, /ED25519 Private-Key/);
 });
