@@ -337,7 +337,8 @@ export class EnrollmentService {
    * unexpired pending request of a node decided before (it asked again while an older code was approved).
    */
   listNodes(status?: NodeRecord['status']): NodeView[] {
-    const views = this.views(this.storage.listNodes(status && status !== 'pending' ? { status } : {}));
+    const views = this.views(this.storage.listNodes(status === 'pending' ? { awaitingDecision: true } : status ? { status } : {}));
+    // a pending request that expired no longer waits for anyone
     return status === 'pending' ? views.filter((v) => v.status === 'pending' || v.pending.length > 0) : views;
   }
 

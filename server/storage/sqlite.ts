@@ -406,6 +406,11 @@ export class SqliteStorage implements Storage {
       listNodesByStatus: db.prepare(
         'SELECT * FROM nodes WHERE status = ? ORDER BY COALESCE(requested_at, created_at) DESC, id',
       ),
+      listNodesAwaitingDecision: db.prepare(
+        `SELECT * FROM nodes WHERE status = 'pending'
+           OR id IN (SELECT node_id FROM device_requests WHERE status = 'pending' AND node_id IS NOT NULL)
+         ORDER BY COALESCE(requested_at, created_at) DESC, id`,
+      ),
       updateNode: db.prepare(`UPDATE nodes SET ${set(this.nodeCols.filter((c) => c !== 'id'))} WHERE id = @id`),
       insertRequest: db.prepare(
         `INSERT INTO device_requests (${this.requestCols.join(', ')}) VALUES (${this.requestCols.map((c) => `@${c}`).join(', ')})`,
@@ -560,8 +565,15 @@ export class SqliteStorage implements Storage {
   }
 
   listNodes(filter: NodeFilter = {}): NodeRecord[] {
-    const rows = (filter.status ? this.stmt.listNodesByStatus.all(filter.status) : this.stmt.listNodes.all()) as NodeRow[];
-    return rows.map(nodeFromRow);
+    const rows = (
+      filter.awaitingDecision
+        ? this.stmt.listNodesAwaitingDecision.all()
+        : filter.status
+          ? this.stmt.listNodesByStatus.all(filter.status)
+          : this.stmt.listNodes.all()
+    ) as NodeRow[];
+    const nodes = rows.map(nodeFromRow);
+    return filter.awaitingDecision && filter.status ? nodes.filter((n) => n.status === filter.status) : nodes;
   }
 
   countNodesByStatus(): Record<NodeRecord['status'], number> {

@@ -179,6 +179,8 @@ export class AlreadyExistsError extends Error {
 
 export interface NodeFilter {
   status?: NodeStatus;
+  /** Nodes waiting for a decision: status pending, or a pending device request (asked again after one). */
+  awaitingDecision?: boolean;
 }
 
 export interface PendingLogin {

@@ -99,6 +99,18 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.close();
     });
 
+    test('nodes awaiting a decision: pending ones, and decided ones that asked again', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('waiting'));
+      s.createNode(sampleNode('approved', { status: 'approved' }));
+      s.createNode(sampleNode('asked-again', { status: 'approved' }));
+      s.createNode(sampleNode('decided-request', { status: 'denied' }));
+      s.createDeviceRequest(sampleRequest('asked-again'));
+      s.createDeviceRequest(sampleRequest('decided-request', { status: 'denied' }));
+      assert.deepEqual(s.listNodes({ awaitingDecision: true }).map((n) => n.id).sort(), ['asked-again', 'waiting']);
+      s.close();
+    });
+
     test('recordPoll changes only the fields given and nothing else of the request', () => {
       const s = newStorage();
       s.createNode(sampleNode('p1'));
