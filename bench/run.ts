@@ -123,6 +123,7 @@ async function runStateScale(setup: Awaited<ReturnType<typeof exchangeSetup>>) {
   try {
     const idToken = setup.tokens[0]?.token as string;
     const probeMs = quick ? 1000 : 5000;
+    await probe(gate, idToken, probeMs / 2); // warm-up: the baseline is the gate's compiled code, not its first requests
     const empty = await probe(gate, idToken, probeMs);
     const certs = quick ? 10_000 : 100_000;
     const pending = quick ? 1_000 : 10_000;
