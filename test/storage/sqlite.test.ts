@@ -48,3 +48,29 @@ test('sqlite: a failing migration leaves the database as it was', () => {
   assert.throws(() => migrate(db, []), /newer than this talos-gate/, 'a database from a newer build is refused');
   db.close();
 });
+
+test('sqlite: migration 6 keeps every certificate record and its id, and ids go on from the highest', () => {
+  const file = join(dir, 'm6.db');
+  const db = new Database(file);
+  const all = readMigrations(migrationsDir);
+  migrate(db, all.filter((m) => m.version < 6));
+  const insert = db.prepare(
+    `INSERT INTO certificates (serial, fingerprint, subject, email, common_name, issuer, roles, issued_at, expires_at, client_ip, source)
+     VALUES (?, ?, 'sub', NULL, 'cn', 'iss', '["os:reader"]', 1, 2, NULL, 'id_token')`,
+  );
+  for (let i = 0; i < 5; i++) insert.run(`serial-${i}`, `fp-${i}`);
+  db.prepare('DELETE FROM certificates WHERE serial = ?').run('serial-4'); // the highest id was used once
+  const before = db.prepare('SELECT * FROM certificates ORDER BY id').all();
+  db.close();
+  const s = openSqliteStorage(file);
+  assert.deepEqual(s.db.prepare('SELECT * FROM certificates ORDER BY id').all(), before);
+  const added = s.addCertificate({
+    serial: 'serial-new', fingerprint: 'fp-0', subject: 'sub', email: null, commonName: 'cn', issuer: 'iss',
+    roles: ['os:reader'], issuedAt: 3, expiresAt: 4, clientIp: null, source: 'id_token',
+  });
+  assert.equal(added.id, 6, 'AUTOINCREMENT: an id is never given twice');
+  const indexes = (s.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'certificates'").all() as { name: string }[]).map((r) => r.name);
+  assert.ok(indexes.includes('certificates_expires') && indexes.includes('certificates_subject'));
+  assert.throws(() => s.addCertificate({ ...added, serial: 'serial-0' }), 'serials stay unique');
+  s.close();
+});
