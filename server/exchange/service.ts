@@ -106,7 +106,6 @@ export class ExchangeService {
       this.audit.record({ type: 'auth_failure', subject: sub, ip: req.ip, detail: { reason } });
       throw new ExchangeError('forbidden', reason);
     };
-    if (this.storage.getBlockedSubject(sub)) refuse('this subject is blocked');
     const roles = mapRoles(claims, this.settings.rules, this.settings.defaultRoles);
     if (roles.length === 0) refuse('no Talos role is mapped to this identity');
     const authSuccess = () => this.audit.record({ type: 'auth_success', subject: sub, ip: req.ip, detail: { email, roles } });
@@ -125,9 +124,12 @@ export class ExchangeService {
         ttlMs,
         now,
       });
-      // the record and its audit events in one transaction, committed together with the other
-      // exchanges of this moment: when every operator's --watch renews at once, one commit serves many
-      await this.storage.groupedTransaction(() => {
+      // The record and its audit events in one transaction, committed together with the other
+      // exchanges of this moment: when every operator's --watch renews at once, one commit serves many.
+      // The block list is read in the same transaction, so a block landing meanwhile is never missed
+      // (a blocked subject's certificate is signed and thrown away: blocks are rare, exchanges are not).
+      const blocked = await this.storage.groupedTransaction(() => {
+        if (this.storage.getBlockedSubject(sub)) return true;
         authSuccess();
         this.storage.addCertificate({
           serial: cert.serialHex,
@@ -148,7 +150,9 @@ export class ExchangeService {
           ip: req.ip,
           detail: { serial: cert.serialHex, fingerprint: cert.fingerprint, common_name: commonName, roles, expires_at: cert.notAfter.toISOString() },
         });
+        return false;
       });
+      if (blocked) return refuse('this subject is blocked');
       return {
         ca: this.settings.talosCaPem,
         cert: cert.pem,
@@ -163,6 +167,7 @@ export class ExchangeService {
         ttl_seconds: Math.floor((cert.notAfter.getTime() - now) / 1000),
       };
     } catch (e) {
+      if (e instanceof ExchangeError) throw e;
       authSuccess();
       this.audit.record({ type: 'cert_error', subject: sub, ip: req.ip, detail: { error: (e as Error).message } });
       throw e;
