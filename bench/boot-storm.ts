@@ -98,7 +98,8 @@ export async function bootStorm(
   const slowDowns = results.reduce((a, r) => a + r.slowDowns, 0);
   approving = false;
   await approver;
-  const seconds = (Math.max(...configAt.values()) - start) / 1000;
+  const firstRequestAt = Math.min(...results.map((r) => r.startedAt));
+  const seconds = (Math.max(...configAt.values()) - firstRequestAt) / 1000;
   const gateSide = await gateSideLatency(gate, { device_code: '/device/code', token: '/token', config: '/config' });
   const delays = [...configAt].map(([code, at]) => at - (approvedAt.get(code) ?? at));
   return {

@@ -22,6 +22,8 @@ export interface RackShareResult {
   serverErrors: number;
   failedNodes: number;
   slowDowns: number;
+  /** When (epoch ms) this share's nodes began to power on. */
+  startedAt: number;
   /** user_code → when (epoch ms) the node had its config. */
   configAt: [string, number][];
 }
@@ -32,13 +34,14 @@ export function macOf(i: number): string {
 
 export async function simulateRackShare(share: RackShare): Promise<RackShareResult> {
   const latencies: Record<string, number[]> = {};
-  const result: RackShareResult = { latencies, requests: 0, serverErrors: 0, failedNodes: 0, slowDowns: 0, configAt: [] };
+  const result: RackShareResult = { latencies, requests: 0, serverErrors: 0, failedNodes: 0, slowDowns: 0, startedAt: 0, configAt: [] };
   // One trust configuration for all simulated nodes: building it per connection (what `ca` on each
   // request does) blocked the load generator for seconds while the gate sat idle. Each node still
   // makes its own full TLS handshake.
   const secureContext = createSecureContext({ ca: share.ca });
   // this thread's first HTTPS request loads and compiles the client code; not the gate's time
   await request(`${share.url}/healthz`, { agent: new Agent({ secureContext, checkServerIdentity: () => undefined }) });
+  result.startedAt = Date.now();
   await Promise.all(
     Array.from({ length: share.count }, async (_, k) => {
       await new Promise((r) => setTimeout(r, Math.random() * 1000)); // a rack powers on within a second

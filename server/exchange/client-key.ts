@@ -47,8 +47,9 @@ export function publicKeyFromPem(pem: string): ClientKey {
 // The fixed DER before the key bits of the SPKIs clients send: Ed25519, and ECDSA P-256/P-384 with
 // uncompressed points. Importing those as JWK skips OpenSSL 3's generic decoder, which costs more
 // than signing the certificate (Ed25519: about 16× faster here); anything else takes the generic path.
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const SPKI_PREFIXES = [
-  { prefix: Buffer.from('302a300506032b6570032100', 'hex'), keyBytes: 32, jwk: (k: Buffer) => ({ kty: 'OKP', crv: 'Ed25519', x: k.toString('base64url') }) },
+  { prefix: ED25519_SPKI_PREFIX, keyBytes: 32, jwk: (k: Buffer) => ({ kty: 'OKP', crv: 'Ed25519', x: k.toString('base64url') }) },
   { prefix: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex'), keyBytes: 64, jwk: ecJwk('P-256', 32) },
   { prefix: Buffer.from('3076301006072a8648ce3d020106052b81040022036200' + '04', 'hex'), keyBytes: 96, jwk: ecJwk('P-384', 48) },
 ];
@@ -93,7 +94,6 @@ export function publicKeyFromCsr(pem: string): ClientKey {
 
 // RFC 8410 encodings of an Ed25519 key around its raw 32 bytes: OpenSSL 3's encoders cost four times
 // the key generation, JWK export almost nothing, so the DER is put together here.
-const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 export function generateClientKey(): ClientKey {
