@@ -38,6 +38,8 @@ export interface BootStormResult {
 
 const cpuMicros = (u: NodeJS.CpuUsage) => u.user + u.system;
 
+type RackMessage = { ready: true } | { result: RackShareResult };
+
 export async function bootStorm(
   gate: GateProcess,
   nodes: number,
@@ -77,18 +79,37 @@ export async function bootStorm(
     const first = Math.floor((nodes * g) / generators);
     return { url: gate.url, ca: gate.ca, first, count: Math.floor((nodes * (g + 1)) / generators) - first };
   });
-  const results = await Promise.all(
-    shares.map(
-      (share) =>
-        new Promise<RackShareResult>((resolve, reject) => {
-          // a TypeScript entry: Node 20's workers do not take tsx from --import, so the worker loads it itself
-          const entry = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./rack-worker.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
-          const worker = new Worker(entry, { eval: true, workerData: share });
-          worker.once('message', resolve);
-          worker.once('error', reject);
-          worker.once('exit', (code) => reject(new Error(`rack worker exited with ${code}`)));
+  const workers = shares.map((share) => {
+    // a TypeScript entry: Node 20's workers do not take tsx from --import, so the worker loads it itself
+    const entry = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./rack-worker.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
+    const worker = new Worker(entry, { eval: true, workerData: share });
+    const failed = new Promise<never>((_, reject) => {
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`rack worker exited with ${code}`)));
+    });
+    const message = (key: 'ready' | 'result') =>
+      Promise.race([
+        new Promise<RackMessage>((resolve) => {
+          const on = (m: RackMessage) => {
+            if (key in m) {
+              worker.off('message', on);
+              resolve(m);
+            }
+          };
+          worker.on('message', on);
         }),
-    ),
+        failed,
+      ]);
+    return { worker, ready: message('ready'), result: message('result') };
+  });
+  await Promise.all(workers.map((w) => w.ready));
+  for (const w of workers) w.worker.postMessage('go');
+  const results = await Promise.all(
+    workers.map(async (w) => {
+      const m = await w.result;
+      if (!('result' in m)) throw new Error('rack worker answered without a result');
+      return m.result;
+    }),
   );
   const lat = new Latencies();
   for (const r of results) for (const [endpoint, ms] of Object.entries(r.latencies)) ms.forEach((m) => lat.add(endpoint, m));

@@ -32,7 +32,8 @@ function macOf(i: number): string {
   return `52:54:00:${[16, 8, 0].map((shift) => ((i >> shift) & 255).toString(16).padStart(2, '0')).join(':')}`;
 }
 
-export async function simulateRackShare(share: RackShare): Promise<RackShareResult> {
+/** Gets ready (TLS context, compiled client code), waits for `go` so every share powers on together, then runs. */
+export async function simulateRackShare(share: RackShare, go: () => Promise<void>): Promise<RackShareResult> {
   const latencies: Record<string, number[]> = {};
   const result: RackShareResult = { latencies, requests: 0, serverErrors: 0, failedNodes: 0, slowDowns: 0, startedAt: 0, configAt: [] };
   // One trust configuration for all simulated nodes: building it per connection (what `ca` on each
@@ -41,6 +42,7 @@ export async function simulateRackShare(share: RackShare): Promise<RackShareResu
   const secureContext = createSecureContext({ ca: share.ca });
   // this thread's first HTTPS request loads and compiles the client code; not the gate's time
   await request(`${share.url}/healthz`, { agent: new Agent({ secureContext }) });
+  await go();
   result.startedAt = Date.now();
   await Promise.all(
     Array.from({ length: share.count }, async (_, k) => {
