@@ -1,8 +1,8 @@
 import { statSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
-import { request } from '../cli/http.js';
 import { Worker } from 'node:worker_threads';
+import { request } from '../cli/http.js';
 import type { GateProcess } from './gate-process.js';
 import { gateSideLatency, type GateSideLatency } from './gate-metrics.js';
 import { simulateRackShare, type RackShareResult } from './simulated-rack.js';
@@ -81,42 +81,7 @@ export async function bootStorm(
   const cpuStart = gate.cpuSeconds();
   const ownCpuStart = process.cpuUsage();
 
-  const shares = Array.from({ length: generators }, (_, g) => {
-    const first = Math.floor((nodes * g) / generators);
-    return { url: gate.url, ca: gate.ca, first, count: Math.floor((nodes * (g + 1)) / generators) - first };
-  });
-  const workers = shares.map((share) => {
-    // a TypeScript entry: Node 20's workers do not take tsx from --import, so the worker loads it itself
-    const entry = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./rack-worker.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
-    const worker = new Worker(entry, { eval: true, workerData: share });
-    const failed = new Promise<never>((_, reject) => {
-      worker.once('error', reject);
-      worker.once('exit', (code) => reject(new Error(`rack worker exited with ${code}`)));
-    });
-    const message = (key: 'ready' | 'result') =>
-      Promise.race([
-        new Promise<RackMessage>((resolve) => {
-          const on = (m: RackMessage) => {
-            if (key in m) {
-              worker.off('message', on);
-              resolve(m);
-            }
-          };
-          worker.on('message', on);
-        }),
-        failed,
-      ]);
-    return { worker, ready: message('ready'), result: message('result') };
-  });
-  await Promise.all(workers.map((w) => w.ready));
-  for (const w of workers) w.worker.postMessage('go');
-  const results = await Promise.all(
-    workers.map(async (w) => {
-      const m = await w.result;
-      if (!('result' in m)) throw new Error('rack worker answered without a result');
-      return m.result;
-    }),
-  );
+  const results = await runRackInThreads(gate, nodes, generators);
   const lat = new Latencies();
   for (const r of results) for (const [endpoint, ms] of Object.entries(r.latencies)) ms.forEach((m) => lat.add(endpoint, m));
   const configAt = new Map(results.flatMap((r) => r.configAt));
@@ -147,4 +112,44 @@ export async function bootStorm(
     load_generator_cores_used: Math.round((cpuMicros(process.cpuUsage(ownCpuStart)) / 1e6 / ((Date.now() - start) / 1000)) * 100) / 100,
     sqlite_mib: Math.round((statSync(join(gate.dataDir, 'talos-gate.db')).size / 2 ** 20) * 100) / 100,
   };
+}
+
+/** The rack spread over worker threads that load first, then power their nodes on together. */
+async function runRackInThreads(gate: GateProcess, nodes: number, generators: number): Promise<RackShareResult[]> {
+  const shares = Array.from({ length: generators }, (_, g) => {
+    const first = Math.floor((nodes * g) / generators);
+    return { url: gate.url, ca: gate.ca, first, count: Math.floor((nodes * (g + 1)) / generators) - first };
+  });
+  const workers = shares.map((share) => {
+    // a TypeScript entry: Node 20's workers do not take tsx from --import, so the worker loads it itself
+    const entry = `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({ tsImport }) => tsImport(${JSON.stringify(new URL('./rack-worker.ts', import.meta.url).href)}, ${JSON.stringify(import.meta.url)}))`;
+    const worker = new Worker(entry, { eval: true, workerData: share });
+    const failed = new Promise<never>((_, reject) => {
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`rack worker exited with ${code}`)));
+    });
+    const message = (key: 'ready' | 'result') =>
+      Promise.race([
+        new Promise<RackMessage>((resolve) => {
+          const on = (m: RackMessage) => {
+            if (key in m) {
+              worker.off('message', on);
+              resolve(m);
+            }
+          };
+          worker.on('message', on);
+        }),
+        failed,
+      ]);
+    return { worker, ready: message('ready'), result: message('result') };
+  });
+  await Promise.all(workers.map((w) => w.ready));
+  for (const w of workers) w.worker.postMessage('go');
+  return Promise.all(
+    workers.map(async (w) => {
+      const m = await w.result;
+      if (!('result' in m)) throw new Error('rack worker answered without a result');
+      return m.result;
+    }),
+  );
 }
