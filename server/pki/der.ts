@@ -2,26 +2,40 @@
 // keeps certificate building well below the cost of its signature on the exchange's hot path.
 // Parsing stays with node-forge (CSRs, CA certificates), where speed does not matter.
 
-function lengthOctets(n: number): Buffer {
-  if (n < 0x80) return Buffer.of(n);
-  const bytes: number[] = [];
-  for (let v = n; v > 0; v = Math.floor(v / 256)) bytes.unshift(v & 0xff);
-  return Buffer.of(0x80 | bytes.length, ...bytes);
+/** Octets the definite length n takes: short form below 128, else 0x8N and N big-endian octets. */
+function lengthSize(n: number): number {
+  let size = 1;
+  if (n >= 0x80) for (let v = n; v > 0; v = Math.floor(v / 256)) size++;
+  return size;
+}
+
+/** One TLV with the given identifier octet and the parts of its contents, written into one buffer. */
+function tlvOf(tag: number, parts: Buffer[]): Buffer {
+  let n = 0;
+  for (const p of parts) n += p.length;
+  const lenSize = lengthSize(n);
+  const out = Buffer.allocUnsafe(1 + lenSize + n);
+  out[0] = tag;
+  if (lenSize === 1) out[1] = n;
+  else {
+    out[1] = 0x80 | (lenSize - 1);
+    for (let i = lenSize, v = n; i >= 2; i--, v = Math.floor(v / 256)) out[i] = v & 0xff;
+  }
+  let at = 1 + lenSize;
+  for (const p of parts) at += p.copy(out, at);
+  return out;
 }
 
 /** One TLV with the given identifier octet. */
-export function tlv(tag: number, contents: Buffer): Buffer {
-  return Buffer.concat([Buffer.of(tag), lengthOctets(contents.length), contents]);
-}
-
-export const sequence = (items: Buffer[]): Buffer => tlv(0x30, Buffer.concat(items));
-export const set = (items: Buffer[]): Buffer => tlv(0x31, Buffer.concat(items));
+export const tlv = (tag: number, contents: Buffer): Buffer => tlvOf(tag, [contents]);
+export const sequence = (items: Buffer[]): Buffer => tlvOf(0x30, items);
+export const set = (items: Buffer[]): Buffer => tlvOf(0x31, items);
 export const octetString = (b: Buffer): Buffer => tlv(0x04, b);
 export const utf8String = (s: string): Buffer => tlv(0x0c, Buffer.from(s, 'utf8'));
 export const boolTrue = (): Buffer => Buffer.of(0x01, 0x01, 0xff);
 export const derNull = (): Buffer => Buffer.of(0x05, 0x00);
 /** A BIT STRING of whole octets (no unused bits), as signatures and keys are. */
-export const bitString = (b: Buffer, unusedBits = 0): Buffer => tlv(0x03, Buffer.concat([Buffer.of(unusedBits), b]));
+export const bitString = (b: Buffer, unusedBits = 0): Buffer => tlvOf(0x03, [Buffer.of(unusedBits), b]);
 /** [n] EXPLICIT: a constructed context-specific wrapper around one element. */
 export const explicit = (n: number, inner: Buffer): Buffer => tlv(0xa0 | n, inner);
 /** [n] IMPLICIT for a primitive type: the contents under a context-specific tag. */
@@ -36,7 +50,19 @@ export function unsignedInteger(magnitude: Buffer): Buffer {
   return tlv(0x02, contents.length ? contents : Buffer.of(0));
 }
 
+const oids = new Map<string, Buffer>();
+
+/** OIDs are a handful of constants: each is encoded once. */
 export function objectIdentifier(dotted: string): Buffer {
+  let der = oids.get(dotted);
+  if (!der) {
+    der = encodeObjectIdentifier(dotted);
+    oids.set(dotted, der);
+  }
+  return der;
+}
+
+function encodeObjectIdentifier(dotted: string): Buffer {
   const arcs = dotted.split('.').map(Number);
   const [first = 0, second = 0, ...rest] = arcs;
   const out: number[] = [];

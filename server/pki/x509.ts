@@ -247,6 +247,8 @@ export function issuerFieldsOf(certDer: Buffer): { subjectDer: Buffer; keyId: Bu
 }
 
 export function toPem(label: string, body: Buffer): string {
-  const b64 = body.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
-  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+  const b64 = body.toString('base64');
+  const lines: string[] = [];
+  for (let i = 0; i < b64.length; i += 64) lines.push(b64.slice(i, i + 64));
+  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
 }
