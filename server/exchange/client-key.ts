@@ -8,8 +8,7 @@ import { ExchangeError } from './errors.js';
 // returns once.
 
 export interface ClientKey {
-  publicKey: KeyObject;
-  /** The key as SPKI DER, kept so the certificate is built without exporting it again. */
+  /** The key as SPKI DER: what the certificate carries. */
   spkiDer: Buffer;
   /** PKCS#8 PEM, only when the gate generated the key. */
   privateKeyPem?: string;
@@ -22,11 +21,11 @@ const SIGNATURE_DIGEST: Record<string, string | null> = {
   '1.2.840.10045.4.3.4': 'sha512',
 };
 
-function checkKeyType(key: KeyObject): KeyObject {
+function checkKeyType(key: KeyObject): void {
   const type = key.asymmetricKeyType;
   const curve = key.asymmetricKeyDetails?.namedCurve;
-  if (type === 'ed25519') return key;
-  if (type === 'ec' && (curve === 'prime256v1' || curve === 'secp384r1')) return key;
+  if (type === 'ed25519') return;
+  if (type === 'ec' && (curve === 'prime256v1' || curve === 'secp384r1')) return;
   throw new ExchangeError('invalid_request', 'the key must be Ed25519 or ECDSA P-256/P-384');
 }
 
@@ -35,21 +34,26 @@ export function publicKeyFromPem(pem: string): ClientKey {
   if (!m) throw new ExchangeError('invalid_request', 'public_key must be a PEM "PUBLIC KEY" (SPKI)');
   // DER with its type named: OpenSSL 3's PEM decoder guesses formats and costs more than the signature
   const spkiDer = Buffer.from((m[1] as string).replace(/\s+/g, ''), 'base64');
+  // Ed25519 in its one exact shape: OpenSSL takes any 32 bytes as a key, so importing it would check
+  // nothing more than this comparison does
+  if (spkiDer.length === ED25519_SPKI_PREFIX.length + 32 && spkiDer.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) {
+    return { spkiDer };
+  }
   let key: KeyObject;
   try {
     key = importSpki(spkiDer);
   } catch {
     throw new ExchangeError('invalid_request', 'public_key is not a readable public key');
   }
-  return { publicKey: checkKeyType(key), spkiDer };
+  checkKeyType(key);
+  return { spkiDer };
 }
 
 // The fixed DER before the key bits of the SPKIs clients send: Ed25519, and ECDSA P-256/P-384 with
-// uncompressed points. Importing those as JWK skips OpenSSL 3's generic decoder, which costs more
-// than signing the certificate (Ed25519: about 16× faster here); anything else takes the generic path.
+// uncompressed points. EC points are imported as JWK (OpenSSL checks they are on the curve), which
+// skips OpenSSL 3's generic decoder, costlier than signing the certificate; other shapes take it.
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 const SPKI_PREFIXES = [
-  { prefix: ED25519_SPKI_PREFIX, keyBytes: 32, jwk: (k: Buffer) => ({ kty: 'OKP', crv: 'Ed25519', x: k.toString('base64url') }) },
   { prefix: Buffer.from('3059301306072a8648ce3d020106082a8648ce3d03010703420004', 'hex'), keyBytes: 64, jwk: ecJwk('P-256', 32) },
   { prefix: Buffer.from('3076301006072a8648ce3d020106052b81040022036200' + '04', 'hex'), keyBytes: 96, jwk: ecJwk('P-384', 48) },
 ];
@@ -85,7 +89,8 @@ export function publicKeyFromCsr(pem: string): ClientKey {
     const digest = SIGNATURE_DIGEST[oid] ?? null;
     const ok = verify(digest, infoDer, key.asymmetricKeyType === 'ec' ? { key, dsaEncoding: 'der' } : key, signature);
     if (!ok) throw new ExchangeError('invalid_request', "the CSR's signature does not verify");
-    return { publicKey: checkKeyType(key), spkiDer };
+    checkKeyType(key);
+    return { spkiDer };
   } catch (e) {
     if (e instanceof ExchangeError) throw e;
     throw new ExchangeError('invalid_request', 'csr is not a readable PKCS#10 request');
@@ -97,11 +102,10 @@ export function publicKeyFromCsr(pem: string): ClientKey {
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 export function generateClientKey(): ClientKey {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const { privateKey } = generateKeyPairSync('ed25519');
   const jwk = privateKey.export({ format: 'jwk' });
   const pkcs8 = Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(jwk.d as string, 'base64url')]);
   return {
-    publicKey,
     spkiDer: Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(jwk.x as string, 'base64url')]),
     privateKeyPem: toPem('PRIVATE KEY', pkcs8),
   };

@@ -117,7 +117,6 @@ export class ExchangeService {
     try {
       const cert = issueTalosClientCertificate({
         issuer: this.settings.signer,
-        publicKey: key.publicKey,
         spkiDer: key.spkiDer,
         commonName,
         roles,

@@ -1,4 +1,3 @@
-import type { KeyObject } from 'node:crypto';
 import { issueCertificate, type IssuedCertificate, type Issuer } from './x509.js';
 
 export interface TalosClientCertificate extends IssuedCertificate {
@@ -13,8 +12,8 @@ export interface TalosClientCertificate extends IssuedCertificate {
  */
 export function issueTalosClientCertificate(opts: {
   issuer: Issuer;
-  publicKey: KeyObject;
-  spkiDer?: Buffer;
+  /** The certified key as SPKI DER. */
+  spkiDer: Buffer;
   commonName: string;
   roles: string[];
   ttlMs: number;
@@ -25,8 +24,7 @@ export function issueTalosClientCertificate(opts: {
   const cert = issueCertificate(
     {
       subject: { commonName: opts.commonName, organizations: opts.roles },
-      publicKey: opts.publicKey,
-      ...(opts.spkiDer ? { spkiDer: opts.spkiDer } : {}),
+      spkiDer: opts.spkiDer,
       notBefore,
       notAfter,
       isCa: false,

@@ -34,12 +34,11 @@ export interface Name {
 
 export type KeyUsage = 'digitalSignature' | 'keyEncipherment' | 'keyCertSign' | 'cRLSign';
 
-export interface CertificateRequest {
+/** The certified public key: a key object, or its SPKI DER when the caller has that already. */
+export type CertifiedKey = { publicKey: KeyObject } | { spkiDer: Buffer };
+
+export type CertificateRequest = CertifiedKey & {
   subject: Name;
-  /** The certified public key. */
-  publicKey: KeyObject;
-  /** The same key as SPKI DER, when the caller has it already. */
-  spkiDer?: Buffer;
   /** 16 random bytes (positive) when omitted. */
   serial?: Buffer;
   notBefore: Date;
@@ -49,7 +48,7 @@ export interface CertificateRequest {
   extKeyUsage?: ('serverAuth' | 'clientAuth')[];
   /** DNS names and IP addresses. */
   subjectAltNames?: string[];
-}
+};
 
 export interface Issuer {
   /** The issuer's subject: a Name to encode, or the exact DER copied from its certificate. */
@@ -202,7 +201,7 @@ export function issueCertificate(req: CertificateRequest, issuer: Issuer): Issue
   if (req.isCa) exts.push(extension(OID.basicConstraints, true, D.sequence([D.boolTrue()])));
   exts.push(extension(OID.keyUsage, true, keyUsageBits(req.keyUsage)));
   if (req.extKeyUsage?.length) exts.push(extension(OID.extKeyUsage, false, D.sequence(req.extKeyUsage.map((u) => D.objectIdentifier(OID[u])))));
-  const spki = req.spkiDer ?? req.publicKey.export({ type: 'spki', format: 'der' });
+  const spki = 'spkiDer' in req ? req.spkiDer : req.publicKey.export({ type: 'spki', format: 'der' });
   exts.push(extension(OID.subjectKeyIdentifier, false, D.octetString(keyIdentifierOfSpki(spki))));
   exts.push(authorityKeyId);
   if (req.subjectAltNames?.length) exts.push(extension(OID.subjectAltName, false, subjectAltNames(req.subjectAltNames)));
