@@ -320,7 +320,7 @@ export class EnrollmentService {
     }
     // the count and its audit event in one commit, shared with the rest of a booting rack
     await this.storage.groupedTransaction(() => {
-      this.storage.updateNode(node.id, (n) => ({ ...n, configDownloads: n.configDownloads + 1, lastDownloadAt: now, lastDownloadIp: ip }));
+      this.storage.recordConfigDownload(node.id, now, ip);
       this.audit.record({ type: 'config_downloaded', subject: node.id, ip });
     });
     return node.config;

@@ -411,6 +411,9 @@ export class SqliteStorage implements Storage {
            OR id IN (SELECT node_id FROM device_requests WHERE status = 'pending' AND node_id IS NOT NULL)
          ORDER BY COALESCE(requested_at, created_at) DESC, id`,
       ),
+      recordDownload: db.prepare(
+        'UPDATE nodes SET config_downloads = config_downloads + 1, last_download_at = ?, last_download_ip = ? WHERE id = ?',
+      ),
       updateNode: db.prepare(`UPDATE nodes SET ${set(this.nodeCols.filter((c) => c !== 'id'))} WHERE id = @id`),
       insertRequest: db.prepare(
         `INSERT INTO device_requests (${this.requestCols.join(', ')}) VALUES (${this.requestCols.map((c) => `@${c}`).join(', ')})`,
@@ -574,6 +577,10 @@ export class SqliteStorage implements Storage {
     ) as NodeRow[];
     const nodes = rows.map(nodeFromRow);
     return filter.awaitingDecision && filter.status ? nodes.filter((n) => n.status === filter.status) : nodes;
+  }
+
+  recordConfigDownload(id: string, at: number, ip: string): void {
+    if (this.stmt.recordDownload.run(at, ip, id).changes === 0) throw new NotFoundError(`node ${id}`);
   }
 
   countNodesByStatus(): Record<NodeRecord['status'], number> {

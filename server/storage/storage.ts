@@ -226,6 +226,8 @@ export interface Storage {
   listNodes(filter?: NodeFilter): NodeRecord[];
   countNodesByStatus(): Record<NodeStatus, number>;
   updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): NodeRecord;
+  /** Counts one config download: only the counters, not the rest of the row (which holds the rendered config). */
+  recordConfigDownload(id: string, at: number, ip: string): void;
   /** Deletes the node with its device requests and tokens. Returns false when there was none. */
   deleteNode(id: string): boolean;
 

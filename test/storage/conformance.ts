@@ -111,6 +111,16 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.close();
     });
 
+    test('recordConfigDownload counts a download and changes nothing else of the node', () => {
+      const s = newStorage();
+      const n = s.createNode(sampleNode('d1', { status: 'approved', config: 'machine: {}\n' }));
+      s.recordConfigDownload('d1', 500, '192.0.2.9');
+      s.recordConfigDownload('d1', 600, '192.0.2.10');
+      assert.deepEqual(s.getNode('d1'), { ...n, configDownloads: 2, lastDownloadAt: 600, lastDownloadIp: '192.0.2.10' });
+      assert.throws(() => s.recordConfigDownload('nope', 1, 'x'), NotFoundError);
+      s.close();
+    });
+
     test('recordPoll changes only the fields given and nothing else of the request', () => {
       const s = newStorage();
       s.createNode(sampleNode('p1'));
