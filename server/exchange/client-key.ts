@@ -36,9 +36,7 @@ export function publicKeyFromPem(pem: string): ClientKey {
   const spkiDer = Buffer.from((m[1] as string).replace(/\s+/g, ''), 'base64');
   // Ed25519 in its one exact shape: OpenSSL takes any 32 bytes as a key, so importing it would check
   // nothing more than this comparison does
-  if (spkiDer.length === ED25519_SPKI_PREFIX.length + 32 && spkiDer.subarray(0, ED25519_SPKI_PREFIX.length).equals(ED25519_SPKI_PREFIX)) {
-    return { spkiDer };
-  }
+  if (hasShape(spkiDer, ED25519_SPKI_PREFIX, 32)) return { spkiDer };
   let key: KeyObject;
   try {
     key = importSpki(spkiDer);
@@ -62,9 +60,14 @@ function ecJwk(crv: string, size: number) {
   return (k: Buffer) => ({ kty: 'EC', crv, x: k.subarray(0, size).toString('base64url'), y: k.subarray(size).toString('base64url') });
 }
 
+/** Whether an SPKI is exactly this fixed prefix followed by keyBytes of key. */
+function hasShape(spkiDer: Buffer, prefix: Buffer, keyBytes: number): boolean {
+  return spkiDer.length === prefix.length + keyBytes && spkiDer.subarray(0, prefix.length).equals(prefix);
+}
+
 function importSpki(spkiDer: Buffer): KeyObject {
   for (const { prefix, keyBytes, jwk } of SPKI_PREFIXES) {
-    if (spkiDer.length === prefix.length + keyBytes && spkiDer.subarray(0, prefix.length).equals(prefix)) {
+    if (hasShape(spkiDer, prefix, keyBytes)) {
       return createPublicKey({ key: jwk(spkiDer.subarray(prefix.length)), format: 'jwk' });
     }
   }
