@@ -76,6 +76,11 @@ export class IdTokenVerifier {
     } catch (e) {
       throw tokenError(e);
     }
+    // OpenID Connect Core §2: sub is a non-empty case-sensitive string of at most 255 ASCII characters;
+    // a number or an object here is the IdP's mistake, told as such, never a failure of ours
+    if (typeof payload.sub !== 'string' || payload.sub.length === 0 || payload.sub.length > 255) {
+      throw new ExchangeError('invalid_token', 'the token\'s sub claim must be a non-empty string of at most 255 characters', `sub=${JSON.stringify(payload.sub)?.slice(0, 80)}`);
+    }
     if (typeof payload.iat === 'number' && payload.iat * 1000 > Date.now() + this.opts.clockSkewMs) {
       throw new ExchangeError('invalid_token', 'the token was issued in the future', `iat ${payload.iat}`);
     }

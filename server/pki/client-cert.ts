@@ -1,3 +1,4 @@
+import { isCanonicalClientSpki } from './spki.js';
 import { issueCertificate, type IssuedCertificate, type Issuer } from './x509.js';
 
 export interface TalosClientCertificate extends IssuedCertificate {
@@ -19,6 +20,8 @@ export function issueTalosClientCertificate(opts: {
   ttlMs: number;
   now: number;
 }): TalosClientCertificate {
+  // only the canonical encoding of a parsed client key (spki.ts) is ever certified
+  if (!isCanonicalClientSpki(opts.spkiDer)) throw new Error('refusing to certify a key that is not in canonical SPKI form');
   const notBefore = new Date(opts.now - 60_000);
   const notAfter = new Date(opts.now + opts.ttlMs);
   const cert = issueCertificate(

@@ -1,6 +1,6 @@
 // Just enough DER (X.690) to write certificates: every value is built straight into Buffers, which
 // keeps certificate building well below the cost of its signature on the exchange's hot path.
-// Parsing stays with node-forge (CSRs, CA certificates), where speed does not matter.
+// Reading is der-reader.ts's job, strictly.
 
 /** Octets the definite length n takes: short form below 128, else 0x8N and N big-endian octets. */
 function lengthSize(n: number): number {

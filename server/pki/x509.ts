@@ -1,13 +1,11 @@
 import { createHash, randomBytes, sign, type KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
-import forge from 'node-forge';
 import * as D from './der.js';
+import { childrenOf, expectConstructed, oidOf, present, readDer, TAG } from './der-reader.js';
+import { assertWellFormedSpki } from './spki.js';
 
 // X.509 certificates encoded with our own DER writer (der.ts) and signed by node:crypto, so Ed25519,
-// ECDSA (P-256/P-384) and RSA issuers share one code path; CA certificates are read with node-forge.
-
-const asn1 = forge.asn1;
-const C = asn1.Class;
+// ECDSA (P-256/P-384) and RSA issuers share one code path; CA certificates are read by der-reader.ts.
 
 const OID = {
   commonName: '2.5.4.3',
@@ -68,14 +66,6 @@ export interface IssuedCertificate {
 }
 
 const KEY_USAGE_BITS: Record<KeyUsage, number> = { digitalSignature: 0, keyEncipherment: 2, keyCertSign: 5, cRLSign: 6 };
-
-function der(node: forge.asn1.Asn1): Buffer {
-  return Buffer.from(asn1.toDer(node).getBytes(), 'binary');
-}
-
-function fromDer(buf: Buffer): forge.asn1.Asn1 {
-  return asn1.fromDer(forge.util.createBuffer(buf.toString('binary')));
-}
 
 /** A DN with one RDN per attribute: O first (one per role, as talosctl writes them), then CN. */
 export function encodeName(name: Name): Buffer {
@@ -202,6 +192,9 @@ export function issueCertificate(req: CertificateRequest, issuer: Issuer): Issue
   exts.push(extension(OID.keyUsage, true, keyUsageBits(req.keyUsage)));
   if (req.extKeyUsage?.length) exts.push(extension(OID.extKeyUsage, false, D.sequence(req.extKeyUsage.map((u) => D.objectIdentifier(OID[u])))));
   const spki = 'spkiDer' in req ? req.spkiDer : req.publicKey.export({ type: 'spki', format: 'der' });
+  // the SPKI goes into the signed bytes whole: it must be one element and nothing more (a client's
+  // extra element here once became a CA's extensions to Go's parser)
+  assertWellFormedSpki(spki);
   exts.push(extension(OID.subjectKeyIdentifier, false, D.octetString(keyIdentifierOfSpki(spki))));
   exts.push(authorityKeyId);
   if (req.subjectAltNames?.length) exts.push(extension(OID.subjectAltName, false, subjectAltNames(req.subjectAltNames)));
@@ -226,21 +219,26 @@ export function issueCertificate(req: CertificateRequest, issuer: Issuer): Issue
   };
 }
 
-/** The parts of a CA certificate an issuer needs: its exact subject DER and its key identifier. */
+/**
+ * The parts of a CA certificate an issuer needs: its exact subject DER (RFC 5280 §4.1.2.4: an issued
+ * certificate's issuer is the CA's subject, and Go builds chains by comparing those bytes) and its
+ * subject key identifier. The CA file is the operator's, not a client's; it is read strictly all the same.
+ */
 export function issuerFieldsOf(certDer: Buffer): { subjectDer: Buffer; keyId: Buffer | undefined } {
-  const cert = fromDer(certDer).value as forge.asn1.Asn1[];
-  const tbs = (cert[0] as forge.asn1.Asn1).value as forge.asn1.Asn1[];
+  const [tbsEl] = expectConstructed(readDer(certDer), TAG.SEQUENCE, [3], 'Certificate');
+  const tbs = childrenOf(present(tbsEl, 'TBSCertificate'));
   // TBSCertificate: [0] version (explicit, optional), serial, signature, issuer, validity, subject, spki, …
-  const offset = (tbs[0] as forge.asn1.Asn1).tagClass === C.CONTEXT_SPECIFIC ? 1 : 0;
-  const subjectDer = der(tbs[offset + 4] as forge.asn1.Asn1);
+  const offset = tbs[0]?.tag === TAG.CONTEXT_0_CONSTRUCTED ? 1 : 0;
+  const subjectDer = Buffer.from(present(tbs[offset + 4], 'subject').raw);
   let keyId: Buffer | undefined;
-  const extsWrapper = tbs.find((n) => n.tagClass === C.CONTEXT_SPECIFIC && n.type === 3);
-  const exts = extsWrapper ? (((extsWrapper.value as forge.asn1.Asn1[])[0] as forge.asn1.Asn1).value as forge.asn1.Asn1[]) : [];
+  const extsWrapper = tbs.find((n) => n.tag === 0xa3); // [3] EXPLICIT Extensions
+  const exts = extsWrapper ? childrenOf(present(childrenOf(extsWrapper)[0], 'extensions')) : [];
   for (const ext of exts) {
-    const parts = ext.value as forge.asn1.Asn1[];
-    if (asn1.derToOid(forge.util.createBuffer((parts[0] as forge.asn1.Asn1).value as string)) !== OID.subjectKeyIdentifier) continue;
-    const inner = fromDer(Buffer.from((parts[parts.length - 1] as forge.asn1.Asn1).value as string, 'binary'));
-    keyId = Buffer.from(inner.value as string, 'binary');
+    const parts = childrenOf(ext);
+    if (oidOf(parts[0], 'extnID') !== OID.subjectKeyIdentifier) continue;
+    const value = present(parts[parts.length - 1], 'extnValue');
+    const inner = readDer(value.contents); // KeyIdentifier ::= OCTET STRING
+    if (inner.tag === TAG.OCTET_STRING) keyId = Buffer.from(inner.contents);
   }
   return { subjectDer, keyId };
 }

@@ -183,6 +183,9 @@ describe('certificate exchange', () => {
       ['expired', async () => idp.sign(claims({ iat: now() - 7200, exp: now() - 3600 }), { alg: 'ES256' }), 401, /expired/],
       ['not yet valid', async () => idp.sign(claims({ nbf: now() + 3600 }), { alg: 'RS256' }), 401, /not yet valid/],
       ['alg none', async () => idp.sign(claims(), { alg: 'none' }), 401, /algorithm|malformed/],
+      // security review #10: a numeric sub gave 500
+      ['a numeric sub', async () => idp.sign(claims({ sub: 42 }), { alg: 'RS256' }), 401, /sub claim must be a non-empty string/],
+      ['an empty sub', async () => idp.sign(claims({ sub: '' }), { alg: 'RS256' }), 401, /sub/],
       ['HS256 signed with the IdP public key', async () => idp.sign(claims(), { alg: 'HS256-with-public-key' }), 401, /algorithm that is not allowed/],
       ['unknown kid', async () => idp.sign(claims(), { alg: 'RS256', kid: 'not-a-key' }), 401, /unknown key/],
       [
