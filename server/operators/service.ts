@@ -13,9 +13,13 @@ export interface OperatorSettings {
   grantTtlMs: number;
 }
 
-/** Re-asks the IdP about a user with the refresh token from their web sign-in. */
+/**
+ * Re-asks the IdP about a user with the refresh token from their web sign-in. The claims are who the
+ * user is now, in full (never a partial update); an IdP that answers without saying that throws an
+ * error with an OAuth-style `error` string, as an IdP refusal does.
+ */
 export interface IdpRefresher {
-  refresh(refreshToken: string): Promise<{ claims: Record<string, unknown> | undefined; refreshToken: string }>;
+  refresh(refreshToken: string, expectedSub: string): Promise<{ claims: Record<string, unknown>; refreshToken: string }>;
 }
 
 export interface OperatorTokens {
@@ -132,18 +136,13 @@ export class OperatorService {
     }
     let current = grant;
     if (grant.idpRefreshToken && this.idp) {
+      let fresh: Awaited<ReturnType<IdpRefresher['refresh']>>;
       try {
-        const fresh = await this.idp.refresh(grant.idpRefreshToken);
-        current = this.storage.updateOperatorGrant(grant.id, (g) => ({
-          ...g,
-          claims: fresh.claims ? { ...g.claims, ...fresh.claims } : g.claims,
-          email: typeof fresh.claims?.email === 'string' ? fresh.claims.email : g.email,
-          idpRefreshToken: fresh.refreshToken,
-          refreshedAt: now,
-        }));
+        fresh = await this.idp.refresh(grant.idpRefreshToken, grant.sub);
       } catch (e) {
-        // An OAuth error from the IdP (invalid_grant: user disabled, token revoked) ends the login;
-        // the IdP being unreachable does not: the client may try the same refresh token again.
+        // An OAuth error from the IdP (invalid_grant: user disabled, token revoked) or an answer that
+        // does not say who the user is ends the login; the IdP being unreachable does not: the client
+        // may try the same refresh token again.
         if (typeof (e as { error?: unknown }).error !== 'string') {
           this.storage.releaseRefreshToken(hash);
           throw new OAuthError('temporarily_unavailable', 'the identity provider cannot be reached; try again shortly');
@@ -151,6 +150,20 @@ export class OperatorService {
         this.revokeGrant(grant, `the IdP refused: ${(e as Error).message.slice(0, 200)}`, ip);
         throw new OAuthError('invalid_grant', 'the identity provider no longer accepts this user; log in again');
       }
+      if (fresh.claims.sub !== undefined && fresh.claims.sub !== grant.sub) {
+        this.revokeGrant(grant, 'the IdP answered for another subject', ip);
+        throw new OAuthError('invalid_grant', 'the identity provider answered for another user; log in again');
+      }
+      // the claims as the IdP states them now, replacing the old ones: a group (or any claim) the
+      // IdP stopped sending is gone, and with it the roles it gave (security review #2)
+      const claims: Record<string, unknown> = { ...fresh.claims, sub: grant.sub };
+      current = this.storage.updateOperatorGrant(grant.id, (g) => ({
+        ...g,
+        claims,
+        email: typeof claims.email === 'string' ? claims.email : null,
+        idpRefreshToken: fresh.refreshToken,
+        refreshedAt: now,
+      }));
     }
     const next = generateSecret();
     this.storage.createRefreshToken({ tokenHash: hashSecret(next), grantId: grant.id, issuedAt: now, expiresAt: grant.expiresAt, usedAt: null });

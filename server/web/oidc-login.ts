@@ -85,12 +85,31 @@ export class OidcLogin {
 
   /**
    * Asks the IdP again with a refresh token: fails when the user was disabled or the token revoked.
-   * Returns the fresh claims (of the new ID token) and the rotated refresh token.
+   * Returns who the user is now, in full: the claims of the new ID token, or, when the IdP sends none
+   * on refresh (OpenID Connect Core §12.2 makes it optional), its userinfo for the new access token
+   * (§5.3, checked to be about `expectedSub`). With neither, the answer says nothing about the user and
+   * the refresh is refused (IdpAnswerError): keeping the claims of last time would keep roles the IdP
+   * may have taken away.
    */
-  async refresh(refreshToken: string): Promise<{ claims: Record<string, unknown> | undefined; refreshToken: string }> {
+  async refresh(refreshToken: string, expectedSub: string): Promise<{ claims: Record<string, unknown>; refreshToken: string }> {
     const config = await this.configuration();
     const tokens = await client.refreshTokenGrant(config, refreshToken);
-    const claims = tokens.claims();
-    return { claims: claims ? { ...claims } : undefined, refreshToken: tokens.refresh_token ?? refreshToken };
+    const next = tokens.refresh_token ?? refreshToken;
+    const idTokenClaims = tokens.claims();
+    if (idTokenClaims) return { claims: { ...idTokenClaims }, refreshToken: next };
+    if (!config.serverMetadata().userinfo_endpoint) {
+      throw new IdpAnswerError('the identity provider sent no ID token on refresh and has no userinfo endpoint');
+    }
+    const info = await client.fetchUserInfo(config, tokens.access_token, expectedSub);
+    return { claims: { ...info }, refreshToken: next };
+  }
+}
+
+/** The IdP answered, but not with anything that says who the user is now: the login cannot go on. */
+export class IdpAnswerError extends Error {
+  readonly error = 'invalid_identity';
+  constructor(message: string) {
+    super(message);
+    this.name = 'IdpAnswerError';
   }
 }

@@ -215,6 +215,25 @@ describe('talos-gate login', () => {
     assert.match(run.stderr(), /the gate refused to renew the login: invalid_grant: the identity provider no longer accepts this user/);
   });
 
+  test('security review #2: a device login loses its roles as soon as the IdP stops sending the group claim', async () => {
+    const ws = workstation('device-claims');
+    const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--device', '--watch']);
+    const [, uri, code] = await run.waitFor(/open (\S+) and enter the code ([A-Z]{4}-[A-Z]{4})/);
+    await approveInBrowser(`${uri}?user_code=${code}`, 'Otto');
+    await run.waitFor(/renewed otto@example\.com \[os:operator\]/, 20_000);
+    // not a changed value but a claim that is no longer sent at all: merging old and new claims kept it
+    const otto = idp.users.get('otto') as { claims: Record<string, unknown> };
+    delete otto.claims.groups;
+    try {
+      // the certificate lives 20 s: the next renewal (and its refresh at the IdP) comes well within 45 s
+      await run.waitFor(/refused a new certificate: .*no Talos role/, 45_000);
+      assert.equal(await run.exit, 1, run.stderr());
+    } finally {
+      run.child.kill();
+      otto.claims.groups = ['ops'];
+    }
+  });
+
   test('two writers at once never corrupt the talosconfig', async () => {
     const file = join(dir, 'concurrent', 'config');
     const script = (ctx: string) =>

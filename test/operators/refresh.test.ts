@@ -52,3 +52,22 @@ test('an IdP refusal ends the login', async () => {
   await assert.rejects(ops.refresh(rt, 'cli', '127.0.0.1'), (e) => code(e) === 'invalid_grant');
   assert.match(storage.getOperatorGrant('g1')?.revokedReason ?? '', /the IdP refused/);
 });
+
+test('security review #2: a claim the IdP stops sending is gone after a refresh (replaced, never merged)', async () => {
+  const { ops, rt, storage } = await setup({ refresh: async (t) => ({ claims: { sub: 'alice', email: 'a@x' }, refreshToken: `${t}-next` }) });
+  await ops.refresh(rt, 'cli', '127.0.0.1');
+  assert.deepEqual(storage.getOperatorGrant('g1')?.claims, { sub: 'alice', email: 'a@x' }, 'no groups left over from the login');
+});
+
+test('an IdP answer that does not say who the user is, or speaks for another subject, ends the login', async () => {
+  const silent = await setup({
+    refresh: async () => {
+      throw Object.assign(new Error('the identity provider sent no ID token on refresh and has no userinfo endpoint'), { error: 'invalid_identity' });
+    },
+  });
+  await assert.rejects(silent.ops.refresh(silent.rt, 'cli', '127.0.0.1'), (e) => code(e) === 'invalid_grant');
+  assert.match(silent.storage.getOperatorGrant('g1')?.revokedReason ?? '', /no ID token/);
+  const other = await setup({ refresh: async (t) => ({ claims: { sub: 'mallory', groups: ['ops'] }, refreshToken: `${t}-next` }) });
+  await assert.rejects(other.ops.refresh(other.rt, 'cli', '127.0.0.1'), (e) => code(e) === 'invalid_grant');
+  assert.match(other.storage.getOperatorGrant('g1')?.revokedReason ?? '', /another subject/);
+});
