@@ -15,6 +15,7 @@ import { IdTokenVerifier } from './exchange/id-token.js';
 import { ExchangeService } from './exchange/service.js';
 import { loadCaCertificate, loadSigningCa, type SigningCa } from './pki/ca.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
+import { clientErrorHandler } from './plugins/client-errors.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerIpAllowlist } from './plugins/ip-allowlist.js';
 import { adminRoutes } from './routes/admin.js';
@@ -175,6 +176,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     ajv: { customOptions: { removeAdditional: false } },
     // query strings are never trusted for routing: /device/code?uuid=… is still /device/code
     routerOptions: { ignoreTrailingSlash: true },
+    // what Node's parser refuses (431, 400, 408): Connection: close, then a graceful close
+    clientErrorHandler,
   };
   // Why the cast: fastify types an instance by its server kind (http or https), while the route
   // plugins below are written once for either.
