@@ -15,6 +15,7 @@ import { IdTokenVerifier } from './exchange/id-token.js';
 import { ExchangeService } from './exchange/service.js';
 import { loadCaCertificate, loadSigningCa, type SigningCa } from './pki/ca.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
+import { clientErrorHandler } from './plugins/client-errors.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerIpAllowlist } from './plugins/ip-allowlist.js';
 import { adminRoutes } from './routes/admin.js';
@@ -175,13 +176,14 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     ajv: { customOptions: { removeAdditional: false } },
     // query strings are never trusted for routing: /device/code?uuid=… is still /device/code
     routerOptions: { ignoreTrailingSlash: true },
+    // what Node's parser refuses (431, 400, 408): Connection: close, then a graceful close
+    clientErrorHandler,
   };
   // Why the cast: fastify types an instance by its server kind (http or https), while the route
   // plugins below are written once for either.
   const gate = (deps.https ? Fastify({ ...base, https: { key: deps.https.key, cert: deps.https.cert } }) : Fastify(base)) as unknown as FastifyInstance;
   gate.server.headersTimeout = 10_000; // slow-loris: headers must arrive within 10 s
   registerErrorHandling(gate);
-  registerIpAllowlist(gate, config.ip_allowlist);
   await gate.register(formbody, { bodyLimit: 64 * 1024 });
   await gate.register(rateLimit, {
     global: false, // per route, below
@@ -222,6 +224,9 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     referrerPolicy: { policy: 'no-referrer' },
   });
   gate.addHook('onRequest', (request, reply, done) => securityHeaders(request.raw, reply.raw, (err) => done(err instanceof Error ? err : undefined)));
+  // after cookies are parsed (the web pages' error handler reads the session) and security headers
+  // are set, before any route and its own hooks (the admin API's authentication)
+  registerIpAllowlist(gate, config.ip_allowlist);
   const sessions = new SessionService(storage, { idleMs: config.web.session_idle, maxMs: config.web.session_max }, now);
 
   // the self-signed mode's CA, for clients to pin (compare its fingerprint with the one printed at start)

@@ -4,6 +4,47 @@ import { ApiError } from '../api-error.js';
 import { clientIp } from '../client-ip.js';
 
 // Optional allowlists per endpoint group: the admin API (and metrics) apart from what nodes use.
+//
+// The decision is made on the route the router matched, never on the text of the request-target.
+// The router percent-decodes the path (/%61pi/v1/nodes is /api/v1/nodes), ignores a trailing slash
+// (routerOptions.ignoreTrailingSlash) and routes an absolute-form target (GET http://x/metrics
+// HTTP/1.1, valid per RFC 9112 §3.2.2, whose path RFC 9110 §7.1 makes the target) on its path; any
+// check on the raw text that does not repeat all of that exactly can be walked around. The matched
+// route's pattern (request.routeOptions.url, e.g. '/api/v1/nodes/:id', prefix included) is fixed
+// when the route is registered and is the same however the request spelt it.
+//
+// Groups:
+// - admin: everything under /api/ (the admin API plugin, prefix /api/v1), /metrics, and the admins'
+//   web pages and actions: the dashboard (GET /) and POST /nodes/:id/revoke.
+// - nodes: POST /device/code, POST /token and GET /config (Talos nodes, and the CLI's device login).
+// - everything else stays open to every address: /device and /device/decision (any signed-in user
+//   enters a code there: operators approve their own CLI logins), /auth/* (sign-in), /static/*,
+//   /exchange and /revoke (the CLI), /.well-known/*, /ca, /healthz, /readyz. Approving a machine on
+//   /device/decision needs a signed-in admin, but the route is shared with operators' CLI logins,
+//   so an address outside ip_allowlist.admin can still do it in the browser.
+// A route may name its group itself with `config: { ipAllowlistGroup: 'admin' }`; that wins.
+// Unmatched requests (the 404 handler) get no decision: the answer names only the path asked for.
+
+export type AllowlistGroup = 'admin' | 'nodes';
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The ip_allowlist group of this route, when it is not the one its pattern gives (groupOfRoute). */
+    ipAllowlistGroup?: AllowlistGroup;
+  }
+}
+
+const ADMIN_ROUTES = new Set(['/metrics', '/', '/nodes/:id/revoke']);
+const NODE_ROUTES = new Set(['/device/code', '/token', '/config']);
+
+/** The group of a route by its registered pattern (prefix included), or undefined when it is open to all. */
+export function groupOfRoute(pattern: string): AllowlistGroup | undefined {
+  if (pattern === '/api' || pattern.startsWith('/api/') || ADMIN_ROUTES.has(pattern)) return 'admin';
+  if (NODE_ROUTES.has(pattern)) return 'nodes';
+  return undefined;
+}
+
+const WHAT: Record<AllowlistGroup, string> = { admin: 'the admin API', nodes: 'node enrollment' };
 
 function blockListOf(entries: string[]): BlockList | undefined {
   if (entries.length === 0) return undefined;
@@ -17,20 +58,22 @@ function blockListOf(entries: string[]): BlockList | undefined {
   return list;
 }
 
-const GROUPS: { name: 'admin' | 'nodes'; matches: (path: string) => boolean; what: string }[] = [
-  { name: 'admin', matches: (p) => p.startsWith('/api/') || p === '/metrics', what: 'the admin API' },
-  { name: 'nodes', matches: (p) => p === '/device/code' || p === '/token' || p === '/config', what: 'node enrollment' },
-];
-
+/**
+ * Adds the check as an onRequest hook. Fastify routes before it runs any hook, so in onRequest
+ * request.routeOptions already describes the matched route (or the 404 handler, with no url).
+ * Register it before the routes' own onRequest hooks (the admin API's authentication), so that an
+ * address outside the list learns nothing from 401 versus 403, and costs no token verification.
+ */
 export function registerIpAllowlist(app: FastifyInstance, allow: { admin: string[]; nodes: string[] }): void {
   const lists = { admin: blockListOf(allow.admin), nodes: blockListOf(allow.nodes) };
   if (!lists.admin && !lists.nodes) return;
   app.addHook('onRequest', async (request) => {
-    const path = request.url.split('?')[0] as string;
-    const group = GROUPS.find((g) => g.matches(path));
-    const list = group && lists[group.name];
+    const route = request.routeOptions; // a getter that builds a new object: read once
+    if (route.url === undefined) return; // unmatched: the 404 handler answers
+    const group = route.config.ipAllowlistGroup ?? groupOfRoute(route.url);
+    const list = group && lists[group];
     if (!group || !list) return;
     const ip = clientIp(request);
-    if (!list.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4')) throw new ApiError('forbidden', `this address may not use ${group.what}`);
+    if (!list.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4')) throw new ApiError('forbidden', `this address may not use ${WHAT[group]}`);
   });
 }
