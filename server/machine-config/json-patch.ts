@@ -1,5 +1,7 @@
 // RFC 6902 JSON Patch over plain YAML/JSON values; errors say which operation and path failed.
 
+import { setOwn } from './strategic-merge.js';
+
 export interface JsonPatchOp {
   op: 'add' | 'remove' | 'replace' | 'move' | 'copy' | 'test';
   path: string;
@@ -94,7 +96,7 @@ function add(doc: unknown, pointer: string, value: unknown): unknown {
   const parent = parentOf(doc, tokens, pointer);
   const last = tokens[tokens.length - 1] as string;
   if (Array.isArray(parent)) parent.splice(arrayIndex(parent, last, true, pointer), 0, structuredClone(value));
-  else parent[last] = structuredClone(value);
+  else setOwn(parent, last, structuredClone(value));
   return doc;
 }
 

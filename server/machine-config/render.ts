@@ -3,7 +3,7 @@ import { isAbsolute, relative, resolve } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import type { PatchSpec } from '../storage/storage.js';
 import { applyJsonPatch, checkJsonPatch, isJsonPatch, JsonPatchError } from './json-patch.js';
-import { documentKey, isMap, mergeDocuments, type YamlMap } from './strategic-merge.js';
+import { documentKey, isMap, mergeDocuments, setOwn, type YamlMap } from './strategic-merge.js';
 
 /** A template or patch that cannot be used; names the file and the place in it. */
 export class RenderError extends Error {
@@ -52,7 +52,7 @@ function parseYamlDocuments(text: string, file: string): unknown[] {
 function substitute(v: unknown, values: TemplateValues, file: string, path: string): unknown {
   if (typeof v === 'string') {
     return v.replace(PLACEHOLDER, (_m, name: string) => {
-      if (!(name in values)) {
+      if (!Object.hasOwn(values, name)) {
         throw new RenderError(file, path, `unknown placeholder {{${name}}} (known: ${Object.keys(values).join(', ')})`);
       }
       const value = values[name as keyof TemplateValues];
@@ -63,7 +63,7 @@ function substitute(v: unknown, values: TemplateValues, file: string, path: stri
   if (Array.isArray(v)) return v.map((x, i) => substitute(x, values, file, `${path}/${i}`));
   if (isMap(v)) {
     const out: YamlMap = {};
-    for (const [k, x] of Object.entries(v)) out[k] = substitute(x, values, file, `${path}/${k}`);
+    for (const [k, x] of Object.entries(v)) setOwn(out, k, substitute(x, values, file, `${path}/${k}`));
     return out;
   }
   return v;
@@ -86,6 +86,11 @@ export class MachineConfigRenderer {
     private readonly acceptedCaPems: string[] = [],
   ) {}
 
+  /** Whether a profile of this name is configured: an own key, so "constructor" or "__proto__" never is. */
+  hasProfile(name: string): boolean {
+    return Object.hasOwn(this.profiles, name);
+  }
+
   /** Every profile's template and patches exist and parse. Throws RenderError naming the first that does not. */
   check(): void {
     for (const [name, p] of Object.entries(this.profiles)) {
@@ -98,8 +103,8 @@ export class MachineConfigRenderer {
   }
 
   render(profileName: string, values: Omit<TemplateValues, 'profile'>, nodePatches: PatchSpec[]): string {
-    const profile = this.profiles[profileName];
-    if (!profile) throw new RenderError('config', 'profiles', `unknown profile ${JSON.stringify(profileName)}`);
+    if (!this.hasProfile(profileName)) throw new RenderError('config', 'profiles', `unknown profile ${JSON.stringify(profileName)}`);
+    const profile = this.profiles[profileName] as Profile;
     const all: TemplateValues = { ...values, profile: profileName };
     const templateFile = this.fileIn(profile.template);
     let docs = this.readDocuments(templateFile).map((d, i) => {

@@ -1,12 +1,19 @@
 // Strategic merge of Talos machine-config documents, with talosctl's rules: maps merge, lists
 // append, except network.interfaces (matched by `interface` or `deviceSelector`), vlans (matched by
 // `vlanId`) and cluster.network.podSubnets/serviceSubnets (replaced); `$patch: delete` removes a key,
-// a list item matched by identity, or a whole document.
+// a list item matched by identity, or a whole document. Keys are own properties whatever their
+// name: `__proto__` or `constructor` in a patch is a key like any other, never the prototype.
 
 export type YamlMap = Record<string, unknown>;
 
 export function isMap(v: unknown): v is YamlMap {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Sets an own property, even for `__proto__` (plain assignment would replace the prototype). */
+export function setOwn(obj: YamlMap, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+  else obj[key] = value;
 }
 
 const REPLACED_LISTS = new Set(['cluster.network.podSubnets', 'cluster.network.serviceSubnets']);
@@ -68,10 +75,11 @@ export function mergeMaps(dst: YamlMap, src: YamlMap, path: string[] = []): Yaml
       delete out[key];
       continue;
     }
-    const dv = out[key];
-    if (isMap(dv) && isMap(sv)) out[key] = mergeMaps(dv, sv, here);
-    else if (Array.isArray(dv) && Array.isArray(sv)) out[key] = mergeList(dv, sv, here);
-    else out[key] = withoutDirective(sv);
+    // own keys only: out.constructor or out.__proto__ are not a value of the document
+    const dv = Object.hasOwn(out, key) ? out[key] : undefined;
+    if (isMap(dv) && isMap(sv)) setOwn(out, key, mergeMaps(dv, sv, here));
+    else if (Array.isArray(dv) && Array.isArray(sv)) setOwn(out, key, mergeList(dv, sv, here));
+    else setOwn(out, key, withoutDirective(sv));
   }
   return out;
 }

@@ -1,0 +1,80 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { goFormEncode, request } from '../../cli/http.js';
+import type { DeviceCodeResponse } from '../../cli/talos-node.js';
+import { newNode } from '../../server/storage/storage.js';
+import { startTestGate, type TestGate } from '../helpers/gate.js';
+
+// Finding 9 of the security review through a real gate: admin input that gave 500 or stalled the
+// gate is a 400/422 naming the profile, patch and limit, answered quickly, and the gate goes on.
+
+/** A generous bound: a functional guard against stalls, not a benchmark. */
+const QUICK_MS = 2000;
+
+describe('admin input within the limits of the renderer', () => {
+  let g: TestGate;
+  let n = 0;
+  before(async () => {
+    g = await startTestGate({ node_clients: [{ client_id: 'talos-node' }] });
+  });
+  after(() => g.close());
+
+  const uuid = () => `9a9a9a9a-0000-4000-8000-${String(++n).padStart(12, '0')}`;
+
+  /** An admin call that must answer within QUICK_MS. */
+  async function quickAdmin(method: string, path: string, body?: unknown) {
+    const started = Date.now();
+    const res = await g.admin(method, path, body);
+    const took = Date.now() - started;
+    assert.ok(took < QUICK_MS, `${method} ${path} answered after ${took} ms`);
+    return res;
+  }
+
+  /** The gate still answers, and quickly. */
+  async function stillAnswers() {
+    const res = await quickAdmin('GET', '/api/v1/stats');
+    assert.equal(res.status, 200);
+  }
+
+  /** A node asks /device/code, as Talos does at boot; its user code. */
+  async function asks(id: string): Promise<{ status: number; userCode: string }> {
+    const res = await request(`${g.url}/device/code`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: goFormEncode({ client_id: 'talos-node', uuid: id }),
+      ca: g.ca,
+    });
+    const da = res.status === 200 ? (JSON.parse(res.body) as DeviceCodeResponse) : undefined;
+    return { status: res.status, userCode: da?.user_code ?? '' };
+  }
+
+  function refused(res: { status: number; json: any }, status: number, error: string, message: RegExp) { // any: error bodies
+    assert.equal(res.status, status, JSON.stringify(res.json).slice(0, 300));
+    assert.equal(res.json.error, error);
+    assert.match(res.json.error_description, message);
+  }
+
+  test('profiles named __proto__, constructor, toString are unknown: 400 naming them, at registration and approval', async () => {
+    for (const profile of ['__proto__', 'constructor', 'toString']) {
+      const reg = await quickAdmin('POST', '/api/v1/nodes', { uuid: uuid(), profile, auto_approve: true });
+      refused(reg, 400, 'invalid_request', new RegExp(`unknown profile "${profile}"`));
+      const id = uuid();
+      const { userCode } = await asks(id);
+      const approve = await quickAdmin('POST', '/api/v1/device/approve', { user_code: userCode, profile });
+      refused(approve, 400, 'invalid_request', new RegExp(`unknown profile "${profile}"`));
+      const byId = await quickAdmin('POST', `/api/v1/nodes/${id}/approve`, { profile });
+      refused(byId, 400, 'invalid_request', new RegExp(`unknown profile "${profile}"`));
+    }
+    await stillAnswers();
+  });
+
+  test('an auto-approve node stored with such a profile asks /device/code: 200, and it waits for an admin', async () => {
+    // as a gate before the fix could have stored it
+    const id = uuid();
+    g.gate.storage.createNode(newNode(id, Date.now(), { uuid: id, status: 'approved', profile: 'constructor', autoApprove: true }));
+    for (let i = 0; i < 2; i++) assert.equal((await asks(id)).status, 200, 'every boot gets a user code');
+    const node = await quickAdmin('GET', `/api/v1/nodes/${id}`);
+    assert.equal(node.json.status, 'pending');
+    assert.equal(node.json.pending.length, 2);
+  });
+});

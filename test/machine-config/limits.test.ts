@@ -1,0 +1,83 @@
+import assert from 'node:assert/strict';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { parseAllDocuments } from 'yaml';
+import { MachineConfigRenderer, RenderError } from '../../server/machine-config/render.js';
+
+// Finding 9 of the security review: admin input that crashed (500) or stalled the renderer. Each
+// case must be a RenderError naming the patch and the limit, and must come back quickly.
+
+const values = { uuid: 'u-1', mac: '52:54:00:00:00:01', serial: null, hostname: 'node-1' };
+
+/** A generous bound: these are functional guards against stalls, not benchmarks. */
+const QUICK_MS = 2000;
+
+function folder(files: Record<string, string>): string {
+  const dir = mkdtempSync(join(tmpdir(), 'talos-gate-limits-'));
+  for (const [name, text] of Object.entries(files)) {
+    mkdirSync(join(dir, name, '..'), { recursive: true });
+    writeFileSync(join(dir, name), text);
+  }
+  return dir;
+}
+
+const TEMPLATE = 'version: v1alpha1\nmachine:\n  type: worker\n  network:\n    hostname: "{{hostname}}"\ncluster:\n  clusterName: c\n';
+
+function renderer(files: Record<string, string> = {}, patches: string[] = []): MachineConfigRenderer {
+  const dir = folder({ 't.yaml': TEMPLATE, 'patches/a.yaml': 'machine:\n  install:\n    disk: /dev/vda\n', ...files });
+  return new MachineConfigRenderer(dir, { w: { template: 't.yaml', patches } });
+}
+
+function docs(text: string): Record<string, any>[] { // any: tests read arbitrary config shapes
+  return parseAllDocuments(text).map((d) => d.toJS());
+}
+
+/** The RenderError message of fn, which must also return within QUICK_MS. */
+function refusal(fn: () => unknown): string {
+  const started = Date.now();
+  try {
+    fn();
+  } catch (e) {
+    const took = Date.now() - started;
+    assert.ok(e instanceof RenderError, `expected a RenderError, got ${String(e).slice(0, 200)}`);
+    assert.ok(took < QUICK_MS, `refused only after ${took} ms`);
+    return e.message;
+  }
+  return assert.fail('expected a RenderError');
+}
+
+test('profile names that are Object.prototype properties are unknown profiles', () => {
+  const r = renderer();
+  for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+    assert.equal(r.hasProfile(name), false, name);
+    assert.match(refusal(() => r.render(name, values, [])), new RegExp(`unknown profile "${name}"`));
+  }
+  assert.equal(r.hasProfile('w'), true);
+});
+
+test('__proto__ and constructor keys in templates and patches are plain keys: nothing polluted, nothing lost', () => {
+  const r = renderer({ 't.yaml': `${TEMPLATE}  __proto__:\n    fromTemplate: "{{hostname}}"\n` });
+  const out = r.render('w', values, [
+    'machine:\n  __proto__:\n    fromYaml: 1\n  constructor: {a: 1}\n  toString: 2\n__proto__:\n  kind: Injected\n',
+    [
+      { op: 'add', path: '/machine/__proto__/fromJsonPatch', value: 2 },
+      { op: 'add', path: '/machine/network/__proto__', value: { polluted: true } },
+      { op: 'add', path: '/machine/constructor/b', value: 3 },
+    ],
+    { machine: { nested: JSON.parse('{"__proto__": {"fromObject": 4}}') } },
+  ]);
+  const [cfg, ...more] = docs(out);
+  assert.equal(more.length, 0, 'a __proto__ key does not make the document look like another kind');
+  const own = (o: object, k: string) => Object.getOwnPropertyDescriptor(o, k)?.value;
+  assert.deepEqual({ ...own(cfg?.machine, '__proto__') }, { fromYaml: 1, fromJsonPatch: 2 }, 'strategic merge and JSON patch keep the key');
+  assert.deepEqual({ ...own(cfg?.machine, 'constructor') }, { a: 1, b: 3 });
+  assert.equal(own(cfg?.machine, 'toString'), 2);
+  assert.deepEqual({ ...own(cfg?.machine.network, '__proto__') }, { polluted: true });
+  assert.deepEqual({ ...own(cfg?.cluster, '__proto__') }, { fromTemplate: 'node-1' }, 'a template key, its placeholder filled');
+  assert.deepEqual({ ...own(cfg?.machine.nested, '__proto__') }, { fromObject: 4 });
+  assert.deepEqual({ ...own(cfg ?? {}, '__proto__') }, { kind: 'Injected' });
+  const plain: Record<string, unknown> = {};
+  for (const k of ['polluted', 'kind', 'fromYaml', 'fromJsonPatch', 'fromObject', 'b']) assert.equal(plain[k], undefined, `Object.prototype.${k}`);
+});
