@@ -91,13 +91,13 @@ export class MachineConfigRenderer {
     return Object.hasOwn(this.profiles, name);
   }
 
-  /** Every profile's template and patches exist and parse. Throws RenderError naming the first that does not. */
+  /** Every profile's template and patches exist, are regular files and parse. Throws RenderError naming the first that does not. */
   check(): void {
     for (const [name, p] of Object.entries(this.profiles)) {
       for (const file of [p.template, ...p.patches]) {
         const path = this.fileIn(file);
         if (!existsSync(path)) throw new RenderError(path, '', `file not found (profile ${name})`);
-        parseYamlDocuments(readFileSync(path, 'utf8'), path);
+        this.readDocuments(path, path, file);
       }
     }
   }
@@ -140,9 +140,10 @@ export class MachineConfigRenderer {
 
   private patchDocuments(spec: PatchSpec, label: string): { docs: unknown[]; file: string } {
     if (typeof spec === 'string' && spec.startsWith('@')) {
-      const file = this.fileIn(spec.slice(1), label);
-      if (!existsSync(file)) throw new RenderError(label, '', `file ${spec.slice(1)} not found in the templates folder`);
-      return { docs: this.readDocuments(file), file };
+      const name = spec.slice(1);
+      const file = this.fileIn(name, label);
+      if (!existsSync(file)) throw new RenderError(label, '', `file ${name} not found in the templates folder`);
+      return { docs: this.readDocuments(file, label, name), file };
     }
     if (typeof spec === 'string') return { docs: parseYamlDocuments(spec, label), file: label };
     return { docs: [spec], file: label };
@@ -171,13 +172,29 @@ export class MachineConfigRenderer {
     return mergeDocuments(docs, maps);
   }
 
-  private readDocuments(file: string): unknown[] {
-    const stat = statSync(file, { throwIfNoEntry: false, bigint: true });
+  /**
+   * A file's documents, parsed once per version of the file. Only a regular file is read (a folder
+   * or a FIFO named by a patch would fail or block).
+   */
+  private readDocuments(file: string, label = file, name = file): unknown[] {
+    let stat;
+    try {
+      stat = statSync(file, { throwIfNoEntry: false, bigint: true });
+    } catch (e) {
+      throw new RenderError(label, '', `cannot read ${name}: ${(e as Error).message}`);
+    }
     if (!stat) throw new RenderError(file, '', 'file not found');
+    if (!stat.isFile()) throw new RenderError(label, '', `${name} is not a regular file${stat.isDirectory() ? ' (it is a folder)' : ''}`);
     const version = `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
     let cached = this.parsed.get(file);
     if (cached?.version !== version) {
-      cached = { version, docs: parseYamlDocuments(readFileSync(file, 'utf8'), file) };
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (e) {
+        throw new RenderError(label, '', `cannot read ${name}: ${(e as Error).message}`);
+      }
+      cached = { version, docs: parseYamlDocuments(text, file) };
       this.parsed.set(file, cached);
     }
     // a copy: rendering must never change what the next render starts from

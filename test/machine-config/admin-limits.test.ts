@@ -77,4 +77,13 @@ describe('admin input within the limits of the renderer', () => {
     assert.equal(node.json.status, 'pending');
     assert.equal(node.json.pending.length, 2);
   });
+
+  test('node patches naming a folder: 422 invalid_config, not a regular file', async () => {
+    refused(await quickAdmin('POST', '/api/v1/nodes', { uuid: uuid(), profile: 'worker', patches: ['@patches'] }), 422, 'invalid_config', /^node patch #1: patches is not a regular file/);
+    refused(await quickAdmin('POST', '/api/v1/nodes', { uuid: uuid(), profile: 'worker', patches: ['@patches/common.yaml', '@.'] }), 422, 'invalid_config', /^node patch #2: \. is not a regular file/);
+    const id = uuid();
+    const { userCode } = await asks(id);
+    refused(await quickAdmin('POST', '/api/v1/device/approve', { user_code: userCode, profile: 'worker', patches: ['@patches'] }), 422, 'invalid_config', /not a regular file/);
+    await stillAnswers();
+  });
 });

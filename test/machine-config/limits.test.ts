@@ -81,3 +81,12 @@ test('__proto__ and constructor keys in templates and patches are plain keys: no
   const plain: Record<string, unknown> = {};
   for (const k of ['polluted', 'kind', 'fromYaml', 'fromJsonPatch', 'fromObject', 'b']) assert.equal(plain[k], undefined, `Object.prototype.${k}`);
 });
+
+test('a node patch naming a folder is refused as not a regular file', () => {
+  const r = renderer();
+  assert.match(refusal(() => r.render('w', values, ['@patches'])), /^node patch #1: patches is not a regular file \(it is a folder\)$/);
+  assert.match(refusal(() => r.render('w', values, ['@.'])), /^node patch #1: \. is not a regular file/);
+  assert.match(refusal(() => r.checkPatches(['@patches/a.yaml', '@patches'])), /^node patch #2: patches is not a regular file/);
+  const folderTemplate = renderer({}, ['patches']);
+  assert.match(refusal(() => folderTemplate.check()), /patches is not a regular file/, 'check() at start-up too');
+});
