@@ -1,8 +1,20 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
+import { Composer, LineCounter, Parser, stringify, type CST } from 'yaml';
 import type { PatchSpec } from '../storage/storage.js';
 import { applyJsonPatch, checkJsonPatch, isJsonPatch, JsonPatchError } from './json-patch.js';
+import {
+  LimitError,
+  MAX_ALIAS_COUNT,
+  MAX_DEPTH,
+  MAX_DOCUMENTS,
+  MAX_SOURCE_BYTES,
+  SizeBudget,
+  TOO_DEEP,
+  TOO_MANY_ALIASES,
+  TOO_MANY_DOCUMENTS,
+  tooBigSource,
+} from './limits.js';
 import { documentKey, isMap, mergeDocuments, setOwn, type YamlMap } from './strategic-merge.js';
 
 /** A template or patch that cannot be used; names the file and the place in it. */
@@ -33,17 +45,61 @@ export interface TemplateValues {
 
 const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
 
+/**
+ * The deepest nesting of maps and lists in the parsed tokens, walked without recursion, before the
+ * yaml library composes them (it recurses); throws at the first token past MAX_DEPTH.
+ */
+function checkTokenDepth(tokens: CST.Token[], lines: LineCounter, file: string): void {
+  const stack: [CST.Token, number][] = tokens.map((t) => [t, 0]);
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const [t, depth] = next;
+    if (t.type === 'document') {
+      if (t.value) stack.push([t.value, depth]);
+    } else if (t.type === 'block-map' || t.type === 'block-seq' || t.type === 'flow-collection') {
+      if (depth + 1 > MAX_DEPTH) throw new RenderError(file, `line ${lines.linePos(t.offset).line}`, TOO_DEEP);
+      for (const item of t.items) {
+        if (item.key) stack.push([item.key, depth + 1]);
+        if (item.value) stack.push([item.value, depth + 1]);
+      }
+    }
+  }
+}
+
+/**
+ * YAML text as plain values, within the limits: size before parsing, nesting before composing,
+ * aliases while converting, values and bytes after. Map keys become own properties, `__proto__`
+ * included (the yaml library defines rather than assigns that one).
+ */
 function parseYamlDocuments(text: string, file: string): unknown[] {
-  const docs = parseAllDocuments(text, { uniqueKeys: true });
+  if (text.length > MAX_SOURCE_BYTES || Buffer.byteLength(text) > MAX_SOURCE_BYTES) throw new RenderError(file, '', tooBigSource('the YAML text'));
+  const lines = new LineCounter();
+  const tokens = [...new Parser(lines.addNewLine).parse(text)];
+  if (tokens.filter((t) => t.type === 'document').length > MAX_DOCUMENTS) throw new RenderError(file, '', TOO_MANY_DOCUMENTS);
+  checkTokenDepth(tokens, lines, file);
   const out: unknown[] = [];
-  for (const doc of docs) {
+  const size = new SizeBudget('the YAML');
+  for (const doc of new Composer({ uniqueKeys: true }).compose(tokens)) {
     const err = doc.errors[0];
     if (err) {
-      const line = err.linePos ? `line ${err.linePos[0].line}` : '';
-      throw new RenderError(file, line, `not valid YAML: ${err.message.split('\n')[0]}`);
+      throw new RenderError(file, `line ${lines.linePos(err.pos[0]).line}`, `not valid YAML: ${err.message.split('\n')[0]}`);
     }
-    const js: unknown = doc.toJS();
-    if (js !== null && js !== undefined) out.push(js);
+    let js: unknown;
+    try {
+      js = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (e) {
+      // the yaml library throws a ReferenceError for an alias it cannot or will not resolve
+      if (e instanceof ReferenceError && /alias count/i.test(e.message)) throw new RenderError(file, '', TOO_MANY_ALIASES);
+      if (e instanceof ReferenceError) throw new RenderError(file, '', `not valid YAML: ${e.message}`);
+      throw e;
+    }
+    if (js === null || js === undefined) continue;
+    try {
+      size.add(js);
+    } catch (e) {
+      if (e instanceof LimitError) throw new RenderError(file, '', e.message);
+      throw e;
+    }
+    out.push(js);
   }
   return out;
 }
@@ -91,7 +147,10 @@ export class MachineConfigRenderer {
     return Object.hasOwn(this.profiles, name);
   }
 
-  /** Every profile's template and patches exist, are regular files and parse. Throws RenderError naming the first that does not. */
+  /**
+   * Every profile's template and patches exist, are regular files and parse within the limits.
+   * Throws RenderError naming the first that does not.
+   */
   check(): void {
     for (const [name, p] of Object.entries(this.profiles)) {
       for (const file of [p.template, ...p.patches]) {
@@ -146,6 +205,8 @@ export class MachineConfigRenderer {
       return { docs: this.readDocuments(file, label, name), file };
     }
     if (typeof spec === 'string') return { docs: parseYamlDocuments(spec, label), file: label };
+    // a patch sent as JSON: parsed already, but as deep or as large as the request allows
+    this.withLimits(label, () => new SizeBudget('the patch').add(spec));
     return { docs: [spec], file: label };
   }
 
@@ -172,9 +233,18 @@ export class MachineConfigRenderer {
     return mergeDocuments(docs, maps);
   }
 
+  private withLimits<T>(file: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof LimitError) throw new RenderError(file, '', e.message);
+      throw e;
+    }
+  }
+
   /**
    * A file's documents, parsed once per version of the file. Only a regular file is read (a folder
-   * or a FIFO named by a patch would fail or block).
+   * or a FIFO named by a patch would fail or block), and only one within MAX_SOURCE_BYTES.
    */
   private readDocuments(file: string, label = file, name = file): unknown[] {
     let stat;
@@ -185,6 +255,7 @@ export class MachineConfigRenderer {
     }
     if (!stat) throw new RenderError(file, '', 'file not found');
     if (!stat.isFile()) throw new RenderError(label, '', `${name} is not a regular file${stat.isDirectory() ? ' (it is a folder)' : ''}`);
+    if (stat.size > BigInt(MAX_SOURCE_BYTES)) throw new RenderError(file, '', tooBigSource('the file'));
     const version = `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
     let cached = this.parsed.get(file);
     if (cached?.version !== version) {

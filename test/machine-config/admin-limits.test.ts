@@ -11,6 +11,13 @@ import { startTestGate, type TestGate } from '../helpers/gate.js';
 /** A generous bound: a functional guard against stalls, not a benchmark. */
 const QUICK_MS = 2000;
 
+const LAUGHS = [
+  'machine:',
+  '  l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+  ...Array.from({ length: 9 }, (_, i) => `  l${i + 1}: &l${i + 1} [${Array(9).fill(`*l${i}`).join(',')}]`),
+  '',
+].join('\n');
+
 describe('admin input within the limits of the renderer', () => {
   let g: TestGate;
   let n = 0;
@@ -28,6 +35,20 @@ describe('admin input within the limits of the renderer', () => {
     const took = Date.now() - started;
     assert.ok(took < QUICK_MS, `${method} ${path} answered after ${took} ms`);
     return res;
+  }
+
+  /** Like quickAdmin, with the JSON body as text. */
+  async function rawAdmin(method: string, path: string, body: string) {
+    const started = Date.now();
+    const res = await request(`${g.url}${path}`, {
+      method,
+      headers: { authorization: `Bearer ${g.adminToken}`, 'content-type': 'application/json' },
+      body,
+      ca: g.ca,
+    });
+    const took = Date.now() - started;
+    assert.ok(took < QUICK_MS, `${method} ${path} answered after ${took} ms`);
+    return { status: res.status, json: JSON.parse(res.body) };
   }
 
   /** The gate still answers, and quickly. */
@@ -84,6 +105,26 @@ describe('admin input within the limits of the renderer', () => {
     const id = uuid();
     const { userCode } = await asks(id);
     refused(await quickAdmin('POST', '/api/v1/device/approve', { user_code: userCode, profile: 'worker', patches: ['@patches'] }), 422, 'invalid_config', /not a regular file/);
+    await stillAnswers();
+  });
+
+  test('a billion-laughs patch: 422 naming the alias limit, quickly', async () => {
+    refused(await quickAdmin('POST', '/api/v1/nodes', { uuid: uuid(), profile: 'worker', patches: [LAUGHS] }), 422, 'invalid_config', /^node patch #1: too many YAML alias expansions \(more than 100\)$/);
+    const { userCode } = await asks(uuid());
+    refused(await quickAdmin('POST', '/api/v1/device/approve', { user_code: userCode, profile: 'worker', patches: [LAUGHS] }), 422, 'invalid_config', /alias/);
+    await stillAnswers();
+  });
+
+  test('deep patches, as YAML text or as JSON: 422 naming the depth limit', async () => {
+    const flow = `machine:\n  x: ${'['.repeat(30_000)}${']'.repeat(30_000)}\n`;
+    for (const patch of [JSON.stringify(flow), `{"machine":${'{"a":'.repeat(10_000)}1${'}'.repeat(10_000)}}`]) {
+      // as JSON text: JSON.stringify of the deep object would itself run out of stack here
+      const register = `{"uuid":"${uuid()}","profile":"worker","patches":[${patch}]}`;
+      refused(await rawAdmin('POST', '/api/v1/nodes', register), 422, 'invalid_config', /^node patch #1( at line 2)?: nested deeper than 64 levels$/);
+      const { userCode } = await asks(uuid());
+      const approve = `{"user_code":"${userCode}","profile":"worker","patches":[${patch}]}`;
+      refused(await rawAdmin('POST', '/api/v1/device/approve', approve), 422, 'invalid_config', /nested deeper than 64 levels/);
+    }
     await stillAnswers();
   });
 });

@@ -48,6 +48,13 @@ function refusal(fn: () => unknown): string {
   return assert.fail('expected a RenderError');
 }
 
+/** A billion-laughs document: 9 aliases per level, 9^levels strings once expanded. */
+function laughs(levels: number): string {
+  let text = 'machine:\n  l0: &l0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n';
+  for (let i = 1; i <= levels; i++) text += `  l${i}: &l${i} [${Array(9).fill(`*l${i - 1}`).join(',')}]\n`;
+  return text;
+}
+
 test('profile names that are Object.prototype properties are unknown profiles', () => {
   const r = renderer();
   for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
@@ -89,4 +96,40 @@ test('a node patch naming a folder is refused as not a regular file', () => {
   assert.match(refusal(() => r.checkPatches(['@patches/a.yaml', '@patches'])), /^node patch #2: patches is not a regular file/);
   const folderTemplate = renderer({}, ['patches']);
   assert.match(refusal(() => folderTemplate.check()), /patches is not a regular file/, 'check() at start-up too');
+});
+
+test('billion-laughs YAML is refused by its alias count, in a patch and in a template at start-up', () => {
+  const r = renderer();
+  assert.match(refusal(() => r.render('w', values, [laughs(9)])), /^node patch #1: too many YAML alias expansions \(more than 100\)$/);
+  const bad = renderer({ 'patches/laughs.yaml': laughs(9) }, ['patches/laughs.yaml']);
+  assert.match(refusal(() => bad.check()), /laughs\.yaml: too many YAML alias expansions/);
+});
+
+test('deep nesting is refused before anything recurses: YAML flow, YAML block, and patch objects', () => {
+  const r = renderer();
+  const deepFlow = `machine:\n  x: ${'['.repeat(10_000)}${']'.repeat(10_000)}\n`;
+  assert.match(refusal(() => r.render('w', values, [deepFlow])), /^node patch #1 at line 2: nested deeper than 64 levels$/);
+  const deepMap = `machine:\n  x: ${'{a: '.repeat(10_000)}1${'}'.repeat(10_000)}\n`;
+  assert.match(refusal(() => r.render('w', values, [deepMap])), /nested deeper than 64 levels/);
+  const block = Array.from({ length: 100 }, (_, i) => `${' '.repeat(i)}k:`).join('\n');
+  assert.match(refusal(() => r.render('w', values, [block])), /nested deeper than 64 levels/);
+  let obj: unknown = 1;
+  let arr: unknown = 1;
+  for (let i = 0; i < 10_000; i++) {
+    obj = { a: obj };
+    arr = [arr];
+  }
+  assert.match(refusal(() => r.render('w', values, [{ machine: { x: obj } }])), /^node patch #1: nested deeper than 64 levels$/);
+  assert.match(refusal(() => r.checkPatches([{ machine: { x: arr } }])), /^node patch #1: nested deeper than 64 levels$/);
+});
+
+test('huge input is refused by its size before parsing; too many values or documents after', () => {
+  const r = renderer({ 'patches/huge.yaml': `machine:\n  x: "${'x'.repeat(1024 * 1024)}"\n` });
+  assert.match(refusal(() => r.render('w', values, [`machine:\n  x: "${'x'.repeat(1024 * 1024)}"\n`])), /^node patch #1: the YAML text is larger than 1 MiB$/);
+  assert.match(refusal(() => r.render('w', values, ['@patches/huge.yaml'])), /huge\.yaml: the file is larger than 1 MiB$/);
+  const many = Array.from({ length: 110_000 }, (_, i) => i);
+  assert.match(refusal(() => r.render('w', values, [{ machine: { many } }])), /^node patch #1: the patch has more than 100,000 values$/);
+  assert.match(refusal(() => r.render('w', values, [`machine:\n  many: [${many.join(',')}]\n`])), /^node patch #1: the YAML has more than 100,000 values$/);
+  const documents = Array.from({ length: 300 }, (_, i) => `apiVersion: v1alpha1\nkind: K\nname: n${i}\n`).join('---\n');
+  assert.match(refusal(() => r.render('w', values, [documents])), /^node patch #1: more than 256 documents$/);
 });
