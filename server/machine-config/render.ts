@@ -2,13 +2,15 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
 import { Composer, LineCounter, Parser, stringify, type CST } from 'yaml';
 import type { PatchSpec } from '../storage/storage.js';
-import { applyJsonPatch, checkJsonPatch, isJsonPatch, JsonPatchError } from './json-patch.js';
+import { applyJsonPatch, checkJsonPatch, isJsonPatch, JsonPatchError, type JsonPatchHooks } from './json-patch.js';
 import {
+  checkConfigBytes,
   LimitError,
   MAX_ALIAS_COUNT,
   MAX_DEPTH,
   MAX_DOCUMENTS,
   MAX_SOURCE_BYTES,
+  RenderWork,
   SizeBudget,
   TOO_DEEP,
   TOO_MANY_ALIASES,
@@ -148,15 +150,17 @@ export class MachineConfigRenderer {
   }
 
   /**
-   * Every profile's template and patches exist, are regular files and parse within the limits.
-   * Throws RenderError naming the first that does not.
+   * Every profile's template and patches exist, are regular files and parse within the limits
+   * (JSON patches also within the operation count). Throws RenderError naming the first that does not.
    */
   check(): void {
     for (const [name, p] of Object.entries(this.profiles)) {
       for (const file of [p.template, ...p.patches]) {
         const path = this.fileIn(file);
         if (!existsSync(path)) throw new RenderError(path, '', `file not found (profile ${name})`);
-        this.readDocuments(path, path, file);
+        const docs = this.readDocuments(path, path, file);
+        const first = docs[0];
+        if (file !== p.template && docs.length === 1 && isJsonPatch(first)) this.withLimits(path, () => checkJsonPatch(first));
       }
     }
   }
@@ -165,19 +169,29 @@ export class MachineConfigRenderer {
     if (!this.hasProfile(profileName)) throw new RenderError('config', 'profiles', `unknown profile ${JSON.stringify(profileName)}`);
     const profile = this.profiles[profileName] as Profile;
     const all: TemplateValues = { ...values, profile: profileName };
+    const work = new RenderWork();
     const templateFile = this.fileIn(profile.template);
     let docs = this.readDocuments(templateFile).map((d, i) => {
       if (!isMap(d)) throw new RenderError(templateFile, `document ${i + 1}`, 'a machine config document must be a map');
       return substitute(d, all, templateFile, '') as YamlMap;
     });
-    for (const file of profile.patches) docs = this.applyPatch(docs, this.readDocuments(this.fileIn(file)), this.fileIn(file));
+    let last = templateFile;
+    const size = new SizeBudget('the rendered config', work);
+    this.withLimits(templateFile, () => size.addDocuments(docs));
+    const apply = (patchDocs: unknown[], label: string) => {
+      docs = this.withLimits(label, () => this.applyPatch(docs, patchDocs, label, size));
+      last = label;
+    };
+    for (const file of profile.patches) apply(this.readDocuments(this.fileIn(file)), this.fileIn(file));
     nodePatches.forEach((spec, i) => {
-      const label = `node patch #${i + 1}`;
-      const { docs: patchDocs, file } = this.patchDocuments(spec, label);
-      docs = this.applyPatch(docs, patchDocs, file);
+      const { docs: patchDocs, file } = this.patchDocuments(spec, `node patch #${i + 1}`);
+      apply(patchDocs, file);
     });
     if (this.acceptedCaPems.length > 0) docs = this.withAcceptedCas(docs);
-    return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+    // aliasDuplicateObjects off: the config is printed in full, as counted, never as YAML aliases
+    const text = docs.map((d) => stringify(d, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n');
+    this.withLimits(last, () => checkConfigBytes(text));
+    return text;
   }
 
   /** Talos reads machine.acceptedCAs as [{crt: base64 of the PEM}]; nodes then trust certificates those CAs sign. */
@@ -194,7 +208,11 @@ export class MachineConfigRenderer {
 
   /** Checks a node's patches without rendering: used when they are stored for later. */
   checkPatches(specs: PatchSpec[]): void {
-    specs.forEach((spec, i) => this.patchDocuments(spec, `node patch #${i + 1}`));
+    specs.forEach((spec, i) => {
+      const { docs } = this.patchDocuments(spec, `node patch #${i + 1}`);
+      const first = docs[0];
+      if (docs.length === 1 && isJsonPatch(first)) this.withLimits(`node patch #${i + 1}`, () => checkJsonPatch(first));
+    });
   }
 
   private patchDocuments(spec: PatchSpec, label: string): { docs: unknown[]; file: string } {
@@ -210,19 +228,15 @@ export class MachineConfigRenderer {
     return { docs: [spec], file: label };
   }
 
-  private applyPatch(docs: YamlMap[], patch: unknown[], file: string): YamlMap[] {
+  /** Applies one patch; `size` goes on counting the config (an upper bound, counted afresh near a limit). */
+  private applyPatch(docs: YamlMap[], patch: unknown[], file: string, size: SizeBudget): YamlMap[] {
     const first = patch[0];
     if (patch.length === 1 && isJsonPatch(first)) {
       const at = docs.findIndex((d) => documentKey(d) === 'v1alpha1');
       if (at < 0) throw new RenderError(file, '', 'a JSON patch needs a v1alpha1 document to apply to');
-      try {
-        const patched = applyJsonPatch(docs[at], checkJsonPatch(first));
-        if (!isMap(patched)) throw new RenderError(file, '', 'the patch must leave the document a map');
-        return docs.map((d, i) => (i === at ? patched : d));
-      } catch (e) {
-        if (e instanceof JsonPatchError) throw new RenderError(file, '', e.message);
-        throw e;
-      }
+      const patched = applyJsonPatch(docs[at], checkJsonPatch(first), this.jsonPatchHooks(docs, at, size));
+      if (!isMap(patched)) throw new RenderError(file, '', 'the patch must leave the document a map');
+      return docs.map((d, i) => (i === at ? patched : d));
     }
     const maps = patch.map((d, i) => {
       if (!isMap(d)) {
@@ -230,14 +244,51 @@ export class MachineConfigRenderer {
       }
       return d;
     });
-    return mergeDocuments(docs, maps);
+    // A merge never nests deeper than its inputs and is at most as large as both together: adding
+    // the patch's count keeps the bound; near a limit the merged config is counted afresh.
+    const merged = mergeDocuments(docs, maps);
+    if (merged.length > MAX_DOCUMENTS) throw new LimitError(TOO_MANY_DOCUMENTS);
+    try {
+      size.addDocuments(maps);
+    } catch (e) {
+      if (!(e instanceof LimitError)) throw e;
+      size.reset();
+      size.addDocuments(merged);
+    }
+    return merged;
+  }
+
+  /**
+   * Counts what a JSON patch inserts before it is copied in, so sixteen "copy the document into
+   * itself" operations stop at the limit instead of after building a 76 MB config. Removals are
+   * not subtracted; past a limit the document as it is then is counted afresh, so a patch that
+   * replaces a big value is not refused for the value it removed. Comparisons of `test` count as
+   * work.
+   */
+  private jsonPatchHooks(docs: YamlMap[], at: number, size: SizeBudget): JsonPatchHooks {
+    return {
+      onInsert: (value, depth, doc) => {
+        try {
+          size.add(value, depth);
+        } catch (e) {
+          if (!(e instanceof LimitError)) throw e;
+          size.reset();
+          docs.forEach((d, i) => {
+            if (i !== at) size.add(d);
+          });
+          if (depth > 0) size.add(doc); // at depth 0 the value replaces the whole document
+          size.add(value, depth);
+        }
+      },
+      onVisit: (n) => size.work?.charge(n),
+    };
   }
 
   private withLimits<T>(file: string, fn: () => T): T {
     try {
       return fn();
     } catch (e) {
-      if (e instanceof LimitError) throw new RenderError(file, '', e.message);
+      if (e instanceof LimitError || e instanceof JsonPatchError) throw new RenderError(file, '', e.message);
       throw e;
     }
   }

@@ -127,4 +127,31 @@ describe('admin input within the limits of the renderer', () => {
     }
     await stillAnswers();
   });
+
+  test('a JSON patch copying the config into itself 16 times: 422 naming the size limit, quickly, and the node still waits', async () => {
+    const ops: unknown[] = [{ op: 'add', path: '/big', value: {} }];
+    for (let i = 0; i < 16; i++) ops.push({ op: 'copy', from: '', path: `/big/c${i}` });
+    const id = uuid();
+    const { userCode } = await asks(id);
+    refused(
+      await quickAdmin('POST', '/api/v1/device/approve', { user_code: userCode, profile: 'worker', patches: [ops] }),
+      422,
+      'invalid_config',
+      /^node patch #1: operation #\d+ \(copy \/big\/c\d+\): the rendered config (is larger than 1 MiB|has more than 100,000 values)$/,
+    );
+    assert.equal((await quickAdmin('GET', `/api/v1/nodes/${id}`)).json.status, 'pending');
+    await stillAnswers();
+    // stored for an auto-approve node, it is refused when the node boots, which is not a 500
+    const auto = uuid();
+    assert.equal((await quickAdmin('POST', '/api/v1/nodes', { uuid: auto, profile: 'worker', auto_approve: true, patches: [ops] })).status, 201);
+    const started = Date.now();
+    assert.equal((await asks(auto)).status, 200);
+    assert.ok(Date.now() - started < QUICK_MS);
+    assert.equal((await quickAdmin('GET', `/api/v1/nodes/${auto}`)).json.status, 'pending');
+  });
+
+  test('a JSON patch of more than 1000 operations: 422 at registration', async () => {
+    const ops = Array.from({ length: 1001 }, () => ({ op: 'add', path: '/machine/x', value: 1 }));
+    refused(await quickAdmin('POST', '/api/v1/nodes', { uuid: uuid(), profile: 'worker', patches: [ops] }), 422, 'invalid_config', /^node patch #1: more than 1000 JSON patch operations$/);
+  });
 });

@@ -121,6 +121,11 @@ test('deep nesting is refused before anything recurses: YAML flow, YAML block, a
   }
   assert.match(refusal(() => r.render('w', values, [{ machine: { x: obj } }])), /^node patch #1: nested deeper than 64 levels$/);
   assert.match(refusal(() => r.checkPatches([{ machine: { x: arr } }])), /^node patch #1: nested deeper than 64 levels$/);
+  // a JSON patch that copies a deep part into its own deepest leaf doubles the depth each time
+  let chain: unknown = 1;
+  for (let i = 0; i < 40; i++) chain = [chain];
+  const grow = [{ op: 'add', path: '/machine/deep', value: chain }, { op: 'copy', from: '/machine', path: `/machine/deep${'/0'.repeat(40)}` }];
+  assert.match(refusal(() => r.render('w', values, [grow])), /^node patch #1: operation #2 \(copy .*\): nested deeper than 64 levels$/);
 });
 
 test('huge input is refused by its size before parsing; too many values or documents after', () => {
@@ -132,4 +137,48 @@ test('huge input is refused by its size before parsing; too many values or docum
   assert.match(refusal(() => r.render('w', values, [`machine:\n  many: [${many.join(',')}]\n`])), /^node patch #1: the YAML has more than 100,000 values$/);
   const documents = Array.from({ length: 300 }, (_, i) => `apiVersion: v1alpha1\nkind: K\nname: n${i}\n`).join('---\n');
   assert.match(refusal(() => r.render('w', values, [documents])), /^node patch #1: more than 256 documents$/);
+  // each patch is small, together they are not
+  const quarter = { machine: { files: [{ content: 'x'.repeat(300 * 1024) }] } };
+  assert.match(refusal(() => r.render('w', values, [quarter, quarter, quarter, quarter])), /^node patch #4: the rendered config is larger than 1 MiB$/);
+});
+
+test('a JSON patch copying the document into itself stops at the size limit, not after building it', () => {
+  const r = renderer();
+  const ops: unknown[] = [{ op: 'add', path: '/big', value: {} }];
+  for (let i = 0; i < 16; i++) ops.push({ op: 'copy', from: '', path: `/big/c${i}` });
+  assert.match(refusal(() => r.render('w', values, [ops])), /^node patch #1: operation #\d+ \(copy \/big\/c\d+\): the rendered config (is larger than 1 MiB|has more than 100,000 values)$/);
+  // strings are shared in memory but printed in full: a 60 KB string copied 16 times
+  const strings: unknown[] = [{ op: 'add', path: '/s', value: ['x'.repeat(60_000)] }];
+  for (let i = 0; i < 16; i++) strings.push({ op: 'copy', from: '/s', path: '/s/-' });
+  assert.match(refusal(() => r.render('w', values, [strings])), /^node patch #1: operation #\d+ \(copy \/s\/-\): the rendered config is larger than 1 MiB$/);
+  const tooMany = Array.from({ length: 1001 }, () => ({ op: 'add', path: '/machine/x', value: 1 }));
+  assert.match(refusal(() => r.render('w', values, [tooMany])), /^node patch #1: more than 1000 JSON patch operations$/);
+  assert.match(refusal(() => r.checkPatches([tooMany])), /^node patch #1: more than 1000 JSON patch operations$/);
+});
+
+test('a JSON patch replacing a big value with another is not refused for what it removed', () => {
+  const r = renderer();
+  const big = (c: string) => ({ machine: { files: [{ content: c.repeat(600 * 1024) }] } });
+  const out = r.render('w', values, [big('a'), [{ op: 'replace', path: '/machine/files/0/content', value: 'b'.repeat(600 * 1024) }]]);
+  assert.equal(docs(out)[0]?.machine.files[0].content.length, 600 * 1024);
+});
+
+test('a JSON patch moving a big value in and out of a deeper place stops at the work limit', () => {
+  const r = renderer();
+  const a = Array.from({ length: 60_000 }, (_, i) => i);
+  const moves: unknown[] = [{ op: 'add', path: '/machine/b', value: {} }];
+  for (let i = 0; i < 499; i++) {
+    // each move deeper walks the value (it could nest too deep there); moving back costs nothing
+    moves.push({ op: 'move', from: '/machine/a', path: '/machine/b/a' }, { op: 'move', from: '/machine/b/a', path: '/machine/a' });
+  }
+  assert.match(
+    refusal(() => r.render('w', values, [{ machine: { a } }, moves])),
+    /^node patch #2: operation #\d+ \(move \/machine\/b\/a\): applying the patches takes too much work \(more than 2,000,000 values visited\)$/,
+  );
+  // moving it about a little is fine, and so is moving it back and forth at the same depth
+  assert.equal(docs(r.render('w', values, [{ machine: { a } }, moves.slice(0, 5)]))[0]?.machine.a.length, 60_000);
+  const level = Array.from({ length: 1000 }, (_, i) => (i % 2 === 0 ? { op: 'move', from: '/machine/a', path: '/machine/c' } : { op: 'move', from: '/machine/c', path: '/machine/a' }));
+  const started = Date.now();
+  assert.equal(docs(r.render('w', values, [{ machine: { a } }, level]))[0]?.machine.a.length, 60_000);
+  assert.ok(Date.now() - started < QUICK_MS);
 });
