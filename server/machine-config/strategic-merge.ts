@@ -18,10 +18,6 @@ export function setOwn(obj: YamlMap, key: string, value: unknown): void {
 
 const REPLACED_LISTS = new Set(['cluster.network.podSubnets', 'cluster.network.serviceSubnets']);
 
-function deepEqual(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
 /** How items of a list are matched, by the list's key and path; undefined when items are appended. */
 function identityOf(path: string[]): ((item: YamlMap) => unknown) | undefined {
   const key = path[path.length - 1];
@@ -46,23 +42,50 @@ function mergeList(dst: unknown[], src: unknown[], path: string[]): unknown[] {
   if (REPLACED_LISTS.has(path.join('.'))) return structuredClone(src);
   const identity = identityOf(path);
   if (!identity) return [...dst, ...src.map((x) => structuredClone(x))];
-  const out = [...dst];
+  // Items by identity, each identity's positions in order: a lookup per item, not a scan of the
+  // list (a patch of thousands of interfaces would otherwise compare every pair).
+  const out: unknown[] = [...dst];
+  const deleted = new Set<number>();
+  const at = new Map<string, number[]>();
+  const keyOf = (item: YamlMap) => JSON.stringify(identity(item));
+  const remember = (item: unknown, i: number) => {
+    if (!isMap(item)) return;
+    const key = keyOf(item);
+    const list = at.get(key);
+    if (!list) at.set(key, [i]);
+    else {
+      // kept in order: the first match in the list wins
+      const before = list.findIndex((j) => j > i);
+      list.splice(before < 0 ? list.length : before, 0, i);
+    }
+  };
+  out.forEach(remember);
   for (const item of src) {
     if (!isMap(item)) {
       out.push(structuredClone(item));
       continue;
     }
-    const id = identity(item);
-    const at = out.findIndex((d) => isMap(d) && deepEqual(identity(d), id));
+    const same = at.get(keyOf(item));
+    const first = same?.[0];
     if (isDelete(item)) {
-      if (at >= 0) out.splice(at, 1);
-    } else if (at >= 0) {
-      out[at] = mergeMaps(out[at] as YamlMap, item, path);
+      if (first !== undefined) {
+        deleted.add(first);
+        same?.shift();
+      }
+    } else if (first !== undefined) {
+      const merged = mergeMaps(out[first] as YamlMap, item, path);
+      out[first] = merged;
+      if (keyOf(merged) !== keyOf(item)) {
+        // merging changed the identity (a list inside a deviceSelector grew): file it anew
+        same?.shift();
+        remember(merged, first);
+      }
     } else {
       out.push(withoutDirective(item));
+      remember(out[out.length - 1], out.length - 1);
     }
   }
-  return out;
+  return deleted.size === 0 ? out : out.filter((_, i) => !deleted.has(i));
 }
 
 /** Returns dst with src merged in; neither argument is changed. */

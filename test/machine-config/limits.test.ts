@@ -182,3 +182,25 @@ test('a JSON patch moving a big value in and out of a deeper place stops at the 
   assert.equal(docs(r.render('w', values, [{ machine: { a } }, level]))[0]?.machine.a.length, 60_000);
   assert.ok(Date.now() - started < QUICK_MS);
 });
+
+test('thousands of interfaces merge by identity without comparing every pair', () => {
+  const r = renderer();
+  const interfaces = Array.from({ length: 8_000 }, (_, i) => ({ interface: `eth${i}`, mtu: 1500 }));
+  const again = interfaces.map((x) => ({ ...x, mtu: 9000 }));
+  const started = Date.now();
+  const cfg = docs(r.render('w', values, [{ machine: { network: { interfaces } } }, { machine: { network: { interfaces: again } } }]))[0];
+  assert.ok(Date.now() - started < QUICK_MS, `took ${Date.now() - started} ms`);
+  assert.equal(cfg?.machine.network.interfaces.length, 8_000);
+  assert.equal(cfg?.machine.network.interfaces[7_999].mtu, 9000);
+});
+
+test('identity merge still follows talosctl: first match, delete, re-add', () => {
+  const r = renderer();
+  const cfg = docs(
+    r.render('w', values, [
+      { machine: { network: { interfaces: [{ interface: 'a', n: 1 }, { interface: 'b' }, { interface: 'a', n: 2 }] } } },
+      { machine: { network: { interfaces: [{ interface: 'a', $patch: 'delete' }, { interface: 'a', m: 1 }, { interface: 'c' }, { interface: 'c', x: 1 }] } } },
+    ]),
+  )[0];
+  assert.deepEqual(cfg?.machine.network.interfaces, [{ interface: 'b' }, { interface: 'a', n: 2, m: 1 }, { interface: 'c', x: 1 }]);
+});
