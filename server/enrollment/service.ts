@@ -395,7 +395,7 @@ export class EnrollmentService {
   ): { node: NodeRecord; request: DeviceRequestRecord } {
     const profile = decision.profile ?? node.profile ?? undefined;
     if (!profile) throw new ApiError('invalid_request', 'profile is required');
-    if (!(profile in this.renderer.profiles)) {
+    if (!this.renderer.hasProfile(profile)) {
       throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(profile)} (known: ${Object.keys(this.renderer.profiles).join(', ')})`);
     }
     const hostname = checkHostname(decision.hostname) ?? node.hostname ?? defaultHostname(node);
@@ -503,7 +503,7 @@ export class EnrollmentService {
     const id = uuid ?? mac;
     if (id === undefined) throw new ApiError('invalid_request', 'uuid or mac is required');
     if (!reg.profile) throw new ApiError('invalid_request', 'profile is required');
-    if (!(reg.profile in this.renderer.profiles)) throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(reg.profile)}`);
+    if (!this.renderer.hasProfile(reg.profile)) throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(reg.profile)}`);
     const hostname = checkHostname(reg.hostname) ?? null;
     const patches = reg.patches ?? [];
     try {

@@ -1,5 +1,8 @@
 // RFC 6902 JSON Patch over plain YAML/JSON values; errors say which operation and path failed.
 
+import { LimitError, MAX_JSON_PATCH_OPS, TOO_MANY_OPS } from './limits.js';
+import { setOwn } from './strategic-merge.js';
+
 export interface JsonPatchOp {
   op: 'add' | 'remove' | 'replace' | 'move' | 'copy' | 'test';
   path: string;
@@ -9,6 +12,17 @@ export interface JsonPatchOp {
 
 export class JsonPatchError extends Error {}
 
+/** How the caller bounds a patch's work: copies can double the document with each operation. */
+export interface JsonPatchHooks {
+  /**
+   * Before `value` is placed `depth` levels deep (add, copy, move, replace) into `doc` (as it is
+   * then: a replaced or moved value already removed); throws LimitError to refuse it.
+   */
+  onInsert?(value: unknown, depth: number, doc: unknown): void;
+  /** Values visited by a `test` comparison; throws LimitError to stop. */
+  onVisit?(n: number): void;
+}
+
 const OPS = new Set(['add', 'remove', 'replace', 'move', 'copy', 'test']);
 
 export function isJsonPatch(v: unknown): v is JsonPatchOp[] {
@@ -17,6 +31,7 @@ export function isJsonPatch(v: unknown): v is JsonPatchOp[] {
 
 /** Checks the shape of each operation; the message names the operation by its position. */
 export function checkJsonPatch(ops: unknown[]): JsonPatchOp[] {
+  if (ops.length > MAX_JSON_PATCH_OPS) throw new LimitError(TOO_MANY_OPS);
   return ops.map((raw, i) => {
     const op = raw as Partial<JsonPatchOp>;
     const where = `operation #${i + 1}`;
@@ -88,52 +103,90 @@ function remove(doc: unknown, pointer: string): unknown {
   return old;
 }
 
-function add(doc: unknown, pointer: string, value: unknown): unknown {
+/**
+ * Adds value at pointer. A value moved from `movedFrom` levels deep is placed as it is (it is no
+ * longer in the document) and only reported when it lands deeper; anything else is reported,
+ * then copied (the report comes first: the copy is what would take the time and memory).
+ */
+function add(doc: unknown, pointer: string, value: unknown, hooks: JsonPatchHooks, movedFrom?: number): unknown {
   const tokens = parsePointer(pointer);
-  if (tokens.length === 0) return structuredClone(value);
+  if (movedFrom === undefined || tokens.length > movedFrom) hooks.onInsert?.(value, tokens.length, doc);
+  const placed = movedFrom === undefined ? structuredClone(value) : value;
+  if (tokens.length === 0) return placed;
   const parent = parentOf(doc, tokens, pointer);
   const last = tokens[tokens.length - 1] as string;
-  if (Array.isArray(parent)) parent.splice(arrayIndex(parent, last, true, pointer), 0, structuredClone(value));
-  else parent[last] = structuredClone(value);
+  if (Array.isArray(parent)) parent.splice(arrayIndex(parent, last, true, pointer), 0, placed);
+  else setOwn(parent, last, placed);
   return doc;
 }
 
+/**
+ * RFC 6902 equality (member order does not matter), without recursion and stopping at the first
+ * difference; reports the values it visits.
+ */
+function equal(a: unknown, b: unknown, onVisit: (n: number) => void): boolean {
+  const stack: [unknown, unknown][] = [[a, b]];
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const [x, y] = next;
+    onVisit(1);
+    if (Array.isArray(x) || Array.isArray(y)) {
+      if (!Array.isArray(x) || !Array.isArray(y) || x.length !== y.length) return false;
+      x.forEach((v, i) => stack.push([v, y[i]]));
+    } else if (isContainer(x) || isContainer(y)) {
+      if (!isContainer(x) || !isContainer(y)) return false;
+      const keys = Object.keys(y);
+      const xKeys = Object.keys(x);
+      onVisit(keys.length + xKeys.length);
+      if (xKeys.length !== keys.length) return false;
+      for (const k of keys) {
+        if (!Object.hasOwn(x, k)) return false;
+        stack.push([(x as Record<string, unknown>)[k], (y as Record<string, unknown>)[k]]);
+      }
+    } else if (x !== y) {
+      return false;
+    }
+  }
+  return true;
+}
+
 /** Applies the operations to a copy of doc and returns it. */
-export function applyJsonPatch(doc: unknown, ops: JsonPatchOp[]): unknown {
+export function applyJsonPatch(doc: unknown, ops: JsonPatchOp[], hooks: JsonPatchHooks = {}): unknown {
   let out = structuredClone(doc);
   ops.forEach((op, i) => {
     try {
       switch (op.op) {
         case 'add':
-          out = add(out, op.path, op.value);
+          out = add(out, op.path, op.value, hooks);
           break;
         case 'remove':
           remove(out, op.path);
           break;
         case 'replace':
           get(out, op.path);
-          if (parsePointer(op.path).length === 0) out = structuredClone(op.value);
+          if (parsePointer(op.path).length === 0) out = add(out, '', op.value, hooks);
           else {
             remove(out, op.path);
-            out = add(out, op.path, op.value);
+            out = add(out, op.path, op.value, hooks);
           }
           break;
         case 'move': {
           const v = remove(out, op.from as string);
-          out = add(out, op.path, v);
+          out = add(out, op.path, v, hooks, parsePointer(op.from as string).length);
           break;
         }
         case 'copy':
-          out = add(out, op.path, get(out, op.from as string));
+          out = add(out, op.path, get(out, op.from as string), hooks);
           break;
         case 'test':
-          if (JSON.stringify(get(out, op.path)) !== JSON.stringify(op.value)) {
+          if (!equal(get(out, op.path), op.value, hooks.onVisit ?? (() => {}))) {
             throw new JsonPatchError(`${op.path}: test failed`);
           }
           break;
       }
     } catch (e) {
-      if (e instanceof JsonPatchError) throw new JsonPatchError(`operation #${i + 1} (${op.op} ${op.path}): ${e.message}`);
+      const where = `operation #${i + 1} (${op.op} ${op.path})`;
+      if (e instanceof JsonPatchError) throw new JsonPatchError(`${where}: ${e.message}`);
+      if (e instanceof LimitError) throw new LimitError(`${where}: ${e.message}`);
       throw e;
     }
   });

@@ -1,9 +1,23 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, relative, resolve } from 'node:path';
-import { parseAllDocuments, stringify } from 'yaml';
+import { Composer, LineCounter, Parser, stringify, type CST } from 'yaml';
 import type { PatchSpec } from '../storage/storage.js';
-import { applyJsonPatch, checkJsonPatch, isJsonPatch, JsonPatchError } from './json-patch.js';
-import { documentKey, isMap, mergeDocuments, type YamlMap } from './strategic-merge.js';
+import { applyJsonPatch, checkJsonPatch, isJsonPatch, JsonPatchError, type JsonPatchHooks } from './json-patch.js';
+import {
+  checkConfigBytes,
+  LimitError,
+  MAX_ALIAS_COUNT,
+  MAX_DEPTH,
+  MAX_DOCUMENTS,
+  MAX_SOURCE_BYTES,
+  RenderWork,
+  SizeBudget,
+  TOO_DEEP,
+  TOO_MANY_ALIASES,
+  TOO_MANY_DOCUMENTS,
+  tooBigSource,
+} from './limits.js';
+import { documentKey, isMap, mergeDocuments, setOwn, type YamlMap } from './strategic-merge.js';
 
 /** A template or patch that cannot be used; names the file and the place in it. */
 export class RenderError extends Error {
@@ -33,17 +47,61 @@ export interface TemplateValues {
 
 const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
 
+/**
+ * The deepest nesting of maps and lists in the parsed tokens, walked without recursion, before the
+ * yaml library composes them (it recurses); throws at the first token past MAX_DEPTH.
+ */
+function checkTokenDepth(tokens: CST.Token[], lines: LineCounter, file: string): void {
+  const stack: [CST.Token, number][] = tokens.map((t) => [t, 0]);
+  for (let next = stack.pop(); next !== undefined; next = stack.pop()) {
+    const [t, depth] = next;
+    if (t.type === 'document') {
+      if (t.value) stack.push([t.value, depth]);
+    } else if (t.type === 'block-map' || t.type === 'block-seq' || t.type === 'flow-collection') {
+      if (depth + 1 > MAX_DEPTH) throw new RenderError(file, `line ${lines.linePos(t.offset).line}`, TOO_DEEP);
+      for (const item of t.items) {
+        if (item.key) stack.push([item.key, depth + 1]);
+        if (item.value) stack.push([item.value, depth + 1]);
+      }
+    }
+  }
+}
+
+/**
+ * YAML text as plain values, within the limits: size before parsing, nesting before composing,
+ * aliases while converting, values and bytes after. Map keys become own properties, `__proto__`
+ * included (the yaml library defines rather than assigns that one).
+ */
 function parseYamlDocuments(text: string, file: string): unknown[] {
-  const docs = parseAllDocuments(text, { uniqueKeys: true });
+  if (text.length > MAX_SOURCE_BYTES || Buffer.byteLength(text) > MAX_SOURCE_BYTES) throw new RenderError(file, '', tooBigSource('the YAML text'));
+  const lines = new LineCounter();
+  const tokens = [...new Parser(lines.addNewLine).parse(text)];
+  if (tokens.filter((t) => t.type === 'document').length > MAX_DOCUMENTS) throw new RenderError(file, '', TOO_MANY_DOCUMENTS);
+  checkTokenDepth(tokens, lines, file);
   const out: unknown[] = [];
-  for (const doc of docs) {
+  const size = new SizeBudget('the YAML');
+  for (const doc of new Composer({ uniqueKeys: true }).compose(tokens)) {
     const err = doc.errors[0];
     if (err) {
-      const line = err.linePos ? `line ${err.linePos[0].line}` : '';
-      throw new RenderError(file, line, `not valid YAML: ${err.message.split('\n')[0]}`);
+      throw new RenderError(file, `line ${lines.linePos(err.pos[0]).line}`, `not valid YAML: ${err.message.split('\n')[0]}`);
     }
-    const js: unknown = doc.toJS();
-    if (js !== null && js !== undefined) out.push(js);
+    let js: unknown;
+    try {
+      js = doc.toJS({ maxAliasCount: MAX_ALIAS_COUNT });
+    } catch (e) {
+      // the yaml library throws a ReferenceError for an alias it cannot or will not resolve
+      if (e instanceof ReferenceError && /alias count/i.test(e.message)) throw new RenderError(file, '', TOO_MANY_ALIASES);
+      if (e instanceof ReferenceError) throw new RenderError(file, '', `not valid YAML: ${e.message}`);
+      throw e;
+    }
+    if (js === null || js === undefined) continue;
+    try {
+      size.add(js);
+    } catch (e) {
+      if (e instanceof LimitError) throw new RenderError(file, '', e.message);
+      throw e;
+    }
+    out.push(js);
   }
   return out;
 }
@@ -52,7 +110,7 @@ function parseYamlDocuments(text: string, file: string): unknown[] {
 function substitute(v: unknown, values: TemplateValues, file: string, path: string): unknown {
   if (typeof v === 'string') {
     return v.replace(PLACEHOLDER, (_m, name: string) => {
-      if (!(name in values)) {
+      if (!Object.hasOwn(values, name)) {
         throw new RenderError(file, path, `unknown placeholder {{${name}}} (known: ${Object.keys(values).join(', ')})`);
       }
       const value = values[name as keyof TemplateValues];
@@ -63,7 +121,7 @@ function substitute(v: unknown, values: TemplateValues, file: string, path: stri
   if (Array.isArray(v)) return v.map((x, i) => substitute(x, values, file, `${path}/${i}`));
   if (isMap(v)) {
     const out: YamlMap = {};
-    for (const [k, x] of Object.entries(v)) out[k] = substitute(x, values, file, `${path}/${k}`);
+    for (const [k, x] of Object.entries(v)) setOwn(out, k, substitute(x, values, file, `${path}/${k}`));
     return out;
   }
   return v;
@@ -86,34 +144,54 @@ export class MachineConfigRenderer {
     private readonly acceptedCaPems: string[] = [],
   ) {}
 
-  /** Every profile's template and patches exist and parse. Throws RenderError naming the first that does not. */
+  /** Whether a profile of this name is configured: an own key, so "constructor" or "__proto__" never is. */
+  hasProfile(name: string): boolean {
+    return Object.hasOwn(this.profiles, name);
+  }
+
+  /**
+   * Every profile's template and patches exist, are regular files and parse within the limits
+   * (JSON patches also within the operation count). Throws RenderError naming the first that does not.
+   */
   check(): void {
     for (const [name, p] of Object.entries(this.profiles)) {
       for (const file of [p.template, ...p.patches]) {
         const path = this.fileIn(file);
         if (!existsSync(path)) throw new RenderError(path, '', `file not found (profile ${name})`);
-        parseYamlDocuments(readFileSync(path, 'utf8'), path);
+        const docs = this.readDocuments(path, path, file);
+        const first = docs[0];
+        if (file !== p.template && docs.length === 1 && isJsonPatch(first)) this.withLimits(path, () => checkJsonPatch(first));
       }
     }
   }
 
   render(profileName: string, values: Omit<TemplateValues, 'profile'>, nodePatches: PatchSpec[]): string {
-    const profile = this.profiles[profileName];
-    if (!profile) throw new RenderError('config', 'profiles', `unknown profile ${JSON.stringify(profileName)}`);
+    if (!this.hasProfile(profileName)) throw new RenderError('config', 'profiles', `unknown profile ${JSON.stringify(profileName)}`);
+    const profile = this.profiles[profileName] as Profile;
     const all: TemplateValues = { ...values, profile: profileName };
+    const work = new RenderWork();
     const templateFile = this.fileIn(profile.template);
     let docs = this.readDocuments(templateFile).map((d, i) => {
       if (!isMap(d)) throw new RenderError(templateFile, `document ${i + 1}`, 'a machine config document must be a map');
       return substitute(d, all, templateFile, '') as YamlMap;
     });
-    for (const file of profile.patches) docs = this.applyPatch(docs, this.readDocuments(this.fileIn(file)), this.fileIn(file));
+    let last = templateFile;
+    const size = new SizeBudget('the rendered config', work);
+    this.withLimits(templateFile, () => size.addDocuments(docs));
+    const apply = (patchDocs: unknown[], label: string) => {
+      docs = this.withLimits(label, () => this.applyPatch(docs, patchDocs, label, size));
+      last = label;
+    };
+    for (const file of profile.patches) apply(this.readDocuments(this.fileIn(file)), this.fileIn(file));
     nodePatches.forEach((spec, i) => {
-      const label = `node patch #${i + 1}`;
-      const { docs: patchDocs, file } = this.patchDocuments(spec, label);
-      docs = this.applyPatch(docs, patchDocs, file);
+      const { docs: patchDocs, file } = this.patchDocuments(spec, `node patch #${i + 1}`);
+      apply(patchDocs, file);
     });
     if (this.acceptedCaPems.length > 0) docs = this.withAcceptedCas(docs);
-    return docs.map((d) => stringify(d, { lineWidth: 0 })).join('---\n');
+    // aliasDuplicateObjects off: the config is printed in full, as counted, never as YAML aliases
+    const text = docs.map((d) => stringify(d, { lineWidth: 0, aliasDuplicateObjects: false })).join('---\n');
+    this.withLimits(last, () => checkConfigBytes(text));
+    return text;
   }
 
   /** Talos reads machine.acceptedCAs as [{crt: base64 of the PEM}]; nodes then trust certificates those CAs sign. */
@@ -130,32 +208,35 @@ export class MachineConfigRenderer {
 
   /** Checks a node's patches without rendering: used when they are stored for later. */
   checkPatches(specs: PatchSpec[]): void {
-    specs.forEach((spec, i) => this.patchDocuments(spec, `node patch #${i + 1}`));
+    specs.forEach((spec, i) => {
+      const { docs } = this.patchDocuments(spec, `node patch #${i + 1}`);
+      const first = docs[0];
+      if (docs.length === 1 && isJsonPatch(first)) this.withLimits(`node patch #${i + 1}`, () => checkJsonPatch(first));
+    });
   }
 
   private patchDocuments(spec: PatchSpec, label: string): { docs: unknown[]; file: string } {
     if (typeof spec === 'string' && spec.startsWith('@')) {
-      const file = this.fileIn(spec.slice(1), label);
-      if (!existsSync(file)) throw new RenderError(label, '', `file ${spec.slice(1)} not found in the templates folder`);
-      return { docs: this.readDocuments(file), file };
+      const name = spec.slice(1);
+      const file = this.fileIn(name, label);
+      if (!existsSync(file)) throw new RenderError(label, '', `file ${name} not found in the templates folder`);
+      return { docs: this.readDocuments(file, label, name), file };
     }
     if (typeof spec === 'string') return { docs: parseYamlDocuments(spec, label), file: label };
+    // a patch sent as JSON: parsed already, but as deep or as large as the request allows
+    this.withLimits(label, () => new SizeBudget('the patch').add(spec));
     return { docs: [spec], file: label };
   }
 
-  private applyPatch(docs: YamlMap[], patch: unknown[], file: string): YamlMap[] {
+  /** Applies one patch; `size` goes on counting the config (an upper bound, counted afresh near a limit). */
+  private applyPatch(docs: YamlMap[], patch: unknown[], file: string, size: SizeBudget): YamlMap[] {
     const first = patch[0];
     if (patch.length === 1 && isJsonPatch(first)) {
       const at = docs.findIndex((d) => documentKey(d) === 'v1alpha1');
       if (at < 0) throw new RenderError(file, '', 'a JSON patch needs a v1alpha1 document to apply to');
-      try {
-        const patched = applyJsonPatch(docs[at], checkJsonPatch(first));
-        if (!isMap(patched)) throw new RenderError(file, '', 'the patch must leave the document a map');
-        return docs.map((d, i) => (i === at ? patched : d));
-      } catch (e) {
-        if (e instanceof JsonPatchError) throw new RenderError(file, '', e.message);
-        throw e;
-      }
+      const patched = applyJsonPatch(docs[at], checkJsonPatch(first), this.jsonPatchHooks(docs, at, size));
+      if (!isMap(patched)) throw new RenderError(file, '', 'the patch must leave the document a map');
+      return docs.map((d, i) => (i === at ? patched : d));
     }
     const maps = patch.map((d, i) => {
       if (!isMap(d)) {
@@ -163,16 +244,79 @@ export class MachineConfigRenderer {
       }
       return d;
     });
-    return mergeDocuments(docs, maps);
+    // A merge never nests deeper than its inputs and is at most as large as both together: adding
+    // the patch's count keeps the bound; near a limit the merged config is counted afresh.
+    const merged = mergeDocuments(docs, maps);
+    if (merged.length > MAX_DOCUMENTS) throw new LimitError(TOO_MANY_DOCUMENTS);
+    try {
+      size.addDocuments(maps);
+    } catch (e) {
+      if (!(e instanceof LimitError)) throw e;
+      size.reset();
+      size.addDocuments(merged);
+    }
+    return merged;
   }
 
-  private readDocuments(file: string): unknown[] {
-    const stat = statSync(file, { throwIfNoEntry: false, bigint: true });
+  /**
+   * Counts what a JSON patch inserts before it is copied in, so sixteen "copy the document into
+   * itself" operations stop at the limit instead of after building a 76 MB config. Removals are
+   * not subtracted; past a limit the document as it is then is counted afresh, so a patch that
+   * replaces a big value is not refused for the value it removed. Comparisons of `test` count as
+   * work.
+   */
+  private jsonPatchHooks(docs: YamlMap[], at: number, size: SizeBudget): JsonPatchHooks {
+    return {
+      onInsert: (value, depth, doc) => {
+        try {
+          size.add(value, depth);
+        } catch (e) {
+          if (!(e instanceof LimitError)) throw e;
+          size.reset();
+          docs.forEach((d, i) => {
+            if (i !== at) size.add(d);
+          });
+          if (depth > 0) size.add(doc); // at depth 0 the value replaces the whole document
+          size.add(value, depth);
+        }
+      },
+      onVisit: (n) => size.work?.charge(n),
+    };
+  }
+
+  private withLimits<T>(file: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if (e instanceof LimitError || e instanceof JsonPatchError) throw new RenderError(file, '', e.message);
+      throw e;
+    }
+  }
+
+  /**
+   * A file's documents, parsed once per version of the file. Only a regular file is read (a folder
+   * or a FIFO named by a patch would fail or block), and only one within MAX_SOURCE_BYTES.
+   */
+  private readDocuments(file: string, label = file, name = file): unknown[] {
+    let stat;
+    try {
+      stat = statSync(file, { throwIfNoEntry: false, bigint: true });
+    } catch (e) {
+      throw new RenderError(label, '', `cannot read ${name}: ${(e as Error).message}`);
+    }
     if (!stat) throw new RenderError(file, '', 'file not found');
+    if (!stat.isFile()) throw new RenderError(label, '', `${name} is not a regular file${stat.isDirectory() ? ' (it is a folder)' : ''}`);
+    if (stat.size > BigInt(MAX_SOURCE_BYTES)) throw new RenderError(file, '', tooBigSource('the file'));
     const version = `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
     let cached = this.parsed.get(file);
     if (cached?.version !== version) {
-      cached = { version, docs: parseYamlDocuments(readFileSync(file, 'utf8'), file) };
+      let text: string;
+      try {
+        text = readFileSync(file, 'utf8');
+      } catch (e) {
+        throw new RenderError(label, '', `cannot read ${name}: ${(e as Error).message}`);
+      }
+      cached = { version, docs: parseYamlDocuments(text, file) };
       this.parsed.set(file, cached);
     }
     // a copy: rendering must never change what the next render starts from

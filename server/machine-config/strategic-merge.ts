@@ -1,7 +1,8 @@
 // Strategic merge of Talos machine-config documents, with talosctl's rules: maps merge, lists
 // append, except network.interfaces (matched by `interface` or `deviceSelector`), vlans (matched by
 // `vlanId`) and cluster.network.podSubnets/serviceSubnets (replaced); `$patch: delete` removes a key,
-// a list item matched by identity, or a whole document.
+// a list item matched by identity, or a whole document. Keys are own properties whatever their
+// name: `__proto__` or `constructor` in a patch is a key like any other, never the prototype.
 
 export type YamlMap = Record<string, unknown>;
 
@@ -9,11 +10,13 @@ export function isMap(v: unknown): v is YamlMap {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
-const REPLACED_LISTS = new Set(['cluster.network.podSubnets', 'cluster.network.serviceSubnets']);
-
-function deepEqual(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
+/** Sets an own property, even for `__proto__` (plain assignment would replace the prototype). */
+export function setOwn(obj: YamlMap, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(obj, key, { value, writable: true, enumerable: true, configurable: true });
+  else obj[key] = value;
 }
+
+const REPLACED_LISTS = new Set(['cluster.network.podSubnets', 'cluster.network.serviceSubnets']);
 
 /** How items of a list are matched, by the list's key and path; undefined when items are appended. */
 function identityOf(path: string[]): ((item: YamlMap) => unknown) | undefined {
@@ -39,23 +42,50 @@ function mergeList(dst: unknown[], src: unknown[], path: string[]): unknown[] {
   if (REPLACED_LISTS.has(path.join('.'))) return structuredClone(src);
   const identity = identityOf(path);
   if (!identity) return [...dst, ...src.map((x) => structuredClone(x))];
-  const out = [...dst];
+  // Items by identity, each identity's positions in order: a lookup per item, not a scan of the
+  // list (a patch of thousands of interfaces would otherwise compare every pair).
+  const out: unknown[] = [...dst];
+  const deleted = new Set<number>();
+  const at = new Map<string, number[]>();
+  const keyOf = (item: YamlMap) => JSON.stringify(identity(item));
+  const remember = (item: unknown, i: number) => {
+    if (!isMap(item)) return;
+    const key = keyOf(item);
+    const list = at.get(key);
+    if (!list) at.set(key, [i]);
+    else {
+      // kept in order: the first match in the list wins
+      const before = list.findIndex((j) => j > i);
+      list.splice(before < 0 ? list.length : before, 0, i);
+    }
+  };
+  out.forEach(remember);
   for (const item of src) {
     if (!isMap(item)) {
       out.push(structuredClone(item));
       continue;
     }
-    const id = identity(item);
-    const at = out.findIndex((d) => isMap(d) && deepEqual(identity(d), id));
+    const same = at.get(keyOf(item));
+    const first = same?.[0];
     if (isDelete(item)) {
-      if (at >= 0) out.splice(at, 1);
-    } else if (at >= 0) {
-      out[at] = mergeMaps(out[at] as YamlMap, item, path);
+      if (first !== undefined) {
+        deleted.add(first);
+        same?.shift();
+      }
+    } else if (first !== undefined) {
+      const merged = mergeMaps(out[first] as YamlMap, item, path);
+      out[first] = merged;
+      if (keyOf(merged) !== keyOf(item)) {
+        // merging changed the identity (a list inside a deviceSelector grew): file it anew
+        same?.shift();
+        remember(merged, first);
+      }
     } else {
       out.push(withoutDirective(item));
+      remember(out[out.length - 1], out.length - 1);
     }
   }
-  return out;
+  return deleted.size === 0 ? out : out.filter((_, i) => !deleted.has(i));
 }
 
 /** Returns dst with src merged in; neither argument is changed. */
@@ -68,10 +98,11 @@ export function mergeMaps(dst: YamlMap, src: YamlMap, path: string[] = []): Yaml
       delete out[key];
       continue;
     }
-    const dv = out[key];
-    if (isMap(dv) && isMap(sv)) out[key] = mergeMaps(dv, sv, here);
-    else if (Array.isArray(dv) && Array.isArray(sv)) out[key] = mergeList(dv, sv, here);
-    else out[key] = withoutDirective(sv);
+    // own keys only: out.constructor or out.__proto__ are not a value of the document
+    const dv = Object.hasOwn(out, key) ? out[key] : undefined;
+    if (isMap(dv) && isMap(sv)) setOwn(out, key, mergeMaps(dv, sv, here));
+    else if (Array.isArray(dv) && Array.isArray(sv)) setOwn(out, key, mergeList(dv, sv, here));
+    else setOwn(out, key, withoutDirective(sv));
   }
   return out;
 }
