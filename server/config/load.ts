@@ -5,6 +5,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { bundledTemplatesDir } from '../paths.js';
 import { ConfigError, FieldError, type Field } from './schema-kit.js';
 import { configSchema, TALOS_ROLES, type RawConfig } from './schema.js';
+import { weakSecretReason } from './secret-strength.js';
 
 export { ConfigError } from './schema-kit.js';
 
@@ -159,9 +160,9 @@ function resolveConfig(c: RawConfig, source: string, base: string): GateConfig {
     if (c.tls.mode === 'files' && p && !existsSync(p)) fail(`tls.${k}`, `file ${p} not found`);
   }
 
-  if (c.admin_token !== undefined && c.admin_token.length < 16) {
-    fail('admin_token', 'must be at least 16 characters (use e.g. `openssl rand -hex 32`)');
-  }
+  // security review #5: the example's token worked; a placeholder or a guessable token never starts
+  const tokenProblem = c.admin_token === undefined ? undefined : weakSecretReason(c.admin_token);
+  if (tokenProblem) fail('admin_token', `${tokenProblem}, or leave admin_token unset and the gate makes one in data_dir/admin-token`);
 
   const ids = new Set<string>();
   c.node_clients.forEach((nc, i) => {

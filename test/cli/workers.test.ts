@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
@@ -14,7 +15,7 @@ test('workers: 2 serves from two processes on one port and one database, and sto
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-workers-'));
   const port = await freePort();
   const file = join(dir, 'gate.yaml');
-  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: 'workers-admin-token-0123456789', workers: 2, log_level: 'warn', audit_log: 'off', device: { interval: '1s' } }));
+  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: randomBytes(24).toString('hex'), workers: 2, log_level: 'warn', audit_log: 'off', device: { interval: '1s' } }));
   const serve = runCli(['serve', '--config', file]);
   try {
     await serve.waitFor(/with 2 workers/);

@@ -60,15 +60,15 @@ test('relative paths resolve against the config file folder', () => {
 });
 
 test('env vars override keys, lists take YAML', () => {
-  const f = write('env.yaml', 'admin_token: from-the-file-0123456789\ndevice:\n  interval: 5s\n');
+  const f = write('env.yaml', 'admin_token: 3f9c2a7e51d04b8e96a1c7f2e08d5b4a\ndevice:\n  interval: 5s\n');
   const c = loadConfig(f, {
-    TALOS_GATE_ADMIN_TOKEN: 'from-the-environment-0123',
+    TALOS_GATE_ADMIN_TOKEN: '0b7e4c19a2f85d63e1c9a07b4f2d8e56',
     TALOS_GATE_DEVICE_INTERVAL: '2s',
     TALOS_GATE_DEVICE_CODE_TTL: '10m',
     TALOS_GATE_NODE_CLIENTS: '[{client_id: a}, {client_id: b, client_secret: s3cret}]',
     TALOS_GATE_TLS_MODE: 'off',
   });
-  assert.equal(c.admin_token, 'from-the-environment-0123');
+  assert.equal(c.admin_token, '0b7e4c19a2f85d63e1c9a07b4f2d8e56');
   assert.equal(c.device.interval, 2000);
   assert.equal(c.device.code_ttl, 600_000);
   assert.deepEqual(c.node_clients.map((x) => x.client_id), ['a', 'b']);
@@ -84,7 +84,10 @@ test('mistakes name the key and the file', () => {
     ['list.yaml', 'node_clients: talos-node\n', /node_clients: must be a list/],
     ['item.yaml', 'node_clients:\n  - client_id: 42\n', /node_clients\[0\]\.client_id: must be a string/],
     ['files.yaml', 'tls:\n  mode: files\n', /tls\.cert: is required when tls\.mode is files/],
-    ['token.yaml', 'admin_token: short\n', /admin_token: must be at least 16 characters/],
+    ['token.yaml', 'admin_token: short\n', /admin_token: is too short \(at least 24 characters\): make one with `openssl rand -hex 32`/],
+    // security review #5: the example's token worked
+    ['placeholder.yaml', 'admin_token: change-me-to-a-long-random-string\n', /admin_token: is a placeholder, not a secret: make one with `openssl rand -hex 32`/],
+    ['weak.yaml', 'admin_token: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n', /admin_token: is too weak \(about 0 bits, at least 96 needed\)/],
     ['url.yaml', 'public_url: "ftp://x"\n', /public_url: must start with https:\/\/ or http:\/\//],
     ['listen.yaml', 'listen: 8443\n', /listen: must be a string/],
     ['dup.yaml', 'node_clients:\n  - client_id: a\n  - client_id: a\n', /node_clients\[1\]\.client_id: a is listed twice/],

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -37,7 +38,7 @@ export async function startTestGate(overrides: Record<string, unknown> = {}): Pr
   const config = {
     listen: `127.0.0.1:${port}`,
     data_dir: join(dir, 'data'),
-    admin_token: 'test-admin-token-0123456789',
+    admin_token: randomBytes(24).toString('hex'),
     log_level: 'silent',
     device: { interval: '1s', code_ttl: '2m' },
     audit_log: join(dir, 'audit.jsonl'),

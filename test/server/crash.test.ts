@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { Agent } from 'node:https';
@@ -17,7 +18,7 @@ import { freePort } from '../helpers/gate.js';
 test('crash safety: SIGKILL during a 200-node enrollment', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-crash-'));
   const port = await freePort();
-  const adminToken = 'crash-admin-token-0123456789';
+  const adminToken = randomBytes(24).toString('hex');
   const file = join(dir, 'gate.yaml');
   writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: adminToken, log_level: 'warn', audit_log: 'off', device: { interval: '1s', max_pending_per_ip: 10_000 } }));
   const url = `https://127.0.0.1:${port}`;

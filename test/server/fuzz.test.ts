@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest, Agent } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -139,7 +139,7 @@ test('5,000 bad requests: no 5xx, nothing stored, no secret in any response or l
     clients: [{ client_id: 'talos-gate', redirect_uris: [`https://127.0.0.1:${port}/auth/callback`] }],
   });
   const ca = makeTalosCa(dir, 'ed25519', 'fuzz-ca');
-  const adminToken = 'fuzz-admin-token-0123456789abcdef';
+  const adminToken = randomBytes(24).toString('hex');
   const file = join(dir, 'gate.yaml');
   writeFileSync(
     file,

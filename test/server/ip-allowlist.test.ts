@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { goFormEncode } from '../../cli/http.js';
@@ -9,7 +10,7 @@ import { rawRequest, type RawResponse } from '../helpers/raw-tls.js';
 // form) is refused like the plain one. Requests go over raw TLS since fetch and URL would normalize
 // the very spellings under test.
 
-const ADMIN_TOKEN = 'test-admin-token-0123456789';
+const ADMIN_TOKEN = randomBytes(24).toString('hex');
 const auth = { authorization: `Bearer ${ADMIN_TOKEN}` };
 const formHeaders = { 'content-type': 'application/x-www-form-urlencoded' };
 const nodeForm = (uuid: string) => goFormEncode({ client_id: 'talos-node', uuid });
