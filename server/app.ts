@@ -6,6 +6,7 @@ import rateLimit from '@fastify/rate-limit';
 import { ApiError } from './api-error.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { join } from 'node:path';
+import { SubjectBlocks } from './access/subject-blocks.js';
 import { AuditLog, openAuditSink } from './audit.js';
 import { GateMetrics } from './metrics.js';
 import type { GateConfig } from './config/load.js';
@@ -129,6 +130,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
         })
       : undefined;
   const gateTokens = await GateTokenSigner.load(config.data_dir, config.public_url);
+  const blocks = new SubjectBlocks(storage, audit, now);
   const operators = new OperatorService(
     storage,
     audit,
@@ -136,6 +138,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     oidcLogin,
     { accessTokenTtlMs: config.operator.access_token_ttl, grantTtlMs: config.operator.login_ttl },
     now,
+    blocks,
   );
   const exchange = exchangeFor(config, storage, audit, signer, operators, now);
   const enrollment = new EnrollmentService(
@@ -268,7 +271,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   await gate.register(machineConfigRoutes(enrollment));
   await gate.register(exchangeRoutes(exchange, config.rate_limits.exchange));
   await gate.register(
-    adminRoutes({ enrollment, exchange, operators, admins: config.admins, storage, adminToken: deps.adminToken, sessions, startedAt: now(), now }),
+    adminRoutes({ enrollment, exchange, operators, blocks, admins: config.admins, storage, adminToken: deps.adminToken, sessions, startedAt: now(), now }),
     { prefix: '/api/v1' },
   );
   await gate.register(
@@ -279,6 +282,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       oidc: oidcLogin,
       guard: new CodeEntryGuard(storage, now),
       operators,
+      blocks,
       roleRules: { rules: config.rbac.rules, defaults: config.roles },
       expiryGraceMs: config.device.expiry_grace,
       limits: { codeEntry: config.rate_limits.code_entry, signIn: config.rate_limits.sign_in },

@@ -177,16 +177,4 @@ export class ExchangeService {
     if (requestedSeconds === undefined) return this.settings.certTtlMs;
     return Math.min(Math.max(requestedSeconds * 1000, MIN_TTL_MS), this.settings.maxCertTtlMs);
   }
-
-  block(sub: string, actor: string, reason: string | undefined): boolean {
-    const added = this.storage.blockSubject({ subject: sub, blockedAt: this.now(), blockedBy: actor, reason: reason ?? null });
-    if (added) this.audit.record({ type: 'subject_blocked', actor, subject: sub, detail: reason ? { reason } : {} });
-    return added;
-  }
-
-  unblock(sub: string, actor: string): boolean {
-    const removed = this.storage.unblockSubject(sub);
-    if (removed) this.audit.record({ type: 'subject_unblocked', actor, subject: sub });
-    return removed;
-  }
 }

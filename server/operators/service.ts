@@ -5,6 +5,7 @@ import type { AuditLog } from '../audit.js';
 import { ExchangeError } from '../exchange/errors.js';
 import type { DeviceRequestRecord, OperatorGrantRecord, Storage, WebSessionRecord } from '../storage/storage.js';
 import { AlreadyExistsError } from '../storage/storage.js';
+import type { SubjectBlocks } from '../access/subject-blocks.js';
 import type { GateTokenSigner } from './gate-tokens.js';
 
 export interface OperatorSettings {
@@ -50,6 +51,7 @@ export class OperatorService {
     private readonly idp: IdpRefresher | undefined,
     private readonly settings: OperatorSettings,
     private readonly now: () => number,
+    private readonly blocks: SubjectBlocks,
   ) {}
 
   /** The signed-in user approves their own CLI login. */
@@ -89,6 +91,8 @@ export class OperatorService {
   async redeem(request: DeviceRequestRecord): Promise<OperatorTokens> {
     const grant = request.grantId ? this.storage.getOperatorGrant(request.grantId) : undefined;
     if (!grant) throw new OAuthError('invalid_grant', 'this login was not approved');
+    // blocked between the approval and the CLI's next poll: the login ended with the block
+    if (grant.revokedAt !== null || this.blocks.isBlocked(grant.sub)) throw new OAuthError('access_denied', 'this login was revoked');
     const refresh = generateSecret();
     const now = this.now();
     try {
@@ -130,7 +134,7 @@ export class OperatorService {
       this.revokeGrant(grant, 'refresh token reused', ip);
       throw new OAuthError('invalid_grant', 'this refresh_token was already used; the login is revoked');
     }
-    if (this.storage.getBlockedSubject(grant.sub)) {
+    if (this.blocks.isBlocked(grant.sub)) {
       this.revokeGrant(grant, 'subject blocked', ip);
       throw new OAuthError('invalid_grant', 'this user is blocked');
     }
@@ -190,6 +194,7 @@ export class OperatorService {
     if (!grant || grant.revokedAt !== null || grant.expiresAt <= this.now()) {
       throw new ExchangeError('invalid_token', 'this login was revoked or has expired');
     }
+    if (this.blocks.isBlocked(grant.sub)) throw new ExchangeError('forbidden', 'this subject is blocked');
     return { sub: grant.sub, email: grant.email, claims: grant.claims, grantId: grant.id };
   }
 

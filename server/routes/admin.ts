@@ -8,7 +8,8 @@ import { matchesAny, type ClaimRule } from '../exchange/claims.js';
 import { ExchangeError } from '../exchange/errors.js';
 import type { ExchangeService } from '../exchange/service.js';
 import type { OperatorService } from '../operators/service.js';
-import type { CertificateRecord, Storage } from '../storage/storage.js';
+import type { SubjectBlocks } from '../access/subject-blocks.js';
+import type { CertificateRecord, Storage, WebSessionRecord } from '../storage/storage.js';
 import { actorOf, type SessionService } from '../web/sessions.js';
 import { SESSION_COOKIE } from './web.js';
 import { nodeJson } from './node-json.js';
@@ -53,6 +54,7 @@ declare module 'fastify' {
 
 export interface AdminDeps {
   enrollment: EnrollmentService;
+  blocks: SubjectBlocks;
   exchange: ExchangeService | undefined;
   operators: OperatorService;
   admins: ClaimRule[];
@@ -63,7 +65,7 @@ export interface AdminDeps {
   now: () => number;
 }
 
-export function adminRoutes({ enrollment, exchange, operators, admins, storage, adminToken, sessions, startedAt, now }: AdminDeps) {
+export function adminRoutes({ enrollment, exchange, operators, blocks, admins, storage, adminToken, sessions, startedAt, now }: AdminDeps) {
   return async (app: FastifyInstance) => {
     /**
      * The admin token; the gate access token of an admin logged in with `talos-gate login --device`;
@@ -71,41 +73,46 @@ export function adminRoutes({ enrollment, exchange, operators, admins, storage, 
      * token in an x-csrf-token header). The actor is kept for the audit trail.
      */
     const authenticate = async (request: FastifyRequest, reply: FastifyReply) => {
+      const who = await callerOf(request, reply);
+      // the same checks for every credential that speaks for an IdP subject (security review #3):
+      // a blocked subject has no admin API, whichever way it signs in, and so cannot unblock itself
+      if (who.sub !== undefined && blocks.isBlocked(who.sub)) {
+        if (who.session) sessions.destroy(who.session);
+        throw new ApiError('forbidden', `${who.actor} is blocked`);
+      }
+      if (!who.isAdmin) throw new ApiError('forbidden', `${who.actor} is not an admin`);
+      request.actor = who.actor;
+    };
+
+    /** Who a request speaks for, by its credential; throws 401 when it has none that is valid. */
+    const callerOf = async (request: FastifyRequest, reply: FastifyReply): Promise<{ actor: string; sub?: string; isAdmin: boolean; session?: WebSessionRecord }> => {
       const auth = request.headers.authorization;
       if (auth !== undefined) {
         const token = /^Bearer /i.test(auth) ? auth.slice(7).trim() : '';
-        if (token && secretsEqual(token, adminToken)) {
-          request.actor = 'admin-token';
-          return;
-        }
+        if (token && secretsEqual(token, adminToken)) return { actor: 'admin-token', isAdmin: true };
         if (token && operators.isGateToken(token)) {
           const who = await operators.identify(token).catch((e: unknown) => {
-            if (e instanceof ExchangeError) throw new ApiError('unauthorized', e.reason);
+            if (e instanceof ExchangeError) throw new ApiError(e.kind === 'forbidden' ? 'forbidden' : 'unauthorized', e.reason);
             throw e;
           });
-          if (!matchesAny(who.claims, admins)) throw new ApiError('forbidden', `${who.email ?? who.sub} is not an admin`);
-          request.actor = who.email ?? who.sub;
-          return;
+          return { actor: who.email ?? who.sub, sub: who.sub, isAdmin: matchesAny(who.claims, admins) };
         }
         if (token && exchange) {
           // an ID token from the IdP (the CLI after a browser login)
           const claims = await exchange.verifyIdToken(token).catch(() => undefined);
           if (claims) {
-            const who = typeof claims.email === 'string' ? claims.email : String(claims.sub);
-            if (!matchesAny(claims, admins)) throw new ApiError('forbidden', `${who} is not an admin`);
-            request.actor = who;
-            return;
+            const sub = String(claims.sub);
+            return { actor: typeof claims.email === 'string' ? claims.email : sub, sub, isAdmin: matchesAny(claims, admins) };
           }
         }
         throw new ApiError('unauthorized', 'a valid admin token is required');
       }
       const session = sessions.get(request.cookies[SESSION_COOKIE]);
       if (!session?.sub) throw new ApiError('unauthorized', 'an admin token (Authorization: Bearer) or a signed-in admin session is required');
-      if (!session.isAdmin) throw new ApiError('forbidden', `${actorOf(session)} is not an admin`);
-      if (request.method !== 'GET' && request.method !== 'HEAD') {
+      if (session.isAdmin && request.method !== 'GET' && request.method !== 'HEAD') {
         await new Promise<void>((resolve, reject) => app.csrfProtection(request, reply, (err?: Error) => (err ? reject(new ApiError('forbidden', 'a valid x-csrf-token header is required')) : resolve())));
       }
-      request.actor = actorOf(session);
+      return { actor: actorOf(session), sub: session.sub, isAdmin: session.isAdmin, session };
     };
     app.decorateRequest('actor', '');
     app.addHook('onRequest', authenticate);
@@ -251,20 +258,16 @@ export function adminRoutes({ enrollment, exchange, operators, admins, storage, 
     });
 
     const subParams = { type: 'object', properties: { sub: { type: 'string', minLength: 1, maxLength: 512 } }, required: ['sub'] } as const;
-    const needExchange = () => {
-      if (!exchange) throw new ApiError('not_found', 'certificate exchange is not configured on this gate');
-      return exchange;
-    };
     app.post<{ Params: { sub: string }; Body: { reason?: string } | undefined }>(
       '/subjects/:sub/block',
       { schema: { params: subParams, body: { type: 'object', properties: { reason: { type: 'string', maxLength: 512 } }, additionalProperties: false } } },
       async (request) => {
-        const added = needExchange().block(request.params.sub, request.actor, request.body?.reason);
-        return { subject: request.params.sub, blocked: true, changed: added };
+        const r = blocks.block(request.params.sub, request.actor, request.body?.reason);
+        return { subject: request.params.sub, blocked: true, changed: r.changed, web_sessions_ended: r.webSessions, operator_logins_revoked: r.operatorLogins };
       },
     );
     app.post<{ Params: { sub: string } }>('/subjects/:sub/unblock', { schema: { params: subParams } }, async (request) => {
-      const removed = needExchange().unblock(request.params.sub, request.actor);
+      const removed = blocks.unblock(request.params.sub, request.actor);
       return { subject: request.params.sub, blocked: false, changed: removed };
     });
     app.get('/subjects/blocked', async () => ({

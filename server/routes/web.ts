@@ -8,6 +8,7 @@ import { clientIp } from '../client-ip.js';
 import { defaultHostname, type EnrollmentService } from '../enrollment/service.js';
 import { matchesAny, type ClaimRule } from '../exchange/claims.js';
 import { mapRoles, type RoleRule } from '../exchange/roles.js';
+import type { SubjectBlocks } from '../access/subject-blocks.js';
 import type { OperatorService } from '../operators/service.js';
 import { perMinute } from '../plugins/rate-limits.js';
 import type { Storage, WebSessionRecord } from '../storage/storage.js';
@@ -30,6 +31,7 @@ export interface WebDeps {
   oidc: OidcLogin | undefined;
   guard: CodeEntryGuard;
   operators: OperatorService;
+  blocks: SubjectBlocks;
   /** To show operators the roles a CLI login will get. */
   roleRules: { rules: RoleRule[]; defaults: string[] };
   expiryGraceMs: number;
@@ -60,7 +62,16 @@ export function webRoutes(d: WebDeps) {
   const cookieOpts = { path: '/', httpOnly: true, sameSite: 'lax' as const, secure };
 
   return async (app: FastifyInstance) => {
-    const ctxOf = (request: FastifyRequest): Ctx => ({ session: d.sessions.get(request.cookies[SESSION_COOKIE]) });
+    // A blocked subject's sessions end when it is blocked; a session read here is checked again all the
+    // same (security review #3), so no page ever acts for a blocked subject.
+    const ctxOf = (request: FastifyRequest): Ctx => {
+      const session = d.sessions.get(request.cookies[SESSION_COOKIE]);
+      if (session?.sub && d.blocks.isBlocked(session.sub)) {
+        d.sessions.destroy(session);
+        return { session: undefined };
+      }
+      return { session };
+    };
     const ensureSession = (request: FastifyRequest, reply: FastifyReply): WebSessionRecord => {
       const existing = d.sessions.get(request.cookies[SESSION_COOKIE]);
       if (existing) return existing;
@@ -154,6 +165,11 @@ export function webRoutes(d: WebDeps) {
       } catch (e) {
         request.log.warn({ err: e }, 'sign-in callback refused');
         return send(reply, 400, 'Sign-in failed', problem('Sign-in failed', 'The answer from the identity provider could not be verified. Start again.'), ctx.session);
+      }
+      if (d.blocks.isBlocked(String(claims.sub))) {
+        d.sessions.destroy(ctx.session);
+        reply.clearCookie(SESSION_COOKIE, cookieOpts);
+        return send(reply, 403, 'Blocked', problem('This account is blocked', 'An admin of this gate blocked your account. Ask them why.'), undefined);
       }
       const user = {
         sub: String(claims.sub),

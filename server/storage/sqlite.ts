@@ -450,6 +450,8 @@ export class SqliteStorage implements Storage {
         'INSERT INTO blocked_subjects (subject, blocked_at, blocked_by, reason) VALUES (?, ?, ?, ?) ON CONFLICT (subject) DO NOTHING',
       ),
       unblockSubject: db.prepare('DELETE FROM blocked_subjects WHERE subject = ?'),
+      deleteSessionsOfSubject: db.prepare('DELETE FROM web_sessions WHERE sub = ?'),
+      revokeGrantsOfSubject: db.prepare('UPDATE operator_grants SET revoked_at = ?, revoked_reason = ? WHERE sub = ? AND revoked_at IS NULL'),
       getBlocked: db.prepare('SELECT * FROM blocked_subjects WHERE subject = ?'),
       listBlocked: db.prepare('SELECT * FROM blocked_subjects ORDER BY blocked_at DESC'),
       retainCertificates: db.prepare('DELETE FROM certificates WHERE expires_at < ?'),
@@ -776,8 +778,12 @@ export class SqliteStorage implements Storage {
     return (this.prepared(`SELECT COUNT(*) AS n FROM certificates WHERE ${w.sql}`).get(...w.args) as { n: number }).n;
   }
 
-  blockSubject(b: BlockedSubject): boolean {
-    return this.stmt.blockSubject.run(b.subject, b.blockedAt, b.blockedBy, b.reason).changes === 1;
+  blockSubject(b: BlockedSubject): { added: boolean; webSessions: number; operatorLogins: number } {
+    return this.transaction(() => ({
+      added: this.stmt.blockSubject.run(b.subject, b.blockedAt, b.blockedBy, b.reason).changes === 1,
+      webSessions: this.stmt.deleteSessionsOfSubject.run(b.subject).changes,
+      operatorLogins: this.stmt.revokeGrantsOfSubject.run(b.blockedAt, 'subject blocked', b.subject).changes,
+    }));
   }
 
   unblockSubject(subject: string): boolean {

@@ -259,8 +259,12 @@ export interface Storage {
   listCertificates(filter: CertificateFilter, page: { limit: number; beforeId?: number }): CertificateRecord[];
   countCertificates(filter: CertificateFilter): number;
 
-  /** Returns false when the subject was already blocked. */
-  blockSubject(b: BlockedSubject): boolean;
+  /**
+   * Blocks a subject and ends what it holds, in one transaction: its web sessions are deleted and its
+   * operator logins revoked (revokedReason "subject blocked"). `added` is false when the subject was
+   * blocked already; its sessions and logins are ended all the same.
+   */
+  blockSubject(b: BlockedSubject): { added: boolean; webSessions: number; operatorLogins: number };
   /** Returns false when the subject was not blocked. */
   unblockSubject(subject: string): boolean;
   getBlockedSubject(subject: string): BlockedSubject | undefined;

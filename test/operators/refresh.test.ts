@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { OAuthError } from '../../device/errors.js';
 import { generateSecret, hashSecret } from '../../device/secrets.js';
+import { SubjectBlocks } from '../../server/access/subject-blocks.js';
 import { AuditLog } from '../../server/audit.js';
 import { GateTokenSigner } from '../../server/operators/gate-tokens.js';
 import { OperatorService, type IdpRefresher } from '../../server/operators/service.js';
@@ -17,7 +18,8 @@ async function setup(idp: IdpRefresher) {
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-refresh-'));
   const storage = openSqliteStorage(join(dir, 'db.sqlite'));
   const signer = await GateTokenSigner.load(dir, 'https://gate.test');
-  const ops = new OperatorService(storage, new AuditLog(storage, Date.now), signer, idp, { accessTokenTtlMs: 600_000, grantTtlMs: 86_400_000 }, Date.now);
+  const audit = new AuditLog(storage, Date.now);
+  const ops = new OperatorService(storage, audit, signer, idp, { accessTokenTtlMs: 600_000, grantTtlMs: 86_400_000 }, Date.now, new SubjectBlocks(storage, audit, Date.now));
   const now = Date.now();
   storage.createOperatorGrant({ id: 'g1', clientId: 'cli', sub: 'alice', email: 'a@x', claims: { groups: ['ops'] }, idpRefreshToken: 'idp-rt', createdAt: now, refreshedAt: null, expiresAt: now + 86_400_000, revokedAt: null, revokedReason: null });
   const rt = generateSecret();

@@ -234,8 +234,22 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
 
     test('blocked subjects and counts by status and type', () => {
       const s = newStorage();
-      assert.equal(s.blockSubject({ subject: 'alice', blockedAt: 1, blockedBy: 'admin', reason: 'left' }), true);
-      assert.equal(s.blockSubject({ subject: 'alice', blockedAt: 2, blockedBy: 'admin', reason: null }), false);
+      const session = { createdAt: 1, lastSeenAt: 1, expiresAt: 10_000, login: null, email: null, name: null, claims: {}, isAdmin: true, signedInAt: 1, idpRefreshToken: null };
+      s.createWebSession({ ...session, idHash: 'alice-1', sub: 'alice' });
+      s.createWebSession({ ...session, idHash: 'alice-2', sub: 'alice' });
+      s.createWebSession({ ...session, idHash: 'bob-1', sub: 'bob' });
+      const grant = { clientId: 'cli', email: null, claims: {}, idpRefreshToken: null, createdAt: 1, refreshedAt: null, expiresAt: 10_000, revokedAt: null, revokedReason: null };
+      s.createOperatorGrant({ ...grant, id: 'g-alice', sub: 'alice' });
+      s.createOperatorGrant({ ...grant, id: 'g-alice-old', sub: 'alice', revokedAt: 1, revokedReason: 'logged out' });
+      s.createOperatorGrant({ ...grant, id: 'g-bob', sub: 'bob' });
+      // blocking ends the subject's sessions and logins in the same transaction, and nobody else's
+      assert.deepEqual(s.blockSubject({ subject: 'alice', blockedAt: 5, blockedBy: 'admin', reason: 'left' }), { added: true, webSessions: 2, operatorLogins: 1 });
+      assert.equal(s.getWebSession('alice-1'), undefined);
+      assert.ok(s.getWebSession('bob-1'));
+      assert.deepEqual([s.getOperatorGrant('g-alice')?.revokedAt, s.getOperatorGrant('g-alice')?.revokedReason], [5, 'subject blocked']);
+      assert.equal(s.getOperatorGrant('g-alice-old')?.revokedReason, 'logged out', 'an ended login keeps its reason');
+      assert.equal(s.getOperatorGrant('g-bob')?.revokedAt, null);
+      assert.deepEqual(s.blockSubject({ subject: 'alice', blockedAt: 6, blockedBy: 'admin', reason: null }), { added: false, webSessions: 0, operatorLogins: 0 });
       assert.equal(s.getBlockedSubject('alice')?.reason, 'left');
       assert.deepEqual(s.listBlockedSubjects().map((b) => b.subject), ['alice']);
       assert.equal(s.unblockSubject('alice'), true);
