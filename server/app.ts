@@ -23,6 +23,7 @@ import { adminRoutes } from './routes/admin.js';
 import { exchangeRoutes } from './routes/exchange.js';
 import { SESSION_COOKIE, webRoutes } from './routes/web.js';
 import { CodeEntryGuard } from './web/code-entry-guard.js';
+import { DecisionTickets } from './web/decision-tickets.js';
 import { OidcLogin } from './web/oidc-login.js';
 import { SessionService } from './web/sessions.js';
 import { GateTokenSigner } from './operators/gate-tokens.js';
@@ -281,6 +282,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       sessions,
       oidc: oidcLogin,
       guard: new CodeEntryGuard(storage, now),
+      tickets: new DecisionTickets(deps.cookieSecret),
       operators,
       blocks,
       roleRules: { rules: config.rbac.rules, defaults: config.roles },

@@ -13,6 +13,7 @@ import type { OperatorService } from '../operators/service.js';
 import { perMinute } from '../plugins/rate-limits.js';
 import type { Storage, WebSessionRecord } from '../storage/storage.js';
 import type { CodeEntryGuard } from '../web/code-entry-guard.js';
+import type { DecisionTickets } from '../web/decision-tickets.js';
 import type { Html } from '../web/html.js';
 import type { OidcLogin } from '../web/oidc-login.js';
 import { actorOf, type SessionService } from '../web/sessions.js';
@@ -30,6 +31,7 @@ export interface WebDeps {
   sessions: SessionService;
   oidc: OidcLogin | undefined;
   guard: CodeEntryGuard;
+  tickets: DecisionTickets;
   operators: OperatorService;
   blocks: SubjectBlocks;
   /** To show operators the roles a CLI login will get. */
@@ -223,27 +225,38 @@ export function webRoutes(d: WebDeps) {
 
     // --- device verification (RFC 8628 §3.3) ---------------------------------------------------
 
-    const lookup = (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
-      const ip = clientIp(request);
-      const now = d.now();
-      const locked = d.guard.lockedUntil(s.idHash, ip);
-      if (locked !== undefined) {
-        return send(reply, 429, 'Enter the code', codeEntry({ prefill: typed, lockedUntil: locked, csrfToken: csrf(reply, s), now }), s);
-      }
-      let found: ReturnType<EnrollmentService['findPendingByUserCode']> | undefined;
+    /** The pending request behind a typed code, or undefined for a code that is not one. */
+    const findPending = (typed: string) => {
       try {
-        found = normalizeUserCode(typed) === undefined ? undefined : d.enrollment.findPendingByUserCode(typed);
+        return normalizeUserCode(typed) === undefined ? undefined : d.enrollment.findPendingByUserCode(typed);
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
+        return undefined;
       }
-      if (!found) {
-        d.guard.recordFailure(s.idHash, ip);
-        const error = 'That code is not valid, has expired, or was already used. Check the console and try again.';
-        return send(reply, 400, 'Enter the code', codeEntry({ prefill: typed, error, lockedUntil: d.guard.lockedUntil(s.idHash, ip), csrfToken: csrf(reply, s), now }), s);
-      }
+    };
+    /** RFC 8628 §5.1: guesses are limited; the page that says so while entry is closed. */
+    const lockedOut = (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
+      const locked = d.guard.lockedUntil(s.idHash, clientIp(request));
+      if (locked === undefined) return undefined;
+      return send(reply, 429, 'Enter the code', codeEntry({ prefill: typed, lockedUntil: locked, csrfToken: csrf(reply, s), now: d.now() }), s);
+    };
+    /** A wrong code counts against the session and the address, and says so. */
+    const wrongCode = (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string, error: string) => {
+      const ip = clientIp(request);
+      d.guard.recordFailure(s.idHash, ip);
+      return send(reply, 400, 'Enter the code', codeEntry({ prefill: typed, error, lockedUntil: d.guard.lockedUntil(s.idHash, ip), csrfToken: csrf(reply, s), now: d.now() }), s);
+    };
+
+    const lookup = (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
+      const now = d.now();
+      const closed = lockedOut(request, reply, s, typed);
+      if (closed) return closed;
+      const found = findPending(typed);
+      if (!found) return wrongCode(request, reply, s, typed, 'That code is not valid, has expired, or was already used. Check the console and try again.');
       if (!found.node) {
         const roles = mapRoles(s.claims ?? {}, d.roleRules.rules, d.roleRules.defaults);
-        return send(reply, 200, 'Log in talos-gate CLI?', confirmOperator({ request: found.request, user: actorOf(s), roles, csrfToken: csrf(reply, s), now }), s);
+        const ticket = d.tickets.issue(s.idHash, found.request.id);
+        return send(reply, 200, 'Log in talos-gate CLI?', confirmOperator({ request: found.request, user: actorOf(s), roles, csrfToken: csrf(reply, s), ticket, now }), s);
       }
       if (!s.isAdmin) return send(reply, 403, 'Not allowed', notAllowed(actorOf(s)), s);
       return send(
@@ -256,6 +269,7 @@ export function webRoutes(d: WebDeps) {
           profiles: d.enrollment.profileNames(),
           defaultHostname: defaultHostname(found.node),
           csrfToken: csrf(reply, s),
+          ticket: d.tickets.issue(s.idHash, found.request.id),
           now,
         }),
         s,
@@ -279,17 +293,24 @@ export function webRoutes(d: WebDeps) {
       return lookup(request, reply, s, String(request.body?.user_code ?? '').slice(0, 32));
     });
 
-    app.post<{ Body: { user_code?: string; decision?: string; profile?: string; hostname?: string; patch?: string } }>(
+    app.post<{ Body: { user_code?: string; ticket?: string; decision?: string; profile?: string; hostname?: string; patch?: string } }>(
       '/device/decision',
-      { preHandler: app.csrfProtection },
+      { preHandler: app.csrfProtection, ...perMinute(d.limits.codeEntry) },
       async (request, reply) => {
         const ctx = ctxOf(request);
         const s = requireUser(request, reply, ctx);
         if (!s) return reply;
         const b = request.body ?? {};
-        const userCode = String(b.user_code ?? '');
+        const userCode = String(b.user_code ?? '').slice(0, 32);
         const actor = actorOf(s);
-        const found = d.enrollment.findPendingByUserCode(userCode);
+        // the same lockout as code entry, and only for a request this session looked up (security
+        // review #6): any other code, existing or not, gets the one answer a wrong code gets
+        const closed = lockedOut(request, reply, s, '');
+        if (closed) return closed;
+        const found = findPending(userCode);
+        if (!found || !d.tickets.verify(b.ticket, s.idHash, found.request.id)) {
+          return wrongCode(request, reply, s, '', 'That code is not valid here, has expired, or was already decided. Enter the code from the console again.');
+        }
         if (!found.node) {
           // a CLI login: the signed-in user decides for themselves
           if (b.decision === 'approve') d.operators.approve(found.request, s, d.expiryGraceMs);
@@ -323,6 +344,7 @@ export function webRoutes(d: WebDeps) {
               profiles: d.enrollment.profileNames(),
               defaultHostname: defaultHostname(node),
               csrfToken: csrf(reply, s),
+              ticket: b.ticket ?? '',
               now: d.now(),
               error: e.description,
               form: { profile: b.profile, hostname: b.hostname, patch },

@@ -33,6 +33,8 @@ export interface ConfirmNodeView {
   profiles: string[];
   defaultHostname: string;
   csrfToken: string;
+  /** Proves the decision comes from the session that looked this request up (decision-tickets.ts). */
+  ticket: string;
   now: number;
   error?: string | undefined;
   form?: { profile?: string; hostname?: string; patch?: string } | undefined;
@@ -61,6 +63,7 @@ export function confirmNode(v: ConfirmNodeView): Html {
   <form method="post" action="/device/decision">
     <input type="hidden" name="_csrf" value="${v.csrfToken}">
     <input type="hidden" name="user_code" value="${formatUserCode(v.request.userCode)}">
+    <input type="hidden" name="ticket" value="${v.ticket}">
     <label for="profile">Profile</label>
     <select id="profile" name="profile">${v.profiles.map((p) => html`<option value="${p}" ${p === profile ? 'selected' : ''}>${p}</option>`)}</select>
     <label for="hostname">Hostname</label>
@@ -88,7 +91,7 @@ export function decisionDone(v: { approved: boolean; node: Pick<NodeRecord, 'id'
 </div>`;
 }
 
-export function confirmOperator(v: { request: DeviceRequestRecord; user: string; roles: string[]; csrfToken: string; now: number }): Html {
+export function confirmOperator(v: { request: DeviceRequestRecord; user: string; roles: string[]; csrfToken: string; ticket: string; now: number }): Html {
   return html`<div class="card narrow">
   <h1>Log in the talos-gate CLI?</h1>
   <p><strong>talos-gate CLI login from <span class="mono" data-fact="source_ip">${v.request.sourceIp}</span>, requested ${when(v.request.createdAt, v.now)}.</strong></p>
@@ -102,6 +105,7 @@ export function confirmOperator(v: { request: DeviceRequestRecord; user: string;
   <form method="post" action="/device/decision">
     <input type="hidden" name="_csrf" value="${v.csrfToken}">
     <input type="hidden" name="user_code" value="${formatUserCode(v.request.userCode)}">
+    <input type="hidden" name="ticket" value="${v.ticket}">
     <div class="actions">
       <button class="approve" type="submit" name="decision" value="approve">Approve login</button>
       <button class="deny" type="submit" name="decision" value="deny">Deny</button>
