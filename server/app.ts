@@ -230,7 +230,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   gate.addHook('onRequest', (request, reply, done) => securityHeaders(request.raw, reply.raw, (err) => done(err instanceof Error ? err : undefined)));
   // after cookies are parsed (the web pages' error handler reads the session) and security headers
   // are set, before any route and its own hooks (the admin API's authentication)
-  registerIpAllowlist(gate, config.ip_allowlist);
+  const ipAllowed = registerIpAllowlist(gate, config.ip_allowlist);
   const sessions = new SessionService(storage, { idleMs: config.web.session_idle, maxMs: config.web.session_max }, now);
 
   // the self-signed mode's CA, for clients to pin (compare its fingerprint with the one printed at start)
@@ -283,6 +283,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       oidc: oidcLogin,
       guard: new CodeEntryGuard(storage, now),
       tickets: new DecisionTickets(deps.cookieSecret),
+      ipAllowed,
       operators,
       blocks,
       roleRules: { rules: config.rbac.rules, defaults: config.roles },

@@ -19,9 +19,9 @@ import { clientIp } from '../client-ip.js';
 // - nodes: POST /device/code, POST /token and GET /config (Talos nodes, and the CLI's device login).
 // - everything else stays open to every address: /device and /device/decision (any signed-in user
 //   enters a code there: operators approve their own CLI logins), /auth/* (sign-in), /static/*,
-//   /exchange and /revoke (the CLI), /.well-known/*, /ca, /healthz, /readyz. Approving a machine on
-//   /device/decision needs a signed-in admin, but the route is shared with operators' CLI logins,
-//   so an address outside ip_allowlist.admin can still do it in the browser.
+//   /exchange and /revoke (the CLI), /.well-known/*, /ca, /healthz, /readyz. Those two routes are
+//   shared by operators and admins: showing or deciding a machine's request there (an admin action)
+//   asks the admin group's list inside the route (IpAllowed), so it is refused from outside it.
 // A route may name its group itself with `config: { ipAllowlistGroup: 'admin' }`; that wins.
 // Unmatched requests (the 404 handler) get no decision: the answer names only the path asked for.
 
@@ -64,16 +64,25 @@ function blockListOf(entries: string[]): BlockList | undefined {
  * Register it before the routes' own onRequest hooks (the admin API's authentication), so that an
  * address outside the list learns nothing from 401 versus 403, and costs no token verification.
  */
-export function registerIpAllowlist(app: FastifyInstance, allow: { admin: string[]; nodes: string[] }): void {
+export function registerIpAllowlist(app: FastifyInstance, allow: { admin: string[]; nodes: string[] }): IpAllowed {
   const lists = { admin: blockListOf(allow.admin), nodes: blockListOf(allow.nodes) };
-  if (!lists.admin && !lists.nodes) return;
+  const allowed: IpAllowed = (ip, group) => {
+    const list = lists[group];
+    return !list || list.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4');
+  };
+  if (!lists.admin && !lists.nodes) return allowed;
   app.addHook('onRequest', async (request) => {
     const route = request.routeOptions; // a getter that builds a new object: read once
     if (route.url === undefined) return; // unmatched: the 404 handler answers
     const group = route.config.ipAllowlistGroup ?? groupOfRoute(route.url);
-    const list = group && lists[group];
-    if (!group || !list) return;
-    const ip = clientIp(request);
-    if (!list.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4')) throw new ApiError('forbidden', `this address may not use ${WHAT[group]}`);
+    if (!group) return;
+    if (!allowed(clientIp(request), group)) throw new ApiError('forbidden', `this address may not use ${WHAT[group]}`);
   });
+  return allowed;
 }
+
+/**
+ * Whether an address may use a group: for routes shared by several groups, which decide inside
+ * (/device/decision: operators' own CLI logins are open, approving a machine is an admin action).
+ */
+export type IpAllowed = (ip: string, group: AllowlistGroup) => boolean;

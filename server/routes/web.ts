@@ -9,6 +9,7 @@ import { defaultHostname, type EnrollmentService } from '../enrollment/service.j
 import { matchesAny, type ClaimRule } from '../exchange/claims.js';
 import { mapRoles, type RoleRule } from '../exchange/roles.js';
 import type { SubjectBlocks } from '../access/subject-blocks.js';
+import type { IpAllowed } from '../plugins/ip-allowlist.js';
 import type { OperatorService } from '../operators/service.js';
 import { perMinute } from '../plugins/rate-limits.js';
 import type { Storage, WebSessionRecord } from '../storage/storage.js';
@@ -32,6 +33,8 @@ export interface WebDeps {
   oidc: OidcLogin | undefined;
   guard: CodeEntryGuard;
   tickets: DecisionTickets;
+  /** ip_allowlist: machines' requests are shown and decided only from the admin group's addresses. */
+  ipAllowed: IpAllowed;
   operators: OperatorService;
   blocks: SubjectBlocks;
   /** To show operators the roles a CLI login will get. */
@@ -247,6 +250,9 @@ export function webRoutes(d: WebDeps) {
       return send(reply, 400, 'Enter the code', codeEntry({ prefill: typed, error, lockedUntil: d.guard.lockedUntil(s.idHash, ip), csrfToken: csrf(reply, s), now: d.now() }), s);
     };
 
+    const addressNotAllowed = (reply: FastifyReply, s: WebSessionRecord) =>
+      send(reply, 403, 'Not allowed', problem('Not from this address', 'Machines are approved only from the addresses in ip_allowlist.admin.'), s);
+
     const lookup = (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
       const now = d.now();
       const closed = lockedOut(request, reply, s, typed);
@@ -259,6 +265,7 @@ export function webRoutes(d: WebDeps) {
         return send(reply, 200, 'Log in talos-gate CLI?', confirmOperator({ request: found.request, user: actorOf(s), roles, csrfToken: csrf(reply, s), ticket, now }), s);
       }
       if (!s.isAdmin) return send(reply, 403, 'Not allowed', notAllowed(actorOf(s)), s);
+      if (!d.ipAllowed(clientIp(request), 'admin')) return addressNotAllowed(reply, s);
       return send(
         reply,
         200,
@@ -318,6 +325,7 @@ export function webRoutes(d: WebDeps) {
           return send(reply, 200, b.decision === 'approve' ? 'Logged in' : 'Refused', operatorDone({ approved: b.decision === 'approve', user: actor }), s);
         }
         if (!s.isAdmin) return send(reply, 403, 'Not allowed', notAllowed(actor), s);
+        if (!d.ipAllowed(clientIp(request), 'admin')) return addressNotAllowed(reply, s);
         const node = found.node;
         if (b.decision === 'deny') {
           const node = d.enrollment.denyByUserCode(userCode, actor);

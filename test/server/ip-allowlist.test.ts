@@ -65,8 +65,8 @@ describe('ip_allowlist decides on the matched route', () => {
   let allowing: TestGate;
   before(async () => {
     // 127.0.0.1, where the tests connect from, is outside these lists
-    refusing = await startTestGate({ ip_allowlist: { admin: ['192.0.2.0/24'], nodes: ['192.0.2.0/24'] } });
-    allowing = await startTestGate({ ip_allowlist: { admin: ['192.0.2.0/24', '127.0.0.1/32'], nodes: ['192.0.2.0/24', '127.0.0.1/32'] } });
+    refusing = await startTestGate({ admin_token: ADMIN_TOKEN, ip_allowlist: { admin: ['192.0.2.0/24'], nodes: ['192.0.2.0/24'] } });
+    allowing = await startTestGate({ admin_token: ADMIN_TOKEN, ip_allowlist: { admin: ['192.0.2.0/24', '127.0.0.1/32'], nodes: ['192.0.2.0/24', '127.0.0.1/32'] } });
   });
   after(async () => {
     await refusing?.close();

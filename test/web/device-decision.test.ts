@@ -86,3 +86,40 @@ describe('device decisions only for what this session looked up', () => {
     await ada.ctx.close();
   });
 });
+
+describe('ip_allowlist.admin covers machine decisions on the shared /device pages', () => {
+  test('an admin outside the list cannot see or decide a machine, and still approves her own CLI login', async () => {
+    const port = await freePort();
+    const idp = await startIdp({
+      users: [{ sub: 'ada', label: 'Ada (admin)', claims: { email: 'ada@example.com', groups: ['gate-admins'] } }],
+      clients: [{ client_id: 'talos-gate', redirect_uris: [`https://127.0.0.1:${port}/auth/callback`] }],
+    });
+    const g = await startTestGate({
+      listen: `127.0.0.1:${port}`,
+      oidc: { issuer_url: idp.issuer, client_id: 'talos-gate' },
+      admins: [{ claim: 'groups', value: 'gate-admins' }],
+      ip_allowlist: { admin: ['192.0.2.0/24'] },
+    });
+    const browser = await launchChromium();
+    try {
+      const code = async (body: string) =>
+        JSON.parse((await request(`${g.url}/device/code`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body, ca: g.ca })).body) as { verification_uri_complete: string };
+      const node = await code('client_id=talos-node&uuid=outside-0001');
+      const login = await code('client_id=talos-gate-cli');
+      const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
+      const page = await ctx.newPage();
+      const res = await page.goto(node.verification_uri_complete);
+      await page.getByRole('button', { name: 'Ada (admin)' }).click();
+      await page.getByRole('heading', { name: 'Not from this address' }).waitFor();
+      assert.ok(res);
+      await page.goto(login.verification_uri_complete);
+      await page.getByRole('button', { name: 'Approve login' }).click();
+      await page.getByRole('heading', { name: 'Logged in' }).waitFor();
+      await ctx.close();
+    } finally {
+      await browser.close();
+      await g.close();
+      await idp.close();
+    }
+  });
+});
