@@ -15,7 +15,8 @@ test('workers: 2 serves from two processes on one port and one database, and sto
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-workers-'));
   const port = await freePort();
   const file = join(dir, 'gate.yaml');
-  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: randomBytes(24).toString('hex'), workers: 2, log_level: 'warn', audit_log: 'off', device: { interval: '1s' } }));
+  const adminToken = randomBytes(24).toString('hex');
+  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: adminToken, workers: 2, log_level: 'warn', audit_log: 'off', device: { interval: '1s' } }));
   const serve = runCli(['serve', '--config', file]);
   try {
     await serve.waitFor(/with 2 workers/);
@@ -36,7 +37,7 @@ test('workers: 2 serves from two processes on one port and one database, and sto
     while (!code) await new Promise((r) => setTimeout(r, 20));
     const approved = await request(`${url}/api/v1/device/approve`, {
       method: 'POST',
-      headers: { authorization: 'Bearer workers-admin-token-0123456789', 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${adminToken}`, 'content-type': 'application/json' },
       body: JSON.stringify({ user_code: code, profile: 'worker' }),
       ca,
     });
