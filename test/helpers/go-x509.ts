@@ -82,6 +82,8 @@ export interface GoJudgeInput {
   cert: string;
   ca: string;
   intermediates?: string[];
+  /** Verify as of this time (default: now), for short-lived certificates judged after the fact. */
+  currentTime?: Date;
 }
 
 function goEnv(): NodeJS.ProcessEnv {
@@ -152,7 +154,7 @@ export async function goJudgeAll(inputs: GoJudgeInput[]): Promise<GoCertReport[]
     child.on('error', reject);
     child.on('close', resolve);
   });
-  child.stdin.end(JSON.stringify(inputs.map((i) => ({ cert: i.cert, ca: i.ca, intermediates: i.intermediates ?? [] }))));
+  child.stdin.end(JSON.stringify(inputs.map((i) => ({ cert: i.cert, ca: i.ca, intermediates: i.intermediates ?? [], currentTime: i.currentTime?.toISOString() ?? '' }))));
   const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
   const code = await exit.finally(() => clearTimeout(timer));
   if (code !== 0) throw new Error(`go-x509 judge exited with ${code}: ${Buffer.concat(err).toString()}`);

@@ -37,6 +37,8 @@ type judgeInput struct {
 	Cert          string   `json:"cert"`
 	CA            string   `json:"ca"`
 	Intermediates []string `json:"intermediates"`
+	// RFC 3339; empty: now. Short-lived certificates are judged as of when they were seen.
+	CurrentTime string `json:"currentTime"`
 }
 
 type attribute struct {
@@ -345,7 +347,16 @@ func judge(in judgeInput) report {
 	for _, p := range in.Intermediates {
 		intermediates.AppendCertsFromPEM([]byte(p))
 	}
-	chains, err := cert.Verify(x509.VerifyOptions{Roots: roots, Intermediates: intermediates, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	opts := x509.VerifyOptions{Roots: roots, Intermediates: intermediates, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if in.CurrentTime != "" {
+		at, err := time.Parse(time.RFC3339Nano, in.CurrentTime)
+		if err != nil {
+			r.Verify.Error = strp("currentTime: " + err.Error())
+			return r
+		}
+		opts.CurrentTime = at
+	}
+	chains, err := cert.Verify(opts)
 	if err != nil {
 		r.Verify.Error = strp(err.Error())
 		return r
