@@ -181,3 +181,60 @@ export function pem(label: string, der: Buffer): string {
   const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
   return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
 }
+
+// ---- reading, for mutating well-formed DER ---------------------------------------------------
+
+/** One element of well-formed DER: primitive with contents, or constructed with children. */
+export interface DerNode {
+  tag: number;
+  contents: Buffer;
+  children?: DerNode[];
+}
+
+/** Reads DER the tests wrote themselves (single-octet tags, definite lengths); throws on anything else. */
+export function parseDer(buf: Buffer): DerNode {
+  const [node, end] = readNode(buf, 0);
+  if (end !== buf.length) throw new Error(`${buf.length - end} bytes after the element`);
+  return node;
+}
+
+function readNode(buf: Buffer, at: number): [DerNode, number] {
+  const tag = buf[at];
+  let len = buf[at + 1];
+  if (tag === undefined || len === undefined || (tag & 0x1f) === 0x1f) throw new Error(`bad element at ${at}`);
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4) throw new Error(`unsupported length at ${at}`);
+    len = buf.readUIntBE(start, n);
+    start += n;
+  }
+  const end = start + len;
+  if (end > buf.length) throw new Error(`element at ${at} runs past the end`);
+  const contents = buf.subarray(start, end);
+  if (!(tag & 0x20)) return [{ tag, contents }, end];
+  const children: DerNode[] = [];
+  for (let p = start; p < end; ) {
+    const [child, next] = readNode(buf, p);
+    children.push(child);
+    p = next;
+  }
+  return [{ tag, contents, children }, end];
+}
+
+export function encodeDer(node: DerNode): Buffer {
+  return tlv(node.tag, node.children ? Buffer.concat(node.children.map(encodeDer)) : node.contents);
+}
+
+/** Every element of a tree with its path (child indexes from the root). */
+export function allPaths(node: DerNode, path: number[] = []): { path: number[]; node: DerNode }[] {
+  return [{ path, node }, ...(node.children ?? []).flatMap((c, i) => allPaths(c, [...path, i]))];
+}
+
+/** Encodes the tree with the element at `path` written by `replace` instead (its parents' lengths follow). */
+export function encodeReplacing(node: DerNode, path: number[], replace: (n: DerNode) => Buffer): Buffer {
+  if (path.length === 0) return replace(node);
+  if (!node.children) throw new Error('no such path');
+  const [i, ...rest] = path;
+  return tlv(node.tag, Buffer.concat(node.children.map((c, j) => (j === i ? encodeReplacing(c, rest, replace) : encodeDer(c)))));
+}
