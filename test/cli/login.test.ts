@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createPrivateKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,7 +11,9 @@ import { request } from '../../cli/http.js';
 import { packageRoot } from '../../server/paths.js';
 import { launchChromium } from '../helpers/browser.js';
 import { runCli, type CliRun } from '../helpers/cli.js';
+import { canonicalSpki } from '../helpers/der-writer.js';
 import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
+import { assertTalosClientCertificate, goJudge, goJudgeAll } from '../helpers/go-x509.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 import { makeTalosCa, mtlsCall, startApidLike, type ApidLike, type TestCa } from '../helpers/talos-ca.js';
 
@@ -132,6 +135,7 @@ describe('talos-gate login', () => {
     const seen = await mtlsCall(apid.port, { cert: unb64(mine.crt), key: unb64(mine.key), ca: unb64(mine.ca) });
     assert.deepEqual(seen.organizations, ['os:admin']);
     assert.equal(seen.cn, 'ada@example.com');
+    assertTalosClientCertificate(await goJudge(unb64(mine.crt), unb64(mine.ca)), { roles: ['os:admin'], commonName: 'ada@example.com', spkiDer: canonicalSpki(createPrivateKey(unb64(mine.key))) });
 
     const status = ws.cli(['status', '--json']);
     assert.equal(await status.exit, 0, status.stderr());
@@ -160,6 +164,7 @@ describe('talos-gate login', () => {
     const mine = cfg.contexts['talos-gate'];
     assert.ok(mine);
     assert.deepEqual((await mtlsCall(apid.port, { cert: unb64(mine.crt), key: unb64(mine.key), ca: unb64(mine.ca) })).organizations, ['os:operator']);
+    assertTalosClientCertificate(await goJudge(unb64(mine.crt), unb64(mine.ca)), { roles: ['os:operator'], commonName: 'otto@example.com', spkiDer: canonicalSpki(createPrivateKey(unb64(mine.key))) });
 
     const tokens = JSON.parse(readFileSync(join(ws.home, '.config', 'talos-gate', 'tokens.json'), 'utf8')) as Record<string, { refreshToken: string }>;
     const refresh = Object.values(tokens)[0]?.refreshToken as string;
@@ -186,12 +191,14 @@ describe('talos-gate login', () => {
     await browserLoginIn(run, 'Ada');
     await run.waitFor(/Watching/);
     const certs = new Set<string>();
+    const seenAt = new Map<string, Date>();
     const deadline = Date.now() + 40_000;
     while (Date.now() < deadline && (run.stderr().match(/renewed /g) ?? []).length < 2) {
       const cfg = parse(readFileSync(ws.talosconfig, 'utf8')) as Talosconfig; // valid YAML at every read
       const crt = cfg.contexts['talos-gate']?.crt;
       assert.ok(crt, 'the context is always complete');
       certs.add(crt);
+      if (!seenAt.has(crt)) seenAt.set(crt, new Date());
       await new Promise((r) => setTimeout(r, 200));
     }
     assert.ok((run.stderr().match(/renewed ada@example\.com \[os:admin\]/g) ?? []).length >= 2, run.stderr());
@@ -201,6 +208,10 @@ describe('talos-gate login', () => {
     assert.equal(await run.exit, 1, run.stderr());
     assert.match(run.stderr(), /refused a new certificate: .*no Talos role/);
     (idp.users.get('ada') as { claims: Record<string, unknown> }).claims.groups = ['talos-admins', 'gate-admins'];
+    // every renewed certificate is one Go reads as a Talos client certificate (20 s certificates:
+    // verified as of when the file held them; judged once the CLI has exited, so a failure leaves no process behind)
+    const reports = await goJudgeAll([...certs].map((c) => ({ cert: unb64(c), ca: ca.certPem, currentTime: seenAt.get(c) as Date })));
+    reports.forEach((r, i) => assertTalosClientCertificate(r, { roles: ['os:admin'], commonName: 'ada@example.com' }, `certificate ${i + 1} of ${certs.size}`));
   });
 
   test('a device login stops renewing when the user is removed at the IdP', async () => {

@@ -1,17 +1,20 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from '../../cli/http.js';
+import { canonicalSpki } from '../helpers/der-writer.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
+import { assertTalosClientCertificate, goJudge, goJudgeAll, startGoApid } from '../helpers/go-x509.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 import { makeTalosCa, mtlsCall, opensslText, opensslVerifyClient, startApidLike, type CaKind, type TestCa } from '../helpers/talos-ca.js';
 
 // Real ID tokens from a real oidc-provider IdP, Talos-style CAs from openssl, certificates checked
-// by openssl and by a TLS server that requires client certificates from the Talos CA.
+// by openssl, by Go's crypto/x509 (what apid parses them with) and by TLS servers (Node's and Go's)
+// that require client certificates from the Talos CA.
 
 const dir = mkdtempSync(join(tmpdir(), 'talos-gate-exchange-'));
 
@@ -64,10 +67,11 @@ describe('certificate exchange', () => {
   after(() => idp.close());
 
   for (const kind of ['ed25519', 'p256', 'rsa'] as CaKind[]) {
-    test(`${kind} Talos CA: openssl verifies, an mTLS server accepts and sees the roles`, async () => {
+    test(`${kind} Talos CA: openssl and Go verify, mTLS servers accept and see the roles`, async () => {
       const ca = makeTalosCa(dir, kind);
       const g = await startTestGate(gateConfigFor(idp, ca));
       const apid = await startApidLike(ca, dir);
+      const goApid = await startGoApid(ca.certPem);
       try {
         // RS256 token, server-generated key
         const alice = await idp.login('talos-gate', 'alice');
@@ -120,6 +124,22 @@ describe('certificate exchange', () => {
         const seen3 = await mtlsCall(apid.port, { cert: r3.json.cert, key: readFileSync(csrKey, 'utf8'), ca: ca.certPem });
         assert.equal(seen3.cn, 'carol');
 
+        // Go's crypto/x509, as apid reads them: the three certificates in one judge run
+        const reports = await goJudgeAll([r, r2, r3].map((x) => ({ cert: x.json.cert as string, ca: ca.certPem })));
+        const expected = [
+          { roles: r.json.roles as string[], commonName: 'alice@example.com', spkiDer: canonicalSpki(createPrivateKey(r.json.key as string)) },
+          { roles: r2.json.roles as string[], commonName: 'bob@example.com', spkiDer: canonicalSpki(own.publicKey) },
+          { roles: r3.json.roles as string[], commonName: 'carol', spkiDer: canonicalSpki(createPublicKey(readFileSync(csrKey))) },
+        ];
+        expected.forEach((e, i) => assertTalosClientCertificate(reports[i] as (typeof reports)[number], e, ['server-generated key', 'client public key', 'CSR'][i]));
+        // and crypto/tls, as apid's listener: RequireAndVerifyClientCert against the Talos CA
+        const keys = [r.json.key as string, own.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), readFileSync(csrKey, 'utf8')];
+        for (const [i, x] of [r, r2, r3].entries()) {
+          const seenByGo = await mtlsCall(goApid.port, { cert: x.json.cert as string, key: keys[i] as string, ca: goApid.serverCa });
+          assert.deepEqual(seenByGo.organizations, expected[i]?.roles);
+          assert.equal(seenByGo.cn, expected[i]?.commonName);
+        }
+
         const certs = await g.admin('GET', '/api/v1/certs?active=true');
         assert.equal(certs.json.total, undefined, 'counted only on request');
         assert.equal((await g.admin('GET', '/api/v1/certs?active=true&total=true')).json.total, 3);
@@ -129,6 +149,7 @@ describe('certificate exchange', () => {
         const lines = readFileSync(g.gate.config.audit_log, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string });
         assert.equal(lines.filter((l) => l.type === 'cert_issued').length, 3, 'audit events as JSON lines in the audit_log file');
       } finally {
+        await goApid.close();
         await apid.close();
         await g.close();
       }
@@ -150,12 +171,18 @@ describe('certificate exchange', () => {
       );
       assert.ok(refused, 'the server must not answer a certificate from another CA');
       assert.match(`${refused.code} ${refused.message}`, /ERR_SSL_TLSV13_ALERT_CERTIFICATE_REQUIRED|ALERT_UNKNOWN_CA|ALERT_BAD_CERTIFICATE|unknown ca|ECONNRESET|no answer from the server/i, refused.message);
+      // Go agrees: a well-formed client certificate, of an authority it does not know
+      const byGo = await goJudge(r.json.cert as string, ca.certPem);
+      assert.equal(byGo.parseError, null);
+      assert.match(byGo.verify.error ?? '', /unknown authority/, JSON.stringify(byGo.verify));
+      assertTalosClientCertificate(await goJudge(r.json.cert as string, other.certPem), { roles: r.json.roles as string[], commonName: 'alice@example.com', spkiDer: canonicalSpki(createPrivateKey(r.json.key as string)) });
       // the same client with a certificate from the right CA is answered: the refusal was about the CA
       const good = startTestGate(gateConfigFor(idp, ca));
       const g2 = await good;
       try {
         const r2 = await exchange(g2, { id_token: alice.id_token });
         assert.deepEqual((await mtlsCall(apid.port, { cert: r2.json.cert, key: r2.json.key, ca: ca.certPem })).cn, 'alice@example.com');
+        assertTalosClientCertificate(await goJudge(r2.json.cert as string, ca.certPem), { roles: r2.json.roles as string[], commonName: 'alice@example.com' });
       } finally {
         await g2.close();
       }
@@ -167,8 +194,9 @@ describe('certificate exchange', () => {
 
   describe('refusals: clear error, audit event, no certificate', () => {
     let g: TestGate;
+    let ca: TestCa;
     before(async () => {
-      const ca = makeTalosCa(dir, 'ed25519', 'negatives');
+      ca = makeTalosCa(dir, 'ed25519', 'negatives');
       g = await startTestGate(gateConfigFor(idp, ca));
     });
     after(() => g.close());
@@ -209,6 +237,7 @@ describe('certificate exchange', () => {
         const after = (await g.admin('GET', '/api/v1/stats')).json;
         if (status === 200) {
           assert.equal(after.total_certs_issued, before.total_certs_issued + 1);
+          assertTalosClientCertificate(await goJudge(r.json.cert as string, ca.certPem), { roles: ['os:admin'], commonName: 'alice@example.com', spkiDer: canonicalSpki(createPrivateKey(r.json.key as string)) });
           return;
         }
         assert.match(r.json.error_description, message);

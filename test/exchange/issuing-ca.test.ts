@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { createPrivateKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +8,9 @@ import { parse } from 'yaml';
 import { request } from '../../cli/http.js';
 import { TalosNode, talosConfigUrl } from '../../cli/talos-node.js';
 import { runCli } from '../helpers/cli.js';
+import { canonicalSpki } from '../helpers/der-writer.js';
 import { startTestGate } from '../helpers/gate.js';
+import { assertTalosClientCertificate, goJudge, startGoApid } from '../helpers/go-x509.js';
 import { startIdp } from '../helpers/idp.js';
 import { makeTalosCa, mtlsCall, opensslVerifyClient, startApidLike } from '../helpers/talos-ca.js';
 
@@ -46,6 +49,16 @@ test('a dedicated issuing CA: the gate never holds the cluster CA key, and nodes
     assert.throws(() => opensslVerifyClient(osCa, r.cert, dir), 'not signed by the cluster CA');
     const seen = await mtlsCall(apid.port, { cert: r.cert, key: r.key, ca: r.ca });
     assert.deepEqual(seen.organizations, ['os:operator']);
+    // Go, as apid: a Talos client certificate of the issuing CA, and not of the cluster CA
+    assertTalosClientCertificate(await goJudge(r.cert, issuingPem), { roles: ['os:operator'], commonName: 'alice@example.com', spkiDer: canonicalSpki(createPrivateKey(r.key)) });
+    assert.match((await goJudge(r.cert, osCa.certPem)).verify.error ?? '', /unknown authority/, 'Go does not chain it to the cluster CA');
+    // and Go's crypto/tls trusting the cluster CA plus the accepted issuing CA lets it in
+    const goApid = await startGoApid(osCa.certPem + issuingPem);
+    try {
+      assert.deepEqual((await mtlsCall(goApid.port, { cert: r.cert, key: r.key, ca: goApid.serverCa })).organizations, ['os:operator']);
+    } finally {
+      await goApid.close();
+    }
 
     // machine configs served by the gate carry the issuing CA in machine.acceptedCAs
     const vars = { uuid: 'accepted-cas-node', mac: '52:54:00:00:0a:0a' };
