@@ -76,7 +76,7 @@ export class TalosApiIssuer implements CertificateIssuer {
   private creds: TalosApiCredentials;
   private clients = new Map<string, grpc.Client>();
   private checkedAt = 0;
-  private state: { ok: boolean; message: string; at: number } = { ok: false, message: 'failed: the Talos API has not been probed yet', at: 0 };
+  private state: { ok: boolean; message: string; at: number } = { ok: false, message: 'waiting: the start-up probe of the Talos API has not answered yet', at: 0 };
   private probing: Promise<void> | undefined;
   private closed = false;
   private readonly method: MethodDefinition<GenerateClientConfigurationRequest, GenerateClientConfigurationResponse>;
