@@ -6,7 +6,7 @@ import { createServer as createTcpServer, type Server as TcpServer, type Socket 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { issueCertificate, type Issuer } from '../../server/pki/x509.js';
+import { issueCertificate, toPem, type Issuer } from '../../server/pki/x509.js';
 
 // A fake apid of our own: a gRPC server on 127.0.0.1 speaking machine.MachineService/
 // GenerateClientConfiguration with Talos' field numbers (from talos-machine.proto, not from the
@@ -77,9 +77,15 @@ export function makeFakeCa(commonName: string): FakeCa {
   return { pem: cert.pem, issuer: { name, key: privateKey, publicKey } };
 }
 
-/** Go's label for PKCS#8 Ed25519 keys, as Talos writes them into talosconfigs and answers. */
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/**
+ * Go's label for PKCS#8 Ed25519 keys, as Talos writes them into talosconfigs and answers (built from
+ * the JWK seed: OpenSSL's PKCS#8 encoder would make the fake, not the gate, what a bench measures).
+ */
 function talosKeyPem(key: KeyObject): string {
-  return (key.export({ type: 'pkcs8', format: 'pem' }) as string).replace(/-----(BEGIN|END) PRIVATE KEY-----/g, '-----$1 ED25519 PRIVATE KEY-----');
+  const der = Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(key.export({ format: 'jwk' }).d as string, 'base64url')]);
+  return toPem('ED25519 PRIVATE KEY', der);
 }
 
 function clientCertificate(ca: FakeCa, roles: string[], notBefore: number, notAfter: number, key = generateKeyPairSync('ed25519')) {
