@@ -25,6 +25,8 @@ const decisionProperties = {
   patches: patchesSchema,
 } as const;
 
+const cidrsSchema = { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 64 } } as const;
+
 const nodeIdParams = {
   type: 'object',
   properties: { id: { type: 'string', maxLength: 64 } },
@@ -124,13 +126,19 @@ export function adminRoutes({ enrollment, exchange, operators, admins, storage, 
       async (request) => ({ nodes: enrollment.listNodes(request.query.status).map(nodeJson) }),
     );
 
-    app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; auto_approve?: boolean } }>(
+    app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; auto_approve?: boolean; auto_approve_cidrs?: string[] } }>(
       '/nodes',
       {
         schema: {
           body: {
             type: 'object',
-            properties: { ...decisionProperties, uuid: { type: 'string', maxLength: 64 }, mac: { type: 'string', maxLength: 64 }, auto_approve: { type: 'boolean' } },
+            properties: {
+              ...decisionProperties,
+              uuid: { type: 'string', maxLength: 64 },
+              mac: { type: 'string', maxLength: 64 },
+              auto_approve: { type: 'boolean' },
+              auto_approve_cidrs: cidrsSchema,
+            },
             required: ['profile'],
             additionalProperties: false,
           },
@@ -138,9 +146,22 @@ export function adminRoutes({ enrollment, exchange, operators, admins, storage, 
       },
       async (request, reply) => {
         const b = request.body;
-        const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve };
+        const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve, autoApproveCidrs: b.auto_approve_cidrs };
         return reply.code(201).send(nodeJson(enrollment.register(reg, request.actor)));
       },
+    );
+
+    // re-arms the one-shot auto-approval of a node (its first approval used it up)
+    app.post<{ Params: { id: string }; Body: { auto_approve_cidrs?: string[] } | undefined }>(
+      '/nodes/:id/auto-approve',
+      {
+        schema: { params: nodeIdParams, body: { type: 'object', properties: { auto_approve_cidrs: cidrsSchema }, additionalProperties: false } },
+        // a bare POST (no body) re-arms with the node's current CIDRs
+        preValidation: async (request) => {
+          request.body ??= {};
+        },
+      },
+      async (request) => nodeJson(enrollment.armAutoApprove(request.params.id, request.body?.auto_approve_cidrs, request.actor)),
     );
 
     app.get<{ Params: { id: string } }>('/nodes/:id', { schema: { params: nodeIdParams } }, async (request) =>

@@ -14,6 +14,7 @@ export function nodeJson(n: NodeView) {
     hostname: n.hostname,
     patches: n.patches,
     auto_approve: n.autoApprove,
+    auto_approve_cidrs: n.autoApproveCidrs,
     created_at: iso(n.createdAt),
     requested_at: iso(n.requestedAt),
     source_ip: n.sourceIp,

@@ -37,6 +37,7 @@ interface NodeRow {
   hostname: string | null;
   patches: string;
   auto_approve: number;
+  auto_approve_cidrs: string;
   config: string | null;
   created_at: number;
   requested_at: number | null;
@@ -255,6 +256,7 @@ const nodeFromRow = (r: NodeRow): NodeRecord => ({
   hostname: r.hostname,
   patches: JSON.parse(r.patches) as NodeRecord['patches'],
   autoApprove: r.auto_approve === 1,
+  autoApproveCidrs: JSON.parse(r.auto_approve_cidrs) as string[],
   config: r.config,
   createdAt: r.created_at,
   requestedAt: r.requested_at,
@@ -276,6 +278,7 @@ const nodeToRow = (n: NodeRecord): NodeRow => ({
   hostname: n.hostname,
   patches: JSON.stringify(n.patches),
   auto_approve: n.autoApprove ? 1 : 0,
+  auto_approve_cidrs: JSON.stringify(n.autoApproveCidrs),
   config: n.config,
   created_at: n.createdAt,
   requested_at: n.requestedAt,

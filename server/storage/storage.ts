@@ -21,7 +21,10 @@ export interface NodeRecord {
   profile: string | null;
   hostname: string | null;
   patches: PatchSpec[];
+  /** Armed: the next request that matches the registration is approved without a click, once. */
   autoApprove: boolean;
+  /** IPs or CIDR blocks an auto-approved request must come from; empty: any address. */
+  autoApproveCidrs: string[];
   config: string | null;
   createdAt: number;
   requestedAt: number | null;
@@ -45,6 +48,7 @@ export function newNode(id: string, createdAt: number, known: Partial<NodeRecord
     hostname: null,
     patches: [],
     autoApprove: false,
+    autoApproveCidrs: [],
     config: null,
     createdAt,
     requestedAt: null,

@@ -33,8 +33,10 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
     test('nodes: create, get, list by status, update, not found, duplicate', () => {
       const s = newStorage();
       s.createNode(sampleNode('n1', { patches: [{ machine: { a: 1 } }, 'x: 1'] }));
-      s.createNode(sampleNode('n2', { status: 'approved', requestedAt: 5 }));
+      s.createNode(sampleNode('n2', { status: 'approved', requestedAt: 5, autoApprove: true, autoApproveCidrs: ['10.0.0.0/8', '2001:db8::/32'] }));
       assert.deepEqual(s.getNode('n1')?.patches, [{ machine: { a: 1 } }, 'x: 1']);
+      assert.deepEqual(s.getNode('n1')?.autoApproveCidrs, []);
+      assert.deepEqual(s.getNode('n2')?.autoApproveCidrs, ['10.0.0.0/8', '2001:db8::/32']);
       assert.equal(s.getNode('nope'), undefined);
       assert.deepEqual(s.listNodes().map((n) => n.id), ['n2', 'n1'], 'newest request first');
       assert.deepEqual(s.listNodes({ status: 'approved' }).map((n) => n.id), ['n2']);
