@@ -7,6 +7,7 @@ import { ApiError } from './api-error.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { join } from 'node:path';
 import { AuditLog, openAuditSink } from './audit.js';
+import { rateLimitKey } from './client-ip.js';
 import { GateMetrics } from './metrics.js';
 import type { GateConfig } from './config/load.js';
 import { DEFAULT_POLL_POLICY } from '../device/poll.js';
@@ -187,7 +188,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   await gate.register(formbody, { bodyLimit: 64 * 1024 });
   await gate.register(rateLimit, {
     global: false, // per route, below
-    keyGenerator: (request) => request.ip,
+    keyGenerator: (request) => rateLimitKey(request.ip), // an IPv4 address or an IPv6 /64
     errorResponseBuilder: (_request, ctx) =>
       new ApiError('too_many_requests', `too many requests from this address: at most ${ctx.max} a minute; try again in ${ctx.after}`),
   });

@@ -6,7 +6,7 @@ import { generateSecret, hashSecret, secretsEqual } from '../../device/secrets.j
 import type { ClientCredentials, DeviceTokenRequest } from '../../device/token-request.js';
 import { formatUserCode, generateUserCode, normalizeUserCode } from '../../device/user-code.js';
 import { ApiError } from '../api-error.js';
-import { inCidrs, parseCidr } from '../client-ip.js';
+import { addressBucket, inCidrs, parseCidr } from '../client-ip.js';
 import type { AuditLog } from '../audit.js';
 import { RenderError, type MachineConfigRenderer } from '../machine-config/render.js';
 import type { OperatorService, OperatorTokens } from '../operators/service.js';
@@ -136,8 +136,9 @@ export class EnrollmentService {
     }
   }
 
+  /** device.max_pending_per_ip, counted per address bucket: an IPv4 address or an IPv6 /64. */
   private checkPendingLimit(ip: string, now: number): void {
-    if (this.storage.countPendingDeviceRequestsFromIp(ip, now) >= this.settings.maxPendingPerIp) {
+    if (this.storage.countPendingDeviceRequestsInBucket(addressBucket(ip), now) >= this.settings.maxPendingPerIp) {
       throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
     }
   }
@@ -154,6 +155,7 @@ export class EnrollmentService {
       deviceCodeHash: hashSecret(deviceCode),
       userCode: '',
       sourceIp: ip,
+      sourceBucket: addressBucket(ip),
       createdAt: now,
       expiresAt: now + this.settings.codeTtlMs,
       intervalMs: this.settings.intervalMs,

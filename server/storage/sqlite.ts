@@ -60,6 +60,7 @@ interface DeviceRequestRow {
   scope: string | null;
   audience: string | null;
   source_ip: string;
+  source_bucket: string;
   created_at: number;
   expires_at: number;
   interval_ms: number;
@@ -301,6 +302,7 @@ const requestFromRow = (r: DeviceRequestRow): DeviceRequestRecord => ({
   scope: r.scope,
   audience: r.audience,
   sourceIp: r.source_ip,
+  sourceBucket: r.source_bucket,
   createdAt: r.created_at,
   expiresAt: r.expires_at,
   intervalMs: r.interval_ms,
@@ -325,6 +327,7 @@ const requestToRow = (r: DeviceRequestRecord): DeviceRequestRow => ({
   scope: r.scope,
   audience: r.audience,
   source_ip: r.sourceIp,
+  source_bucket: r.sourceBucket,
   created_at: r.createdAt,
   expires_at: r.expiresAt,
   interval_ms: r.intervalMs,
@@ -428,8 +431,8 @@ export class SqliteStorage implements Storage {
       recordPoll: db.prepare(
         `UPDATE device_requests SET ${POLL_COLUMNS.map((c) => `${c} = CASE WHEN @set_${c} THEN @${c} ELSE ${c} END`).join(', ')} WHERE id = @id`,
       ),
-      countPendingFromIp: db.prepare(
-        "SELECT COUNT(*) AS n FROM device_requests WHERE source_ip = ? AND status = 'pending' AND expires_at > ?",
+      countPendingInBucket: db.prepare(
+        "SELECT COUNT(*) AS n FROM device_requests WHERE source_bucket = ? AND status = 'pending' AND expires_at > ?",
       ),
       insertToken: db.prepare(
         `INSERT INTO node_tokens (token_hash, node_id, device_request_id, issued_at, expires_at, revoked_at)
@@ -694,8 +697,8 @@ export class SqliteStorage implements Storage {
     return out;
   }
 
-  countPendingDeviceRequestsFromIp(ip: string, now: number): number {
-    return (this.stmt.countPendingFromIp.get(ip, now) as { n: number }).n;
+  countPendingDeviceRequestsInBucket(bucket: string, now: number): number {
+    return (this.stmt.countPendingInBucket.get(bucket, now) as { n: number }).n;
   }
 
   createNodeToken(token: NodeTokenRecord): NodeTokenRecord {
@@ -908,6 +911,7 @@ function blankRequest(): DeviceRequestRecord {
     scope: null,
     audience: null,
     sourceIp: '',
+    sourceBucket: '',
     createdAt: 0,
     expiresAt: 0,
     intervalMs: 0,

@@ -73,6 +73,8 @@ export interface DeviceRequestRecord {
   scope: string | null;
   audience: string | null;
   sourceIp: string;
+  /** The address bucket of sourceIp that per-address limits count (server/client-ip.ts addressBucket). */
+  sourceBucket: string;
   createdAt: number;
   expiresAt: number;
   intervalMs: number;
@@ -244,7 +246,8 @@ export interface Storage {
   updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord;
   /** Writes only a poll's bookkeeping: every poll of a booting rack does this, so it skips the rest of the row. */
   recordPoll(id: number, fields: DevicePollFields): void;
-  countPendingDeviceRequestsFromIp(ip: string, now: number): number;
+  /** Pending, unexpired requests from one address bucket (sourceBucket). */
+  countPendingDeviceRequestsInBucket(bucket: string, now: number): number;
   countDeviceRequestsByStatus(): Record<DeviceRequestStatus, number>;
 
   /** Throws AlreadyExistsError when the device request already yielded a token. */

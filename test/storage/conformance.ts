@@ -20,6 +20,7 @@ export function sampleRequest(nodeId: string, over: Partial<NewDeviceRequest> = 
     scope: null,
     audience: null,
     sourceIp: '192.0.2.1',
+    sourceBucket: '192.0.2.1',
     createdAt: 1000,
     expiresAt: 10_000,
     intervalMs: 5000,
@@ -52,7 +53,7 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.close();
     });
 
-    test('device requests: unique codes, lookups, atomic update, pending count per IP', () => {
+    test('device requests: unique codes, lookups, atomic update, pending count per address bucket', () => {
       const s = newStorage();
       s.createNode(sampleNode('n1'));
       const r = s.createDeviceRequest(sampleRequest('n1', { userCode: 'BCDFGHJK', deviceCodeHash: 'h1' }));
@@ -68,9 +69,13 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       assert.throws(() => s.updateDeviceRequest(r.id, () => { throw new Error('updater refused'); }), /updater refused/);
       assert.equal(s.getDeviceRequest(r.id)?.status, 'pending', 'a throwing updater changes nothing');
       s.createDeviceRequest(sampleRequest('n1', { sourceIp: '192.0.2.1', expiresAt: 3000 }));
-      assert.equal(s.countPendingDeviceRequestsFromIp('192.0.2.1', 2000), 2);
-      assert.equal(s.countPendingDeviceRequestsFromIp('192.0.2.1', 5000), 1, 'expired requests do not count');
-      assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1', status: 'pending' }).length, 2);
+      assert.equal(s.countPendingDeviceRequestsInBucket('192.0.2.1', 2000), 2);
+      assert.equal(s.countPendingDeviceRequestsInBucket('192.0.2.1', 5000), 1, 'expired requests do not count');
+      s.createDeviceRequest(sampleRequest('n1', { sourceIp: '2001:db8:1:2::1', sourceBucket: '2001:db8:1:2::/64' }));
+      s.createDeviceRequest(sampleRequest('n1', { sourceIp: '2001:db8:1:2::2', sourceBucket: '2001:db8:1:2::/64' }));
+      assert.equal(s.countPendingDeviceRequestsInBucket('2001:db8:1:2::/64', 2000), 2, 'counted by the bucket, not the address');
+      assert.equal(s.getDeviceRequest(r.id)?.sourceBucket, '192.0.2.1');
+      assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1', status: 'pending' }).length, 4);
       s.close();
     });
 
