@@ -15,7 +15,10 @@ import {
   newNode,
   type DeviceRequestRecord,
   type NewDeviceRequest,
+  type NodeCursor,
   type NodeRecord,
+  type NodeStatus,
+  type NodeSummary,
   type PatchSpec,
   type Storage,
 } from '../storage/storage.js';
@@ -64,7 +67,55 @@ export interface Registration extends Decision {
 /** A node as the admin API shows it, with its pending request's user code when one waits. */
 export interface NodeView extends Omit<NodeRecord, 'config' | 'autoApprove'> {
   autoApprove: boolean;
+  /** Its newest pending, unexpired requests (at most PENDING_SHOWN), oldest first. */
   pending: { userCode: string; requestedAt: number; expiresAt: number; sourceIp: string }[];
+  /** How many pending, unexpired requests it has in all. */
+  pendingCount: number;
+}
+
+/**
+ * Pending requests shown per node: anyone repeating a node's uuid from many addresses can give it
+ * thousands, and a page of nodes must stay a page.
+ */
+const PENDING_SHOWN = 10;
+
+/** Nodes per page of the admin API: by default, and at most (a page of 1,000 is about 1 MB of JSON). */
+export const NODE_PAGE_DEFAULT = 100;
+export const NODE_PAGE_MAX = 1000;
+/** Nodes per table on the dashboard; the rest are counted (the admin API and CLI list them all). */
+const DASHBOARD_NODES = 100;
+
+export interface NodeList {
+  nodes: NodeView[];
+  /** Where the next page starts, opaque; null on the last page. */
+  nextCursor: string | null;
+}
+
+/** The nodes the dashboard shows, with how many there are in all. */
+export interface DashboardNodes {
+  /** Nodes with a pending request an admin can approve now, newest first. */
+  asking: NodeView[];
+  askingTotal: number;
+  decided: NodeView[];
+  decidedTotal: number;
+}
+
+/** An opaque page cursor: the sort key of the last node of a page, base64url-encoded JSON. */
+export function encodeNodeCursor(c: NodeCursor): string {
+  return Buffer.from(JSON.stringify([c.createdAt, c.id])).toString('base64url');
+}
+
+export function decodeNodeCursor(cursor: string): NodeCursor {
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    v = undefined;
+  }
+  if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string' && v[1].length <= 64) {
+    return { createdAt: v[0] as number, id: v[1] };
+  }
+  throw new ApiError('invalid_request', 'cursor is not one this gate handed out (use next_cursor as it came)');
 }
 
 /** Whether a node's armed auto-approval applies to a request: undefined when the node is not armed. */
@@ -386,13 +437,31 @@ export class EnrollmentService {
   }
 
   /**
-   * Nodes, optionally by status. "pending" means waiting for a decision: the node's status, or any
-   * unexpired pending request of a node decided before (it asked again while an older code was approved).
+   * A page of nodes, newest first, optionally by status. "pending" means waiting for a decision: the
+   * node's status, or an unexpired pending request of a node decided before (it asked again while
+   * an older code was approved). `cursor` is a page's nextCursor, as it came.
    */
-  listNodes(status?: NodeRecord['status']): NodeView[] {
-    const views = this.views(this.storage.listNodes(status === 'pending' ? { awaitingDecision: true } : status ? { status } : {}));
-    // a pending request that expired no longer waits for anyone
-    return status === 'pending' ? views.filter((v) => v.status === 'pending' || v.pending.length > 0) : views;
+  listNodes(status: NodeStatus | undefined, page: { limit?: number | undefined; cursor?: string | undefined } = {}): NodeList {
+    const limit = Math.min(Math.max(1, page.limit ?? NODE_PAGE_DEFAULT), NODE_PAGE_MAX);
+    const filter = status === 'pending' ? { awaitingDecisionAt: this.now() } : status ? { status } : {};
+    // one more than asked: whether it comes says whether there is a next page
+    const rows = this.storage.listNodes(filter, { limit: limit + 1, after: page.cursor === undefined ? undefined : decodeNodeCursor(page.cursor) });
+    const nodes = rows.slice(0, limit);
+    const last = nodes[nodes.length - 1];
+    return { nodes: this.views(nodes), nextCursor: rows.length > limit && last ? encodeNodeCursor(last) : null };
+  }
+
+  /** The newest `limit` nodes an admin can approve now, and decided ones, with how many there are of each. */
+  dashboardNodes(limit = DASHBOARD_NODES): DashboardNodes {
+    const now = this.now();
+    const asking = this.storage.listNodes({ askingAt: now }, { limit });
+    const decided = this.storage.listNodes({ decided: true }, { limit });
+    return {
+      asking: this.views(asking),
+      askingTotal: asking.length < limit ? asking.length : this.storage.countNodes({ askingAt: now }),
+      decided: this.views(decided),
+      decidedTotal: decided.length < limit ? decided.length : this.storage.countNodes({ decided: true }),
+    };
   }
 
   getNode(id: string): NodeView {
@@ -621,19 +690,21 @@ export class EnrollmentService {
   }
 
   /** A node as the API shows it; `requests` are its pending requests when the caller fetched them already. */
-  private view(n: NodeRecord, requests?: DeviceRequestRecord[]): NodeView {
+  private view(n: NodeRecord | NodeSummary, requests?: DeviceRequestRecord[]): NodeView {
     const now = this.now();
-    const { config: _config, ...rest } = n;
-    const pending = (requests ?? this.storage.listDeviceRequests({ nodeId: n.id, status: 'pending' }))
-      .filter((r) => r.expiresAt >= now)
+    const { config: _config, ...rest } = n as NodeRecord; // why the cast: a summary simply has no config to leave out
+    const live = (requests ?? this.storage.listDeviceRequests({ nodeId: n.id, status: 'pending' })).filter((r) => r.expiresAt >= now);
+    const pending = live
+      .slice(-PENDING_SHOWN)
       .map((r) => ({ userCode: formatUserCode(r.userCode), requestedAt: r.createdAt, expiresAt: r.expiresAt, sourceIp: r.sourceIp }));
-    return { ...rest, pending };
+    return { ...rest, pending, pendingCount: live.length };
   }
 
   /** Views of many nodes with one query for all their pending requests, not one per node. */
-  private views(nodes: NodeRecord[]): NodeView[] {
+  private views(nodes: NodeSummary[]): NodeView[] {
     const byNode = new Map<string, DeviceRequestRecord[]>();
-    for (const r of this.storage.listDeviceRequests({ status: 'pending' })) {
+    if (nodes.length === 0) return [];
+    for (const r of this.storage.listDeviceRequests({ nodeIds: nodes.map((n) => n.id), status: 'pending' })) {
       if (r.nodeId === null) continue;
       const list = byNode.get(r.nodeId);
       if (list) list.push(r);

@@ -3,7 +3,7 @@ import type {} from '@fastify/csrf-protection';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { secretsEqual } from '../../device/secrets.js';
 import { ApiError } from '../api-error.js';
-import type { Decision, EnrollmentService, Registration } from '../enrollment/service.js';
+import { NODE_PAGE_MAX, type Decision, type EnrollmentService, type Registration } from '../enrollment/service.js';
 import { matchesAny, type ClaimRule } from '../exchange/claims.js';
 import { ExchangeError } from '../exchange/errors.js';
 import type { ExchangeService } from '../exchange/service.js';
@@ -112,18 +112,26 @@ export function adminRoutes({ enrollment, exchange, operators, admins, storage, 
     app.decorateRequest('actor', '');
     app.addHook('onRequest', authenticate);
 
-    app.get<{ Querystring: { status?: 'pending' | 'approved' | 'denied' | 'revoked' } }>(
+    app.get<{ Querystring: { status?: 'pending' | 'approved' | 'denied' | 'revoked'; limit?: number; cursor?: string } }>(
       '/nodes',
       {
         schema: {
           querystring: {
             type: 'object',
-            properties: { status: { type: 'string', enum: ['pending', 'approved', 'denied', 'revoked'] } },
+            properties: {
+              status: { type: 'string', enum: ['pending', 'approved', 'denied', 'revoked'] },
+              limit: { type: 'integer', minimum: 1, maximum: NODE_PAGE_MAX },
+              cursor: { type: 'string', maxLength: 256 },
+            },
             additionalProperties: false,
           },
         },
       },
-      async (request) => ({ nodes: enrollment.listNodes(request.query.status).map(nodeJson) }),
+      async (request) => {
+        const { status, limit, cursor } = request.query;
+        const page = enrollment.listNodes(status, { limit, cursor });
+        return { nodes: page.nodes.map(nodeJson), next_cursor: page.nextCursor };
+      },
     );
 
     app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; auto_approve?: boolean; auto_approve_cidrs?: string[] } }>(

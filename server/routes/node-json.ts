@@ -23,6 +23,7 @@ export function nodeJson(n: NodeView) {
     config_downloads: n.configDownloads,
     last_download_at: iso(n.lastDownloadAt),
     last_download_ip: n.lastDownloadIp,
+    pending_count: n.pendingCount,
     pending: n.pending.map((p) => ({
       user_code: p.userCode,
       requested_at: iso(p.requestedAt),

@@ -18,7 +18,10 @@ import {
   type NewAuditEvent,
   type NewDeviceRequest,
   type NodeFilter,
+  type NodePage,
   type NodeRecord,
+  type NodeStatus,
+  type NodeSummary,
   type NodeTokenRecord,
   type OperatorGrantRecord,
   type RefreshTokenRecord,
@@ -136,6 +139,27 @@ const blockedFromRow = (r: BlockedRow): BlockedSubject => ({
   blockedBy: r.blocked_by,
   reason: r.reason,
 });
+
+/** WHERE clause and arguments for a node filter; fixed fragments only, values bound. */
+function nodeWhere(filter: NodeFilter): { sql: string; args: unknown[] } {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  const live = "EXISTS (SELECT 1 FROM device_requests r WHERE r.node_id = nodes.id AND r.status = 'pending' AND r.expires_at >= ?)";
+  if (filter.status !== undefined) {
+    where.push('status = ?');
+    args.push(filter.status);
+  }
+  if (filter.decided) where.push("status <> 'pending'");
+  if (filter.awaitingDecisionAt !== undefined) {
+    where.push(`(status = 'pending' OR ${live})`);
+    args.push(filter.awaitingDecisionAt);
+  }
+  if (filter.askingAt !== undefined) {
+    where.push(live);
+    args.push(filter.askingAt);
+  }
+  return { sql: where.length ? where.join(' AND ') : '1 = 1', args };
+}
 
 /** WHERE clause and arguments for a certificate filter. */
 function certificateWhere(filter: CertificateFilter): { sql: string; args: unknown[] } {
@@ -269,6 +293,13 @@ const nodeFromRow = (r: NodeRow): NodeRecord => ({
   lastDownloadIp: r.last_download_ip,
 });
 
+const summaryFromRow = (r: Omit<NodeRow, 'config'>): NodeSummary => {
+  const { config: _config, ...summary } = nodeFromRow({ ...r, config: null });
+  return summary;
+};
+
+const DECIDED: NodeStatus[] = ['approved', 'denied', 'revoked'];
+
 const nodeToRow = (n: NodeRecord): NodeRow => ({
   id: n.id,
   uuid: n.uuid,
@@ -396,6 +427,7 @@ interface GroupedWrite {
 
 export class SqliteStorage implements Storage {
   private readonly nodeCols = columns(nodeToRow(newNode('', 0)));
+  private readonly summaryCols = columns(nodeToRow(newNode('', 0)), ['config']).join(', ');
   private readonly requestCols = columns(requestToRow(blankRequest()), ['id']);
   private readonly stmt;
 
@@ -408,15 +440,6 @@ export class SqliteStorage implements Storage {
         `INSERT INTO nodes (${this.nodeCols.join(', ')}) VALUES (${this.nodeCols.map((c) => `@${c}`).join(', ')})`,
       ),
       getNode: db.prepare('SELECT * FROM nodes WHERE id = ?'),
-      listNodes: db.prepare('SELECT * FROM nodes ORDER BY COALESCE(requested_at, created_at) DESC, id'),
-      listNodesByStatus: db.prepare(
-        'SELECT * FROM nodes WHERE status = ? ORDER BY COALESCE(requested_at, created_at) DESC, id',
-      ),
-      listNodesAwaitingDecision: db.prepare(
-        `SELECT * FROM nodes WHERE status = 'pending'
-           OR id IN (SELECT node_id FROM device_requests WHERE status = 'pending' AND node_id IS NOT NULL)
-         ORDER BY COALESCE(requested_at, created_at) DESC, id`,
-      ),
       recordDownload: db.prepare(
         'UPDATE nodes SET config_downloads = config_downloads + 1, last_download_at = ?, last_download_ip = ? WHERE id = ?',
       ),
@@ -573,16 +596,30 @@ export class SqliteStorage implements Storage {
     return row && nodeFromRow(row);
   }
 
-  listNodes(filter: NodeFilter = {}): NodeRecord[] {
-    const rows = (
-      filter.awaitingDecision
-        ? this.stmt.listNodesAwaitingDecision.all()
-        : filter.status
-          ? this.stmt.listNodesByStatus.all(filter.status)
-          : this.stmt.listNodes.all()
-    ) as NodeRow[];
-    const nodes = rows.map(nodeFromRow);
-    return filter.awaitingDecision && filter.status ? nodes.filter((n) => n.status === filter.status) : nodes;
+  listNodes(filter: NodeFilter, page: NodePage): NodeSummary[] {
+    if (filter.decided && filter.status === undefined) {
+      // each decided status on its own range of (status, created_at, id), merged: a few pages read,
+      // never a sort of the whole fleet, nor a walk past every pending node
+      return DECIDED.flatMap((status) => this.listNodes({ ...filter, status }, page))
+        .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+        .slice(0, page.limit);
+    }
+    const w = nodeWhere(filter);
+    // a row value, so the planner scans the (created_at, id) index from the cursor on, never from the top
+    const after = page.after ? ' AND (created_at, id) < (?, ?)' : '';
+    const args = page.after ? [...w.args, page.after.createdAt, page.after.id] : w.args;
+    const rows = this
+      .prepared(`SELECT ${this.summaryCols} FROM nodes WHERE ${w.sql}${after} ORDER BY created_at DESC, id DESC LIMIT ?`)
+      .all(...args, page.limit) as Omit<NodeRow, 'config'>[];
+    return rows.map(summaryFromRow);
+  }
+
+  countNodes(filter: NodeFilter): number {
+    if (filter.decided && filter.status === undefined) {
+      return DECIDED.reduce((sum, status) => sum + this.countNodes({ ...filter, status }), 0);
+    }
+    const w = nodeWhere(filter);
+    return (this.prepared(`SELECT COUNT(*) AS n FROM nodes WHERE ${w.sql}`).get(...w.args) as { n: number }).n;
   }
 
   recordConfigDownload(id: string, at: number, ip: string): void {
@@ -648,12 +685,17 @@ export class SqliteStorage implements Storage {
     return row && requestFromRow(row);
   }
 
-  listDeviceRequests(filter: { nodeId?: string; status?: DeviceRequestStatus }): DeviceRequestRecord[] {
+  listDeviceRequests(filter: { nodeId?: string; nodeIds?: string[]; status?: DeviceRequestStatus }): DeviceRequestRecord[] {
     const where: string[] = [];
     const args: unknown[] = [];
     if (filter.nodeId !== undefined) {
       where.push('node_id = ?');
       args.push(filter.nodeId);
+    }
+    if (filter.nodeIds !== undefined) {
+      // one bound JSON list, so the statement is the same for any number of ids
+      where.push('node_id IN (SELECT value FROM json_each(?))');
+      args.push(JSON.stringify(filter.nodeIds));
     }
     if (filter.status !== undefined) {
       where.push('status = ?');

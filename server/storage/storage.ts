@@ -36,6 +36,9 @@ export interface NodeRecord {
   lastDownloadIp: string | null;
 }
 
+/** A node without its rendered config (up to 1 MiB each): what lists of nodes carry. */
+export type NodeSummary = Omit<NodeRecord, 'config'>;
+
 /** A node with nothing known or decided yet; callers set what they know. */
 export function newNode(id: string, createdAt: number, known: Partial<NodeRecord> = {}): NodeRecord {
   return {
@@ -183,10 +186,29 @@ export class AlreadyExistsError extends Error {
   }
 }
 
+/** Which nodes a list or count covers; the fields given all apply. */
 export interface NodeFilter {
   status?: NodeStatus;
-  /** Nodes waiting for a decision: status pending, or a pending device request (asked again after one). */
-  awaitingDecision?: boolean;
+  /** Only nodes decided on: status approved, denied or revoked. */
+  decided?: boolean;
+  /**
+   * Nodes waiting for a decision at this time: status pending, or a pending device request not
+   * expired at this time (a decided node that asked again).
+   */
+  awaitingDecisionAt?: number;
+  /** Nodes with a pending device request not expired at this time: the ones an admin can approve now. */
+  askingAt?: number;
+}
+
+/** Where a page of nodes starts: after this node, in the order newest first by (createdAt, id). */
+export interface NodeCursor {
+  createdAt: number;
+  id: string;
+}
+
+export interface NodePage {
+  limit: number;
+  after?: NodeCursor | undefined;
 }
 
 export interface PendingLogin {
@@ -229,7 +251,13 @@ export interface Storage {
 
   createNode(node: NodeRecord): NodeRecord;
   getNode(id: string): NodeRecord | undefined;
-  listNodes(filter?: NodeFilter): NodeRecord[];
+  /**
+   * A page of nodes, newest first by (createdAt, id): a key that never changes, so following
+   * `after` from page to page sees every node that existed when the walk began exactly once, however
+   * many are added or deleted meanwhile.
+   */
+  listNodes(filter: NodeFilter, page: NodePage): NodeSummary[];
+  countNodes(filter: NodeFilter): number;
   countNodesByStatus(): Record<NodeStatus, number>;
   updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): NodeRecord;
   /** Counts one config download: only the counters, not the rest of the row (which holds the rendered config). */
@@ -242,7 +270,8 @@ export interface Storage {
   getDeviceRequest(id: number): DeviceRequestRecord | undefined;
   getDeviceRequestByCodeHash(hash: string): DeviceRequestRecord | undefined;
   getDeviceRequestByUserCode(userCode: string): DeviceRequestRecord | undefined;
-  listDeviceRequests(filter: { nodeId?: string; status?: DeviceRequestStatus }): DeviceRequestRecord[];
+  /** In creation order. `nodeIds`: the requests of any of these nodes. */
+  listDeviceRequests(filter: { nodeId?: string; nodeIds?: string[]; status?: DeviceRequestStatus }): DeviceRequestRecord[];
   updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord;
   /** Writes only a poll's bookkeeping: every poll of a booting rack does this, so it skips the rest of the row. */
   recordPoll(id: number, fields: DevicePollFields): void;

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AlreadyExistsError, newNode, NotFoundError, type NewDeviceRequest, type NodeRecord, type Storage } from '../../server/storage/storage.js';
+import {
+  AlreadyExistsError,
+  newNode,
+  NotFoundError,
+  type NewDeviceRequest,
+  type NodeFilter,
+  type NodeRecord,
+  type Storage,
+} from '../../server/storage/storage.js';
 
 // The behaviour every storage backend must have. A new backend calls runStorageConformance with a
 // factory that gives an empty store.
@@ -39,8 +47,8 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       assert.deepEqual(s.getNode('n1')?.autoApproveCidrs, []);
       assert.deepEqual(s.getNode('n2')?.autoApproveCidrs, ['10.0.0.0/8', '2001:db8::/32']);
       assert.equal(s.getNode('nope'), undefined);
-      assert.deepEqual(s.listNodes().map((n) => n.id), ['n2', 'n1'], 'newest request first');
-      assert.deepEqual(s.listNodes({ status: 'approved' }).map((n) => n.id), ['n2']);
+      assert.deepEqual(s.listNodes({}, { limit: 10 }).map((n) => n.id), ['n2', 'n1'], 'newest first (same createdAt: by id)');
+      assert.deepEqual(s.listNodes({ status: 'approved' }, { limit: 10 }).map((n) => n.id), ['n2']);
       const u = s.updateNode('n1', (n) => ({ ...n, status: 'denied', autoApprove: true }));
       assert.equal(u.status, 'denied');
       assert.equal(s.getNode('n1')?.autoApprove, true);
@@ -76,6 +84,13 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       assert.equal(s.countPendingDeviceRequestsInBucket('2001:db8:1:2::/64', 2000), 2, 'counted by the bucket, not the address');
       assert.equal(s.getDeviceRequest(r.id)?.sourceBucket, '192.0.2.1');
       assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1', status: 'pending' }).length, 4);
+      s.createNode(sampleNode('n2'));
+      s.createNode(sampleNode('n3'));
+      const r2 = s.createDeviceRequest(sampleRequest('n2'));
+      s.createDeviceRequest(sampleRequest('n3'));
+      assert.deepEqual(s.listDeviceRequests({ nodeIds: ['n2', 'nope'] }).map((x) => x.id), [r2.id]);
+      assert.equal(s.listDeviceRequests({ nodeIds: ['n1', 'n3'], status: 'pending' }).length, 5);
+      assert.deepEqual(s.listDeviceRequests({ nodeIds: [] }), []);
       s.close();
     });
 
@@ -112,9 +127,46 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.createNode(sampleNode('approved', { status: 'approved' }));
       s.createNode(sampleNode('asked-again', { status: 'approved' }));
       s.createNode(sampleNode('decided-request', { status: 'denied' }));
+      s.createNode(sampleNode('asked-long-ago', { status: 'approved' }));
       s.createDeviceRequest(sampleRequest('asked-again'));
       s.createDeviceRequest(sampleRequest('decided-request', { status: 'denied' }));
-      assert.deepEqual(s.listNodes({ awaitingDecision: true }).map((n) => n.id).sort(), ['asked-again', 'waiting']);
+      s.createDeviceRequest(sampleRequest('asked-long-ago', { expiresAt: 100 }));
+      const ids = (filter: NodeFilter) => s.listNodes(filter, { limit: 100 }).map((n) => n.id).sort();
+      assert.deepEqual(ids({ awaitingDecisionAt: 1000 }), ['asked-again', 'waiting'], 'an expired request waits for nobody');
+      assert.deepEqual(ids({ askingAt: 1000 }), ['asked-again']);
+      assert.deepEqual(ids({ askingAt: 50 }), ['asked-again', 'asked-long-ago']);
+      assert.deepEqual(ids({ decided: true }), ['approved', 'asked-again', 'asked-long-ago', 'decided-request']);
+      assert.deepEqual(ids({ decided: true, askingAt: 1000 }), ['asked-again'], 'filters combine');
+      assert.equal(s.countNodes({ awaitingDecisionAt: 1000 }), 2);
+      assert.equal(s.countNodes({ decided: true }), 4);
+      assert.equal(s.countNodes({ status: 'denied' }), 1);
+      assert.equal(s.countNodes({}), 5);
+      s.close();
+    });
+
+    test('node pages: newest first by (createdAt, id), each node once however many arrive between pages', () => {
+      const s = newStorage();
+      for (let i = 0; i < 25; i++) s.createNode(sampleNode(`p${String(i).padStart(2, '0')}`, { createdAt: 100 + Math.floor(i / 2) }));
+      const first = s.listNodes({}, { limit: 4 });
+      assert.deepEqual(first.map((n) => n.id), ['p24', 'p23', 'p22', 'p21']);
+      assert.equal('config' in (first[0] as object), false, 'lists leave the rendered configs out');
+      const byStatus = s.listNodes({ status: 'pending' }, { limit: 3, after: { createdAt: 105, id: 'p10' } });
+      assert.deepEqual(byStatus.map((n) => n.id), ['p09', 'p08', 'p07'], 'with a filter, from the cursor on');
+      const seen = first.map((n) => n.id);
+      let last = first[first.length - 1] as NodeRecord;
+      for (let page = 0; ; page++) {
+        // new nodes, older and newer than the cursor and at its very time: none repeats an old one
+        s.createNode(sampleNode(`new-${page}`, { createdAt: page % 2 ? 1 : 500 }));
+        s.createNode(sampleNode(`same-${page}`, { createdAt: last.createdAt }));
+        const next = s.listNodes({}, { limit: 4, after: { createdAt: last.createdAt, id: last.id } });
+        if (next.length === 0) break;
+        seen.push(...next.map((n) => n.id));
+        last = next[next.length - 1] as NodeRecord;
+      }
+      const old = seen.filter((id) => /^p\d\d$/.test(id));
+      assert.equal(old.length, 25, 'every node that was there at the start, once');
+      assert.equal(new Set(old).size, 25);
+      assert.equal(new Set(seen).size, seen.length, 'no node twice');
       s.close();
     });
 
