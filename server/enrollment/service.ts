@@ -79,6 +79,9 @@ export interface NodeView extends Omit<NodeRecord, 'config' | 'autoApprove'> {
  */
 const PENDING_SHOWN = 10;
 
+/** Finished requests a node keeps (the newest); older ones go as the node asks again. */
+const REQUESTS_KEPT_PER_NODE = 8;
+
 /** Nodes per page of the admin API: by default, and at most (a page of 1,000 is about 1 MB of JSON). */
 export const NODE_PAGE_DEFAULT = 100;
 export const NODE_PAGE_MAX = 1000;
@@ -255,7 +258,11 @@ export class EnrollmentService {
         ip,
         detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
       });
-      return this.decideOnArrival(node, request, autoApproval).userCode;
+      const decided = this.decideOnArrival(node, request, autoApproval);
+      // a node asking again and again (a denied one at every boot, or anyone repeating its uuid)
+      // keeps only its newest requests once they are finished
+      this.storage.pruneDeviceRequests(node.id, REQUESTS_KEPT_PER_NODE, now - this.settings.poll.expiryGraceMs);
+      return decided.userCode;
     });
     return this.response(deviceCode, userCode);
   }

@@ -440,6 +440,21 @@ export class SqliteStorage implements Storage {
         `INSERT INTO nodes (${this.nodeCols.join(', ')}) VALUES (${this.nodeCols.map((c) => `@${c}`).join(', ')})`,
       ),
       getNode: db.prepare('SELECT * FROM nodes WHERE id = ?'),
+      deleteAbandonedNodes: db.prepare(
+        // the conditions of the partial index nodes_abandoned, repeated so it applies; named, since
+        // without statistics the planner prefers walking every pending node by status
+        `DELETE FROM nodes WHERE id IN (
+           SELECT id FROM nodes INDEXED BY nodes_abandoned
+           WHERE status = 'pending' AND decided_at IS NULL AND profile IS NULL AND auto_approve = 0 AND requested_at < @before
+             AND NOT EXISTS (SELECT 1 FROM device_requests r WHERE r.node_id = nodes.id AND r.expires_at >= @now)
+           LIMIT @limit)`,
+      ),
+      pruneRequests: db.prepare(
+        `DELETE FROM device_requests
+         WHERE node_id = @node
+           AND (status = 'denied' OR (status IN ('pending', 'approved') AND expires_at < @before))
+           AND id NOT IN (SELECT id FROM device_requests WHERE node_id = @node ORDER BY id DESC LIMIT @keep)`,
+      ),
       recordDownload: db.prepare(
         'UPDATE nodes SET config_downloads = config_downloads + 1, last_download_at = ?, last_download_ip = ? WHERE id = ?',
       ),
@@ -469,7 +484,7 @@ export class SqliteStorage implements Storage {
       listAudit: db.prepare('SELECT * FROM audit_events WHERE id < ? ORDER BY id DESC LIMIT ?'),
       gcRequests: db.prepare(
         // consumed requests stay while their token refers to them; the token's expiry removes both
-        `DELETE FROM device_requests WHERE expires_at < ? AND status <> 'consumed'`,
+        `DELETE FROM device_requests WHERE id IN (SELECT id FROM device_requests WHERE expires_at < ? AND status <> 'consumed' LIMIT ?)`,
       ),
       insertCertificate: db.prepare(
         `INSERT INTO certificates (serial, fingerprint, subject, email, common_name, issuer, roles, issued_at, expires_at, client_ip, source)
@@ -509,15 +524,16 @@ export class SqliteStorage implements Storage {
       getRefresh: db.prepare('SELECT * FROM refresh_tokens WHERE token_hash = ?'),
       useRefresh: db.prepare('UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL'),
       releaseRefresh: db.prepare('UPDATE refresh_tokens SET used_at = NULL WHERE token_hash = ?'),
-      gcGrants: db.prepare('DELETE FROM operator_grants WHERE expires_at < ?'),
+      gcGrants: db.prepare('DELETE FROM operator_grants WHERE rowid IN (SELECT rowid FROM operator_grants WHERE expires_at < ? LIMIT ?)'),
       insertFailure: db.prepare('INSERT INTO code_entry_failures (key, at) VALUES (?, ?)'),
       countFailures: db.prepare('SELECT COUNT(*) AS n, MIN(at) AS oldest FROM code_entry_failures WHERE key = ? AND at > ?'),
-      gcSessions: db.prepare('DELETE FROM web_sessions WHERE expires_at < ?'),
-      gcFailures: db.prepare('DELETE FROM code_entry_failures WHERE at < ?'),
-      gcTokens: db.prepare('DELETE FROM node_tokens WHERE expires_at < ?'),
+      gcSessions: db.prepare('DELETE FROM web_sessions WHERE rowid IN (SELECT rowid FROM web_sessions WHERE expires_at < ? LIMIT ?)'),
+      gcFailures: db.prepare('DELETE FROM code_entry_failures WHERE rowid IN (SELECT rowid FROM code_entry_failures WHERE at < ? LIMIT ?)'),
+      gcTokens: db.prepare('DELETE FROM node_tokens WHERE rowid IN (SELECT rowid FROM node_tokens WHERE expires_at < ? LIMIT ?)'),
       gcConsumed: db.prepare(
-        `DELETE FROM device_requests WHERE status = 'consumed' AND expires_at < ?
-           AND id NOT IN (SELECT device_request_id FROM node_tokens)`,
+        `DELETE FROM device_requests WHERE id IN (
+           SELECT id FROM device_requests WHERE status = 'consumed' AND expires_at < ?
+             AND id NOT IN (SELECT device_request_id FROM node_tokens) LIMIT ?)`,
       ),
     };
   }
@@ -620,6 +636,10 @@ export class SqliteStorage implements Storage {
     }
     const w = nodeWhere(filter);
     return (this.prepared(`SELECT COUNT(*) AS n FROM nodes WHERE ${w.sql}`).get(...w.args) as { n: number }).n;
+  }
+
+  deleteAbandonedNodes(askedBefore: number, now: number, limit: number): number {
+    return this.stmt.deleteAbandonedNodes.run({ before: askedBefore, now, limit }).changes;
   }
 
   recordConfigDownload(id: string, at: number, ip: string): void {
@@ -741,6 +761,10 @@ export class SqliteStorage implements Storage {
 
   countPendingDeviceRequestsInBucket(bucket: string, now: number): number {
     return (this.stmt.countPendingInBucket.get(bucket, now) as { n: number }).n;
+  }
+
+  pruneDeviceRequests(nodeId: string, keep: number, finishedBefore: number): number {
+    return this.stmt.pruneRequests.run({ node: nodeId, keep, before: finishedBefore }).changes;
   }
 
   createNodeToken(token: NodeTokenRecord): NodeTokenRecord {
@@ -922,14 +946,15 @@ export class SqliteStorage implements Storage {
     return (this.stmt.countFailures.get(key, since) as { oldest: number | null }).oldest ?? undefined;
   }
 
-  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number; webSessions: number } {
+  garbageCollect(now: number, limit = -1): { deviceRequests: number; nodeTokens: number; webSessions: number } {
+    // LIMIT -1 is no limit in SQLite
     return this.transaction(() => {
-      const nodeTokens = this.stmt.gcTokens.run(now).changes;
-      const deviceRequests = this.stmt.gcRequests.run(now).changes + this.stmt.gcConsumed.run(now).changes;
-      const webSessions = this.stmt.gcSessions.run(now).changes;
-      this.stmt.gcGrants.run(now);
+      const nodeTokens = this.stmt.gcTokens.run(now, limit).changes;
+      const deviceRequests = this.stmt.gcRequests.run(now, limit).changes + this.stmt.gcConsumed.run(now, limit).changes;
+      const webSessions = this.stmt.gcSessions.run(now, limit).changes;
+      this.stmt.gcGrants.run(now, limit);
       // failures older than a day no longer count towards any lockout window
-      this.stmt.gcFailures.run(now - 86_400_000);
+      this.stmt.gcFailures.run(now - 86_400_000, limit);
       return { deviceRequests, nodeTokens, webSessions };
     });
   }

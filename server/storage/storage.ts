@@ -264,6 +264,12 @@ export interface Storage {
   recordConfigDownload(id: string, at: number, ip: string): void;
   /** Deletes the node with its device requests and tokens. Returns false when there was none. */
   deleteNode(id: string): boolean;
+  /**
+   * Deletes at most `limit` abandoned nodes, with their device requests: nodes nobody decided on or
+   * registered (status pending, no decision, no profile, not auto-approved) that last asked before
+   * `askedBefore` and have no device request unexpired at `now`. Returns how many.
+   */
+  deleteAbandonedNodes(askedBefore: number, now: number, limit: number): number;
 
   /** Throws AlreadyExistsError when the device code hash or user code is taken. */
   createDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord;
@@ -272,6 +278,12 @@ export interface Storage {
   getDeviceRequestByUserCode(userCode: string): DeviceRequestRecord | undefined;
   /** In creation order. `nodeIds`: the requests of any of these nodes. */
   listDeviceRequests(filter: { nodeId?: string; nodeIds?: string[]; status?: DeviceRequestStatus }): DeviceRequestRecord[];
+  /**
+   * Bounds the request rows of one node: deletes its finished requests (denied, or pending or approved
+   * and expired before `finishedBefore`; never consumed ones, whose tokens refer to them) except the
+   * newest `keep` requests of the node. Returns how many.
+   */
+  pruneDeviceRequests(nodeId: string, keep: number, finishedBefore: number): number;
   updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord;
   /** Writes only a poll's bookkeeping: every poll of a booting rack does this, so it skips the rest of the row. */
   recordPoll(id: number, fields: DevicePollFields): void;
@@ -322,8 +334,12 @@ export interface Storage {
   /** When the oldest failure in the window happened, to say when entry opens again. */
   oldestCodeEntryFailure(key: string, since: number): number | undefined;
 
-  /** Deletes what no longer matters: expired device requests and tokens. Returns counts. */
-  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number; webSessions: number };
+  /**
+   * Deletes what no longer matters: expired device requests and tokens, sessions, logins. With
+   * `limit`, at most that many rows of each kind, so a caller can delete a backlog in short batches.
+   * Returns counts.
+   */
+  garbageCollect(now: number, limit?: number): { deviceRequests: number; nodeTokens: number; webSessions: number };
   /** Deletes certificate records that expired before certsBefore and audit events older than auditBefore. */
   applyRetention(certsBefore: number, auditBefore: number): { certificates: number; auditEvents: number };
 

@@ -170,6 +170,52 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.close();
     });
 
+    test('abandoned nodes: only undecided, unregistered ones whose requests are all expired, in batches', () => {
+      const s = newStorage();
+      const junk = (id: string, over: Partial<NodeRecord> = {}) => s.createNode(sampleNode(id, { requestedAt: 100, ...over }));
+      for (let i = 0; i < 5; i++) junk(`junk-${i}`);
+      s.createDeviceRequest(sampleRequest('junk-0', { expiresAt: 500 }));
+      junk('asking', {});
+      s.createDeviceRequest(sampleRequest('asking', { expiresAt: 5000 }));
+      junk('recent', { requestedAt: 2000 });
+      junk('registered', { profile: 'worker' });
+      junk('armed', { autoApprove: true });
+      junk('decided-before', { decidedAt: 50, decidedBy: 'admin' });
+      junk('denied', { status: 'denied', decidedAt: 50 });
+      junk('approved', { status: 'approved', decidedAt: 50, profile: 'worker' });
+      assert.equal(s.deleteAbandonedNodes(1000, 1000, 2), 2, 'at most the limit');
+      assert.equal(s.deleteAbandonedNodes(1000, 1000, 100), 3);
+      assert.equal(s.deleteAbandonedNodes(1000, 1000, 100), 0);
+      assert.deepEqual(
+        s.listNodes({}, { limit: 100 }).map((n) => n.id).sort(),
+        ['approved', 'armed', 'asking', 'decided-before', 'denied', 'recent', 'registered'],
+      );
+      assert.equal(s.listDeviceRequests({ nodeId: 'junk-0' }).length, 0, 'their requests went with them');
+      assert.equal(s.deleteAbandonedNodes(1000, 6000, 100), 1, 'once its request expired, the asking node goes too');
+      s.close();
+    });
+
+    test('pruneDeviceRequests keeps the newest requests of a node and every live or consumed one', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('n1'));
+      s.createNode(sampleNode('other'));
+      const consumed = s.createDeviceRequest(sampleRequest('n1', { status: 'consumed', expiresAt: 100 }));
+      s.createNodeToken({ tokenHash: 't', nodeId: 'n1', deviceRequestId: consumed.id, issuedAt: 1, expiresAt: 10_000, revokedAt: null });
+      const denied = Array.from({ length: 5 }, () => s.createDeviceRequest(sampleRequest('n1', { status: 'denied' })));
+      const expired = Array.from({ length: 3 }, () => s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 })));
+      const live = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 5000 }));
+      const others = Array.from({ length: 4 }, () => s.createDeviceRequest(sampleRequest('other', { status: 'denied' })));
+      assert.equal(s.pruneDeviceRequests('n1', 3, 1000), 6, 'the 5 denied and the oldest expired one');
+      const left = s.listDeviceRequests({ nodeId: 'n1' }).map((r) => r.id);
+      assert.deepEqual(left, [consumed.id, expired[1]?.id, expired[2]?.id, live.id]);
+      assert.ok(s.getNodeToken('t'), 'a consumed request and its token stay');
+      assert.equal(denied.filter((d) => s.getDeviceRequest(d.id)).length, 0);
+      assert.equal(s.listDeviceRequests({ nodeId: 'other' }).length, others.length, "another node's requests are untouched");
+      assert.equal(s.pruneDeviceRequests('n1', 0, 1000), 2);
+      assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1' }).map((r) => r.id), [consumed.id, live.id]);
+      s.close();
+    });
+
     test('recordConfigDownload counts a download and changes nothing else of the node', () => {
       const s = newStorage();
       const n = s.createNode(sampleNode('d1', { status: 'approved', config: 'machine: {}\n' }));
@@ -246,6 +292,17 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       assert.ok(s.getNodeToken('live'), "a used code's request stays while its token lives");
       assert.deepEqual(s.garbageCollect(6000), { deviceRequests: 1, nodeTokens: 1, webSessions: 0 });
       assert.equal(s.getDeviceRequest(used.id), undefined);
+      s.close();
+    });
+
+    test('garbage collection in batches: at most `limit` rows of each kind per call', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('n1'));
+      for (let i = 0; i < 7; i++) s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 }));
+      const counts = [];
+      for (let n = s.garbageCollect(1000, 3).deviceRequests; n > 0; n = s.garbageCollect(1000, 3).deviceRequests) counts.push(n);
+      assert.deepEqual(counts, [3, 3, 1]);
+      assert.equal(s.listDeviceRequests({ nodeId: 'n1' }).length, 0);
       s.close();
     });
 
