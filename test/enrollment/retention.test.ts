@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { goFormEncode, request } from '../../cli/http.js';
 import { hashSecret } from '../../device/secrets.js';
+import type { MaintenanceCounts } from '../../server/enrollment/maintenance.js';
 import { newNode, type NodeRecord } from '../../server/storage/storage.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
 
@@ -80,7 +81,12 @@ describe('retention of nodes nobody decided on', () => {
       last = t;
     }, 5);
     const started = performance.now();
-    const counts = await g.gate.maintenance.run().finally(() => clearInterval(probe));
+    let counts: MaintenanceCounts;
+    try {
+      counts = await g.gate.maintenance.run();
+    } finally {
+      clearInterval(probe);
+    }
     const took = performance.now() - started;
 
     assert.equal(counts.nodes, junk + 1);
