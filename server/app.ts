@@ -8,6 +8,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { join } from 'node:path';
 import { SubjectBlocks } from './access/subject-blocks.js';
 import { AuditLog, openAuditSink } from './audit.js';
+import { rateLimitKey } from './client-ip.js';
 import { GateMetrics } from './metrics.js';
 import type { GateConfig } from './config/load.js';
 import { DEFAULT_POLL_POLICY } from '../device/poll.js';
@@ -213,7 +214,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   await gate.register(formbody, { bodyLimit: 64 * 1024 });
   await gate.register(rateLimit, {
     global: false, // per route, below
-    keyGenerator: (request) => request.ip,
+    keyGenerator: (request) => rateLimitKey(request.ip), // an IPv4 address or an IPv6 /64
     errorResponseBuilder: (_request, ctx) =>
       new ApiError('too_many_requests', `too many requests from this address: at most ${ctx.max} a minute; try again in ${ctx.after}`),
   });

@@ -52,6 +52,8 @@ export const configSchema = obj({
     token_ttl: duration({ default: '4h', min: '5m', max: '7d' }),
     expiry_grace: duration({ default: '30s', max: '5m' }),
     max_pending_per_ip: int({ default: 256, min: 1 }),
+    // Nodes nobody decided on or registered are deleted this long after they last asked.
+    pending_retention: duration({ default: '24h', min: '5m', max: '365d' }),
   }),
   templates_dir: optionalStr(),
   profiles: map(profile, {
