@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import type { JWK } from 'jose';
 import { request } from '../cli/http.js';
 import { createIssuingCa } from '../server/pki/issuing-ca.js';
+import { startFakeApid } from '../test/helpers/fake-apid.js';
 import { freePort } from '../test/helpers/gate.js';
 import { startIdp, type TestIdp } from '../test/helpers/idp.js';
 import { bootStorm } from './boot-storm.js';
@@ -100,6 +101,7 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
   );
   const gate = await startGateProcess(join(dir, 'exchange'), await freePort(), config, gateNodeArgs);
   const runs = await exchangeThroughput(gate, tokens, concurrency, seconds * 1000, quick ? 500 : 2000).finally(() => gate.stop());
+  const talosApi = await runExchangeTalosApi(setup);
   const withRatio = runs.map((r) => {
     const perCore = bound.exchange_bound_per_core[r.variant] ?? 1;
     return { ...r, bound_per_core: perCore, ratio_to_bound_per_core_used: Math.round((r.per_second / (perCore * Math.max(r.gate_cores_used, 0.01))) * 100) / 100 };
@@ -109,10 +111,40 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
       r.variant,
       `${r.per_second}/s  ${lat(r.latency_ms)}  gate cores ${r.gate_cores_used}  bound/core ${r.bound_per_core}/s  ratio ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
     ]),
+    // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
+    ...talosApi.runs.map((r): [string, string] => [
+      r.variant,
+      `${r.per_second}/s  ${lat(r.latency_ms)}  gate cores ${r.gate_cores_used}  load generator + fake apid cores ${r.bench_process_cores_used}  statuses ${JSON.stringify(r.statuses)}`,
+    ]),
     ['one core: JWT verify', Object.entries(bound.jwt_verify_per_s).map(([k, v]) => `${k} ${v}/s`).join(', ')],
     ['one core: Ed25519', `keygen ${bound.ed25519_keygen_per_s}/s, sign ${bound.ed25519_sign_per_s}/s`],
   ]);
-  return { exchange: withRatio, crypto_bound: bound };
+  return { exchange: withRatio, exchange_talos_api: talosApi.runs, crypto_bound: bound };
+}
+
+/**
+ * The exchange with talos.signer talos-api: the gate asks a fake apid (test/helpers/fake-apid.ts,
+ * in this process: it signs with Ed25519 and makes an Ed25519 key per certificate, as Talos does)
+ * over mTLS for every certificate. The fake's CPU is the load generator's, measured apart.
+ */
+async function runExchangeTalosApi(setup: Awaited<ReturnType<typeof exchangeSetup>>) {
+  const fake = await startFakeApid();
+  try {
+    const talosconfig = join(dir, 'gate-talosconfig');
+    fake.writeTalosconfig(talosconfig, ['os:admin']);
+    const { ca_cert: _cert, ca_key: _key, ...talos } = setup.config.talos;
+    const config = { ...setup.config, talos: { ...talos, signer: 'talos-api', api: { endpoints: [fake.endpoint], talosconfig } } };
+    const gate = await startGateProcess(join(dir, 'exchange-talos-api'), await freePort(), config, gateNodeArgs);
+    const cpu = process.cpuUsage();
+    const started = Date.now();
+    const runs = await exchangeThroughput(gate, setup.tokens, concurrency, seconds * 1000, quick ? 500 : 2000, 'talos-api').finally(() => gate.stop());
+    const used = process.cpuUsage(cpu);
+    // the fake shares this process with the load generator: this is both together
+    const fakeCores = Math.round(((used.user + used.system) / 1e6 / ((Date.now() - started) / 1000)) * 100) / 100;
+    return { runs: runs.map((r) => ({ ...r, bench_process_cores_used: fakeCores })) };
+  } finally {
+    await fake.close();
+  }
 }
 
 async function runStateScale(setup: Awaited<ReturnType<typeof exchangeSetup>>) {

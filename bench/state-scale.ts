@@ -93,6 +93,7 @@ export function fillDatabase(dbFile: string, certs: number, pending: number): vo
         scope: null,
         audience: null,
         sourceIp: '192.0.2.2',
+        sourceBucket: '192.0.2.2',
         createdAt: now,
         expiresAt: now + 3_600_000,
         intervalMs: 1000,

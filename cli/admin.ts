@@ -92,6 +92,23 @@ function nodeRows(nodes: Row[]): Row[] {
   return nodes.map((n) => ({ ...n, id: n.id, pending_codes: (n.pending as Row[]).map((p) => p.user_code) }));
 }
 
+/** Pages of GET /api/v1/nodes, following next_cursor until the last page or `limit` nodes. */
+async function listAllNodes(conn: GateConnection, token: string, status: string | undefined, limit: number): Promise<Row[]> {
+  const list: Row[] = [];
+  let cursor: string | null = null;
+  do {
+    const q = new URLSearchParams({
+      ...(status ? { status } : {}),
+      limit: String(Math.min(1000, limit - list.length)),
+      ...(cursor ? { cursor } : {}),
+    });
+    const page: { nodes: Row[]; next_cursor: string | null } = await adminCall(conn, token, 'GET', `/nodes?${q.toString()}`);
+    list.push(...page.nodes);
+    cursor = page.next_cursor;
+  } while (cursor !== null && list.length < limit);
+  return list;
+}
+
 function readPatches(files: string[] | undefined): string[] | undefined {
   return files?.map((f) => {
     try {
@@ -104,13 +121,19 @@ function readPatches(files: string[] | undefined): string[] | undefined {
 
 export function adminCommands(program: Command): void {
   const nodes = program.command('nodes').description('machines enrolled through the gate (admin)');
-  withCommon(nodes.command('list').description('list machines').option('--status <status>', 'pending, approved, denied or revoked')).action(
-    async (o: AdminOptions & { status?: string }) => {
-      const { conn, token } = await credentials(o);
-      const r = await adminCall<{ nodes: Row[] }>(conn, token, 'GET', `/nodes${o.status ? `?status=${encodeURIComponent(o.status)}` : ''}`);
-      out(o, r.nodes, () => table(nodeRows(r.nodes), [...NODE_COLUMNS, ['pending_codes', 'PENDING CODE']]));
-    },
-  );
+  withCommon(
+    nodes
+      .command('list')
+      .description('list machines, newest first')
+      .option('--status <status>', 'pending, approved, denied or revoked')
+      .option('--limit <n>', 'at most this many (default: all)'),
+  ).action(async (o: AdminOptions & { status?: string; limit?: string }) => {
+    const limit = o.limit === undefined ? Infinity : Number(o.limit);
+    if (!(limit >= 1 && (Number.isSafeInteger(limit) || limit === Infinity))) throw new UsageError('--limit must be a whole number of at least 1');
+    const { conn, token } = await credentials(o);
+    const list = await listAllNodes(conn, token, o.status, limit);
+    out(o, list, () => table(nodeRows(list), [...NODE_COLUMNS, ['pending_codes', 'PENDING CODE']]));
+  });
   withCommon(
     nodes
       .command('show')

@@ -4,15 +4,19 @@ import { writeContext } from './talosconfig.js';
 
 /**
  * Makes a new Ed25519 key here (the private key never leaves this machine), has the gate certify
- * it, and writes ca/crt/key into the talosconfig context.
+ * it, and writes ca/crt/key into the talosconfig context. When the gate's signer makes the key
+ * (Talos, conn.clientKeys false) none is sent, and the one that comes back is written (0600, as the
+ * talosconfig always is).
  */
 export async function issueIntoTalosconfig(
   conn: GateConnection,
   credential: string,
   target: { talosconfig: string; context: string; nodes?: string[] | undefined; switchContext: boolean; ttlSeconds?: number | undefined },
 ): Promise<ExchangeResult> {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
-  const result = await exchange(conn, credential, publicKey.export({ type: 'spki', format: 'pem' }) as string, target.ttlSeconds);
+  const own = conn.clientKeys === false ? undefined : generateKeyPairSync('ed25519');
+  const result = await exchange(conn, credential, own?.publicKey.export({ type: 'spki', format: 'pem' }) as string | undefined, target.ttlSeconds);
+  const keyPem = own ? (own.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string) : result.key;
+  if (keyPem === undefined) throw new Error('the gate sent a certificate without its key');
   await writeContext(
     target.talosconfig,
     target.context,
@@ -21,7 +25,7 @@ export async function issueIntoTalosconfig(
       nodes: target.nodes,
       caPem: result.ca,
       certPem: result.cert,
-      keyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string,
+      keyPem,
     },
     target.switchContext,
   );

@@ -9,6 +9,11 @@ export interface GateConnection {
   server: string;
   /** PEM the gate's certificate must chain to (--server-ca); the system CAs otherwise. */
   ca?: string | undefined;
+  /**
+   * Whether /exchange takes our key (the gate's discovery, client_keys): false when Talos signs
+   * and makes the key itself. Unknown (an older gate) counts as true.
+   */
+  clientKeys?: boolean | undefined;
 }
 
 export class GateApiError extends Error {
@@ -39,6 +44,9 @@ export interface Discovery {
   exchange_endpoint: string;
   endpoints: string[];
   cert_ttl_seconds: number;
+  /** Absent from gates before the Talos API signer: they take client keys. */
+  signer?: 'ca' | 'talos-api';
+  client_keys?: boolean;
 }
 
 /** The /exchange response, as the gate defines it. */
@@ -77,11 +85,12 @@ export function discover(conn: GateConnection): Promise<Discovery> {
   return json<Discovery>(conn, '/.well-known/talos-gate');
 }
 
-export function exchange(conn: GateConnection, credential: string, publicKeyPem: string, ttlSeconds?: number): Promise<ExchangeResponse> {
+/** A certificate for our public key; with no key (the gate's signer makes it), the answer carries the key. */
+export function exchange(conn: GateConnection, credential: string, publicKeyPem: string | undefined, ttlSeconds?: number): Promise<ExchangeResponse> {
   return json<ExchangeResponse>(conn, '/exchange', {
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${credential}` },
-    body: JSON.stringify({ public_key: publicKeyPem, ...(ttlSeconds ? { ttl_seconds: ttlSeconds } : {}) }),
+    body: JSON.stringify({ ...(publicKeyPem !== undefined ? { public_key: publicKeyPem } : {}), ...(ttlSeconds ? { ttl_seconds: ttlSeconds } : {}) }),
   });
 }
 

@@ -54,8 +54,10 @@ Examples:
 Exit codes: 0 logged in (or --watch stopped with Ctrl-C), 1 the IdP or the gate refused, 2 bad usage or gate unreachable.`,
     )
     .action(async (o: LoginOptions) => {
-      const conn = connectionFrom(o);
-      const d = await discover(conn);
+      const given = connectionFrom(o);
+      const d = await discover(given);
+      // a gate whose signer makes the key (Talos) gets no key from us, now and at every --watch renewal
+      const conn = { ...given, clientKeys: d.client_keys !== false };
       const talosconfig = resolve(talosconfigPath(o.talosconfig));
       const nodes = o.nodes ? o.nodes.split(',').map((n) => n.trim()).filter(Boolean) : undefined;
       const ttlSeconds = o.ttl ? Number.parseInt(o.ttl, 10) : undefined;

@@ -8,13 +8,17 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { join } from 'node:path';
 import { SubjectBlocks } from './access/subject-blocks.js';
 import { AuditLog, openAuditSink } from './audit.js';
+import { rateLimitKey } from './client-ip.js';
 import { GateMetrics } from './metrics.js';
 import type { GateConfig } from './config/load.js';
 import { DEFAULT_POLL_POLICY } from '../device/poll.js';
 import { EnrollmentService } from './enrollment/service.js';
 import { IdTokenVerifier } from './exchange/id-token.js';
 import { ExchangeService } from './exchange/service.js';
-import { loadCaCertificate, loadSigningCa, type SigningCa } from './pki/ca.js';
+import { loadCaCertificate, loadSigningCa } from './pki/ca.js';
+import { CaFileIssuer } from './signing/ca-file.js';
+import type { CertificateIssuer } from './signing/issuer.js';
+import { TalosApiIssuer } from './signing/talos-api.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
 import { clientErrorHandler } from './plugins/client-errors.js';
 import { registerErrorHandling } from './plugins/errors.js';
@@ -55,11 +59,20 @@ export interface Gate {
   renderer: MachineConfigRenderer;
 }
 
-/** The CA that signs client certificates: the dedicated issuing CA when configured, else the Talos OS CA. */
-function signingCaFor(config: GateConfig): SigningCa | undefined {
+type IssuerLog = NonNullable<ConstructorParameters<typeof TalosApiIssuer>[0]['log']>;
+
+/**
+ * Who signs client certificates (talos.signer): Talos through its API; else the dedicated issuing
+ * CA when configured, else the Talos OS CA. Undefined when nothing can sign (no exchange).
+ */
+function issuerFor(config: GateConfig, log: IssuerLog): CertificateIssuer | undefined {
   const t = config.talos;
-  if (t.issuing_ca_cert && t.issuing_ca_key) return loadSigningCa(t.issuing_ca_cert, t.issuing_ca_key);
-  if (t.ca_cert && t.ca_key) return loadSigningCa(t.ca_cert, t.ca_key);
+  if (t.signer === 'talos-api') {
+    return new TalosApiIssuer({ talosconfig: t.api.talosconfig as string, context: t.api.context, endpoints: t.api.endpoints, timeoutMs: t.api.timeout, log });
+  }
+  if (!t.ca_cert) return undefined;
+  if (t.issuing_ca_cert && t.issuing_ca_key) return new CaFileIssuer(loadSigningCa(t.issuing_ca_cert, t.issuing_ca_key), loadCaCertificate(t.ca_cert).pem, true);
+  if (t.ca_key) return new CaFileIssuer(loadSigningCa(t.ca_cert, t.ca_key), loadCaCertificate(t.ca_cert).pem, false);
   return undefined;
 }
 
@@ -67,12 +80,12 @@ function exchangeFor(
   config: GateConfig,
   storage: Storage,
   audit: AuditLog,
-  signer: SigningCa | undefined,
+  signer: CertificateIssuer | undefined,
   operators: OperatorService,
   now: () => number,
 ) {
   const { oidc, talos } = config;
-  if (!oidc.issuer_url || !oidc.client_id || !talos.ca_cert || !signer) return undefined;
+  if (!oidc.issuer_url || !oidc.client_id || !signer) return undefined;
   const verifier = new IdTokenVerifier({
     issuer: oidc.issuer_url,
     audiences: [oidc.client_id, ...(oidc.cli_client_id ? [oidc.cli_client_id] : []), ...oidc.extra_audiences],
@@ -85,8 +98,7 @@ function exchangeFor(
     audit,
     verifier,
     {
-      talosCaPem: loadCaCertificate(talos.ca_cert).pem,
-      signer: signer.issuer,
+      signer,
       issuer: oidc.issuer_url,
       certTtlMs: talos.cert_ttl,
       maxCertTtlMs: talos.max_cert_ttl,
@@ -112,11 +124,18 @@ export const REDACTED_LOG_PATHS = [
 export async function buildApp(deps: AppDeps): Promise<Gate> {
   const now = deps.now ?? Date.now;
   const { config, storage } = deps;
-  const signer = signingCaFor(config);
+  // the signer's messages go to the gate's log once there is one (the signer is made first: its
+  // start-up checks decide whether the gate starts at all)
+  let logger: FastifyInstance['log'] | undefined;
+  const signer = issuerFor(config, (level, message, detail) => logger?.[level](detail ?? {}, message));
   // With a dedicated issuing CA, nodes enrolled here trust its certificates from their first boot.
-  const acceptedCas = config.talos.issuing_ca_cert && signer ? [signer.pem] : [];
-  const renderer = new MachineConfigRenderer(config.templates_dir, config.profiles, acceptedCas);
-  renderer.check();
+  const renderer = new MachineConfigRenderer(config.templates_dir, config.profiles, signer?.acceptedCas() ?? []);
+  try {
+    renderer.check();
+  } catch (e) {
+    signer?.close();
+    throw e;
+  }
   const auditSink = openAuditSink(config.audit_log);
   const metrics = config.metrics.enabled ? new GateMetrics(storage, join(config.data_dir, 'talos-gate.db')) : undefined;
   const audit = new AuditLog(storage, now, auditSink, metrics && ((e) => metrics.observe(e)));
@@ -187,11 +206,15 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   // plugins below are written once for either.
   const gate = (deps.https ? Fastify({ ...base, https: { key: deps.https.key, cert: deps.https.cert } }) : Fastify(base)) as unknown as FastifyInstance;
   gate.server.headersTimeout = 10_000; // slow-loris: headers must arrive within 10 s
+  logger = gate.log;
+  gate.addHook('onClose', async () => signer?.close());
+  // Talos signing is probed once at start, in the background: /readyz says whether it works
+  if (exchange && signer instanceof TalosApiIssuer) signer.start();
   registerErrorHandling(gate);
   await gate.register(formbody, { bodyLimit: 64 * 1024 });
   await gate.register(rateLimit, {
     global: false, // per route, below
-    keyGenerator: (request) => request.ip,
+    keyGenerator: (request) => rateLimitKey(request.ip), // an IPv4 address or an IPv6 /64
     errorResponseBuilder: (_request, ctx) =>
       new ApiError('too_many_requests', `too many requests from this address: at most ${ctx.max} a minute; try again in ${ctx.after}`),
   });
@@ -255,7 +278,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     } catch (e) {
       checks.database = `failed: ${(e as Error).message}`;
     }
-    checks.talos_ca = exchange ? 'ok' : 'not configured';
+    // the signer says whether it can sign: always for a CA file, as the last call to Talos went for the API
+    checks[signer?.readinessCheck ?? 'talos_ca'] = exchange && signer ? signer.readiness() : 'not configured';
     const idpReady = exchange ? exchange.verifierReady : oidcLogin?.ready();
     if (idpReady) {
       checks.idp = await Promise.race([

@@ -10,6 +10,8 @@ export type AuditType =
   | 'node_revoked'
   | 'node_forgotten'
   | 'node_render_error'
+  | 'auto_approve_armed'
+  | 'auto_approve_refused'
   | 'config_downloaded'
   | 'config_refused'
   | 'auth_success'

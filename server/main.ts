@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
 import { ConfigError, ENV_PREFIX, loadConfig, type GateConfig } from './config/load.js';
+import { EnrollmentMaintenance } from './enrollment/maintenance.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
 import { openSqliteStorage } from './storage/sqlite.js';
 import type { Storage } from './storage/storage.js';
@@ -17,6 +18,8 @@ export interface RunningGate {
   /** Set when running the demo on embedded defaults. */
   demo: Demo | undefined;
   storage: Storage;
+  /** The background garbage collection; tests run a pass with maintenance.run(). */
+  maintenance: EnrollmentMaintenance;
   config: GateConfig;
   url: string;
   adminToken: string;
@@ -152,11 +155,21 @@ export async function startGate(
   const url = `${tls ? 'https' : 'http'}://${host.includes(':') ? `[${host}]` : host}:${boundPort}`;
 
   // with workers, one of them prunes; the others would only contend for the write lock
+  const maintenance = new EnrollmentMaintenance(storage, {
+    expiryGraceMs: config.device.expiry_grace,
+    pendingRetentionMs: config.device.pending_retention,
+  });
   const gc = setInterval(() => {
     if (opts.runMaintenance === false) return;
+    // in batches, the event loop free between them (a backlog of junk nodes must not stall requests)
+    maintenance
+      .run()
+      .then((counts) => {
+        if (counts.nodes > 0) app.log.info({ nodes: counts.nodes, device_requests: counts.deviceRequests }, 'deleted nodes nobody decided on');
+      })
+      .catch((e: unknown) => app.log.error({ err: e }, 'garbage collection failed'));
     try {
       const now = Date.now();
-      storage.garbageCollect(now - config.device.expiry_grace);
       storage.applyRetention(now - config.retention.certs, now - config.retention.audit);
     } catch (e) {
       app.log.error({ err: e }, 'garbage collection failed');
@@ -175,11 +188,12 @@ export async function startGate(
     closing ??= (async () => {
       clearInterval(gc);
       stopWatching();
+      await maintenance.stop(); // between two batches, before the database closes
       await app.close();
       storage.close();
       await demo?.idp.close();
     })();
     return closing;
   };
-  return { app, prepared, demo, storage, config, url, adminToken: admin.token, tls, close };
+  return { app, prepared, demo, storage, maintenance, config, url, adminToken: admin.token, tls, close };
 }

@@ -39,7 +39,7 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
     throw e;
   }
   const base = file ? dirname(source) : process.cwd();
-  return resolveConfig(checked, source, base);
+  return resolveConfig(checked, source, base, env);
 }
 
 function readConfigFile(path: string): Record<string, unknown> {
@@ -158,7 +158,7 @@ function topKeyOf(key: string, fromEnv: Map<string, string>): string {
   return key;
 }
 
-function resolveConfig(c: RawConfig, source: string, base: string): GateConfig {
+function resolveConfig(c: RawConfig, source: string, base: string, env: NodeJS.ProcessEnv): GateConfig {
   const fail = (key: string, problem: string): never => {
     throw new ConfigError(source, key, problem);
   };
@@ -241,8 +241,31 @@ function resolveConfig(c: RawConfig, source: string, base: string): GateConfig {
     if (!c.oidc.client_id) fail('oidc.client_id', 'is required when oidc.issuer_url is set');
   }
 
+  // talos.signer talos-api: Talos signs with its own CA, so no CA file belongs on the gate; a key
+  // left in the config would be the very secret this mode keeps off the gate host
+  if (c.talos.signer === 'talos-api') {
+    for (const k of ['ca_cert', 'ca_key', 'issuing_ca_cert', 'issuing_ca_key'] as const) {
+      if (c.talos[k] !== undefined) {
+        fail(`talos.${k}`, 'is not used with talos.signer: talos-api (Talos signs with its own CA, which never leaves the cluster); remove it, or set talos.signer: ca to sign with CA files');
+      }
+    }
+  } else if (c.talos.api.endpoints.length > 0 || c.talos.api.talosconfig !== undefined || c.talos.api.context !== undefined) {
+    fail('talos.api', 'is only used with talos.signer: talos-api; set talos.signer: talos-api, or remove talos.api');
+  }
+  const talosconfig = c.talos.signer === 'talos-api' ? (c.talos.api.talosconfig ?? (env.TALOSCONFIG || undefined)) : undefined;
+  if (c.talos.signer === 'talos-api') {
+    if (talosconfig === undefined) {
+      fail('talos.api.talosconfig', 'is required with talos.signer: talos-api (or set $TALOSCONFIG; a Talos ServiceAccount mounts it at /var/run/secrets/talos.dev/config)');
+    }
+    c.talos.api.endpoints.forEach((e, i) => {
+      if (!/^(\[[0-9a-fA-F:.]+\](:\d{1,5})?|[0-9a-fA-F:]*:[0-9a-fA-F:.]+|[A-Za-z0-9.-]+(:\d{1,5})?)$/.test(e.trim())) {
+        fail(`talos.api.endpoints[${i}]`, `${JSON.stringify(e)} is not host, host:port or an IP address`);
+      }
+    });
+  }
   const talos = {
     ...c.talos,
+    api: { ...c.talos.api, talosconfig: talosconfig === undefined ? undefined : abs(talosconfig) },
     ca_cert: c.talos.ca_cert === undefined ? undefined : abs(c.talos.ca_cert),
     ca_key: c.talos.ca_key === undefined ? undefined : abs(c.talos.ca_key),
     issuing_ca_cert: c.talos.issuing_ca_cert === undefined ? undefined : abs(c.talos.issuing_ca_cert),
@@ -257,6 +280,9 @@ function resolveConfig(c: RawConfig, source: string, base: string): GateConfig {
   for (const k of ['ca_cert', 'ca_key', 'issuing_ca_cert', 'issuing_ca_key'] as const) {
     const p = talos[k];
     if (p !== undefined && !existsSync(p)) fail(`talos.${k}`, `file ${p} not found`);
+  }
+  if (talos.api.talosconfig !== undefined && !existsSync(talos.api.talosconfig)) {
+    fail('talos.api.talosconfig', `file ${talos.api.talosconfig} not found`);
   }
   const checkCidrs = (list: string[], key: string) =>
     list.forEach((p, i) => {

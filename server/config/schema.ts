@@ -52,6 +52,8 @@ export const configSchema = obj({
     token_ttl: duration({ default: '4h', min: '5m', max: '7d' }),
     expiry_grace: duration({ default: '30s', max: '5m' }),
     max_pending_per_ip: int({ default: 256, min: 1 }),
+    // Nodes nobody decided on or registered are deleted this long after they last asked.
+    pending_retention: duration({ default: '24h', min: '5m', max: '365d' }),
   }),
   templates_dir: optionalStr(),
   profiles: map(profile, {
@@ -89,6 +91,19 @@ export const configSchema = obj({
     max_cert_ttl: duration({ default: '1h', min: '30s', max: '30d' }),
     subject_claim: str({ default: 'email' }),
     endpoints: list(str()),
+    // Who signs client certificates: the gate with a CA file (ca_cert/ca_key or issuing_ca_*), or
+    // Talos itself through its API (GenerateClientConfiguration), so no CA key is ever on the gate.
+    signer: oneOf(['ca', 'talos-api'] as const, 'ca'),
+    api: obj({
+      // Control-plane nodes' apid (port 50000 unless given); empty: the talosconfig context's endpoints.
+      endpoints: list(str()),
+      // The gate's own talosconfig (os:admin); default $TALOSCONFIG, as a Talos ServiceAccount mounts it.
+      talosconfig: optionalStr(),
+      // Its context; default the talosconfig's current context.
+      context: optionalStr(),
+      // Deadline of one call to one endpoint; endpoints are tried in turn.
+      timeout: duration({ default: '3s', min: '100ms', max: '30s' }),
+    }),
   }),
   audit_log: str({ default: 'stdout' }),
   retention: obj({

@@ -6,6 +6,7 @@ import { generateSecret, hashSecret, secretsEqual } from '../../device/secrets.j
 import type { ClientCredentials, DeviceTokenRequest } from '../../device/token-request.js';
 import { formatUserCode, generateUserCode, normalizeUserCode } from '../../device/user-code.js';
 import { ApiError } from '../api-error.js';
+import { addressBucket, inCidrs, parseCidr } from '../client-ip.js';
 import type { AuditLog } from '../audit.js';
 import { RenderError, type MachineConfigRenderer } from '../machine-config/render.js';
 import type { OperatorService, OperatorTokens } from '../operators/service.js';
@@ -14,7 +15,10 @@ import {
   newNode,
   type DeviceRequestRecord,
   type NewDeviceRequest,
+  type NodeCursor,
   type NodeRecord,
+  type NodeStatus,
+  type NodeSummary,
   type PatchSpec,
   type Storage,
 } from '../storage/storage.js';
@@ -56,12 +60,96 @@ export interface Registration extends Decision {
   uuid?: string | undefined;
   mac?: string | undefined;
   autoApprove?: boolean | undefined;
+  /** IPs or CIDR blocks the auto-approved request must come from (as clientIp computes it). */
+  autoApproveCidrs?: string[] | undefined;
 }
 
 /** A node as the admin API shows it, with its pending request's user code when one waits. */
 export interface NodeView extends Omit<NodeRecord, 'config' | 'autoApprove'> {
   autoApprove: boolean;
+  /** Its newest pending, unexpired requests (at most PENDING_SHOWN), oldest first. */
   pending: { userCode: string; requestedAt: number; expiresAt: number; sourceIp: string }[];
+  /** How many pending, unexpired requests it has in all. */
+  pendingCount: number;
+}
+
+/**
+ * Pending requests shown per node: anyone repeating a node's uuid from many addresses can give it
+ * thousands, and a page of nodes must stay a page.
+ */
+const PENDING_SHOWN = 10;
+
+/** Finished requests a node keeps (the newest); older ones go as the node asks again. */
+const REQUESTS_KEPT_PER_NODE = 8;
+
+/** Nodes per page of the admin API: by default, and at most (a page of 1,000 is about 1 MB of JSON). */
+export const NODE_PAGE_DEFAULT = 100;
+export const NODE_PAGE_MAX = 1000;
+/** Nodes per table on the dashboard; the rest are counted (the admin API and CLI list them all). */
+const DASHBOARD_NODES = 100;
+
+export interface NodeList {
+  nodes: NodeView[];
+  /** Where the next page starts, opaque; null on the last page. */
+  nextCursor: string | null;
+}
+
+/** The nodes the dashboard shows, with how many there are in all. */
+export interface DashboardNodes {
+  /** Nodes with a pending request an admin can approve now, newest first. */
+  asking: NodeView[];
+  askingTotal: number;
+  decided: NodeView[];
+  decidedTotal: number;
+}
+
+/** An opaque page cursor: the sort key of the last node of a page, base64url-encoded JSON. */
+export function encodeNodeCursor(c: NodeCursor): string {
+  return Buffer.from(JSON.stringify([c.createdAt, c.id])).toString('base64url');
+}
+
+export function decodeNodeCursor(cursor: string): NodeCursor {
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    v = undefined;
+  }
+  if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string' && v[1].length <= 64) {
+    return { createdAt: v[0] as number, id: v[1] };
+  }
+  throw new ApiError('invalid_request', 'cursor is not one this gate handed out (use next_cursor as it came)');
+}
+
+/** Whether a node's armed auto-approval applies to a request: undefined when the node is not armed. */
+type AutoApproval = 'ok' | { refused: string } | undefined;
+
+/**
+ * An armed registration approves a request only when the request presents every identifier the
+ * registration has (a uuid and a mac registered together must both match: either alone is easy to
+ * learn or spoof on the node network) and comes from one of its source CIDRs, when it has any.
+ */
+function autoApprovalFor(node: NodeRecord, req: DeviceAuthorizationRequest, ip: string): 'ok' | { refused: string } {
+  for (const key of ['uuid', 'mac'] as const) {
+    const registered = node[key];
+    if (registered === null) continue;
+    if (req[key] === null) return { refused: `the request has no ${key}; the registration has one` };
+    if (req[key] !== registered) return { refused: `the ${key} does not match the registration` };
+  }
+  if (node.autoApproveCidrs.length > 0 && !inCidrs(ip, node.autoApproveCidrs)) {
+    return { refused: `source address ${ip} is outside auto_approve_cidrs` };
+  }
+  return 'ok';
+}
+
+/** Checks and normalizes auto_approve_cidrs (lower-case, each a valid IP or CIDR block). */
+function checkCidrs(cidrs: string[] | undefined): string[] | undefined {
+  if (cidrs === undefined) return undefined;
+  if (cidrs.length > 64) throw new ApiError('invalid_request', 'auto_approve_cidrs has more than 64 entries');
+  return cidrs.map((c) => {
+    if (!parseCidr(c)) throw new ApiError('invalid_request', `auto_approve_cidrs: ${JSON.stringify(c.slice(0, 80))} is not an IP address or CIDR`);
+    return c.toLowerCase();
+  });
 }
 
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
@@ -102,8 +190,9 @@ export class EnrollmentService {
     }
   }
 
+  /** device.max_pending_per_ip, counted per address bucket: an IPv4 address or an IPv6 /64. */
   private checkPendingLimit(ip: string, now: number): void {
-    if (this.storage.countPendingDeviceRequestsFromIp(ip, now) >= this.settings.maxPendingPerIp) {
+    if (this.storage.countPendingDeviceRequestsInBucket(addressBucket(ip), now) >= this.settings.maxPendingPerIp) {
       throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
     }
   }
@@ -120,6 +209,7 @@ export class EnrollmentService {
       deviceCodeHash: hashSecret(deviceCode),
       userCode: '',
       sourceIp: ip,
+      sourceBucket: addressBucket(ip),
       createdAt: now,
       expiresAt: now + this.settings.codeTtlMs,
       intervalMs: this.settings.intervalMs,
@@ -155,7 +245,7 @@ export class EnrollmentService {
     // a rack boots at once: its requests share commits
     const decided = await this.storage.groupedTransaction(() => {
       this.checkPendingLimit(ip, now);
-      const node = this.nodeForRequest(req, ip, now);
+      const { node, autoApproval } = this.nodeForRequest(req, ip, now);
       const request = this.createRequest(
         { clientId: req.clientId, kind: 'node', nodeId: node.id, variables: req.variables, scope: req.scope, audience: req.audience },
         ip,
@@ -168,7 +258,11 @@ export class EnrollmentService {
         ip,
         detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
       });
-      return this.decideOnArrival(node, request);
+      const decision = this.decideOnArrival(node, request, autoApproval);
+      // a node asking again and again (a denied one at every boot, or anyone repeating its uuid)
+      // keeps only its newest requests once they are finished
+      this.storage.pruneDeviceRequests(node.id, REQUESTS_KEPT_PER_NODE, now - this.settings.poll.expiryGraceMs);
+      return decision;
     });
     // A denied node is told at once (the request stays recorded): Talos ends its flow on an error
     // here without showing a code, instead of showing one that can only be refused at the first poll.
@@ -187,17 +281,24 @@ export class EnrollmentService {
     return this.response(deviceCode, request.userCode);
   }
 
-  /** Finds the node a request is for (by uuid, else by a mac-only pre-registration) or creates it. */
-  private nodeForRequest(req: DeviceAuthorizationRequest, ip: string, now: number): NodeRecord {
+  /**
+   * Finds the node a request is for (by uuid, else by a mac-only pre-registration) or creates it,
+   * and says whether the node's armed auto-approval applies to this request: undefined when the node
+   * is not armed, else 'ok' or why not.
+   */
+  private nodeForRequest(req: DeviceAuthorizationRequest, ip: string, now: number): { node: NodeRecord; autoApproval: AutoApproval } {
     const existing =
       this.storage.getNode(req.nodeId) ??
       (req.mac !== null && req.uuid !== null ? this.storage.getNode(req.mac) : undefined);
     if (!existing || (existing.id === req.mac && existing.uuid !== null && existing.uuid !== req.uuid)) {
-      return this.storage.createNode(
+      const node = this.storage.createNode(
         newNode(req.nodeId, now, { uuid: req.uuid, mac: req.mac, variables: req.variables, requestedAt: now, sourceIp: ip }),
       );
+      return { node, autoApproval: undefined };
     }
-    return this.storage.updateNode(existing.id, (n) => ({
+    // judged on the node as registered, before this request teaches it a missing uuid or mac
+    const autoApproval = existing.autoApprove && existing.status !== 'denied' ? autoApprovalFor(existing, req, ip) : undefined;
+    const node = this.storage.updateNode(existing.id, (n) => ({
       ...n,
       uuid: n.uuid ?? req.uuid,
       mac: n.mac ?? req.mac,
@@ -205,14 +306,15 @@ export class EnrollmentService {
       requestedAt: now,
       sourceIp: ip,
       // A denial sticks until an admin approves; anything else waits for a decision again, since a
-      // uuid or mac alone proves nothing about who asks. Pre-registered auto-approve nodes are
-      // decided in decideOnArrival.
-      status: n.status === 'denied' ? 'denied' : n.autoApprove ? n.status : 'pending',
+      // uuid or mac alone proves nothing about who asks. An armed auto-approval that this request
+      // satisfies is decided in decideOnArrival.
+      status: n.status === 'denied' ? 'denied' : autoApproval === 'ok' ? n.status : 'pending',
     }));
+    return { node, autoApproval };
   }
 
   /** Sticky denial and pre-registered auto-approval, decided as the request arrives. */
-  private decideOnArrival(node: NodeRecord, request: DeviceRequestRecord): DeviceRequestRecord {
+  private decideOnArrival(node: NodeRecord, request: DeviceRequestRecord, autoApproval: AutoApproval): DeviceRequestRecord {
     if (node.status === 'denied') {
       return this.storage.updateDeviceRequest(request.id, (r) => ({
         ...r,
@@ -221,14 +323,23 @@ export class EnrollmentService {
         decidedBy: 'denied node',
       }));
     }
-    if (node.autoApprove) {
+    if (autoApproval === 'ok') {
       try {
+        // approving uses the auto-approval up: one registration, one config handed out unseen
         return this.approveRequest(request, node, {}, 'auto-approve').request;
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
         this.storage.updateNode(node.id, (n) => ({ ...n, status: 'pending' }));
         this.audit.record({ type: 'node_render_error', subject: node.id, detail: { error: e.description } });
       }
+    } else if (autoApproval !== undefined) {
+      // the request waits for an admin; the registration stays armed for the machine it describes
+      this.audit.record({
+        type: 'auto_approve_refused',
+        subject: node.id,
+        ip: request.sourceIp,
+        detail: { user_code: formatUserCode(request.userCode), reason: autoApproval.refused },
+      });
     }
     return request;
   }
@@ -336,13 +447,31 @@ export class EnrollmentService {
   }
 
   /**
-   * Nodes, optionally by status. "pending" means waiting for a decision: the node's status, or any
-   * unexpired pending request of a node decided before (it asked again while an older code was approved).
+   * A page of nodes, newest first, optionally by status. "pending" means waiting for a decision: the
+   * node's status, or an unexpired pending request of a node decided before (it asked again while
+   * an older code was approved). `cursor` is a page's nextCursor, as it came.
    */
-  listNodes(status?: NodeRecord['status']): NodeView[] {
-    const views = this.views(this.storage.listNodes(status === 'pending' ? { awaitingDecision: true } : status ? { status } : {}));
-    // a pending request that expired no longer waits for anyone
-    return status === 'pending' ? views.filter((v) => v.status === 'pending' || v.pending.length > 0) : views;
+  listNodes(status: NodeStatus | undefined, page: { limit?: number | undefined; cursor?: string | undefined } = {}): NodeList {
+    const limit = Math.min(Math.max(1, page.limit ?? NODE_PAGE_DEFAULT), NODE_PAGE_MAX);
+    const filter = status === 'pending' ? { awaitingDecisionAt: this.now() } : status ? { status } : {};
+    // one more than asked: whether it comes says whether there is a next page
+    const rows = this.storage.listNodes(filter, { limit: limit + 1, after: page.cursor === undefined ? undefined : decodeNodeCursor(page.cursor) });
+    const nodes = rows.slice(0, limit);
+    const last = nodes[nodes.length - 1];
+    return { nodes: this.views(nodes), nextCursor: rows.length > limit && last ? encodeNodeCursor(last) : null };
+  }
+
+  /** The newest `limit` nodes an admin can approve now, and decided ones, with how many there are of each. */
+  dashboardNodes(limit = DASHBOARD_NODES): DashboardNodes {
+    const now = this.now();
+    const asking = this.storage.listNodes({ askingAt: now }, { limit });
+    const decided = this.storage.listNodes({ decided: true }, { limit });
+    return {
+      asking: this.views(asking),
+      askingTotal: asking.length < limit ? asking.length : this.storage.countNodes({ askingAt: now }),
+      decided: this.views(decided),
+      decidedTotal: decided.length < limit ? decided.length : this.storage.countNodes({ decided: true }),
+    };
   }
 
   getNode(id: string): NodeView {
@@ -414,6 +543,8 @@ export class EnrollmentService {
       const updated = this.storage.updateNode(node.id, (n) => ({
         ...n,
         status: 'approved',
+        // the first approval, automatic or by an admin, uses up a registration's auto-approval
+        autoApprove: false,
         profile,
         hostname,
         patches,
@@ -508,6 +639,8 @@ export class EnrollmentService {
     if (!reg.profile) throw new ApiError('invalid_request', 'profile is required');
     if (!this.renderer.hasProfile(reg.profile)) throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(reg.profile)}`);
     const hostname = checkHostname(reg.hostname) ?? null;
+    const cidrs = checkCidrs(reg.autoApproveCidrs) ?? [];
+    if (cidrs.length > 0 && reg.autoApprove !== true) throw new ApiError('invalid_request', 'auto_approve_cidrs needs auto_approve: true');
     const patches = reg.patches ?? [];
     try {
       this.renderer.checkPatches(patches);
@@ -527,6 +660,7 @@ export class EnrollmentService {
           hostname,
           patches,
           autoApprove: reg.autoApprove === true,
+          autoApproveCidrs: cidrs,
           decidedAt: reg.autoApprove ? now : null,
           decidedBy: reg.autoApprove ? actor : null,
         }),
@@ -535,8 +669,28 @@ export class EnrollmentService {
       if (e instanceof AlreadyExistsError) throw new ApiError('conflict', `node ${id} already exists`);
       throw e;
     }
-    this.audit.record({ type: 'node_registered', actor, subject: id, detail: { profile: reg.profile, auto_approve: node.autoApprove } });
+    this.audit.record({
+      type: 'node_registered',
+      actor,
+      subject: id,
+      detail: { profile: reg.profile, auto_approve: node.autoApprove, ...(cidrs.length ? { auto_approve_cidrs: cidrs } : {}) },
+    });
     return this.view(node);
+  }
+
+  /**
+   * Arms a node's auto-approval again (it is used up by the node's first approval): its next request
+   * that presents every identifier the node has, from one of `cidrs` when given, is approved without a
+   * click, once. `cidrs` undefined keeps the node's current list; [] allows any source.
+   */
+  armAutoApprove(id: string, cidrs: string[] | undefined, actor: string): NodeView {
+    const node = this.mustGetNode(id);
+    const list = checkCidrs(cidrs) ?? node.autoApproveCidrs;
+    if (node.status === 'denied') throw new ApiError('conflict', `node ${node.id} is denied; forget it first`);
+    if (node.profile === null) throw new ApiError('conflict', `node ${node.id} has no profile yet; approve it once or register it`);
+    const updated = this.storage.updateNode(node.id, (n) => ({ ...n, autoApprove: true, autoApproveCidrs: list }));
+    this.audit.record({ type: 'auto_approve_armed', actor, subject: node.id, detail: { auto_approve_cidrs: list } });
+    return this.view(updated);
   }
 
   private mustGetNode(id: string): NodeRecord {
@@ -546,19 +700,21 @@ export class EnrollmentService {
   }
 
   /** A node as the API shows it; `requests` are its pending requests when the caller fetched them already. */
-  private view(n: NodeRecord, requests?: DeviceRequestRecord[]): NodeView {
+  private view(n: NodeRecord | NodeSummary, requests?: DeviceRequestRecord[]): NodeView {
     const now = this.now();
-    const { config: _config, ...rest } = n;
-    const pending = (requests ?? this.storage.listDeviceRequests({ nodeId: n.id, status: 'pending' }))
-      .filter((r) => r.expiresAt >= now)
+    const { config: _config, ...rest } = n as NodeRecord; // why the cast: a summary simply has no config to leave out
+    const live = (requests ?? this.storage.listDeviceRequests({ nodeId: n.id, status: 'pending' })).filter((r) => r.expiresAt >= now);
+    const pending = live
+      .slice(-PENDING_SHOWN)
       .map((r) => ({ userCode: formatUserCode(r.userCode), requestedAt: r.createdAt, expiresAt: r.expiresAt, sourceIp: r.sourceIp }));
-    return { ...rest, pending };
+    return { ...rest, pending, pendingCount: live.length };
   }
 
   /** Views of many nodes with one query for all their pending requests, not one per node. */
-  private views(nodes: NodeRecord[]): NodeView[] {
+  private views(nodes: NodeSummary[]): NodeView[] {
     const byNode = new Map<string, DeviceRequestRecord[]>();
-    for (const r of this.storage.listDeviceRequests({ status: 'pending' })) {
+    if (nodes.length === 0) return [];
+    for (const r of this.storage.listDeviceRequests({ nodeIds: nodes.map((n) => n.id), status: 'pending' })) {
       if (r.nodeId === null) continue;
       const list = byNode.get(r.nodeId);
       if (list) list.push(r);

@@ -1,7 +1,6 @@
 import type { OperatorService } from '../operators/service.js';
 import type { AuditLog } from '../audit.js';
-import { issueTalosClientCertificate } from '../pki/client-cert.js';
-import type { Issuer } from '../pki/x509.js';
+import type { CertificateIssuer, IssuedClientCertificate } from '../signing/issuer.js';
 import type { Storage } from '../storage/storage.js';
 import { claimAt } from './claims.js';
 import { generateClientKey, publicKeyFromCsr, publicKeyFromPem, type ClientKey } from './client-key.js';
@@ -10,10 +9,8 @@ import type { IdTokenVerifier } from './id-token.js';
 import { mapRoles, type RoleRule } from './roles.js';
 
 export interface ExchangeSettings {
-  /** PEM of the Talos OS CA nodes present: what talosctl must trust. */
-  talosCaPem: string;
-  /** Who signs client certificates: the OS CA, or the dedicated issuing CA. */
-  signer: Issuer;
+  /** Who signs client certificates (server/signing): a CA file the gate holds, or Talos through its API. */
+  signer: CertificateIssuer;
   issuer: string;
   certTtlMs: number;
   maxCertTtlMs: number;
@@ -48,6 +45,10 @@ export interface ExchangeResponse {
 }
 
 const MIN_TTL_MS = 30_000;
+
+/** Why a client key is refused when Talos signs: documented in the README, checked by the tests. */
+export const TALOS_MAKES_THE_KEY =
+  'this gate signs through the Talos API, and Talos makes the private key with the certificate: send neither public_key nor csr, and keep the key that comes back';
 
 /** Turns an IdP identity into a short-lived Talos client certificate. Knows nothing of HTTP. */
 export class ExchangeService {
@@ -84,11 +85,21 @@ export class ExchangeService {
 
   async exchange(req: ExchangeRequest): Promise<ExchangeResponse> {
     if (!req.credential) throw new ExchangeError('invalid_request', 'an ID token is required, as "id_token" or Authorization: Bearer');
+    const signer = this.settings.signer;
+    if (!signer.clientKeys && (req.publicKeyPem !== undefined || req.csrPem !== undefined)) {
+      throw new ExchangeError('invalid_request', TALOS_MAKES_THE_KEY);
+    }
     if (req.publicKeyPem !== undefined && req.csrPem !== undefined) {
       throw new ExchangeError('invalid_request', 'send public_key or csr, not both');
     }
-    const key: ClientKey =
-      req.csrPem !== undefined ? publicKeyFromCsr(req.csrPem) : req.publicKeyPem !== undefined ? publicKeyFromPem(req.publicKeyPem) : generateClientKey();
+    // the signer that takes client keys gets one: the client's, or one made here; the other makes its own
+    const key: ClientKey | undefined = !signer.clientKeys
+      ? undefined
+      : req.csrPem !== undefined
+        ? publicKeyFromCsr(req.csrPem)
+        : req.publicKeyPem !== undefined
+          ? publicKeyFromPem(req.publicKeyPem)
+          : generateClientKey();
 
     let claims: Record<string, unknown>;
     let sub: string;
@@ -114,15 +125,19 @@ export class ExchangeService {
     const commonName = (typeof named === 'string' && named.trim() ? named : sub).slice(0, 256);
     const ttlMs = this.ttlFor(req.ttlSeconds);
     const now = this.now();
+    // a remote signer is never asked for a blocked subject; the transaction below checks again, for
+    // a block landing while Talos signs
+    if (signer.remote && this.storage.getBlockedSubject(sub)) refuse('this subject is blocked');
+    let cert: IssuedClientCertificate;
     try {
-      const cert = issueTalosClientCertificate({
-        issuer: this.settings.signer,
-        spkiDer: key.spkiDer,
-        commonName,
-        roles,
-        ttlMs,
-        now,
-      });
+      cert = await signer.issue({ spkiDer: key?.spkiDer, commonName, roles, ttlMs, now });
+    } catch (e) {
+      authSuccess();
+      const detail = e instanceof ExchangeError ? { signer: signer.mode, reason: e.reason, detail: e.detail } : { signer: signer.mode, error: (e as Error).message };
+      this.audit.record({ type: 'cert_error', subject: sub, ip: req.ip, detail });
+      throw e;
+    }
+    try {
       // The record and its audit events in one transaction, committed together with the other
       // exchanges of this moment: when every operator's --watch renews at once, one commit serves many.
       // The block list is read in the same transaction, so a block landing meanwhile is never missed
@@ -147,15 +162,15 @@ export class ExchangeService {
           type: 'cert_issued',
           subject: sub,
           ip: req.ip,
-          detail: { serial: cert.serialHex, fingerprint: cert.fingerprint, common_name: commonName, roles, expires_at: cert.notAfter.toISOString() },
+          detail: { serial: cert.serialHex, fingerprint: cert.fingerprint, common_name: commonName, roles, expires_at: cert.notAfter.toISOString(), signer: signer.mode },
         });
         return false;
       });
       if (blocked) return refuse('this subject is blocked');
       return {
-        ca: this.settings.talosCaPem,
+        ca: cert.caPem,
         cert: cert.pem,
-        ...(key.privateKeyPem ? { key: key.privateKeyPem } : {}),
+        ...(cert.privateKeyPem ? { key: cert.privateKeyPem } : key?.privateKeyPem ? { key: key.privateKeyPem } : {}),
         endpoints: this.settings.endpoints,
         roles,
         subject: commonName,

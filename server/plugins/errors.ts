@@ -17,7 +17,15 @@ export function registerErrorHandling(app: FastifyInstance): void {
     if (err instanceof ExchangeError) {
       if (err.status === 401) reply.header('WWW-Authenticate', 'Bearer realm="talos-gate", error="invalid_token"');
       if (err.status >= 500) request.log.warn({ detail: err.detail }, err.reason);
-      const error = { invalid_request: 'invalid_request', invalid_token: 'invalid_token', forbidden: 'access_denied', unavailable: 'temporarily_unavailable', not_configured: 'not_found' }[err.kind];
+      if (err.retryAfterSeconds !== undefined) reply.header('Retry-After', String(err.retryAfterSeconds));
+      const error = {
+        invalid_request: 'invalid_request',
+        invalid_token: 'invalid_token',
+        forbidden: 'access_denied',
+        unavailable: 'temporarily_unavailable',
+        not_configured: 'not_found',
+        bad_gateway: 'bad_gateway',
+      }[err.kind];
       return reply.code(err.status).header('Cache-Control', 'no-store').send({ error, error_description: err.reason });
     }
     const fe = err as FastifyError;

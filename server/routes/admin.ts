@@ -3,7 +3,7 @@ import type {} from '@fastify/csrf-protection';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { secretsEqual } from '../../device/secrets.js';
 import { ApiError } from '../api-error.js';
-import type { Decision, EnrollmentService, Registration } from '../enrollment/service.js';
+import { NODE_PAGE_MAX, type Decision, type EnrollmentService, type Registration } from '../enrollment/service.js';
 import { matchesAny, type ClaimRule } from '../exchange/claims.js';
 import { ExchangeError } from '../exchange/errors.js';
 import type { ExchangeService } from '../exchange/service.js';
@@ -25,6 +25,8 @@ const decisionProperties = {
   hostname: { type: 'string', maxLength: 253 },
   patches: patchesSchema,
 } as const;
+
+const cidrsSchema = { type: 'array', maxItems: 64, items: { type: 'string', maxLength: 64 } } as const;
 
 const nodeIdParams = {
   type: 'object',
@@ -117,27 +119,41 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
     app.decorateRequest('actor', '');
     app.addHook('onRequest', authenticate);
 
-    app.get<{ Querystring: { status?: 'pending' | 'approved' | 'denied' | 'revoked' } }>(
+    app.get<{ Querystring: { status?: 'pending' | 'approved' | 'denied' | 'revoked'; limit?: number; cursor?: string } }>(
       '/nodes',
       {
         schema: {
           querystring: {
             type: 'object',
-            properties: { status: { type: 'string', enum: ['pending', 'approved', 'denied', 'revoked'] } },
+            properties: {
+              status: { type: 'string', enum: ['pending', 'approved', 'denied', 'revoked'] },
+              limit: { type: 'integer', minimum: 1, maximum: NODE_PAGE_MAX },
+              cursor: { type: 'string', maxLength: 256 },
+            },
             additionalProperties: false,
           },
         },
       },
-      async (request) => ({ nodes: enrollment.listNodes(request.query.status).map(nodeJson) }),
+      async (request) => {
+        const { status, limit, cursor } = request.query;
+        const page = enrollment.listNodes(status, { limit, cursor });
+        return { nodes: page.nodes.map(nodeJson), next_cursor: page.nextCursor };
+      },
     );
 
-    app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; auto_approve?: boolean } }>(
+    app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; auto_approve?: boolean; auto_approve_cidrs?: string[] } }>(
       '/nodes',
       {
         schema: {
           body: {
             type: 'object',
-            properties: { ...decisionProperties, uuid: { type: 'string', maxLength: 64 }, mac: { type: 'string', maxLength: 64 }, auto_approve: { type: 'boolean' } },
+            properties: {
+              ...decisionProperties,
+              uuid: { type: 'string', maxLength: 64 },
+              mac: { type: 'string', maxLength: 64 },
+              auto_approve: { type: 'boolean' },
+              auto_approve_cidrs: cidrsSchema,
+            },
             required: ['profile'],
             additionalProperties: false,
           },
@@ -145,9 +161,22 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
       },
       async (request, reply) => {
         const b = request.body;
-        const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve };
+        const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve, autoApproveCidrs: b.auto_approve_cidrs };
         return reply.code(201).send(nodeJson(enrollment.register(reg, request.actor)));
       },
+    );
+
+    // re-arms the one-shot auto-approval of a node (its first approval used it up)
+    app.post<{ Params: { id: string }; Body: { auto_approve_cidrs?: string[] } | undefined }>(
+      '/nodes/:id/auto-approve',
+      {
+        schema: { params: nodeIdParams, body: { type: 'object', properties: { auto_approve_cidrs: cidrsSchema }, additionalProperties: false } },
+        // a bare POST (no body) re-arms with the node's current CIDRs
+        preValidation: async (request) => {
+          request.body ??= {};
+        },
+      },
+      async (request) => nodeJson(enrollment.armAutoApprove(request.params.id, request.body?.auto_approve_cidrs, request.actor)),
     );
 
     app.get<{ Params: { id: string } }>('/nodes/:id', { schema: { params: nodeIdParams } }, async (request) =>

@@ -28,7 +28,7 @@ export function exchangeRoutes(exchange: ExchangeService | undefined, maxPerMinu
     const options = { schema: { body: bodySchema }, ...perMinute(maxPerMinute) };
     app.post<{ Body: ExchangeBody | undefined }>('/exchange', options, async (request, reply) => {
       if (!exchange) {
-        throw new ExchangeError('not_configured', 'certificate exchange is not configured on this gate (oidc.issuer_url and talos.ca_cert)');
+        throw new ExchangeError('not_configured', 'certificate exchange is not configured on this gate (oidc.issuer_url, and talos.ca_cert or talos.signer: talos-api)');
       }
       const auth = request.headers.authorization;
       const bearer = auth && /^Bearer /i.test(auth) ? auth.slice(7).trim() : undefined;

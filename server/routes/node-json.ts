@@ -14,6 +14,7 @@ export function nodeJson(n: NodeView) {
     hostname: n.hostname,
     patches: n.patches,
     auto_approve: n.autoApprove,
+    auto_approve_cidrs: n.autoApproveCidrs,
     created_at: iso(n.createdAt),
     requested_at: iso(n.requestedAt),
     source_ip: n.sourceIp,
@@ -22,6 +23,7 @@ export function nodeJson(n: NodeView) {
     config_downloads: n.configDownloads,
     last_download_at: iso(n.lastDownloadAt),
     last_download_ip: n.lastDownloadIp,
+    pending_count: n.pendingCount,
     pending: n.pending.map((p) => ({
       user_code: p.userCode,
       requested_at: iso(p.requestedAt),

@@ -90,6 +90,10 @@ export function oauthRoutes({ enrollment, operators, gateTokens, config }: OAuth
       endpoints: config.talos.endpoints,
       cert_ttl_seconds: Math.floor(config.talos.cert_ttl / 1000),
       max_cert_ttl_seconds: Math.floor(config.talos.max_cert_ttl / 1000),
+      // who signs, and so whether /exchange takes the client's key: with talos-api Talos makes the
+      // key, and the CLI sends none and keeps the one that comes back
+      signer: config.talos.signer,
+      client_keys: config.talos.signer === 'ca',
     }));
   };
 }

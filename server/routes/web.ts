@@ -206,10 +206,12 @@ export function webRoutes(d: WebDeps) {
       const s = requireAdmin(request, reply, ctx);
       if (!s) return reply;
       const now = d.now();
-      const nodes = d.enrollment.listNodes();
+      const nodes = d.enrollment.dashboardNodes();
       const body = dashboard({
-        pending: nodes.filter((n) => n.pending.length > 0),
-        decided: nodes.filter((n) => n.status !== 'pending'),
+        pending: nodes.asking,
+        pendingTotal: nodes.askingTotal,
+        decided: nodes.decided,
+        decidedTotal: nodes.decidedTotal,
         certs: d.storage.listCertificates({ activeAt: now }, { limit: 50 }),
         audit: d.storage.listAuditEvents({ limit: 25 }),
         csrfToken: csrf(reply, s),

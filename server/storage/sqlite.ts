@@ -18,7 +18,10 @@ import {
   type NewAuditEvent,
   type NewDeviceRequest,
   type NodeFilter,
+  type NodePage,
   type NodeRecord,
+  type NodeStatus,
+  type NodeSummary,
   type NodeTokenRecord,
   type OperatorGrantRecord,
   type RefreshTokenRecord,
@@ -37,6 +40,7 @@ interface NodeRow {
   hostname: string | null;
   patches: string;
   auto_approve: number;
+  auto_approve_cidrs: string;
   config: string | null;
   created_at: number;
   requested_at: number | null;
@@ -59,6 +63,7 @@ interface DeviceRequestRow {
   scope: string | null;
   audience: string | null;
   source_ip: string;
+  source_bucket: string;
   created_at: number;
   expires_at: number;
   interval_ms: number;
@@ -134,6 +139,27 @@ const blockedFromRow = (r: BlockedRow): BlockedSubject => ({
   blockedBy: r.blocked_by,
   reason: r.reason,
 });
+
+/** WHERE clause and arguments for a node filter; fixed fragments only, values bound. */
+function nodeWhere(filter: NodeFilter): { sql: string; args: unknown[] } {
+  const where: string[] = [];
+  const args: unknown[] = [];
+  const live = "EXISTS (SELECT 1 FROM device_requests r WHERE r.node_id = nodes.id AND r.status = 'pending' AND r.expires_at >= ?)";
+  if (filter.status !== undefined) {
+    where.push('status = ?');
+    args.push(filter.status);
+  }
+  if (filter.decided) where.push("status <> 'pending'");
+  if (filter.awaitingDecisionAt !== undefined) {
+    where.push(`(status = 'pending' OR ${live})`);
+    args.push(filter.awaitingDecisionAt);
+  }
+  if (filter.askingAt !== undefined) {
+    where.push(live);
+    args.push(filter.askingAt);
+  }
+  return { sql: where.length ? where.join(' AND ') : '1 = 1', args };
+}
 
 /** WHERE clause and arguments for a certificate filter. */
 function certificateWhere(filter: CertificateFilter): { sql: string; args: unknown[] } {
@@ -255,6 +281,7 @@ const nodeFromRow = (r: NodeRow): NodeRecord => ({
   hostname: r.hostname,
   patches: JSON.parse(r.patches) as NodeRecord['patches'],
   autoApprove: r.auto_approve === 1,
+  autoApproveCidrs: JSON.parse(r.auto_approve_cidrs) as string[],
   config: r.config,
   createdAt: r.created_at,
   requestedAt: r.requested_at,
@@ -266,6 +293,13 @@ const nodeFromRow = (r: NodeRow): NodeRecord => ({
   lastDownloadIp: r.last_download_ip,
 });
 
+const summaryFromRow = (r: Omit<NodeRow, 'config'>): NodeSummary => {
+  const { config: _config, ...summary } = nodeFromRow({ ...r, config: null });
+  return summary;
+};
+
+const DECIDED: NodeStatus[] = ['approved', 'denied', 'revoked'];
+
 const nodeToRow = (n: NodeRecord): NodeRow => ({
   id: n.id,
   uuid: n.uuid,
@@ -276,6 +310,7 @@ const nodeToRow = (n: NodeRecord): NodeRow => ({
   hostname: n.hostname,
   patches: JSON.stringify(n.patches),
   auto_approve: n.autoApprove ? 1 : 0,
+  auto_approve_cidrs: JSON.stringify(n.autoApproveCidrs),
   config: n.config,
   created_at: n.createdAt,
   requested_at: n.requestedAt,
@@ -298,6 +333,7 @@ const requestFromRow = (r: DeviceRequestRow): DeviceRequestRecord => ({
   scope: r.scope,
   audience: r.audience,
   sourceIp: r.source_ip,
+  sourceBucket: r.source_bucket,
   createdAt: r.created_at,
   expiresAt: r.expires_at,
   intervalMs: r.interval_ms,
@@ -322,6 +358,7 @@ const requestToRow = (r: DeviceRequestRecord): DeviceRequestRow => ({
   scope: r.scope,
   audience: r.audience,
   source_ip: r.sourceIp,
+  source_bucket: r.sourceBucket,
   created_at: r.createdAt,
   expires_at: r.expiresAt,
   interval_ms: r.intervalMs,
@@ -390,6 +427,7 @@ interface GroupedWrite {
 
 export class SqliteStorage implements Storage {
   private readonly nodeCols = columns(nodeToRow(newNode('', 0)));
+  private readonly summaryCols = columns(nodeToRow(newNode('', 0)), ['config']).join(', ');
   private readonly requestCols = columns(requestToRow(blankRequest()), ['id']);
   private readonly stmt;
 
@@ -402,14 +440,20 @@ export class SqliteStorage implements Storage {
         `INSERT INTO nodes (${this.nodeCols.join(', ')}) VALUES (${this.nodeCols.map((c) => `@${c}`).join(', ')})`,
       ),
       getNode: db.prepare('SELECT * FROM nodes WHERE id = ?'),
-      listNodes: db.prepare('SELECT * FROM nodes ORDER BY COALESCE(requested_at, created_at) DESC, id'),
-      listNodesByStatus: db.prepare(
-        'SELECT * FROM nodes WHERE status = ? ORDER BY COALESCE(requested_at, created_at) DESC, id',
+      deleteAbandonedNodes: db.prepare(
+        // the conditions of the partial index nodes_abandoned, repeated so it applies; named, since
+        // without statistics the planner prefers walking every pending node by status
+        `DELETE FROM nodes WHERE id IN (
+           SELECT id FROM nodes INDEXED BY nodes_abandoned
+           WHERE status = 'pending' AND decided_at IS NULL AND profile IS NULL AND auto_approve = 0 AND requested_at < @before
+             AND NOT EXISTS (SELECT 1 FROM device_requests r WHERE r.node_id = nodes.id AND r.expires_at >= @now)
+           LIMIT @limit)`,
       ),
-      listNodesAwaitingDecision: db.prepare(
-        `SELECT * FROM nodes WHERE status = 'pending'
-           OR id IN (SELECT node_id FROM device_requests WHERE status = 'pending' AND node_id IS NOT NULL)
-         ORDER BY COALESCE(requested_at, created_at) DESC, id`,
+      pruneRequests: db.prepare(
+        `DELETE FROM device_requests
+         WHERE node_id = @node
+           AND (status = 'denied' OR (status IN ('pending', 'approved') AND expires_at < @before))
+           AND id NOT IN (SELECT id FROM device_requests WHERE node_id = @node ORDER BY id DESC LIMIT @keep)`,
       ),
       recordDownload: db.prepare(
         'UPDATE nodes SET config_downloads = config_downloads + 1, last_download_at = ?, last_download_ip = ? WHERE id = ?',
@@ -425,8 +469,8 @@ export class SqliteStorage implements Storage {
       recordPoll: db.prepare(
         `UPDATE device_requests SET ${POLL_COLUMNS.map((c) => `${c} = CASE WHEN @set_${c} THEN @${c} ELSE ${c} END`).join(', ')} WHERE id = @id`,
       ),
-      countPendingFromIp: db.prepare(
-        "SELECT COUNT(*) AS n FROM device_requests WHERE source_ip = ? AND status = 'pending' AND expires_at > ?",
+      countPendingInBucket: db.prepare(
+        "SELECT COUNT(*) AS n FROM device_requests WHERE source_bucket = ? AND status = 'pending' AND expires_at > ?",
       ),
       insertToken: db.prepare(
         `INSERT INTO node_tokens (token_hash, node_id, device_request_id, issued_at, expires_at, revoked_at)
@@ -440,7 +484,7 @@ export class SqliteStorage implements Storage {
       listAudit: db.prepare('SELECT * FROM audit_events WHERE id < ? ORDER BY id DESC LIMIT ?'),
       gcRequests: db.prepare(
         // consumed requests stay while their token refers to them; the token's expiry removes both
-        `DELETE FROM device_requests WHERE expires_at < ? AND status <> 'consumed'`,
+        `DELETE FROM device_requests WHERE id IN (SELECT id FROM device_requests WHERE expires_at < ? AND status <> 'consumed' LIMIT ?)`,
       ),
       insertCertificate: db.prepare(
         `INSERT INTO certificates (serial, fingerprint, subject, email, common_name, issuer, roles, issued_at, expires_at, client_ip, source)
@@ -482,15 +526,16 @@ export class SqliteStorage implements Storage {
       getRefresh: db.prepare('SELECT * FROM refresh_tokens WHERE token_hash = ?'),
       useRefresh: db.prepare('UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ? AND used_at IS NULL'),
       releaseRefresh: db.prepare('UPDATE refresh_tokens SET used_at = NULL WHERE token_hash = ?'),
-      gcGrants: db.prepare('DELETE FROM operator_grants WHERE expires_at < ?'),
+      gcGrants: db.prepare('DELETE FROM operator_grants WHERE rowid IN (SELECT rowid FROM operator_grants WHERE expires_at < ? LIMIT ?)'),
       insertFailure: db.prepare('INSERT INTO code_entry_failures (key, at) VALUES (?, ?)'),
       countFailures: db.prepare('SELECT COUNT(*) AS n, MIN(at) AS oldest FROM code_entry_failures WHERE key = ? AND at > ?'),
-      gcSessions: db.prepare('DELETE FROM web_sessions WHERE expires_at < ?'),
-      gcFailures: db.prepare('DELETE FROM code_entry_failures WHERE at < ?'),
-      gcTokens: db.prepare('DELETE FROM node_tokens WHERE expires_at < ?'),
+      gcSessions: db.prepare('DELETE FROM web_sessions WHERE rowid IN (SELECT rowid FROM web_sessions WHERE expires_at < ? LIMIT ?)'),
+      gcFailures: db.prepare('DELETE FROM code_entry_failures WHERE rowid IN (SELECT rowid FROM code_entry_failures WHERE at < ? LIMIT ?)'),
+      gcTokens: db.prepare('DELETE FROM node_tokens WHERE rowid IN (SELECT rowid FROM node_tokens WHERE expires_at < ? LIMIT ?)'),
       gcConsumed: db.prepare(
-        `DELETE FROM device_requests WHERE status = 'consumed' AND expires_at < ?
-           AND id NOT IN (SELECT device_request_id FROM node_tokens)`,
+        `DELETE FROM device_requests WHERE id IN (
+           SELECT id FROM device_requests WHERE status = 'consumed' AND expires_at < ?
+             AND id NOT IN (SELECT device_request_id FROM node_tokens) LIMIT ?)`,
       ),
     };
   }
@@ -569,16 +614,34 @@ export class SqliteStorage implements Storage {
     return row && nodeFromRow(row);
   }
 
-  listNodes(filter: NodeFilter = {}): NodeRecord[] {
-    const rows = (
-      filter.awaitingDecision
-        ? this.stmt.listNodesAwaitingDecision.all()
-        : filter.status
-          ? this.stmt.listNodesByStatus.all(filter.status)
-          : this.stmt.listNodes.all()
-    ) as NodeRow[];
-    const nodes = rows.map(nodeFromRow);
-    return filter.awaitingDecision && filter.status ? nodes.filter((n) => n.status === filter.status) : nodes;
+  listNodes(filter: NodeFilter, page: NodePage): NodeSummary[] {
+    if (filter.decided && filter.status === undefined) {
+      // each decided status on its own range of (status, created_at, id), merged: a few pages read,
+      // never a sort of the whole fleet, nor a walk past every pending node
+      return DECIDED.flatMap((status) => this.listNodes({ ...filter, status }, page))
+        .sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0))
+        .slice(0, page.limit);
+    }
+    const w = nodeWhere(filter);
+    // a row value, so the planner scans the (created_at, id) index from the cursor on, never from the top
+    const after = page.after ? ' AND (created_at, id) < (?, ?)' : '';
+    const args = page.after ? [...w.args, page.after.createdAt, page.after.id] : w.args;
+    const rows = this
+      .prepared(`SELECT ${this.summaryCols} FROM nodes WHERE ${w.sql}${after} ORDER BY created_at DESC, id DESC LIMIT ?`)
+      .all(...args, page.limit) as Omit<NodeRow, 'config'>[];
+    return rows.map(summaryFromRow);
+  }
+
+  countNodes(filter: NodeFilter): number {
+    if (filter.decided && filter.status === undefined) {
+      return DECIDED.reduce((sum, status) => sum + this.countNodes({ ...filter, status }), 0);
+    }
+    const w = nodeWhere(filter);
+    return (this.prepared(`SELECT COUNT(*) AS n FROM nodes WHERE ${w.sql}`).get(...w.args) as { n: number }).n;
+  }
+
+  deleteAbandonedNodes(askedBefore: number, now: number, limit: number): number {
+    return this.stmt.deleteAbandonedNodes.run({ before: askedBefore, now, limit }).changes;
   }
 
   recordConfigDownload(id: string, at: number, ip: string): void {
@@ -644,12 +707,17 @@ export class SqliteStorage implements Storage {
     return row && requestFromRow(row);
   }
 
-  listDeviceRequests(filter: { nodeId?: string; status?: DeviceRequestStatus }): DeviceRequestRecord[] {
+  listDeviceRequests(filter: { nodeId?: string; nodeIds?: string[]; status?: DeviceRequestStatus }): DeviceRequestRecord[] {
     const where: string[] = [];
     const args: unknown[] = [];
     if (filter.nodeId !== undefined) {
       where.push('node_id = ?');
       args.push(filter.nodeId);
+    }
+    if (filter.nodeIds !== undefined) {
+      // one bound JSON list, so the statement is the same for any number of ids
+      where.push('node_id IN (SELECT value FROM json_each(?))');
+      args.push(JSON.stringify(filter.nodeIds));
     }
     if (filter.status !== undefined) {
       where.push('status = ?');
@@ -693,8 +761,12 @@ export class SqliteStorage implements Storage {
     return out;
   }
 
-  countPendingDeviceRequestsFromIp(ip: string, now: number): number {
-    return (this.stmt.countPendingFromIp.get(ip, now) as { n: number }).n;
+  countPendingDeviceRequestsInBucket(bucket: string, now: number): number {
+    return (this.stmt.countPendingInBucket.get(bucket, now) as { n: number }).n;
+  }
+
+  pruneDeviceRequests(nodeId: string, keep: number, finishedBefore: number): number {
+    return this.stmt.pruneRequests.run({ node: nodeId, keep, before: finishedBefore }).changes;
   }
 
   createNodeToken(token: NodeTokenRecord): NodeTokenRecord {
@@ -880,14 +952,15 @@ export class SqliteStorage implements Storage {
     return (this.stmt.countFailures.get(key, since) as { oldest: number | null }).oldest ?? undefined;
   }
 
-  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number; webSessions: number } {
+  garbageCollect(now: number, limit = -1): { deviceRequests: number; nodeTokens: number; webSessions: number } {
+    // LIMIT -1 is no limit in SQLite
     return this.transaction(() => {
-      const nodeTokens = this.stmt.gcTokens.run(now).changes;
-      const deviceRequests = this.stmt.gcRequests.run(now).changes + this.stmt.gcConsumed.run(now).changes;
-      const webSessions = this.stmt.gcSessions.run(now).changes;
-      this.stmt.gcGrants.run(now);
+      const nodeTokens = this.stmt.gcTokens.run(now, limit).changes;
+      const deviceRequests = this.stmt.gcRequests.run(now, limit).changes + this.stmt.gcConsumed.run(now, limit).changes;
+      const webSessions = this.stmt.gcSessions.run(now, limit).changes;
+      this.stmt.gcGrants.run(now, limit);
       // failures older than a day no longer count towards any lockout window
-      this.stmt.gcFailures.run(now - 86_400_000);
+      this.stmt.gcFailures.run(now - 86_400_000, limit);
       return { deviceRequests, nodeTokens, webSessions };
     });
   }
@@ -911,6 +984,7 @@ function blankRequest(): DeviceRequestRecord {
     scope: null,
     audience: null,
     sourceIp: '',
+    sourceBucket: '',
     createdAt: 0,
     expiresAt: 0,
     intervalMs: 0,

@@ -21,7 +21,10 @@ export interface NodeRecord {
   profile: string | null;
   hostname: string | null;
   patches: PatchSpec[];
+  /** Armed: the next request that matches the registration is approved without a click, once. */
   autoApprove: boolean;
+  /** IPs or CIDR blocks an auto-approved request must come from; empty: any address. */
+  autoApproveCidrs: string[];
   config: string | null;
   createdAt: number;
   requestedAt: number | null;
@@ -32,6 +35,9 @@ export interface NodeRecord {
   lastDownloadAt: number | null;
   lastDownloadIp: string | null;
 }
+
+/** A node without its rendered config (up to 1 MiB each): what lists of nodes carry. */
+export type NodeSummary = Omit<NodeRecord, 'config'>;
 
 /** A node with nothing known or decided yet; callers set what they know. */
 export function newNode(id: string, createdAt: number, known: Partial<NodeRecord> = {}): NodeRecord {
@@ -45,6 +51,7 @@ export function newNode(id: string, createdAt: number, known: Partial<NodeRecord
     hostname: null,
     patches: [],
     autoApprove: false,
+    autoApproveCidrs: [],
     config: null,
     createdAt,
     requestedAt: null,
@@ -69,6 +76,8 @@ export interface DeviceRequestRecord {
   scope: string | null;
   audience: string | null;
   sourceIp: string;
+  /** The address bucket of sourceIp that per-address limits count (server/client-ip.ts addressBucket). */
+  sourceBucket: string;
   createdAt: number;
   expiresAt: number;
   intervalMs: number;
@@ -177,10 +186,29 @@ export class AlreadyExistsError extends Error {
   }
 }
 
+/** Which nodes a list or count covers; the fields given all apply. */
 export interface NodeFilter {
   status?: NodeStatus;
-  /** Nodes waiting for a decision: status pending, or a pending device request (asked again after one). */
-  awaitingDecision?: boolean;
+  /** Only nodes decided on: status approved, denied or revoked. */
+  decided?: boolean;
+  /**
+   * Nodes waiting for a decision at this time: status pending, or a pending device request not
+   * expired at this time (a decided node that asked again).
+   */
+  awaitingDecisionAt?: number;
+  /** Nodes with a pending device request not expired at this time: the ones an admin can approve now. */
+  askingAt?: number;
+}
+
+/** Where a page of nodes starts: after this node, in the order newest first by (createdAt, id). */
+export interface NodeCursor {
+  createdAt: number;
+  id: string;
+}
+
+export interface NodePage {
+  limit: number;
+  after?: NodeCursor | undefined;
 }
 
 export interface PendingLogin {
@@ -223,24 +251,44 @@ export interface Storage {
 
   createNode(node: NodeRecord): NodeRecord;
   getNode(id: string): NodeRecord | undefined;
-  listNodes(filter?: NodeFilter): NodeRecord[];
+  /**
+   * A page of nodes, newest first by (createdAt, id): a key that never changes, so following
+   * `after` from page to page sees every node that existed when the walk began exactly once, however
+   * many are added or deleted meanwhile.
+   */
+  listNodes(filter: NodeFilter, page: NodePage): NodeSummary[];
+  countNodes(filter: NodeFilter): number;
   countNodesByStatus(): Record<NodeStatus, number>;
   updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): NodeRecord;
   /** Counts one config download: only the counters, not the rest of the row (which holds the rendered config). */
   recordConfigDownload(id: string, at: number, ip: string): void;
   /** Deletes the node with its device requests and tokens. Returns false when there was none. */
   deleteNode(id: string): boolean;
+  /**
+   * Deletes at most `limit` abandoned nodes, with their device requests: nodes nobody decided on or
+   * registered (status pending, no decision, no profile, not auto-approved) that last asked before
+   * `askedBefore` and have no device request unexpired at `now`. Returns how many.
+   */
+  deleteAbandonedNodes(askedBefore: number, now: number, limit: number): number;
 
   /** Throws AlreadyExistsError when the device code hash or user code is taken. */
   createDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord;
   getDeviceRequest(id: number): DeviceRequestRecord | undefined;
   getDeviceRequestByCodeHash(hash: string): DeviceRequestRecord | undefined;
   getDeviceRequestByUserCode(userCode: string): DeviceRequestRecord | undefined;
-  listDeviceRequests(filter: { nodeId?: string; status?: DeviceRequestStatus }): DeviceRequestRecord[];
+  /** In creation order. `nodeIds`: the requests of any of these nodes. */
+  listDeviceRequests(filter: { nodeId?: string; nodeIds?: string[]; status?: DeviceRequestStatus }): DeviceRequestRecord[];
+  /**
+   * Bounds the request rows of one node: deletes its finished requests (denied, or pending or approved
+   * and expired before `finishedBefore`; never consumed ones, whose tokens refer to them) except the
+   * newest `keep` requests of the node. Returns how many.
+   */
+  pruneDeviceRequests(nodeId: string, keep: number, finishedBefore: number): number;
   updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord;
   /** Writes only a poll's bookkeeping: every poll of a booting rack does this, so it skips the rest of the row. */
   recordPoll(id: number, fields: DevicePollFields): void;
-  countPendingDeviceRequestsFromIp(ip: string, now: number): number;
+  /** Pending, unexpired requests from one address bucket (sourceBucket). */
+  countPendingDeviceRequestsInBucket(bucket: string, now: number): number;
   countDeviceRequestsByStatus(): Record<DeviceRequestStatus, number>;
 
   /** Throws AlreadyExistsError when the device request already yielded a token. */
@@ -290,8 +338,12 @@ export interface Storage {
   /** When the oldest failure in the window happened, to say when entry opens again. */
   oldestCodeEntryFailure(key: string, since: number): number | undefined;
 
-  /** Deletes what no longer matters: expired device requests and tokens. Returns counts. */
-  garbageCollect(now: number): { deviceRequests: number; nodeTokens: number; webSessions: number };
+  /**
+   * Deletes what no longer matters: expired device requests and tokens, sessions, logins. With
+   * `limit`, at most that many rows of each kind, so a caller can delete a backlog in short batches.
+   * Returns counts.
+   */
+  garbageCollect(now: number, limit?: number): { deviceRequests: number; nodeTokens: number; webSessions: number };
   /** Deletes certificate records that expired before certsBefore and audit events older than auditBefore. */
   applyRetention(certsBefore: number, auditBefore: number): { certificates: number; auditEvents: number };
 

@@ -1,6 +1,14 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { AlreadyExistsError, newNode, NotFoundError, type NewDeviceRequest, type NodeRecord, type Storage } from '../../server/storage/storage.js';
+import {
+  AlreadyExistsError,
+  newNode,
+  NotFoundError,
+  type NewDeviceRequest,
+  type NodeFilter,
+  type NodeRecord,
+  type Storage,
+} from '../../server/storage/storage.js';
 
 // The behaviour every storage backend must have. A new backend calls runStorageConformance with a
 // factory that gives an empty store.
@@ -20,6 +28,7 @@ export function sampleRequest(nodeId: string, over: Partial<NewDeviceRequest> = 
     scope: null,
     audience: null,
     sourceIp: '192.0.2.1',
+    sourceBucket: '192.0.2.1',
     createdAt: 1000,
     expiresAt: 10_000,
     intervalMs: 5000,
@@ -33,11 +42,13 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
     test('nodes: create, get, list by status, update, not found, duplicate', () => {
       const s = newStorage();
       s.createNode(sampleNode('n1', { patches: [{ machine: { a: 1 } }, 'x: 1'] }));
-      s.createNode(sampleNode('n2', { status: 'approved', requestedAt: 5 }));
+      s.createNode(sampleNode('n2', { status: 'approved', requestedAt: 5, autoApprove: true, autoApproveCidrs: ['10.0.0.0/8', '2001:db8::/32'] }));
       assert.deepEqual(s.getNode('n1')?.patches, [{ machine: { a: 1 } }, 'x: 1']);
+      assert.deepEqual(s.getNode('n1')?.autoApproveCidrs, []);
+      assert.deepEqual(s.getNode('n2')?.autoApproveCidrs, ['10.0.0.0/8', '2001:db8::/32']);
       assert.equal(s.getNode('nope'), undefined);
-      assert.deepEqual(s.listNodes().map((n) => n.id), ['n2', 'n1'], 'newest request first');
-      assert.deepEqual(s.listNodes({ status: 'approved' }).map((n) => n.id), ['n2']);
+      assert.deepEqual(s.listNodes({}, { limit: 10 }).map((n) => n.id), ['n2', 'n1'], 'newest first (same createdAt: by id)');
+      assert.deepEqual(s.listNodes({ status: 'approved' }, { limit: 10 }).map((n) => n.id), ['n2']);
       const u = s.updateNode('n1', (n) => ({ ...n, status: 'denied', autoApprove: true }));
       assert.equal(u.status, 'denied');
       assert.equal(s.getNode('n1')?.autoApprove, true);
@@ -50,7 +61,7 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.close();
     });
 
-    test('device requests: unique codes, lookups, atomic update, pending count per IP', () => {
+    test('device requests: unique codes, lookups, atomic update, pending count per address bucket', () => {
       const s = newStorage();
       s.createNode(sampleNode('n1'));
       const r = s.createDeviceRequest(sampleRequest('n1', { userCode: 'BCDFGHJK', deviceCodeHash: 'h1' }));
@@ -66,9 +77,20 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       assert.throws(() => s.updateDeviceRequest(r.id, () => { throw new Error('updater refused'); }), /updater refused/);
       assert.equal(s.getDeviceRequest(r.id)?.status, 'pending', 'a throwing updater changes nothing');
       s.createDeviceRequest(sampleRequest('n1', { sourceIp: '192.0.2.1', expiresAt: 3000 }));
-      assert.equal(s.countPendingDeviceRequestsFromIp('192.0.2.1', 2000), 2);
-      assert.equal(s.countPendingDeviceRequestsFromIp('192.0.2.1', 5000), 1, 'expired requests do not count');
-      assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1', status: 'pending' }).length, 2);
+      assert.equal(s.countPendingDeviceRequestsInBucket('192.0.2.1', 2000), 2);
+      assert.equal(s.countPendingDeviceRequestsInBucket('192.0.2.1', 5000), 1, 'expired requests do not count');
+      s.createDeviceRequest(sampleRequest('n1', { sourceIp: '2001:db8:1:2::1', sourceBucket: '2001:db8:1:2::/64' }));
+      s.createDeviceRequest(sampleRequest('n1', { sourceIp: '2001:db8:1:2::2', sourceBucket: '2001:db8:1:2::/64' }));
+      assert.equal(s.countPendingDeviceRequestsInBucket('2001:db8:1:2::/64', 2000), 2, 'counted by the bucket, not the address');
+      assert.equal(s.getDeviceRequest(r.id)?.sourceBucket, '192.0.2.1');
+      assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1', status: 'pending' }).length, 4);
+      s.createNode(sampleNode('n2'));
+      s.createNode(sampleNode('n3'));
+      const r2 = s.createDeviceRequest(sampleRequest('n2'));
+      s.createDeviceRequest(sampleRequest('n3'));
+      assert.deepEqual(s.listDeviceRequests({ nodeIds: ['n2', 'nope'] }).map((x) => x.id), [r2.id]);
+      assert.equal(s.listDeviceRequests({ nodeIds: ['n1', 'n3'], status: 'pending' }).length, 5);
+      assert.deepEqual(s.listDeviceRequests({ nodeIds: [] }), []);
       s.close();
     });
 
@@ -105,9 +127,92 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       s.createNode(sampleNode('approved', { status: 'approved' }));
       s.createNode(sampleNode('asked-again', { status: 'approved' }));
       s.createNode(sampleNode('decided-request', { status: 'denied' }));
+      s.createNode(sampleNode('asked-long-ago', { status: 'approved' }));
       s.createDeviceRequest(sampleRequest('asked-again'));
       s.createDeviceRequest(sampleRequest('decided-request', { status: 'denied' }));
-      assert.deepEqual(s.listNodes({ awaitingDecision: true }).map((n) => n.id).sort(), ['asked-again', 'waiting']);
+      s.createDeviceRequest(sampleRequest('asked-long-ago', { expiresAt: 100 }));
+      const ids = (filter: NodeFilter) => s.listNodes(filter, { limit: 100 }).map((n) => n.id).sort();
+      assert.deepEqual(ids({ awaitingDecisionAt: 1000 }), ['asked-again', 'waiting'], 'an expired request waits for nobody');
+      assert.deepEqual(ids({ askingAt: 1000 }), ['asked-again']);
+      assert.deepEqual(ids({ askingAt: 50 }), ['asked-again', 'asked-long-ago']);
+      assert.deepEqual(ids({ decided: true }), ['approved', 'asked-again', 'asked-long-ago', 'decided-request']);
+      assert.deepEqual(ids({ decided: true, askingAt: 1000 }), ['asked-again'], 'filters combine');
+      assert.equal(s.countNodes({ awaitingDecisionAt: 1000 }), 2);
+      assert.equal(s.countNodes({ decided: true }), 4);
+      assert.equal(s.countNodes({ status: 'denied' }), 1);
+      assert.equal(s.countNodes({}), 5);
+      s.close();
+    });
+
+    test('node pages: newest first by (createdAt, id), each node once however many arrive between pages', () => {
+      const s = newStorage();
+      for (let i = 0; i < 25; i++) s.createNode(sampleNode(`p${String(i).padStart(2, '0')}`, { createdAt: 100 + Math.floor(i / 2) }));
+      const first = s.listNodes({}, { limit: 4 });
+      assert.deepEqual(first.map((n) => n.id), ['p24', 'p23', 'p22', 'p21']);
+      assert.equal('config' in (first[0] as object), false, 'lists leave the rendered configs out');
+      const byStatus = s.listNodes({ status: 'pending' }, { limit: 3, after: { createdAt: 105, id: 'p10' } });
+      assert.deepEqual(byStatus.map((n) => n.id), ['p09', 'p08', 'p07'], 'with a filter, from the cursor on');
+      const seen = first.map((n) => n.id);
+      let last = first[first.length - 1] as NodeRecord;
+      for (let page = 0; ; page++) {
+        // new nodes, older and newer than the cursor and at its very time: none repeats an old one
+        s.createNode(sampleNode(`new-${page}`, { createdAt: page % 2 ? 1 : 500 }));
+        s.createNode(sampleNode(`same-${page}`, { createdAt: last.createdAt }));
+        const next = s.listNodes({}, { limit: 4, after: { createdAt: last.createdAt, id: last.id } });
+        if (next.length === 0) break;
+        seen.push(...next.map((n) => n.id));
+        last = next[next.length - 1] as NodeRecord;
+      }
+      const old = seen.filter((id) => /^p\d\d$/.test(id));
+      assert.equal(old.length, 25, 'every node that was there at the start, once');
+      assert.equal(new Set(old).size, 25);
+      assert.equal(new Set(seen).size, seen.length, 'no node twice');
+      s.close();
+    });
+
+    test('abandoned nodes: only undecided, unregistered ones whose requests are all expired, in batches', () => {
+      const s = newStorage();
+      const junk = (id: string, over: Partial<NodeRecord> = {}) => s.createNode(sampleNode(id, { requestedAt: 100, ...over }));
+      for (let i = 0; i < 5; i++) junk(`junk-${i}`);
+      s.createDeviceRequest(sampleRequest('junk-0', { expiresAt: 500 }));
+      junk('asking', {});
+      s.createDeviceRequest(sampleRequest('asking', { expiresAt: 5000 }));
+      junk('recent', { requestedAt: 2000 });
+      junk('registered', { profile: 'worker' });
+      junk('armed', { autoApprove: true });
+      junk('decided-before', { decidedAt: 50, decidedBy: 'admin' });
+      junk('denied', { status: 'denied', decidedAt: 50 });
+      junk('approved', { status: 'approved', decidedAt: 50, profile: 'worker' });
+      assert.equal(s.deleteAbandonedNodes(1000, 1000, 2), 2, 'at most the limit');
+      assert.equal(s.deleteAbandonedNodes(1000, 1000, 100), 3);
+      assert.equal(s.deleteAbandonedNodes(1000, 1000, 100), 0);
+      assert.deepEqual(
+        s.listNodes({}, { limit: 100 }).map((n) => n.id).sort(),
+        ['approved', 'armed', 'asking', 'decided-before', 'denied', 'recent', 'registered'],
+      );
+      assert.equal(s.listDeviceRequests({ nodeId: 'junk-0' }).length, 0, 'their requests went with them');
+      assert.equal(s.deleteAbandonedNodes(1000, 6000, 100), 1, 'once its request expired, the asking node goes too');
+      s.close();
+    });
+
+    test('pruneDeviceRequests keeps the newest requests of a node and every live or consumed one', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('n1'));
+      s.createNode(sampleNode('other'));
+      const consumed = s.createDeviceRequest(sampleRequest('n1', { status: 'consumed', expiresAt: 100 }));
+      s.createNodeToken({ tokenHash: 't', nodeId: 'n1', deviceRequestId: consumed.id, issuedAt: 1, expiresAt: 10_000, revokedAt: null });
+      const denied = Array.from({ length: 5 }, () => s.createDeviceRequest(sampleRequest('n1', { status: 'denied' })));
+      const expired = Array.from({ length: 3 }, () => s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 })));
+      const live = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 5000 }));
+      const others = Array.from({ length: 4 }, () => s.createDeviceRequest(sampleRequest('other', { status: 'denied' })));
+      assert.equal(s.pruneDeviceRequests('n1', 3, 1000), 6, 'the 5 denied and the oldest expired one');
+      const left = s.listDeviceRequests({ nodeId: 'n1' }).map((r) => r.id);
+      assert.deepEqual(left, [consumed.id, expired[1]?.id, expired[2]?.id, live.id]);
+      assert.ok(s.getNodeToken('t'), 'a consumed request and its token stay');
+      assert.equal(denied.filter((d) => s.getDeviceRequest(d.id)).length, 0);
+      assert.equal(s.listDeviceRequests({ nodeId: 'other' }).length, others.length, "another node's requests are untouched");
+      assert.equal(s.pruneDeviceRequests('n1', 0, 1000), 2);
+      assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1' }).map((r) => r.id), [consumed.id, live.id]);
       s.close();
     });
 
@@ -187,6 +292,17 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       assert.ok(s.getNodeToken('live'), "a used code's request stays while its token lives");
       assert.deepEqual(s.garbageCollect(6000), { deviceRequests: 1, nodeTokens: 1, webSessions: 0 });
       assert.equal(s.getDeviceRequest(used.id), undefined);
+      s.close();
+    });
+
+    test('garbage collection in batches: at most `limit` rows of each kind per call', () => {
+      const s = newStorage();
+      s.createNode(sampleNode('n1'));
+      for (let i = 0; i < 7; i++) s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 }));
+      const counts = [];
+      for (let n = s.garbageCollect(1000, 3).deviceRequests; n > 0; n = s.garbageCollect(1000, 3).deviceRequests) counts.push(n);
+      assert.deepEqual(counts, [3, 3, 1]);
+      assert.equal(s.listDeviceRequests({ nodeId: 'n1' }).length, 0);
       s.close();
     });
 

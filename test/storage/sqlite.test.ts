@@ -74,3 +74,20 @@ test('sqlite: migration 6 keeps every certificate record and its id, and ids go 
   assert.throws(() => s.addCertificate({ ...added, serial: 'serial-0' }), 'serials stay unique');
   s.close();
 });
+
+test('sqlite: migration 7 takes the standing auto-approval from nodes approved before; registered ones stay armed', () => {
+  const file = join(dir, 'm7.db');
+  const db = new Database(file);
+  migrate(db, readMigrations(migrationsDir).filter((m) => m.version < 7));
+  const insert = db.prepare("INSERT INTO nodes (id, status, profile, auto_approve, config, created_at) VALUES (?, 'approved', 'worker', ?, ?, 1)");
+  insert.run('booted', 1, 'machine: {}\n');
+  insert.run('registered', 1, null);
+  insert.run('plain', 0, 'machine: {}\n');
+  db.close();
+  const s = openSqliteStorage(file);
+  assert.deepEqual(
+    ['booted', 'registered', 'plain'].map((id) => [s.getNode(id)?.autoApprove, s.getNode(id)?.autoApproveCidrs]),
+    [[false, []], [true, []], [false, []]],
+  );
+  s.close();
+});

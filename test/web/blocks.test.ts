@@ -5,9 +5,9 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { request } from '../../cli/http.js';
-import { launchChromium } from '../helpers/browser.js';
-import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
-import { startIdp, type TestIdp } from '../helpers/idp.js';
+import type { TestGate } from '../helpers/gate.js';
+import type { TestIdp } from '../helpers/idp.js';
+import { startWebGate, type WebGate } from '../helpers/web-gate.js';
 import { makeTalosCa } from '../helpers/talos-ca.js';
 
 // Security review #3: a block reaches every credential a subject holds. Mallory is an admin with a
@@ -15,31 +15,20 @@ import { makeTalosCa } from '../helpers/talos-ca.js';
 // blocked, none of them opens the admin API, the web page or a refresh, and she cannot unblock herself.
 
 describe('blocking a subject ends every kind of access', () => {
+  let w: WebGate;
   let idp: TestIdp;
   let g: TestGate;
   let browser: Browser;
 
   before(async () => {
-    const port = await freePort();
-    idp = await startIdp({
-      users: [{ sub: 'mallory', label: 'Mallory', claims: { email: 'mallory@example.com', groups: ['gate-admins', 'talos-admins'] } }],
-      clients: [{ client_id: 'talos-gate', redirect_uris: [`https://127.0.0.1:${port}/auth/callback`] }],
-    });
     const ca = makeTalosCa(mkdtempSync(join(tmpdir(), 'talos-gate-blocks-')), 'ed25519');
-    g = await startTestGate({
-      listen: `127.0.0.1:${port}`,
-      oidc: { issuer_url: idp.issuer, client_id: 'talos-gate' },
-      admins: [{ claim: 'groups', value: 'gate-admins' }],
+    w = await startWebGate([{ sub: 'mallory', label: 'Mallory', claims: { email: 'mallory@example.com', groups: ['gate-admins', 'talos-admins'] } }], {
       rbac: { rules: [{ claim: 'groups', value: 'talos-admins', roles: ['os:admin'] }] },
       talos: { ca_cert: ca.certPath, ca_key: ca.keyPath, endpoints: ['127.0.0.1'] },
     });
-    browser = await launchChromium();
+    ({ idp, g, browser } = w);
   });
-  after(async () => {
-    await browser?.close();
-    await g?.close();
-    await idp?.close();
-  });
+  after(() => w?.close());
 
   const call = (method: string, path: string, headers: Record<string, string> = {}, body?: string) =>
     request(`${g.url}${path}`, { method, headers, ca: g.ca, ...(body !== undefined ? { body } : {}) });

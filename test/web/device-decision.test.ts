@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext } from 'playwright-core';
 import { request } from '../../cli/http.js';
-import { launchChromium } from '../helpers/browser.js';
-import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
-import { startIdp, type TestIdp } from '../helpers/idp.js';
+import type { TestGate } from '../helpers/gate.js';
+import { startWebGate, type WebGate } from '../helpers/web-gate.js';
 
 // Security review #6: POST /device/decision had neither lockout nor limit, told existing codes from
 // others (403 vs 404), and let any signed-in user deny (or, for CLI logins, approve as themselves)
@@ -12,27 +11,18 @@ import { startIdp, type TestIdp } from '../helpers/idp.js';
 // every other try counts as a wrong code.
 
 describe('device decisions only for what this session looked up', () => {
-  let idp: TestIdp;
+  let w: WebGate;
   let g: TestGate;
   let browser: Browser;
 
   before(async () => {
-    const port = await freePort();
-    idp = await startIdp({
-      users: [
-        { sub: 'ada', label: 'Ada (admin)', claims: { email: 'ada@example.com', groups: ['gate-admins'] } },
-        { sub: 'vera', label: 'Vera (viewer)', claims: { email: 'vera@example.com', groups: 'viewers' } },
-      ],
-      clients: [{ client_id: 'talos-gate', redirect_uris: [`https://127.0.0.1:${port}/auth/callback`] }],
-    });
-    g = await startTestGate({ listen: `127.0.0.1:${port}`, oidc: { issuer_url: idp.issuer, client_id: 'talos-gate' }, admins: [{ claim: 'groups', value: 'gate-admins' }] });
-    browser = await launchChromium();
+    w = await startWebGate([
+      { sub: 'ada', label: 'Ada (admin)', claims: { email: 'ada@example.com', groups: ['gate-admins'] } },
+      { sub: 'vera', label: 'Vera (viewer)', claims: { email: 'vera@example.com', groups: 'viewers' } },
+    ]);
+    ({ g, browser } = w);
   });
-  after(async () => {
-    await browser?.close();
-    await g?.close();
-    await idp?.close();
-  });
+  after(() => w?.close());
 
   const form = { 'content-type': 'application/x-www-form-urlencoded' };
   const deviceCode = async (body: string) =>
@@ -89,18 +79,10 @@ describe('device decisions only for what this session looked up', () => {
 
 describe('ip_allowlist.admin covers machine decisions on the shared /device pages', () => {
   test('an admin outside the list cannot see or decide a machine, and still approves her own CLI login', async () => {
-    const port = await freePort();
-    const idp = await startIdp({
-      users: [{ sub: 'ada', label: 'Ada (admin)', claims: { email: 'ada@example.com', groups: ['gate-admins'] } }],
-      clients: [{ client_id: 'talos-gate', redirect_uris: [`https://127.0.0.1:${port}/auth/callback`] }],
-    });
-    const g = await startTestGate({
-      listen: `127.0.0.1:${port}`,
-      oidc: { issuer_url: idp.issuer, client_id: 'talos-gate' },
-      admins: [{ claim: 'groups', value: 'gate-admins' }],
+    const w2 = await startWebGate([{ sub: 'ada', label: 'Ada (admin)', claims: { email: 'ada@example.com', groups: ['gate-admins'] } }], {
       ip_allowlist: { admin: ['192.0.2.0/24'] },
     });
-    const browser = await launchChromium();
+    const { g, browser } = w2;
     try {
       const code = async (body: string) =>
         JSON.parse((await request(`${g.url}/device/code`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body, ca: g.ca })).body) as { verification_uri_complete: string };
@@ -117,9 +99,7 @@ describe('ip_allowlist.admin covers machine decisions on the shared /device page
       await page.getByRole('heading', { name: 'Logged in' }).waitFor();
       await ctx.close();
     } finally {
-      await browser.close();
-      await g.close();
-      await idp.close();
+      await w2.close();
     }
   });
 });

@@ -4,8 +4,12 @@ import { html, type Html } from '../html.js';
 import { asSent, when } from './format.js';
 
 export interface DashboardView {
+  /** The newest nodes with a pending request (at most a page), and how many there are in all. */
   pending: NodeView[];
+  pendingTotal: number;
+  /** The newest decided nodes (at most a page), and how many there are in all. */
   decided: NodeView[];
+  decidedTotal: number;
   certs: CertificateRecord[];
   audit: AuditEvent[];
   csrfToken: string;
@@ -32,6 +36,10 @@ function pendingTable(nodes: NodeView[], now: number): Html {
   <td>${when(p.requestedAt, now)}</td>
   <td><a class="button small" href="/device?user_code=${encodeURIComponent(p.userCode)}">Review</a></td>
 </tr>`,
+    ).concat(
+      n.pendingCount > n.pending.length
+        ? [html`<tr><td colspan="7" class="muted">and ${n.pendingCount - n.pending.length} older codes for ${n.id}</td></tr>`]
+        : [],
     ),
   )}</tbody></table></div>`;
 }
@@ -56,6 +64,13 @@ function nodesTable(nodes: NodeView[], now: number, csrf: string): Html {
   )}</tbody></table></div>`;
 }
 
+/** Under a table that shows only the newest of its nodes: how many more there are, and where to see them. */
+function more(shown: number, total: number, query: string): Html | string {
+  if (total <= shown) return '';
+  return html`<p class="muted" data-testid="more-nodes">Showing the newest ${shown} of ${total} machines. List them all with
+<code>talos-gate nodes list${query ? ` --status ${query}` : ''}</code> or <code>GET /api/v1/nodes${query ? `?status=${query}` : ''}</code>.</p>`;
+}
+
 function certsTable(certs: CertificateRecord[], now: number): Html {
   if (certs.length === 0) return html`<div class="empty">No active talosctl certificate.</div>`;
   return html`<div class="table-wrap"><table data-testid="certs">
@@ -77,10 +92,12 @@ function auditTable(events: AuditEvent[], now: number): Html {
 export function dashboard(v: DashboardView): Html {
   return html`<h1>Dashboard</h1>
 ${v.flash ? html`<div class="alert ok" role="status">${v.flash}</div>` : ''}
-<h2>Waiting for approval (${v.pending.reduce((n, x) => n + x.pending.length, 0)})</h2>
+<h2>Waiting for approval (${v.pendingTotal})</h2>
 ${pendingTable(v.pending, v.now)}
-<h2>Machines</h2>
+${more(v.pending.length, v.pendingTotal, 'pending')}
+<h2>Machines (${v.decidedTotal})</h2>
 ${nodesTable(v.decided, v.now, v.csrfToken)}
+${more(v.decided.length, v.decidedTotal, '')}
 <h2>Active talosctl certificates</h2>
 ${certsTable(v.certs, v.now)}
 <h2>Recent events</h2>
