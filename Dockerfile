@@ -1,9 +1,12 @@
-# talos-gate: multi-stage image, runs as a non-root user, data_dir on a volume.
+# talos-gate: multi-stage image on Node 24 LTS, runs as a non-root user, data_dir on a volume.
 #   docker build -t talos-gate .
 #   docker run -p 8443:8443 -v talos-gate-data:/var/lib/talos-gate \
 #     -v /etc/talos-gate:/etc/talos-gate:ro talos-gate
-FROM node:20-bookworm-slim AS build
-# better-sqlite3 compiles from source
+# The gate listens on every address in the container, so config.yaml must set public_url (the URL
+# nodes and browsers reach it at); the gate refuses to start without it.
+
+# build: compiles better-sqlite3 and the TypeScript, then drops the development dependencies
+FROM node:24-bookworm-slim AS build
 RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY package.json package-lock.json ./
@@ -11,7 +14,8 @@ RUN npm ci
 COPY . .
 RUN npm run build && npm prune --omit=dev
 
-FROM node:20-bookworm-slim
+# run: only what the gate needs (no compiler, no sources, no tests)
+FROM node:24-bookworm-slim
 RUN useradd --system --uid 10001 --home /var/lib/talos-gate talos-gate \
  && mkdir -p /var/lib/talos-gate && chown talos-gate /var/lib/talos-gate && chmod 0700 /var/lib/talos-gate
 WORKDIR /opt/talos-gate
@@ -25,7 +29,7 @@ USER talos-gate
 ENV TALOS_GATE_DATA_DIR=/var/lib/talos-gate TALOS_GATE_LISTEN=0.0.0.0:8443 NODE_ENV=production
 VOLUME ["/var/lib/talos-gate"]
 EXPOSE 8443
-# /healthz over the gate's own TLS (self-signed by default, so not verified here)
-HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD ["node", "-e", "require('https').get({host:'127.0.0.1',port:8443,path:'/healthz',rejectUnauthorized:false},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1))"]
+# /healthz on the listen address and TLS mode of the same config and environment as serve
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD ["node", "dist/cli/main.js", "healthcheck", "--config", "/etc/talos-gate/config.yaml"]
 ENTRYPOINT ["node", "dist/cli/main.js"]
 CMD ["serve", "--config", "/etc/talos-gate/config.yaml"]

@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { connectionFrom, UsageError } from './connection.js';
-import { adminCall, type GateConnection } from './gate-api.js';
+import { adminCall, GateApiError, type GateConnection } from './gate-api.js';
+import { request } from './http.js';
 import { freshCredential } from './renewal.js';
 import { findLogin, saveLogin } from './token-cache.js';
 
@@ -38,6 +39,19 @@ async function credentials(o: AdminOptions): Promise<{ conn: GateConnection; tok
   const fresh = await freshCredential(conn, login);
   await saveLogin(fresh.login);
   return { conn, token: fresh.credential };
+}
+
+/** An admin API call whose answer is text (a node's YAML config), not JSON. */
+async function adminText(conn: GateConnection, token: string, path: string): Promise<string> {
+  const res = await request(`${conn.server}/api/v1${path}`, { headers: { authorization: `Bearer ${token}` }, ca: conn.ca });
+  if (res.status >= 200 && res.status <= 299) return res.body;
+  let body: { error?: string; error_description?: string } = {};
+  try {
+    body = JSON.parse(res.body) as typeof body;
+  } catch {
+    // not JSON: the status says it
+  }
+  throw new GateApiError(res.status, body.error ?? '', body.error_description ?? res.body.slice(0, 200));
 }
 
 function table(rows: Row[], columns: [string, string][]): string {
@@ -120,8 +134,19 @@ export function adminCommands(program: Command): void {
     const list = await listAllNodes(conn, token, o.status, limit);
     out(o, list, () => table(nodeRows(list), [...NODE_COLUMNS, ['pending_codes', 'PENDING CODE']]));
   });
-  withCommon(nodes.command('show').description('one machine, with what it sent').argument('<id>', 'uuid or mac')).action(async (id: string, o: AdminOptions) => {
+  withCommon(
+    nodes
+      .command('show')
+      .description('one machine, with what it sent; --config: its rendered machine config')
+      .argument('<id>', 'uuid or mac')
+      .option('--config', 'print the machine config rendered at approval (YAML, as the node downloads it)'),
+  ).action(async (id: string, o: AdminOptions & { config?: boolean }) => {
     const { conn, token } = await credentials(o);
+    if (o.config) {
+      const config = await adminText(conn, token, `/nodes/${encodeURIComponent(id)}/config`);
+      out(o, { id, config }, () => config);
+      return;
+    }
     const n = await adminCall<Row>(conn, token, 'GET', `/nodes/${encodeURIComponent(id)}`);
     out(o, n, () => `${Object.entries(n).map(([k, v]) => `${k.padEnd(18)} ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}`).join('\n')}\n`);
   });

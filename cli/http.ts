@@ -1,5 +1,6 @@
 import { request as httpRequest, type Agent as HttpAgent } from 'node:http';
 import { request as httpsRequest, type Agent as HttpsAgent } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 
 export interface HttpResponse {
   status: number;
@@ -14,8 +15,38 @@ export interface HttpOptions {
   /** PEM of the CA that signed the server's certificate (the gate's self-signed CA). */
   ca?: string | undefined;
   timeoutMs?: number;
+  /** false: any certificate (only for a health check of the gate's own local port). */
+  rejectUnauthorized?: boolean;
   /** A keep-alive agent to reuse connections (one per simulated node in benchmarks). */
   agent?: HttpAgent | HttpsAgent | undefined;
+}
+
+/**
+ * The server does not speak what the URL says: http:// to a TLS port (Node's TLS server just closes
+ * the connection, which would read "socket hang up"), or https:// to a plain HTTP port.
+ */
+export class WrongSchemeError extends Error {
+  readonly code = 'WRONG_SCHEME';
+  constructor(readonly origin: string, readonly speaks: 'https' | 'http') {
+    const other = origin.replace(/^https?:/, `${speaks}:`);
+    super(`${origin} speaks ${speaks === 'https' ? 'TLS, not plain HTTP' : 'plain HTTP, not TLS'}: use ${other}`);
+    this.name = 'WrongSchemeError';
+  }
+}
+
+/** Whether host:port completes a TLS handshake (any certificate): asked only after a plain request failed. */
+function speaksTls(u: URL, timeoutMs = 3000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const host = u.hostname.replace(/^\[|\]$/g, '');
+    const socket = tlsConnect({ host, port: Number(u.port || 80), rejectUnauthorized: false, timeout: timeoutMs, ...(/^[\d.:]+$/.test(host) ? {} : { servername: host }) });
+    const done = (yes: boolean) => {
+      socket.destroy();
+      resolve(yes);
+    };
+    socket.once('secureConnect', () => done(true));
+    socket.once('error', () => done(false));
+    socket.once('timeout', () => done(false));
+  });
 }
 
 /** One HTTP(S) request over node:http, with an optional pinned CA; the body is read whole. */
@@ -29,6 +60,7 @@ export function request(url: string, opts: HttpOptions = {}): Promise<HttpRespon
         method: opts.method ?? 'GET',
         headers: { ...(opts.body !== undefined ? { 'content-length': String(Buffer.byteLength(opts.body)) } : {}), ...opts.headers },
         ...(opts.ca ? { ca: opts.ca } : {}),
+        ...(opts.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
         ...(opts.agent ? { agent: opts.agent } : {}),
         timeout: opts.timeoutMs ?? 30_000,
       },
@@ -40,7 +72,15 @@ export function request(url: string, opts: HttpOptions = {}): Promise<HttpRespon
       },
     );
     req.on('timeout', () => req.destroy(new Error(`request to ${u.origin} timed out`)));
-    req.on('error', reject);
+    req.on('error', (e: NodeJS.ErrnoException) => {
+      if (u.protocol === 'http:' && e.code === 'ECONNRESET') {
+        speaksTls(u).then((tls) => reject(tls ? new WrongSchemeError(u.origin, 'https') : e), () => reject(e));
+      } else if (u.protocol === 'https:' && /wrong version number|packet length too long|http request/i.test(e.message)) {
+        reject(new WrongSchemeError(u.origin, 'http'));
+      } else {
+        reject(e);
+      }
+    });
     if (opts.body !== undefined) req.write(opts.body);
     req.end();
   });

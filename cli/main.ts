@@ -1,12 +1,17 @@
 #!/usr/bin/env node
-import { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../server/config/load.js';
 import { RenderError } from '../server/machine-config/render.js';
+import { packageRoot } from '../server/paths.js';
 import { CaError } from '../server/pki/ca.js';
 import { adminCommands } from './admin.js';
 import { caCommand } from './ca.js';
 import { UsageError } from './connection.js';
 import { GateApiError } from './gate-api.js';
+import { healthcheckCommand } from './healthcheck.js';
+import { WrongSchemeError } from './http.js';
 import { loginCommand } from './login.js';
 import { logoutCommand } from './logout.js';
 import { LoginEndedError } from './renewal.js';
@@ -14,9 +19,23 @@ import { statusCommand } from './status.js';
 import { serveCommand } from './serve.js';
 import { simulateNodeCommand } from './simulate-node.js';
 
+// `talos-gate … | head`: once the reader has gone, stop quietly instead of printing an EPIPE stack.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(Number(process.exitCode ?? 0));
+    throw e;
+  });
+}
+
+const { version } = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
+
 const program = new Command('talos-gate')
   .description('single sign-on in front of Talos Linux: node enrollment and talosctl certificates')
-  .showHelpAfterError();
+  .version(version, '-V, --version', 'print the version')
+  .showHelpAfterError()
+  // commander's own refusals (unknown flag, missing argument or required option) throw instead of
+  // exiting 1, so they exit 2 like every usage error; set before the commands, which inherit it
+  .exitOverride();
 
 serveCommand(program);
 loginCommand(program);
@@ -25,6 +44,7 @@ logoutCommand(program);
 adminCommands(program);
 simulateNodeCommand(program);
 caCommand(program);
+healthcheckCommand(program);
 
 program.addHelpText(
   'after',
@@ -34,6 +54,14 @@ error, or the gate cannot be reached; 3 not found.`,
 );
 
 program.parseAsync(process.argv).catch((e: unknown) => {
+  if (e instanceof CommanderError) {
+    // commander printed the message (and the help) already; --help and --version are exit code 0
+    process.exit(e.exitCode === 0 ? 0 : 2);
+  }
+  if (e instanceof WrongSchemeError) {
+    process.stderr.write(`talos-gate: cannot reach the gate: ${e.message}\n`);
+    process.exit(2);
+  }
   if (e instanceof ConfigError || e instanceof RenderError || e instanceof CaError) {
     process.stderr.write(`talos-gate: config error: ${e.message}\n`);
     process.exit(2);

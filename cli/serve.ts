@@ -1,16 +1,27 @@
 import cluster from 'node:cluster';
+import { existsSync } from 'node:fs';
+import { join, relative } from 'node:path';
 import type { Command } from 'commander';
 import { prepareGate, startGate, type PreparedGate } from '../server/main.js';
+import { packageRoot } from '../server/paths.js';
 
 /** Tells the one worker that prunes the database (not TALOS_GATE_*: those are config keys). */
 const MAINTAINER_ENV = 'GATE_WORKER_MAINTAINS';
 
+/** How to run this command again: in a source checkout the bin is not on PATH, but npx finds it there. */
+function selfCommand(): string {
+  if (!existsSync(join(packageRoot, 'cli', 'main.ts'))) return 'talos-gate';
+  const inside = !relative(packageRoot, process.cwd()).startsWith('..');
+  return inside ? 'npx talos-gate' : `node ${join(packageRoot, 'bin', 'talos-gate.js')}`;
+}
+
 function banner(p: PreparedGate, url: string, workers: number): string {
   const c = p.config;
+  const env = p.envSettings.length ? ` + ${p.envSettings.join(', ')}` : '';
   const lines = [
     '',
     `talos-gate is listening on ${url} (public URL ${c.public_url})${workers > 1 ? ` with ${workers} workers` : ''}`,
-    `  config:        ${c.source}`,
+    `  config:        ${c.source}${env}`,
     `  data:          ${c.data_dir}`,
     ...(p.tls?.caFingerprint
       ? [`  TLS CA:        ${c.data_dir}/tls/ca.crt (also at ${c.public_url}/ca)`, `  CA SHA-256:    ${p.tls.caFingerprint}`, '', (p.tls.caPem ?? '').trimEnd()]
@@ -26,13 +37,18 @@ function banner(p: PreparedGate, url: string, workers: number): string {
     '',
     ...(p.demo
       ? [
-          'DEVELOPMENT MODE: embedded test IdP and a throwaway Talos CA. Never use this for real clusters.',
+          `DEVELOPMENT MODE (the demo: ${p.envSettings.length ? 'asked for with --demo' : 'no config file and no TALOS_GATE_* settings'}): embedded test IdP and a`,
+          '  throwaway Talos CA. Never use this for real clusters; give --config for a real gate.',
           `  web page:      ${c.public_url}/  (sign in as "Ada Admin" to approve machines)`,
           `  test IdP:      ${p.demo.idp.issuer}  (users: Ada Admin, Otto Operator, Vera Viewer)`,
+          `  stop:          Ctrl-C; to start over, delete ${c.data_dir}`,
           '',
         ]
       : []),
-    `Try it without hardware:  talos-gate simulate-node --server ${c.public_url}${p.tls?.caFingerprint ? ` --server-ca ${c.data_dir}/tls/ca.crt` : ''}`,
+    ...(!p.demo && !c.oidc.issuer_url
+      ? ['No IdP (oidc.issuer_url is not set): no web sign-in and no talosctl logins; approve machines with the admin API.', '']
+      : []),
+    `Try it without hardware:  ${selfCommand()} simulate-node --server ${c.public_url}${p.tls?.caFingerprint ? ` --server-ca ${c.data_dir}/tls/ca.crt` : ''}`,
     '',
   ];
   return `${lines.join('\n')}\n`;
@@ -80,12 +96,13 @@ async function runPrimary(configFile: string | undefined, prepared: PreparedGate
 export function serveCommand(program: Command): void {
   program
     .command('serve')
-    .description('run the gate (embedded defaults when --config is not given)')
+    .description('run the gate; with no config file and no TALOS_GATE_* settings, the demo')
     .option('-c, --config <file>', 'YAML config file (see config.example.yaml); TALOS_GATE_* env vars override its keys')
-    .action(async (opts: { config?: string }) => {
+    .option('--demo', 'run the demo even with TALOS_GATE_* settings (e.g. TALOS_GATE_LISTEN for another port)')
+    .action(async (opts: { config?: string; demo?: boolean }) => {
       let prepared: PreparedGate | undefined;
       if (cluster.isPrimary) {
-        prepared = await prepareGate(opts.config);
+        prepared = await prepareGate(opts.config, process.env, opts.demo ? { demo: true } : {});
         if (prepared.config.workers > 1) {
           await runPrimary(opts.config, prepared);
           return;
@@ -95,7 +112,6 @@ export function serveCommand(program: Command): void {
         runMaintenance: cluster.isPrimary || process.env[MAINTAINER_ENV] === '1',
         ...(prepared ? { prepared } : {}),
       });
-      if (cluster.isPrimary) process.stdout.write(banner(gate.prepared, gate.url, 1));
       const stop = (signal: string) => {
         gate.app.log.info(`${signal}: closing`);
         gate.close().then(
@@ -108,5 +124,7 @@ export function serveCommand(program: Command): void {
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
+      // after the handlers: whoever reads the banner may stop the gate at once
+      if (cluster.isPrimary) process.stdout.write(banner(gate.prepared, gate.url, 1));
     });
 }

@@ -5,11 +5,22 @@ import { readContext, talosconfigPath } from './talosconfig.js';
 import { findLogin } from './token-cache.js';
 import { UsageError } from './connection.js';
 
+function span(s: number): string {
+  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : s < 172_800 ? `${Math.round(s / 3600)} h` : `${Math.round(s / 86_400)} d`;
+}
+
+/** For --json: "12 min", "expired" or "unknown". */
 function left(ms: number | null | undefined, now: number): string {
   if (ms === null || ms === undefined) return 'unknown';
   const s = Math.round((ms - now) / 1000);
-  if (s <= 0) return 'expired';
-  return s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+  return s <= 0 ? 'expired' : span(s);
+}
+
+/** For people: "12 min left", "expired 3 min ago". */
+function remaining(ms: number | null | undefined, now: number): string {
+  if (ms === null || ms === undefined) return 'time left unknown';
+  const s = Math.round((ms - now) / 1000);
+  return s > 0 ? `${span(s)} left` : `expired ${span(-s)} ago`;
 }
 
 export function statusCommand(program: Command): void {
@@ -51,8 +62,8 @@ export function statusCommand(program: Command): void {
           ['Login', info.login ?? '(none cached)'],
           ['Subject', info.subject ?? '(no certificate)'],
           ['Roles', info.roles.join(', ') || '(none)'],
-          ['Certificate', info.certificate_expires_at ? `valid until ${info.certificate_expires_at} (${info.certificate_time_left} left)` : '(none)'],
-          ...(info.token_time_left ? ([['Gate token', `${info.token_time_left} left`]] as [string, string][]) : []),
+          ['Certificate', info.certificate_expires_at ? `${validTo !== undefined && validTo <= now ? 'was valid' : 'valid'} until ${info.certificate_expires_at} (${remaining(validTo, now)})` : '(none)'],
+          ...(info.token_time_left ? ([['Gate token', remaining(login?.kind === 'device' ? login.accessTokenExpiresAt : undefined, now)]] as [string, string][]) : []),
           ['Refresh', info.refresh_available ? 'available (talos-gate login --watch renews)' : 'not available: log in again when it expires'],
           ['Endpoints', info.endpoints.join(', ') || '(none)'],
         ];

@@ -190,6 +190,8 @@ export class TalosNode {
     const da = await this.deviceAuth();
     this.opts.onDeviceCode?.(da);
     this.log(`[OAuth] please visit the URL ${da.verification_uri} and enter the code ${da.user_code}`);
+    // not printed by Talos (it draws only the QR code of it): the link to paste into a browser elsewhere
+    if (da.verification_uri_complete) this.log(`[OAuth] or open ${da.verification_uri_complete}`);
     // drawn only when someone reads the console (a benchmark's 2,000 nodes have no console)
     if (da.verification_uri_complete && this.opts.log) {
       this.log(`[OAuth] or scan the following QR code:\n${await qrCode(da.verification_uri_complete)}`);

@@ -4,8 +4,9 @@ import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
-import { ConfigError, loadConfig, type GateConfig } from './config/load.js';
+import { ConfigError, ENV_PREFIX, loadConfig, type GateConfig } from './config/load.js';
 import { EnrollmentMaintenance } from './enrollment/maintenance.js';
+import { MachineConfigRenderer } from './machine-config/render.js';
 import { openSqliteStorage } from './storage/sqlite.js';
 import type { Storage } from './storage/storage.js';
 import { ensureSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
@@ -82,6 +83,8 @@ function splitListen(listen: string): { host: string; port: number } {
 export interface PreparedGate {
   config: GateConfig;
   demo: Demo | undefined;
+  /** The TALOS_GATE_* variables the config took keys from, for the banner. */
+  envSettings: string[];
   admin: { token: string; file?: string };
   tls: TlsMaterial | undefined;
   cookieSecret: string;
@@ -91,30 +94,43 @@ export interface PreparedGate {
  * Everything before listening that writes files: config checks, data_dir, secrets, TLS material,
  * the database schema. With workers, the primary runs it once before forking, so workers only read.
  */
-export async function prepareGate(configFile: string | undefined, env: NodeJS.ProcessEnv = process.env): Promise<PreparedGate> {
+export async function prepareGate(
+  configFile: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+  opts: { demo?: boolean } = {},
+): Promise<PreparedGate> {
   const loaded = loadConfig(configFile, env);
+  const envSettings = Object.keys(env).filter((k) => k.startsWith(ENV_PREFIX) && env[k] !== undefined).sort();
+  // The demo (development IdP, throwaway CA) runs only when nothing at all is configured, or when
+  // asked for by name: a gate set up through TALOS_GATE_* variables alone never silently becomes it.
+  const wantDemo = opts.demo === true || (configFile === undefined && envSettings.length === 0);
+  if (wantDemo && configFile !== undefined) throw new ConfigError(loaded.source, '', 'the demo runs without a config file: drop --demo or --config');
+  if (wantDemo && loaded.oidc.issuer_url) {
+    throw new ConfigError(`environment variable ${ENV_PREFIX}OIDC_ISSUER_URL`, 'oidc.issuer_url', 'the demo brings its own development IdP: unset it, or drop --demo');
+  }
   const clustered = loaded.workers > 1;
   if (clustered && configFile === undefined) {
     throw new ConfigError(loaded.source, 'workers', 'more than one worker needs a config file (the demo runs in one process)');
   }
+  // before anything is written: every profile renders, so a broken template or patch stops the start
+  new MachineConfigRenderer(loaded.templates_dir, loaded.profiles).check();
   mkdirSync(loaded.data_dir, { recursive: true, mode: 0o700 });
-  // embedded defaults with no IdP configured: the demo, with its development IdP
-  const demo = configFile === undefined && !loaded.oidc.issuer_url ? await startDemo(loaded) : undefined;
+  const demo = wantDemo ? await startDemo(loaded) : undefined;
   const config = demo?.config ?? loaded;
   const admin = adminTokenFor(config);
   const tls = tlsFor(config);
   const cookieSecret = persistentSecret(config, 'cookie-secret').value;
   openSqliteStorage(join(config.data_dir, 'talos-gate.db')).close(); // applies migrations
-  return { config, demo, admin, tls, cookieSecret };
+  return { config, demo, envSettings, admin, tls, cookieSecret };
 }
 
 /** Loads the config, opens the database, and listens. Config errors throw before anything listens. */
 export async function startGate(
   configFile: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
-  opts: { runMaintenance?: boolean; prepared?: PreparedGate } = {},
+  opts: { runMaintenance?: boolean; prepared?: PreparedGate; demo?: boolean } = {},
 ): Promise<RunningGate> {
-  const prepared = opts.prepared ?? (await prepareGate(configFile, env));
+  const prepared = opts.prepared ?? (await prepareGate(configFile, env, opts.demo ? { demo: true } : {}));
   const { config, demo, admin, tls, cookieSecret } = prepared;
   const storage = openSqliteStorage(join(config.data_dir, 'talos-gate.db'));
   let app: FastifyInstance;

@@ -85,7 +85,16 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Overrid
     if (!name.startsWith(ENV_PREFIX) || text === undefined) continue;
     const target = known.get(name);
     if (!target) {
-      throw new ConfigError(`environment variable ${name}`, '', `unknown setting (known: ${[...known.keys()].join(', ')})`);
+      const near = closest(name, [...known.keys()]).map((k) => `${k} (${known.get(k)?.path.join('.')})`);
+      throw new ConfigError(
+        'environment',
+        name,
+        near.length === 1
+          ? `unknown setting; did you mean ${near[0]}?`
+          : near.length > 1
+            ? `unknown setting; did you mean one of ${near.join(', ')}?`
+            : 'unknown setting: a setting is TALOS_GATE_ + a key path of config.example.yaml in upper case, levels joined by _',
+      );
     }
     let parsed: unknown = text;
     if (!target.field.envVerbatim) {
@@ -99,6 +108,35 @@ function applyEnv(raw: Record<string, unknown>, env: NodeJS.ProcessEnv): Overrid
     fromEnv.set(target.path.join('.'), name);
   }
   return { value, fromEnv };
+}
+
+/** Levenshtein distance, for suggesting the setting a misspelt variable meant. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = row;
+  }
+  return prev[b.length] as number;
+}
+
+/**
+ * What a misspelt variable probably meant: the nearest known name when near enough to be a typo (at
+ * most a third of the key differs), else the settings of the section it names or begins.
+ */
+export function closest(name: string, known: string[]): string[] {
+  const key = name.slice(ENV_PREFIX.length);
+  let best: { name: string; d: number } | undefined;
+  for (const k of known) {
+    const d = editDistance(key, k.slice(ENV_PREFIX.length));
+    if (!best || d < best.d) best = { name: k, d };
+  }
+  if (best && best.d <= Math.max(2, Math.floor(key.length / 3))) return [best.name];
+  // a key path cut short: TALOS_GATE_OIDC_ISSUER for TALOS_GATE_OIDC_ISSUER_URL, TALOS_GATE_TLS for its keys
+  return known.filter((k) => k.startsWith(`${name}_`)).slice(0, 8);
 }
 
 function setPath(root: Record<string, unknown>, path: string[], v: unknown, envName: string): void {
@@ -127,6 +165,11 @@ function resolveConfig(c: RawConfig, source: string, base: string, env: NodeJS.P
   const abs = (p: string) => (isAbsolute(p) ? p : resolve(base, p));
 
   const scheme = c.tls.mode === 'off' ? 'http' : 'https';
+  const listenHost = c.listen.slice(0, c.listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+  if (c.public_url === undefined && (listenHost === '0.0.0.0' || listenHost === '::' || listenHost === '')) {
+    // the URL shown to nodes and browsers would be https://0.0.0.0:…, which reaches nothing
+    fail('public_url', `is required when listen is ${c.listen} (every address): set the URL nodes and browsers reach the gate at, e.g. https://gate.example.com:${c.listen.slice(c.listen.lastIndexOf(':') + 1)}`);
+  }
   const publicUrl = (c.public_url ?? `${scheme}://${c.listen}`).replace(/\/+$/, '');
   let parsed: URL;
   try {

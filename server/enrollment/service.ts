@@ -243,7 +243,7 @@ export class EnrollmentService {
     const now = this.now();
     const deviceCode = generateSecret();
     // a rack boots at once: its requests share commits
-    const userCode = await this.storage.groupedTransaction(() => {
+    const decided = await this.storage.groupedTransaction(() => {
       this.checkPendingLimit(ip, now);
       const { node, autoApproval } = this.nodeForRequest(req, ip, now);
       const request = this.createRequest(
@@ -258,13 +258,16 @@ export class EnrollmentService {
         ip,
         detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
       });
-      const decided = this.decideOnArrival(node, request, autoApproval);
+      const decision = this.decideOnArrival(node, request, autoApproval);
       // a node asking again and again (a denied one at every boot, or anyone repeating its uuid)
       // keeps only its newest requests once they are finished
       this.storage.pruneDeviceRequests(node.id, REQUESTS_KEPT_PER_NODE, now - this.settings.poll.expiryGraceMs);
-      return decided.userCode;
+      return decision;
     });
-    return this.response(deviceCode, userCode);
+    // A denied node is told at once (the request stays recorded): Talos ends its flow on an error
+    // here without showing a code, instead of showing one that can only be refused at the first poll.
+    if (decided.status === 'denied') throw new OAuthError('access_denied', 'an admin denied this node; forget it to let it ask again');
+    return this.response(deviceCode, decided.userCode);
   }
 
   /** A device code for `talos-gate login --device`: no node, the signed-in user approves it. */

@@ -45,6 +45,14 @@ export interface TemplateValues {
   profile: string;
 }
 
+/** What check() renders every profile with: each value a node may send, present. */
+const CHECK_VALUES: Omit<TemplateValues, 'profile'> = {
+  uuid: '00000000-0000-4000-8000-000000000000',
+  mac: '02:00:00:00:00:00',
+  serial: 'start-up-check',
+  hostname: 'start-up-check',
+};
+
 const PLACEHOLDER = /\{\{\s*([a-z_]+)\s*\}\}/g;
 
 /**
@@ -151,7 +159,9 @@ export class MachineConfigRenderer {
 
   /**
    * Every profile's template and patches exist, are regular files and parse within the limits
-   * (JSON patches also within the operation count). Throws RenderError naming the first that does not.
+   * (JSON patches also within the operation count), and every profile renders once with placeholder
+   * values, so an unknown {{placeholder}} or a patch that does not apply is found at start-up, not
+   * at the first approval. Throws RenderError naming the first that fails.
    */
   check(): void {
     for (const [name, p] of Object.entries(this.profiles)) {
@@ -161,6 +171,12 @@ export class MachineConfigRenderer {
         const docs = this.readDocuments(path, path, file);
         const first = docs[0];
         if (file !== p.template && docs.length === 1 && isJsonPatch(first)) this.withLimits(path, () => checkJsonPatch(first));
+      }
+      try {
+        this.render(name, CHECK_VALUES, []);
+      } catch (e) {
+        if (e instanceof RenderError) throw new RenderError(e.file, e.where, `${e.problem} (profile ${name}, rendered at start-up with placeholder values)`);
+        throw e;
       }
     }
   }

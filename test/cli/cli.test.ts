@@ -8,7 +8,7 @@ import { request } from '../../cli/http.js';
 import { runCli } from '../helpers/cli.js';
 import { freePort, startTestGate } from '../helpers/gate.js';
 
-test('serve on embedded defaults: prints what to do, answers, stops on SIGTERM', async () => {
+test('serve on embedded defaults and TALOS_GATE_LISTEN: prints what to do, answers, stops on SIGTERM', async () => {
   const cwd = mkdtempSync(join(tmpdir(), 'talos-gate-serve-'));
   const port = await freePort();
   const run = runCli(['serve'], { cwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${port}` } });
@@ -16,6 +16,7 @@ test('serve on embedded defaults: prints what to do, answers, stops on SIGTERM',
     await run.waitFor(/Try it without hardware/);
     const out = run.stdout();
     assert.match(out, new RegExp(`talos-gate is listening on https://127\\.0\\.0\\.1:${port}`));
+    assert.doesNotMatch(out, /DEVELOPMENT MODE/, 'a setting in the environment: not the demo');
     assert.match(out, /talos\.config=https:\/\/127\.0\.0\.1:\d+\/config\?uuid=\$\{uuid\}&mac=\$\{mac\}/);
     assert.match(out, /CA SHA-256: +([0-9A-F]{2}:){31}[0-9A-F]{2}/);
     assert.doesNotMatch(out + run.stderr(), /[0-9a-f]{64}/, 'the generated admin token is not printed, only where it is kept');
@@ -49,6 +50,8 @@ test('simulate-node boots like a Talos node: code and QR on the console, config 
     writeFileSync(caFile, g.ca);
     const run = runCli(['simulate-node', '--server', g.gate.config.public_url, '--server-ca', caFile, '--uuid', 'sim-0001', '--mac', '52:54:00:12:34:56', '--serial', 'S1']);
     const [, code] = await run.waitFor(/enter the code ([A-Z]{4}-[A-Z]{4})/);
+    // the whole link too, to paste into a browser on another machine
+    await run.waitFor(new RegExp(`\\[OAuth\\] or open ${g.gate.config.public_url.replace(/\./g, '\\.')}/device\\?user_code=${code}\n`));
     await run.waitFor(/scan the following QR code:\n[▄▀█ ]+\n/);
     const approved = await g.admin('POST', '/api/v1/device/approve', { user_code: code, profile: 'controlplane', hostname: 'sim-cp' });
     assert.equal(approved.status, 200);
@@ -63,6 +66,12 @@ test('simulate-node boots like a Talos node: code and QR on the console, config 
     assert.equal((await g.admin('POST', '/api/v1/device/deny', { user_code: code2 })).status, 200);
     assert.equal(await denied.exit, 1);
     assert.match(denied.stderr(), /access_denied/);
+
+    // asking again, a denied node is refused at /device/code: no code shown that could only be refused
+    const again = runCli(['simulate-node', '--server', g.gate.config.public_url, '--server-ca', caFile, '--uuid', 'sim-0002']);
+    assert.equal(await again.exit, 1);
+    assert.match(again.stderr(), /talos-gate simulate-node: oauth2: access_denied .*an admin denied this node/);
+    assert.doesNotMatch(again.stderr(), /enter the code/);
   } finally {
     await g.close();
   }

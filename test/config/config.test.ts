@@ -108,3 +108,31 @@ test('mistakes name the key and the file', () => {
   const unknownEnv = configErrorOf(() => loadConfig(undefined, { TALOS_GATE_ADMINTOKEN: 'x' }));
   assert.match(unknownEnv.message, /TALOS_GATE_ADMINTOKEN: .*unknown setting/);
 });
+
+test('an unknown TALOS_GATE_* variable names the setting it probably meant, not every setting', () => {
+  const cases: [string, RegExp][] = [
+    ['TALOS_GATE_ADMINTOKEN', /^environment: TALOS_GATE_ADMINTOKEN: unknown setting; did you mean TALOS_GATE_ADMIN_TOKEN \(admin_token\)\?$/],
+    ['TALOS_GATE_DEVICE_INTERVALL', /did you mean TALOS_GATE_DEVICE_INTERVAL \(device\.interval\)\?$/],
+    ['TALOS_GATE_PUBLICURL', /did you mean TALOS_GATE_PUBLIC_URL \(public_url\)\?$/],
+    ['TALOS_GATE_OIDC_ISSUER', /did you mean TALOS_GATE_OIDC_ISSUER_URL \(oidc\.issuer_url\)\?$/],
+    ['TALOS_GATE_TLS', /did you mean one of TALOS_GATE_TLS_MODE \(tls\.mode\), TALOS_GATE_TLS_CERT \(tls\.cert\), TALOS_GATE_TLS_KEY \(tls\.key\), TALOS_GATE_TLS_EXTRA_SANS \(tls\.extra_sans\)\?$/],
+    ['TALOS_GATE_FROBNICATE', /unknown setting: a setting is TALOS_GATE_ \+ a key path of config\.example\.yaml/],
+  ];
+  for (const [name, re] of cases) {
+    const e = configErrorOf(() => loadConfig(undefined, { [name]: 'x' }));
+    assert.match(e.message, re, name);
+    assert.ok(e.message.length < 250, `${name}: short, not a list of sixty: ${e.message}`);
+  }
+});
+
+test('listen on every address needs public_url: nodes would be sent to https://0.0.0.0', () => {
+  for (const listen of ['0.0.0.0:8443', '[::]:8443']) {
+    const e = configErrorOf(() => loadConfig(undefined, { TALOS_GATE_LISTEN: listen }));
+    assert.equal(e.message, `embedded defaults: public_url: is required when listen is ${listen} (every address): set the URL nodes and browsers reach the gate at, e.g. https://gate.example.com:8443`);
+  }
+  const f = write('any.yaml', 'listen: 0.0.0.0:9443\n');
+  assert.match(configErrorOf(() => loadConfig(f, {})).message, new RegExp(`^${f}: public_url: is required`));
+  const c = loadConfig(f, { TALOS_GATE_PUBLIC_URL: 'https://gate.example.com:9443' });
+  assert.equal(c.public_url, 'https://gate.example.com:9443');
+  assert.equal(loadConfig(undefined, { TALOS_GATE_LISTEN: '10.0.0.5:8443' }).public_url, 'https://10.0.0.5:8443', 'one address: the default still works');
+});

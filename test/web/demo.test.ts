@@ -14,7 +14,7 @@ import { freePort } from '../helpers/gate.js';
 test('demo on embedded defaults: sign in as the demo admin and approve a simulated node', async () => {
   const cwd = mkdtempSync(join(tmpdir(), 'talos-gate-demo-'));
   const port = await freePort();
-  const serve = runCli(['serve'], { cwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${port}` } });
+  const serve = runCli(['serve', '--demo'], { cwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${port}` } });
   const browser = await launchChromium();
   try {
     await serve.waitFor(/Try it without hardware/);
