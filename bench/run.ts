@@ -159,7 +159,7 @@ async function runStateScale(setup: Awaited<ReturnType<typeof exchangeSetup>>) {
     const empty = await probe(gate, idToken, probeMs);
     const certs = quick ? 10_000 : 100_000;
     const pending = quick ? 1_000 : 10_000;
-    fillDatabase(join(gate.dataDir, 'talos-gate.db'), certs, pending);
+    await fillDatabase(join(gate.dataDir, 'talos-gate.db'), certs, pending);
     const full = await probe(gate, idToken, probeMs);
     const cmp = (name: string, a: { latency_ms: { p99: number } }, b: { latency_ms: { p99: number } }): [string, string] => [
       name,

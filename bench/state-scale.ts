@@ -1,7 +1,7 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { goFormEncode, request } from '../cli/http.js';
 import { hashSecret } from '../device/secrets.js';
-import { openSqliteStorage } from '../server/storage/sqlite.js';
+import { openSqliteStorage } from '../server/storage/sqlite/index.js';
 import { newNode } from '../server/storage/storage.js';
 import type { GateProcess } from './gate-process.js';
 import { closedLoop, type LoadResult } from './load.js';
@@ -60,12 +60,12 @@ export async function probe(gate: GateProcess, idToken: string, durationMs: numb
 }
 
 /** Fills the gate's database (WAL lets the running gate keep going) with records as a busy gate would have them. */
-export function fillDatabase(dbFile: string, certs: number, pending: number): void {
+export async function fillDatabase(dbFile: string, certs: number, pending: number): Promise<void> {
   const s = openSqliteStorage(dbFile);
   const now = Date.now();
-  s.transaction(() => {
+  await s.transaction(async (tx) => {
     for (let i = 0; i < certs; i++) {
-      s.addCertificate({
+      await tx.addCertificate({
         serial: randomBytes(16).toString('hex'),
         fingerprint: randomBytes(32).toString('hex'),
         subject: `user-${i % 500}`,
@@ -82,8 +82,8 @@ export function fillDatabase(dbFile: string, certs: number, pending: number): vo
     }
     for (let i = 0; i < pending; i++) {
       const id = randomUUID();
-      s.createNode(newNode(id, now, { uuid: id, variables: { uuid: id }, requestedAt: now, sourceIp: '192.0.2.2' }));
-      s.createDeviceRequest({
+      await tx.createNode(newNode(id, now, { uuid: id, variables: { uuid: id }, requestedAt: now, sourceIp: '192.0.2.2' }));
+      await tx.createDeviceRequest({
         deviceCodeHash: hashSecret(randomBytes(32).toString('base64url')),
         userCode: randomBytes(6).toString('hex').toUpperCase(),
         clientId: 'talos-node',
@@ -101,5 +101,5 @@ export function fillDatabase(dbFile: string, certs: number, pending: number): vo
       });
     }
   });
-  s.close();
+  await s.close();
 }

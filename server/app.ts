@@ -7,6 +7,7 @@ import { ApiError } from './api-error.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { join } from 'node:path';
 import { SubjectBlocks } from './access/subject-blocks.js';
+import { GateReports } from './reports.js';
 import { AuditLog, openAuditSink } from './audit.js';
 import { rateLimitKey } from './client-ip.js';
 import { GateMetrics } from './metrics.js';
@@ -151,6 +152,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       : undefined;
   const gateTokens = await GateTokenSigner.load(config.data_dir, config.public_url);
   const blocks = new SubjectBlocks(storage, audit, now);
+  const reports = new GateReports(storage, now);
   const operators = new OperatorService(
     storage,
     audit,
@@ -273,7 +275,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   gate.get('/readyz', async (_request, reply) => {
     const checks: Record<string, string> = {};
     try {
-      storage.transaction(() => undefined); // takes the write lock: the database is writable
+      await storage.transaction(async () => undefined); // takes the write lock: the database is writable
       checks.database = 'ok';
     } catch (e) {
       checks.database = `failed: ${(e as Error).message}`;
@@ -296,13 +298,13 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   await gate.register(machineConfigRoutes(enrollment));
   await gate.register(exchangeRoutes(exchange, config.rate_limits.exchange));
   await gate.register(
-    adminRoutes({ enrollment, exchange, operators, blocks, admins: config.admins, storage, adminToken: deps.adminToken, sessions, startedAt: now(), now }),
+    adminRoutes({ enrollment, exchange, operators, blocks, admins: config.admins, reports, adminToken: deps.adminToken, sessions, startedAt: now(), now }),
     { prefix: '/api/v1' },
   );
   await gate.register(
     webRoutes({
       enrollment,
-      storage,
+      reports,
       sessions,
       oidc: oidcLogin,
       guard: new CodeEntryGuard(storage, now),

@@ -1,5 +1,5 @@
 import { chmodSync, closeSync, openSync, writeSync } from 'node:fs';
-import type { Storage } from './storage/storage.js';
+import type { Storage, StorageTx } from './storage/storage.js';
 
 export type AuditType =
   | 'device_code_issued'
@@ -57,8 +57,12 @@ export class AuditLog {
     private readonly onEvent?: (e: AuditEntry) => void,
   ) {}
 
-  record(e: AuditEntry): void {
-    const event = this.storage.addAuditEvent({
+  /**
+   * Records e through `db`: a transaction's `tx` writes the event in that transaction, so it is kept
+   * exactly when what it tells of is. The sink and onEvent hear of it once written.
+   */
+  async record(e: AuditEntry, db: StorageTx = this.storage): Promise<void> {
+    const event = await db.addAuditEvent({
       at: this.now(),
       type: e.type,
       actor: e.actor ?? null,

@@ -7,7 +7,7 @@ import { buildApp } from './app.js';
 import { ConfigError, ENV_PREFIX, loadConfig, type GateConfig } from './config/load.js';
 import { EnrollmentMaintenance } from './enrollment/maintenance.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
-import { openSqliteStorage } from './storage/sqlite.js';
+import { openSqliteStorage } from './storage/sqlite/index.js';
 import type { Storage } from './storage/storage.js';
 import { ensureSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
 import { startDemo, type Demo } from './demo.js';
@@ -120,7 +120,7 @@ export async function prepareGate(
   const admin = adminTokenFor(config);
   const tls = tlsFor(config);
   const cookieSecret = persistentSecret(config, 'cookie-secret').value;
-  openSqliteStorage(join(config.data_dir, 'talos-gate.db')).close(); // applies migrations
+  await openSqliteStorage(join(config.data_dir, 'talos-gate.db')).close(); // applies migrations
   return { config, demo, envSettings, admin, tls, cookieSecret };
 }
 
@@ -144,7 +144,7 @@ export async function startGate(
       https: tls,
     }));
   } catch (e) {
-    storage.close();
+    await storage.close();
     await demo?.idp.close();
     throw e;
   }
@@ -168,12 +168,10 @@ export async function startGate(
         if (counts.nodes > 0) app.log.info({ nodes: counts.nodes, device_requests: counts.deviceRequests }, 'deleted nodes nobody decided on');
       })
       .catch((e: unknown) => app.log.error({ err: e }, 'garbage collection failed'));
-    try {
-      const now = Date.now();
-      storage.applyRetention(now - config.retention.certs, now - config.retention.audit);
-    } catch (e) {
-      app.log.error({ err: e }, 'garbage collection failed');
-    }
+    const now = Date.now();
+    storage
+      .applyRetention(now - config.retention.certs, now - config.retention.audit)
+      .catch((e: unknown) => app.log.error({ err: e }, 'garbage collection failed'));
   }, 60_000);
   gc.unref();
 
@@ -190,7 +188,7 @@ export async function startGate(
       stopWatching();
       await maintenance.stop(); // between two batches, before the database closes
       await app.close();
-      storage.close();
+      await storage.close();
       await demo?.idp.close();
     })();
     return closing;

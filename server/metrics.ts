@@ -30,8 +30,8 @@ export class GateMetrics {
       help: 'Device requests in the database by state',
       labelNames: ['state'],
       registers: [this.registry],
-      collect() {
-        for (const [state, n] of Object.entries(storage.countDeviceRequestsByStatus())) this.set({ state }, n);
+      async collect() {
+        for (const [state, n] of Object.entries(await storage.countDeviceRequestsByStatus())) this.set({ state }, n);
       },
     });
     new Gauge({
@@ -39,8 +39,8 @@ export class GateMetrics {
       help: 'Nodes by status',
       labelNames: ['status'],
       registers: [this.registry],
-      collect() {
-        for (const [status, n] of Object.entries(storage.countNodesByStatus())) this.set({ status }, n);
+      async collect() {
+        for (const [status, n] of Object.entries(await storage.countNodesByStatus())) this.set({ status }, n);
       },
     });
     new Gauge({

@@ -16,4 +16,6 @@ function findPackageRoot(): string {
 
 export const packageRoot = findPackageRoot();
 export const migrationsDir = join(packageRoot, 'migrations');
+/** One folder of NNN_name.sql files per backend, since their SQL dialects differ. */
+export const sqliteMigrationsDir = join(migrationsDir, 'sqlite');
 export const bundledTemplatesDir = join(packageRoot, 'templates');

@@ -1,5 +1,5 @@
 import type { AuditLog } from '../audit.js';
-import type { Storage } from '../storage/storage.js';
+import type { BlockedSubject, Storage } from '../storage/storage.js';
 
 /**
  * The block list of IdP subjects. A block is checked on every path that acts for a subject (the
@@ -13,15 +13,15 @@ export class SubjectBlocks {
     private readonly now: () => number,
   ) {}
 
-  isBlocked(sub: string): boolean {
-    return this.storage.getBlockedSubject(sub) !== undefined;
+  async isBlocked(sub: string): Promise<boolean> {
+    return (await this.storage.getBlockedSubject(sub)) !== undefined;
   }
 
   /** Blocks `sub`; `changed` is false when it was blocked already (its access is ended again anyway). */
-  block(sub: string, actor: string, reason: string | undefined): { changed: boolean; webSessions: number; operatorLogins: number } {
-    const r = this.storage.blockSubject({ subject: sub, blockedAt: this.now(), blockedBy: actor, reason: reason ?? null });
+  async block(sub: string, actor: string, reason: string | undefined): Promise<{ changed: boolean; webSessions: number; operatorLogins: number }> {
+    const r = await this.storage.blockSubject({ subject: sub, blockedAt: this.now(), blockedBy: actor, reason: reason ?? null });
     if (r.added || r.webSessions > 0 || r.operatorLogins > 0) {
-      this.audit.record({
+      await this.audit.record({
         type: 'subject_blocked',
         actor,
         subject: sub,
@@ -31,9 +31,14 @@ export class SubjectBlocks {
     return { changed: r.added, webSessions: r.webSessions, operatorLogins: r.operatorLogins };
   }
 
-  unblock(sub: string, actor: string): boolean {
-    const removed = this.storage.unblockSubject(sub);
-    if (removed) this.audit.record({ type: 'subject_unblocked', actor, subject: sub });
+  /** The blocked subjects, the newest block first. */
+  list(): Promise<BlockedSubject[]> {
+    return this.storage.listBlockedSubjects();
+  }
+
+  async unblock(sub: string, actor: string): Promise<boolean> {
+    const removed = await this.storage.unblockSubject(sub);
+    if (removed) await this.audit.record({ type: 'subject_unblocked', actor, subject: sub });
     return removed;
   }
 }

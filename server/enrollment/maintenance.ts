@@ -58,7 +58,7 @@ export class EnrollmentMaintenance {
     const limit = this.settings.batchSize ?? DEFAULT_BATCH;
     const counts: MaintenanceCounts = { nodes: 0, deviceRequests: 0, nodeTokens: 0, webSessions: 0 };
     for (let more = true; more && !this.stopped; ) {
-      const gc = this.storage.garbageCollect(this.now() - this.settings.expiryGraceMs, limit);
+      const gc = await this.storage.garbageCollect(this.now() - this.settings.expiryGraceMs, limit);
       counts.deviceRequests += gc.deviceRequests;
       counts.nodeTokens += gc.nodeTokens;
       counts.webSessions += gc.webSessions;
@@ -68,7 +68,7 @@ export class EnrollmentMaintenance {
     for (let more = true; more && !this.stopped; ) {
       const now = this.now();
       // a node still holding an unexpired request (retention shorter than code_ttl) waits for it
-      const deleted = this.storage.deleteAbandonedNodes(now - this.settings.pendingRetentionMs, now - this.settings.expiryGraceMs, limit);
+      const deleted = await this.storage.deleteAbandonedNodes(now - this.settings.pendingRetentionMs, now - this.settings.expiryGraceMs, limit);
       counts.nodes += deleted;
       more = deleted >= limit;
       await turn();

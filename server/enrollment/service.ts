@@ -21,6 +21,7 @@ import {
   type NodeSummary,
   type PatchSpec,
   type Storage,
+  type StorageTx,
 } from '../storage/storage.js';
 
 export interface EnrollmentSettings {
@@ -152,6 +153,13 @@ function checkCidrs(cidrs: string[] | undefined): string[] | undefined {
   });
 }
 
+interface Approval {
+  profile: string;
+  hostname: string;
+  patches: PatchSpec[];
+  config: string;
+}
+
 const HOSTNAME = /^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$/;
 const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5,19}$/;
 const NODE_ID = /^[0-9a-z._:-]{1,64}$/;
@@ -191,19 +199,20 @@ export class EnrollmentService {
   }
 
   /** device.max_pending_per_ip, counted per address bucket: an IPv4 address or an IPv6 /64. */
-  private checkPendingLimit(ip: string, now: number): void {
-    if (this.storage.countPendingDeviceRequestsInBucket(addressBucket(ip), now) >= this.settings.maxPendingPerIp) {
+  private async checkPendingLimit(db: StorageTx, ip: string, now: number): Promise<void> {
+    if ((await db.countPendingDeviceRequestsInBucket(addressBucket(ip), now)) >= this.settings.maxPendingPerIp) {
       throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
     }
   }
 
   /** Stores a new pending request under a fresh user code (drawn again on the rare collision). */
-  private createRequest(
+  private async createRequest(
+    db: StorageTx,
     fields: Pick<NewDeviceRequest, 'clientId' | 'kind' | 'nodeId' | 'variables' | 'scope' | 'audience'>,
     ip: string,
     now: number,
     deviceCode: string,
-  ): DeviceRequestRecord {
+  ): Promise<DeviceRequestRecord> {
     const full: NewDeviceRequest = {
       ...fields,
       deviceCodeHash: hashSecret(deviceCode),
@@ -217,7 +226,8 @@ export class EnrollmentService {
     };
     for (;;) {
       try {
-        return this.storage.createDeviceRequest({ ...full, userCode: generateUserCode() });
+        // a savepoint: in a server database a failed statement would spoil the whole transaction
+        return await db.transaction((tx) => tx.createDeviceRequest({ ...full, userCode: generateUserCode() }));
       } catch (e) {
         if (!(e instanceof AlreadyExistsError)) throw e;
       }
@@ -243,25 +253,29 @@ export class EnrollmentService {
     const now = this.now();
     const deviceCode = generateSecret();
     // a rack boots at once: its requests share commits
-    const decided = await this.storage.groupedTransaction(() => {
-      this.checkPendingLimit(ip, now);
-      const { node, autoApproval } = this.nodeForRequest(req, ip, now);
-      const request = this.createRequest(
+    const decided = await this.storage.groupedTransaction(async (tx) => {
+      await this.checkPendingLimit(tx, ip, now);
+      const { node, autoApproval } = await this.nodeForRequest(tx, req, ip, now);
+      const request = await this.createRequest(
+        tx,
         { clientId: req.clientId, kind: 'node', nodeId: node.id, variables: req.variables, scope: req.scope, audience: req.audience },
         ip,
         now,
         deviceCode,
       );
-      this.audit.record({
-        type: 'device_code_issued',
-        subject: node.id,
-        ip,
-        detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
-      });
-      const decision = this.decideOnArrival(node, request, autoApproval);
+      await this.audit.record(
+        {
+          type: 'device_code_issued',
+          subject: node.id,
+          ip,
+          detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
+        },
+        tx,
+      );
+      const decision = await this.decideOnArrival(tx, node, request, autoApproval, now);
       // a node asking again and again (a denied one at every boot, or anyone repeating its uuid)
       // keeps only its newest requests once they are finished
-      this.storage.pruneDeviceRequests(node.id, REQUESTS_KEPT_PER_NODE, now - this.settings.poll.expiryGraceMs);
+      await tx.pruneDeviceRequests(node.id, REQUESTS_KEPT_PER_NODE, now - this.settings.poll.expiryGraceMs);
       return decision;
     });
     // A denied node is told at once (the request stays recorded): Talos ends its flow on an error
@@ -271,14 +285,18 @@ export class EnrollmentService {
   }
 
   /** A device code for `talos-gate login --device`: no node, the signed-in user approves it. */
-  requestOperatorCode(clientId: string, scope: string | null, ip: string): DeviceAuthorizationResponse {
+  async requestOperatorCode(clientId: string, scope: string | null, ip: string): Promise<DeviceAuthorizationResponse> {
     if (this.clientKind(clientId) !== 'operator') throw new OAuthError('invalid_client', 'not an operator client');
     const now = this.now();
-    this.checkPendingLimit(ip, now);
     const deviceCode = generateSecret();
-    const request = this.createRequest({ clientId, kind: 'operator', nodeId: null, variables: {}, scope, audience: null }, ip, now, deviceCode);
-    this.audit.record({ type: 'device_code_issued', subject: clientId, ip, detail: { user_code: formatUserCode(request.userCode), kind: 'operator' } });
-    return this.response(deviceCode, request.userCode);
+    // the limit counted in the same transaction as the request it admits, as for nodes
+    const userCode = await this.storage.transaction(async (tx) => {
+      await this.checkPendingLimit(tx, ip, now);
+      const request = await this.createRequest(tx, { clientId, kind: 'operator', nodeId: null, variables: {}, scope, audience: null }, ip, now, deviceCode);
+      await this.audit.record({ type: 'device_code_issued', subject: clientId, ip, detail: { user_code: formatUserCode(request.userCode), kind: 'operator' } }, tx);
+      return request.userCode;
+    });
+    return this.response(deviceCode, userCode);
   }
 
   /**
@@ -286,19 +304,24 @@ export class EnrollmentService {
    * and says whether the node's armed auto-approval applies to this request: undefined when the node
    * is not armed, else 'ok' or why not.
    */
-  private nodeForRequest(req: DeviceAuthorizationRequest, ip: string, now: number): { node: NodeRecord; autoApproval: AutoApproval } {
+  private async nodeForRequest(
+    db: StorageTx,
+    req: DeviceAuthorizationRequest,
+    ip: string,
+    now: number,
+  ): Promise<{ node: NodeRecord; autoApproval: AutoApproval }> {
     const existing =
-      this.storage.getNode(req.nodeId) ??
-      (req.mac !== null && req.uuid !== null ? this.storage.getNode(req.mac) : undefined);
+      (await db.getNode(req.nodeId)) ??
+      (req.mac !== null && req.uuid !== null ? await db.getNode(req.mac) : undefined);
     if (!existing || (existing.id === req.mac && existing.uuid !== null && existing.uuid !== req.uuid)) {
-      const node = this.storage.createNode(
+      const node = await db.createNode(
         newNode(req.nodeId, now, { uuid: req.uuid, mac: req.mac, variables: req.variables, requestedAt: now, sourceIp: ip }),
       );
       return { node, autoApproval: undefined };
     }
     // judged on the node as registered, before this request teaches it a missing uuid or mac
     const autoApproval = existing.autoApprove && existing.status !== 'denied' ? autoApprovalFor(existing, req, ip) : undefined;
-    const node = this.storage.updateNode(existing.id, (n) => ({
+    const node = await db.updateNode(existing.id, (n) => ({
       ...n,
       uuid: n.uuid ?? req.uuid,
       mac: n.mac ?? req.mac,
@@ -314,39 +337,50 @@ export class EnrollmentService {
   }
 
   /** Sticky denial and pre-registered auto-approval, decided as the request arrives. */
-  private decideOnArrival(node: NodeRecord, request: DeviceRequestRecord, autoApproval: AutoApproval): DeviceRequestRecord {
+  private async decideOnArrival(
+    db: StorageTx,
+    node: NodeRecord,
+    request: DeviceRequestRecord,
+    autoApproval: AutoApproval,
+    now: number,
+  ): Promise<DeviceRequestRecord> {
     if (node.status === 'denied') {
-      return this.storage.updateDeviceRequest(request.id, (r) => ({
+      return db.updateDeviceRequest(request.id, (r) => ({
         ...r,
         status: 'denied',
-        decidedAt: this.now(),
+        decidedAt: now,
         decidedBy: 'denied node',
       }));
     }
     if (autoApproval === 'ok') {
       try {
         // approving uses the auto-approval up: one registration, one config handed out unseen
-        return this.approveRequest(request, node, {}, 'auto-approve').request;
+        // a savepoint: a refused approval leaves the request as it was, pending
+        const approval = this.prepareApproval(node, {});
+        return (await db.transaction((tx) => this.approveRequest(tx, request, node, approval, 'auto-approve'))).request;
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
-        this.storage.updateNode(node.id, (n) => ({ ...n, status: 'pending' }));
-        this.audit.record({ type: 'node_render_error', subject: node.id, detail: { error: e.description } });
+        await db.updateNode(node.id, (n) => ({ ...n, status: 'pending' }));
+        await this.audit.record({ type: 'node_render_error', subject: node.id, detail: { error: e.description } }, db);
       }
     } else if (autoApproval !== undefined) {
       // the request waits for an admin; the registration stays armed for the machine it describes
-      this.audit.record({
-        type: 'auto_approve_refused',
-        subject: node.id,
-        ip: request.sourceIp,
-        detail: { user_code: formatUserCode(request.userCode), reason: autoApproval.refused },
-      });
+      await this.audit.record(
+        {
+          type: 'auto_approve_refused',
+          subject: node.id,
+          ip: request.sourceIp,
+          detail: { user_code: formatUserCode(request.userCode), reason: autoApproval.refused },
+        },
+        db,
+      );
     }
     return request;
   }
 
   async pollToken(tr: DeviceTokenRequest): Promise<TokenResponse | OperatorTokens> {
     this.authenticateClient(tr.client, true);
-    const stored = this.storage.getDeviceRequestByCodeHash(hashSecret(tr.deviceCode));
+    const stored = await this.storage.getDeviceRequestByCodeHash(hashSecret(tr.deviceCode));
     if (!stored) throw new OAuthError('invalid_grant', 'unknown device_code');
     if (stored.clientId !== tr.client.clientId) throw new OAuthError('invalid_grant', 'device_code was issued to another client');
 
@@ -354,10 +388,10 @@ export class EnrollmentService {
     // Every poll records its time (the twin and slow_down rules need it): a booting rack polls
     // thousands of times a second, so these writes share commits. The decision is made inside, on
     // the request as the polls before this one in the same commit left it.
-    const decision = await this.storage.groupedTransaction(() => {
-      const current = this.storage.getDeviceRequest(stored.id) ?? stored;
+    const decision = await this.storage.groupedTransaction(async (tx) => {
+      const current = (await tx.getDeviceRequest(stored.id)) ?? stored;
       const d = decidePoll(current, { now, basic: tr.client.basic }, this.settings.poll);
-      if (Object.keys(d.update).length > 0) this.storage.recordPoll(stored.id, d.update);
+      if (Object.keys(d.update).length > 0) await tx.recordPoll(stored.id, d.update);
       return d;
     });
     switch (decision.answer) {
@@ -382,12 +416,12 @@ export class EnrollmentService {
     const token = generateSecret();
     const nodeId = request.nodeId as string;
     try {
-      await this.storage.groupedTransaction(() => {
-        this.storage.updateDeviceRequest(request.id, (r) => {
+      await this.storage.groupedTransaction(async (tx) => {
+        await tx.updateDeviceRequest(request.id, (r) => {
           if (r.status !== 'approved') throw new OAuthError('invalid_grant', 'device_code was already used');
           return { ...r, status: 'consumed' };
         });
-        this.storage.createNodeToken({
+        await tx.createNodeToken({
           tokenHash: hashSecret(token),
           nodeId,
           deviceRequestId: request.id,
@@ -395,7 +429,7 @@ export class EnrollmentService {
           expiresAt: now + this.settings.tokenTtlMs,
           revokedAt: null,
         });
-        this.audit.record({ type: 'node_token_issued', subject: nodeId, ip: request.sourceIp });
+        await this.audit.record({ type: 'node_token_issued', subject: nodeId, ip: request.sourceIp }, tx);
       });
     } catch (e) {
       if (e instanceof AlreadyExistsError) throw new OAuthError('invalid_grant', 'device_code was already used');
@@ -412,14 +446,14 @@ export class EnrollmentService {
    */
   async fetchConfig(bearer: string | undefined, query: Record<string, string | undefined>, ip: string): Promise<string> {
     if (!bearer) throw new OAuthError('invalid_token', 'a Bearer access token is required');
-    const token = this.storage.getNodeToken(hashSecret(bearer));
+    const token = await this.storage.getNodeToken(hashSecret(bearer));
     const now = this.now();
     if (!token || token.revokedAt !== null || token.expiresAt <= now) {
       throw new OAuthError('invalid_token', 'the access token is unknown, expired or revoked');
     }
-    const node = this.storage.getNode(token.nodeId);
+    const node = await this.storage.getNode(token.nodeId);
     if (!node || node.status !== 'approved' || node.config === null) {
-      this.audit.record({ type: 'config_refused', subject: token.nodeId, ip, detail: { reason: `node is ${node?.status}` } });
+      await this.audit.record({ type: 'config_refused', subject: token.nodeId, ip, detail: { reason: `node is ${node?.status}` } });
       throw new ApiError('forbidden', 'this node is not approved');
     }
     for (const key of ['uuid', 'mac', 'serial', 'hostname'] as const) {
@@ -428,14 +462,14 @@ export class EnrollmentService {
       if (isUnfilled(asked) || isUnfilled(sent)) continue;
       const same = key === 'uuid' || key === 'mac' ? asked?.toLowerCase() === sent?.toLowerCase() : asked === sent;
       if (!same) {
-        this.audit.record({ type: 'config_refused', subject: node.id, ip, detail: { reason: `${key} does not match the token's node` } });
+        await this.audit.record({ type: 'config_refused', subject: node.id, ip, detail: { reason: `${key} does not match the token's node` } });
         throw new ApiError('forbidden', `${key} does not match the node this token was issued to`);
       }
     }
     // the count and its audit event in one commit, shared with the rest of a booting rack
-    await this.storage.groupedTransaction(() => {
-      this.storage.recordConfigDownload(node.id, now, ip);
-      this.audit.record({ type: 'config_downloaded', subject: node.id, ip });
+    await this.storage.groupedTransaction(async (tx) => {
+      await tx.recordConfigDownload(node.id, now, ip);
+      await this.audit.record({ type: 'config_downloaded', subject: node.id, ip }, tx);
     });
     return node.config;
   }
@@ -451,64 +485,66 @@ export class EnrollmentService {
    * node's status, or an unexpired pending request of a node decided before (it asked again while
    * an older code was approved). `cursor` is a page's nextCursor, as it came.
    */
-  listNodes(status: NodeStatus | undefined, page: { limit?: number | undefined; cursor?: string | undefined } = {}): NodeList {
+  async listNodes(status: NodeStatus | undefined, page: { limit?: number | undefined; cursor?: string | undefined } = {}): Promise<NodeList> {
     const limit = Math.min(Math.max(1, page.limit ?? NODE_PAGE_DEFAULT), NODE_PAGE_MAX);
     const filter = status === 'pending' ? { awaitingDecisionAt: this.now() } : status ? { status } : {};
     // one more than asked: whether it comes says whether there is a next page
-    const rows = this.storage.listNodes(filter, { limit: limit + 1, after: page.cursor === undefined ? undefined : decodeNodeCursor(page.cursor) });
+    const rows = await this.storage.listNodes(filter, { limit: limit + 1, after: page.cursor === undefined ? undefined : decodeNodeCursor(page.cursor) });
     const nodes = rows.slice(0, limit);
     const last = nodes[nodes.length - 1];
-    return { nodes: this.views(nodes), nextCursor: rows.length > limit && last ? encodeNodeCursor(last) : null };
+    return { nodes: await this.views(nodes), nextCursor: rows.length > limit && last ? encodeNodeCursor(last) : null };
   }
 
   /** The newest `limit` nodes an admin can approve now, and decided ones, with how many there are of each. */
-  dashboardNodes(limit = DASHBOARD_NODES): DashboardNodes {
+  async dashboardNodes(limit = DASHBOARD_NODES): Promise<DashboardNodes> {
     const now = this.now();
-    const asking = this.storage.listNodes({ askingAt: now }, { limit });
-    const decided = this.storage.listNodes({ decided: true }, { limit });
+    const asking = await this.storage.listNodes({ askingAt: now }, { limit });
+    const decided = await this.storage.listNodes({ decided: true }, { limit });
     return {
-      asking: this.views(asking),
-      askingTotal: asking.length < limit ? asking.length : this.storage.countNodes({ askingAt: now }),
-      decided: this.views(decided),
-      decidedTotal: decided.length < limit ? decided.length : this.storage.countNodes({ decided: true }),
+      asking: await this.views(asking),
+      askingTotal: asking.length < limit ? asking.length : await this.storage.countNodes({ askingAt: now }),
+      decided: await this.views(decided),
+      decidedTotal: decided.length < limit ? decided.length : await this.storage.countNodes({ decided: true }),
     };
   }
 
-  getNode(id: string): NodeView {
-    return this.view(this.mustGetNode(id));
+  async getNode(id: string): Promise<NodeView> {
+    return this.view(await this.mustGetNode(id));
   }
 
   /** The pending request behind a user code typed by a person, for the confirm step. */
-  findPendingByUserCode(input: string): { request: DeviceRequestRecord; node: NodeRecord | undefined } {
+  async findPendingByUserCode(input: string): Promise<{ request: DeviceRequestRecord; node: NodeRecord | undefined }> {
     const code = normalizeUserCode(input);
-    const request = code === undefined ? undefined : this.storage.getDeviceRequestByUserCode(code);
+    const request = code === undefined ? undefined : await this.storage.getDeviceRequestByUserCode(code);
     if (!request || request.status !== 'pending' || request.expiresAt < this.now()) {
       throw new ApiError('not_found', 'no pending request has this code');
     }
-    return { request, node: request.nodeId === null ? undefined : this.mustGetNode(request.nodeId) };
+    return { request, node: request.nodeId === null ? undefined : await this.mustGetNode(request.nodeId) };
   }
 
   /** Like findPendingByUserCode, for node requests only (the admin API approves machines, not logins). */
-  private findPendingNode(input: string): { request: DeviceRequestRecord; node: NodeRecord } {
-    const { request, node } = this.findPendingByUserCode(input);
+  private async findPendingNode(input: string): Promise<{ request: DeviceRequestRecord; node: NodeRecord }> {
+    const { request, node } = await this.findPendingByUserCode(input);
     if (!node) throw new ApiError('not_found', 'no pending machine has this code');
     return { request, node };
   }
 
-  approveByUserCode(userCode: string, decision: Decision, actor: string): NodeView {
-    const { request, node } = this.findPendingNode(userCode);
-    return this.view(this.approveRequest(request, node, decision, actor).node);
+  async approveByUserCode(userCode: string, decision: Decision, actor: string): Promise<NodeView> {
+    const { request, node } = await this.findPendingNode(userCode);
+    const approval = this.prepareApproval(node, decision);
+    return this.view((await this.storage.transaction((tx) => this.approveRequest(tx, request, node, approval, actor))).node);
   }
 
-  approveNode(id: string, decision: Decision, actor: string): NodeView {
-    const node = this.mustGetNode(id);
-    const request = this.onlyPendingRequest(node);
-    return this.view(this.approveRequest(request, node, decision, actor).node);
+  async approveNode(id: string, decision: Decision, actor: string): Promise<NodeView> {
+    const node = await this.mustGetNode(id);
+    const request = await this.onlyPendingRequest(node);
+    const approval = this.prepareApproval(node, decision);
+    return this.view((await this.storage.transaction((tx) => this.approveRequest(tx, request, node, approval, actor))).node);
   }
 
-  private onlyPendingRequest(node: NodeRecord): DeviceRequestRecord {
+  private async onlyPendingRequest(node: NodeRecord): Promise<DeviceRequestRecord> {
     const now = this.now();
-    const pending = this.storage.listDeviceRequests({ nodeId: node.id, status: 'pending' }).filter((r) => r.expiresAt >= now);
+    const pending = (await this.storage.listDeviceRequests({ nodeId: node.id, status: 'pending' })).filter((r) => r.expiresAt >= now);
     if (pending.length === 0) {
       throw new ApiError('conflict', `node ${node.id} has no pending request; it asks again when it boots`);
     }
@@ -519,12 +555,8 @@ export class EnrollmentService {
     return pending[0] as DeviceRequestRecord;
   }
 
-  private approveRequest(
-    request: DeviceRequestRecord,
-    node: NodeRecord,
-    decision: Decision,
-    actor: string,
-  ): { node: NodeRecord; request: DeviceRequestRecord } {
+  /** What an approval writes: the profile, hostname and patches decided on, and the config they render. */
+  private prepareApproval(node: NodeRecord, decision: Decision): Approval {
     const profile = decision.profile ?? node.profile ?? undefined;
     if (!profile) throw new ApiError('invalid_request', 'profile is required');
     if (!this.renderer.hasProfile(profile)) {
@@ -533,34 +565,49 @@ export class EnrollmentService {
     const hostname = checkHostname(decision.hostname) ?? node.hostname ?? defaultHostname(node);
     const patches = decision.patches ?? node.patches;
     const config = this.render(node, profile, hostname, patches);
+    return { profile, hostname, patches, config };
+  }
+
+  /**
+   * Approves through `db`, a transaction: the request, the node and the audit event commit together.
+   * The config is rendered before (prepareApproval), so no transaction waits for it.
+   */
+  private async approveRequest(
+    db: StorageTx,
+    request: DeviceRequestRecord,
+    node: NodeRecord,
+    approval: Approval,
+    actor: string,
+  ): Promise<{ node: NodeRecord; request: DeviceRequestRecord }> {
+    const { profile, hostname, patches, config } = approval;
     const now = this.now();
-    const result = this.storage.transaction(() => {
-      const approved = this.storage.updateDeviceRequest(request.id, (r) => {
-        if (r.status !== 'pending') throw new ApiError('conflict', `this request is already ${r.status}`);
-        if (r.expiresAt + this.settings.poll.expiryGraceMs < now) throw new ApiError('conflict', 'this request has expired');
-        return { ...r, status: 'approved', decidedAt: now, decidedBy: actor };
-      });
-      const updated = this.storage.updateNode(node.id, (n) => ({
-        ...n,
-        status: 'approved',
-        // the first approval, automatic or by an admin, uses up a registration's auto-approval
-        autoApprove: false,
-        profile,
-        hostname,
-        patches,
-        config,
-        decidedAt: now,
-        decidedBy: actor,
-      }));
-      return { node: updated, request: approved };
+    const approved = await db.updateDeviceRequest(request.id, (r) => {
+      if (r.status !== 'pending') throw new ApiError('conflict', `this request is already ${r.status}`);
+      if (r.expiresAt + this.settings.poll.expiryGraceMs < now) throw new ApiError('conflict', 'this request has expired');
+      return { ...r, status: 'approved', decidedAt: now, decidedBy: actor };
     });
-    this.audit.record({
-      type: 'device_approved',
-      actor,
-      subject: node.id,
-      detail: { user_code: formatUserCode(request.userCode), profile, hostname },
-    });
-    return result;
+    const updated = await db.updateNode(node.id, (n) => ({
+      ...n,
+      status: 'approved',
+      // the first approval, automatic or by an admin, uses up a registration's auto-approval
+      autoApprove: false,
+      profile,
+      hostname,
+      patches,
+      config,
+      decidedAt: now,
+      decidedBy: actor,
+    }));
+    await this.audit.record(
+      {
+        type: 'device_approved',
+        actor,
+        subject: node.id,
+        detail: { user_code: formatUserCode(request.userCode), profile, hostname },
+      },
+      db,
+    );
+    return { node: updated, request: approved };
   }
 
   private render(node: NodeRecord, profile: string, hostname: string, patches: PatchSpec[]): string {
@@ -581,55 +628,55 @@ export class EnrollmentService {
     }
   }
 
-  denyNode(id: string, actor: string): NodeView {
-    const node = this.mustGetNode(id);
-    return this.view(this.deny(node, actor));
+  async denyNode(id: string, actor: string): Promise<NodeView> {
+    const node = await this.mustGetNode(id);
+    return this.view(await this.deny(node, actor));
   }
 
-  denyByUserCode(userCode: string, actor: string): NodeView {
-    const { node } = this.findPendingNode(userCode);
-    return this.view(this.deny(node, actor));
+  async denyByUserCode(userCode: string, actor: string): Promise<NodeView> {
+    const { node } = await this.findPendingNode(userCode);
+    return this.view(await this.deny(node, actor));
   }
 
-  private deny(node: NodeRecord, actor: string): NodeRecord {
+  private async deny(node: NodeRecord, actor: string): Promise<NodeRecord> {
     if (node.status === 'denied') throw new ApiError('conflict', `node ${node.id} is already denied`);
     const now = this.now();
-    const updated = this.storage.transaction(() => {
-      for (const r of this.storage.listDeviceRequests({ nodeId: node.id, status: 'pending' })) {
-        this.storage.updateDeviceRequest(r.id, (x) => ({ ...x, status: 'denied', decidedAt: now, decidedBy: actor }));
+    return this.storage.transaction(async (tx) => {
+      for (const r of await tx.listDeviceRequests({ nodeId: node.id, status: 'pending' })) {
+        await tx.updateDeviceRequest(r.id, (x) => ({ ...x, status: 'denied', decidedAt: now, decidedBy: actor }));
       }
-      this.storage.revokeNodeTokens(node.id, now);
-      return this.storage.updateNode(node.id, (n) => ({ ...n, status: 'denied', autoApprove: false, decidedAt: now, decidedBy: actor }));
+      await tx.revokeNodeTokens(node.id, now);
+      const updated = await tx.updateNode(node.id, (n) => ({ ...n, status: 'denied', autoApprove: false, decidedAt: now, decidedBy: actor }));
+      await this.audit.record({ type: 'device_denied', actor, subject: node.id }, tx);
+      return updated;
     });
-    this.audit.record({ type: 'device_denied', actor, subject: node.id });
-    return updated;
   }
 
-  revokeNode(id: string, actor: string): NodeView {
-    const node = this.mustGetNode(id);
+  async revokeNode(id: string, actor: string): Promise<NodeView> {
+    const node = await this.mustGetNode(id);
     if (node.status !== 'approved') throw new ApiError('conflict', `only an approved node can be revoked; node ${id} is ${node.status}`);
     const now = this.now();
-    const updated = this.storage.transaction(() => {
-      const tokens = this.storage.revokeNodeTokens(node.id, now);
-      const n = this.storage.updateNode(node.id, (x) => ({ ...x, status: 'revoked', autoApprove: false, decidedAt: now, decidedBy: actor }));
-      return { n, tokens };
+    const updated = await this.storage.transaction(async (tx) => {
+      const tokens = await tx.revokeNodeTokens(node.id, now);
+      const n = await tx.updateNode(node.id, (x) => ({ ...x, status: 'revoked', autoApprove: false, decidedAt: now, decidedBy: actor }));
+      await this.audit.record({ type: 'node_revoked', actor, subject: node.id, detail: { tokens_revoked: tokens } }, tx);
+      return n;
     });
-    this.audit.record({ type: 'node_revoked', actor, subject: node.id, detail: { tokens_revoked: updated.tokens } });
-    return this.view(updated.n);
+    return this.view(updated);
   }
 
   /**
    * Forgets a node: its record, requests and tokens. Its next boot starts afresh as pending; this is
    * how a denial is undone, and how a machine that left the fleet is cleaned up.
    */
-  forgetNode(id: string, actor: string): void {
-    const node = this.mustGetNode(id);
-    this.storage.deleteNode(node.id);
-    this.audit.record({ type: 'node_forgotten', actor, subject: node.id, detail: { status: node.status } });
+  async forgetNode(id: string, actor: string): Promise<void> {
+    const node = await this.mustGetNode(id);
+    await this.storage.deleteNode(node.id);
+    await this.audit.record({ type: 'node_forgotten', actor, subject: node.id, detail: { status: node.status } });
   }
 
   /** Pre-registers a node from inventory so it is decided without a click when it boots. */
-  register(reg: Registration, actor: string): NodeView {
+  async register(reg: Registration, actor: string): Promise<NodeView> {
     const uuid = reg.uuid?.toLowerCase();
     const mac = reg.mac?.toLowerCase();
     if (uuid !== undefined && !NODE_ID.test(uuid)) throw new ApiError('invalid_request', 'uuid must be 1-64 letters, digits, ".", "_", ":" or "-"');
@@ -651,7 +698,7 @@ export class EnrollmentService {
     const now = this.now();
     let node: NodeRecord;
     try {
-      node = this.storage.createNode(
+      node = await this.storage.createNode(
         newNode(id, now, {
           uuid: uuid ?? null,
           mac: mac ?? null,
@@ -669,7 +716,7 @@ export class EnrollmentService {
       if (e instanceof AlreadyExistsError) throw new ApiError('conflict', `node ${id} already exists`);
       throw e;
     }
-    this.audit.record({
+    await this.audit.record({
       type: 'node_registered',
       actor,
       subject: id,
@@ -683,27 +730,31 @@ export class EnrollmentService {
    * that presents every identifier the node has, from one of `cidrs` when given, is approved without a
    * click, once. `cidrs` undefined keeps the node's current list; [] allows any source.
    */
-  armAutoApprove(id: string, cidrs: string[] | undefined, actor: string): NodeView {
-    const node = this.mustGetNode(id);
+  async armAutoApprove(id: string, cidrs: string[] | undefined, actor: string): Promise<NodeView> {
+    const node = await this.mustGetNode(id);
     const list = checkCidrs(cidrs) ?? node.autoApproveCidrs;
     if (node.status === 'denied') throw new ApiError('conflict', `node ${node.id} is denied; forget it first`);
     if (node.profile === null) throw new ApiError('conflict', `node ${node.id} has no profile yet; approve it once or register it`);
-    const updated = this.storage.updateNode(node.id, (n) => ({ ...n, autoApprove: true, autoApproveCidrs: list }));
-    this.audit.record({ type: 'auto_approve_armed', actor, subject: node.id, detail: { auto_approve_cidrs: list } });
+    const updated = await this.storage.updateNode(node.id, (n) => ({ ...n, autoApprove: true, autoApproveCidrs: list }));
+    await this.audit.record({ type: 'auto_approve_armed', actor, subject: node.id, detail: { auto_approve_cidrs: list } });
     return this.view(updated);
   }
 
-  private mustGetNode(id: string): NodeRecord {
-    const node = this.storage.getNode(id.toLowerCase());
+  private async mustGetNode(id: string): Promise<NodeRecord> {
+    const node = await this.storage.getNode(id.toLowerCase());
     if (!node) throw new ApiError('not_found', `node ${id} not found`);
     return node;
   }
 
   /** A node as the API shows it; `requests` are its pending requests when the caller fetched them already. */
-  private view(n: NodeRecord | NodeSummary, requests?: DeviceRequestRecord[]): NodeView {
+  private async view(n: NodeRecord | NodeSummary, requests?: DeviceRequestRecord[]): Promise<NodeView> {
+    return this.viewWith(n, requests ?? (await this.storage.listDeviceRequests({ nodeId: n.id, status: 'pending' })));
+  }
+
+  private viewWith(n: NodeRecord | NodeSummary, requests: DeviceRequestRecord[]): NodeView {
     const now = this.now();
     const { config: _config, ...rest } = n as NodeRecord; // why the cast: a summary simply has no config to leave out
-    const live = (requests ?? this.storage.listDeviceRequests({ nodeId: n.id, status: 'pending' })).filter((r) => r.expiresAt >= now);
+    const live = requests.filter((r) => r.expiresAt >= now);
     const pending = live
       .slice(-PENDING_SHOWN)
       .map((r) => ({ userCode: formatUserCode(r.userCode), requestedAt: r.createdAt, expiresAt: r.expiresAt, sourceIp: r.sourceIp }));
@@ -711,21 +762,21 @@ export class EnrollmentService {
   }
 
   /** Views of many nodes with one query for all their pending requests, not one per node. */
-  private views(nodes: NodeSummary[]): NodeView[] {
+  private async views(nodes: NodeSummary[]): Promise<NodeView[]> {
     const byNode = new Map<string, DeviceRequestRecord[]>();
     if (nodes.length === 0) return [];
-    for (const r of this.storage.listDeviceRequests({ nodeIds: nodes.map((n) => n.id), status: 'pending' })) {
+    for (const r of await this.storage.listDeviceRequests({ nodeIds: nodes.map((n) => n.id), status: 'pending' })) {
       if (r.nodeId === null) continue;
       const list = byNode.get(r.nodeId);
       if (list) list.push(r);
       else byNode.set(r.nodeId, [r]);
     }
-    return nodes.map((n) => this.view(n, byNode.get(n.id) ?? []));
+    return nodes.map((n) => this.viewWith(n, byNode.get(n.id) ?? []));
   }
 
   /** The rendered config of a node, for admins checking what a node gets. */
-  nodeConfig(id: string): string {
-    const node = this.mustGetNode(id);
+  async nodeConfig(id: string): Promise<string> {
+    const node = await this.mustGetNode(id);
     if (node.config === null) throw new ApiError('not_found', `node ${id} has no rendered config (it is ${node.status})`);
     return node.config;
   }

@@ -1,7 +1,7 @@
 import type { OperatorService } from '../operators/service.js';
 import type { AuditLog } from '../audit.js';
 import type { CertificateIssuer, IssuedClientCertificate } from '../signing/issuer.js';
-import type { Storage } from '../storage/storage.js';
+import type { Storage, StorageTx } from '../storage/storage.js';
 import { claimAt } from './claims.js';
 import { generateClientKey, publicKeyFromCsr, publicKeyFromPem, type ClientKey } from './client-key.js';
 import { ExchangeError } from './errors.js';
@@ -108,18 +108,18 @@ export class ExchangeService {
       ({ claims, sub, source } = await this.identify(req.credential));
     } catch (e) {
       if (e instanceof ExchangeError) {
-        this.audit.record({ type: 'auth_failure', ip: req.ip, detail: { reason: e.reason, detail: e.detail } });
+        await this.audit.record({ type: 'auth_failure', ip: req.ip, detail: { reason: e.reason, detail: e.detail } });
       }
       throw e;
     }
     const email = typeof claims.email === 'string' ? claims.email : null;
-    const refuse = (reason: string): never => {
-      this.audit.record({ type: 'auth_failure', subject: sub, ip: req.ip, detail: { reason } });
+    const refuse = async (reason: string): Promise<never> => {
+      await this.audit.record({ type: 'auth_failure', subject: sub, ip: req.ip, detail: { reason } });
       throw new ExchangeError('forbidden', reason);
     };
     const roles = mapRoles(claims, this.settings.rules, this.settings.defaultRoles);
-    if (roles.length === 0) refuse('no Talos role is mapped to this identity');
-    const authSuccess = () => this.audit.record({ type: 'auth_success', subject: sub, ip: req.ip, detail: { email, roles } });
+    if (roles.length === 0) await refuse('no Talos role is mapped to this identity');
+    const authSuccess = (db?: StorageTx) => this.audit.record({ type: 'auth_success', subject: sub, ip: req.ip, detail: { email, roles } }, db);
 
     const named = claimAt(claims, this.settings.subjectClaim);
     const commonName = (typeof named === 'string' && named.trim() ? named : sub).slice(0, 256);
@@ -127,14 +127,14 @@ export class ExchangeService {
     const now = this.now();
     // a remote signer is never asked for a blocked subject; the transaction below checks again, for
     // a block landing while Talos signs
-    if (signer.remote && this.storage.getBlockedSubject(sub)) refuse('this subject is blocked');
+    if (signer.remote && (await this.storage.getBlockedSubject(sub))) await refuse('this subject is blocked');
     let cert: IssuedClientCertificate;
     try {
       cert = await signer.issue({ spkiDer: key?.spkiDer, commonName, roles, ttlMs, now });
     } catch (e) {
-      authSuccess();
+      await authSuccess();
       const detail = e instanceof ExchangeError ? { signer: signer.mode, reason: e.reason, detail: e.detail } : { signer: signer.mode, error: (e as Error).message };
-      this.audit.record({ type: 'cert_error', subject: sub, ip: req.ip, detail });
+      await this.audit.record({ type: 'cert_error', subject: sub, ip: req.ip, detail });
       throw e;
     }
     try {
@@ -142,10 +142,10 @@ export class ExchangeService {
       // exchanges of this moment: when every operator's --watch renews at once, one commit serves many.
       // The block list is read in the same transaction, so a block landing meanwhile is never missed
       // (a blocked subject's certificate is signed and thrown away: blocks are rare, exchanges are not).
-      const blocked = await this.storage.groupedTransaction(() => {
-        if (this.storage.getBlockedSubject(sub)) return true;
-        authSuccess();
-        this.storage.addCertificate({
+      const blocked = await this.storage.groupedTransaction(async (tx) => {
+        if (await tx.getBlockedSubject(sub)) return true;
+        await authSuccess(tx);
+        await tx.addCertificate({
           serial: cert.serialHex,
           fingerprint: cert.fingerprint,
           subject: sub,
@@ -158,12 +158,12 @@ export class ExchangeService {
           clientIp: req.ip,
           source,
         });
-        this.audit.record({
+        await this.audit.record({
           type: 'cert_issued',
           subject: sub,
           ip: req.ip,
           detail: { serial: cert.serialHex, fingerprint: cert.fingerprint, common_name: commonName, roles, expires_at: cert.notAfter.toISOString(), signer: signer.mode },
-        });
+        }, tx);
         return false;
       });
       if (blocked) return refuse('this subject is blocked');
@@ -182,8 +182,8 @@ export class ExchangeService {
       };
     } catch (e) {
       if (e instanceof ExchangeError) throw e;
-      authSuccess();
-      this.audit.record({ type: 'cert_error', subject: sub, ip: req.ip, detail: { error: (e as Error).message } });
+      await authSuccess();
+      await this.audit.record({ type: 'cert_error', subject: sub, ip: req.ip, detail: { error: (e as Error).message } });
       throw e;
     }
   }

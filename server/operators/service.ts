@@ -55,12 +55,12 @@ export class OperatorService {
   ) {}
 
   /** The signed-in user approves their own CLI login. */
-  approve(request: DeviceRequestRecord, session: WebSessionRecord, expiryGraceMs: number): void {
+  async approve(request: DeviceRequestRecord, session: WebSessionRecord, expiryGraceMs: number): Promise<void> {
     if (!session.sub || !session.claims) throw new OAuthError('access_denied', 'not signed in');
     const now = this.now();
     const grantId = randomUUID();
-    this.storage.transaction(() => {
-      this.storage.createOperatorGrant({
+    await this.storage.transaction(async (tx) => {
+      await tx.createOperatorGrant({
         id: grantId,
         clientId: request.clientId,
         sub: session.sub as string,
@@ -73,41 +73,41 @@ export class OperatorService {
         revokedAt: null,
         revokedReason: null,
       });
-      this.storage.updateDeviceRequest(request.id, (r) => {
+      await tx.updateDeviceRequest(request.id, (r) => {
         if (r.status !== 'pending' || r.expiresAt + expiryGraceMs < now) throw new OAuthError('invalid_grant', `this login request is ${r.status === 'pending' ? 'expired' : r.status}`);
         return { ...r, status: 'approved', decidedAt: now, decidedBy: session.email ?? session.sub, grantId };
       });
     });
-    this.audit.record({ type: 'operator_login_approved', actor: session.email ?? session.sub, subject: session.sub, ip: request.sourceIp, detail: { grant: grantId } });
+    await this.audit.record({ type: 'operator_login_approved', actor: session.email ?? session.sub, subject: session.sub, ip: request.sourceIp, detail: { grant: grantId } });
   }
 
-  deny(request: DeviceRequestRecord, actor: string): void {
+  async deny(request: DeviceRequestRecord, actor: string): Promise<void> {
     const now = this.now();
-    this.storage.updateDeviceRequest(request.id, (r) => (r.status === 'pending' ? { ...r, status: 'denied', decidedAt: now, decidedBy: actor } : r));
-    this.audit.record({ type: 'device_denied', actor, subject: request.clientId, ip: request.sourceIp });
+    await this.storage.updateDeviceRequest(request.id, (r) => (r.status === 'pending' ? { ...r, status: 'denied', decidedAt: now, decidedBy: actor } : r));
+    await this.audit.record({ type: 'device_denied', actor, subject: request.clientId, ip: request.sourceIp });
   }
 
   /** The device code was approved: mark it used and hand out the first tokens, atomically. */
   async redeem(request: DeviceRequestRecord): Promise<OperatorTokens> {
-    const grant = request.grantId ? this.storage.getOperatorGrant(request.grantId) : undefined;
+    const grant = request.grantId ? await this.storage.getOperatorGrant(request.grantId) : undefined;
     if (!grant) throw new OAuthError('invalid_grant', 'this login was not approved');
     // blocked between the approval and the CLI's next poll: the login ended with the block
-    if (grant.revokedAt !== null || this.blocks.isBlocked(grant.sub)) throw new OAuthError('access_denied', 'this login was revoked');
+    if (grant.revokedAt !== null || (await this.blocks.isBlocked(grant.sub))) throw new OAuthError('access_denied', 'this login was revoked');
     const refresh = generateSecret();
     const now = this.now();
     try {
-      this.storage.transaction(() => {
-        this.storage.updateDeviceRequest(request.id, (r) => {
+      await this.storage.transaction(async (tx) => {
+        await tx.updateDeviceRequest(request.id, (r) => {
           if (r.status !== 'approved') throw new OAuthError('invalid_grant', 'device_code was already used');
           return { ...r, status: 'consumed' };
         });
-        this.storage.createRefreshToken({ tokenHash: hashSecret(refresh), grantId: grant.id, issuedAt: now, expiresAt: grant.expiresAt, usedAt: null });
+        await tx.createRefreshToken({ tokenHash: hashSecret(refresh), grantId: grant.id, issuedAt: now, expiresAt: grant.expiresAt, usedAt: null });
       });
     } catch (e) {
       if (e instanceof AlreadyExistsError) throw new OAuthError('invalid_grant', 'device_code was already used');
       throw e;
     }
-    this.audit.record({ type: 'operator_token_issued', subject: grant.sub, ip: request.sourceIp, detail: { grant: grant.id } });
+    await this.audit.record({ type: 'operator_token_issued', subject: grant.sub, ip: request.sourceIp, detail: { grant: grant.id } });
     return this.tokens(grant, refresh, now);
   }
 
@@ -116,26 +116,27 @@ export class OperatorService {
     return { access_token: access, token_type: 'Bearer', expires_in: Math.floor(this.settings.accessTokenTtlMs / 1000), refresh_token: refresh };
   }
 
-  private revokeGrant(grant: OperatorGrantRecord, reason: string, ip: string | null): void {
-    this.storage.updateOperatorGrant(grant.id, (g) => (g.revokedAt === null ? { ...g, revokedAt: this.now(), revokedReason: reason } : g));
-    this.audit.record({ type: 'operator_login_revoked', subject: grant.sub, ip, detail: { grant: grant.id, reason } });
+  private async revokeGrant(grant: OperatorGrantRecord, reason: string, ip: string | null): Promise<void> {
+    const now = this.now(); // read once: the updater may run more than once and must give the same answer
+    await this.storage.updateOperatorGrant(grant.id, (g) => (g.revokedAt === null ? { ...g, revokedAt: now, revokedReason: reason } : g));
+    await this.audit.record({ type: 'operator_login_revoked', subject: grant.sub, ip, detail: { grant: grant.id, reason } });
   }
 
   /** RFC 6749 §6 with rotation: a used refresh token presented again revokes the whole login. */
   async refresh(refreshToken: string, clientId: string, ip: string): Promise<OperatorTokens> {
     const hash = hashSecret(refreshToken);
-    const stored = this.storage.getRefreshToken(hash);
-    const grant = stored && this.storage.getOperatorGrant(stored.grantId);
+    const stored = await this.storage.getRefreshToken(hash);
+    const grant = stored && (await this.storage.getOperatorGrant(stored.grantId));
     const now = this.now();
     if (!stored || !grant || grant.clientId !== clientId) throw new OAuthError('invalid_grant', 'unknown refresh_token');
     if (grant.revokedAt !== null) throw new OAuthError('invalid_grant', `this login was revoked (${grant.revokedReason ?? 'revoked'})`);
     if (stored.expiresAt <= now || grant.expiresAt <= now) throw new OAuthError('invalid_grant', 'this login has expired; log in again');
-    if (!this.storage.useRefreshToken(hash, now)) {
-      this.revokeGrant(grant, 'refresh token reused', ip);
+    if (!(await this.storage.useRefreshToken(hash, now))) {
+      await this.revokeGrant(grant, 'refresh token reused', ip);
       throw new OAuthError('invalid_grant', 'this refresh_token was already used; the login is revoked');
     }
-    if (this.blocks.isBlocked(grant.sub)) {
-      this.revokeGrant(grant, 'subject blocked', ip);
+    if (await this.blocks.isBlocked(grant.sub)) {
+      await this.revokeGrant(grant, 'subject blocked', ip);
       throw new OAuthError('invalid_grant', 'this user is blocked');
     }
     let current = grant;
@@ -148,20 +149,20 @@ export class OperatorService {
         // does not say who the user is ends the login; the IdP being unreachable does not: the client
         // may try the same refresh token again.
         if (typeof (e as { error?: unknown }).error !== 'string') {
-          this.storage.releaseRefreshToken(hash);
+          await this.storage.releaseRefreshToken(hash);
           throw new OAuthError('temporarily_unavailable', 'the identity provider cannot be reached; try again shortly');
         }
-        this.revokeGrant(grant, `the IdP refused: ${(e as Error).message.slice(0, 200)}`, ip);
+        await this.revokeGrant(grant, `the IdP refused: ${(e as Error).message.slice(0, 200)}`, ip);
         throw new OAuthError('invalid_grant', 'the identity provider no longer accepts this user; log in again');
       }
       if (fresh.claims.sub !== undefined && fresh.claims.sub !== grant.sub) {
-        this.revokeGrant(grant, 'the IdP answered for another subject', ip);
+        await this.revokeGrant(grant, 'the IdP answered for another subject', ip);
         throw new OAuthError('invalid_grant', 'the identity provider answered for another user; log in again');
       }
       // the claims as the IdP states them now, replacing the old ones: a group (or any claim) the
       // IdP stopped sending is gone, and with it the roles it gave (security review #2)
       const claims: Record<string, unknown> = { ...fresh.claims, sub: grant.sub };
-      current = this.storage.updateOperatorGrant(grant.id, (g) => ({
+      current = await this.storage.updateOperatorGrant(grant.id, (g) => ({
         ...g,
         claims,
         email: typeof claims.email === 'string' ? claims.email : null,
@@ -170,16 +171,16 @@ export class OperatorService {
       }));
     }
     const next = generateSecret();
-    this.storage.createRefreshToken({ tokenHash: hashSecret(next), grantId: grant.id, issuedAt: now, expiresAt: grant.expiresAt, usedAt: null });
-    this.audit.record({ type: 'operator_token_refreshed', subject: grant.sub, ip, detail: { grant: grant.id } });
+    await this.storage.createRefreshToken({ tokenHash: hashSecret(next), grantId: grant.id, issuedAt: now, expiresAt: grant.expiresAt, usedAt: null });
+    await this.audit.record({ type: 'operator_token_refreshed', subject: grant.sub, ip, detail: { grant: grant.id } });
     return this.tokens(current, next, now);
   }
 
   /** RFC 7009: revoking a refresh token ends its whole login. Unknown tokens are not an error. */
-  revoke(refreshToken: string, ip: string): void {
-    const stored = this.storage.getRefreshToken(hashSecret(refreshToken));
-    const grant = stored && this.storage.getOperatorGrant(stored.grantId);
-    if (grant && grant.revokedAt === null) this.revokeGrant(grant, 'logged out', ip);
+  async revoke(refreshToken: string, ip: string): Promise<void> {
+    const stored = await this.storage.getRefreshToken(hashSecret(refreshToken));
+    const grant = stored && (await this.storage.getOperatorGrant(stored.grantId));
+    if (grant && grant.revokedAt === null) await this.revokeGrant(grant, 'logged out', ip);
   }
 
   /** Who a gate access token speaks for, while their login lives. */
@@ -190,11 +191,11 @@ export class OperatorService {
     } catch (e) {
       throw new ExchangeError('invalid_token', 'the gate token is invalid or expired', (e as Error).message);
     }
-    const grant = this.storage.getOperatorGrant(gid);
+    const grant = await this.storage.getOperatorGrant(gid);
     if (!grant || grant.revokedAt !== null || grant.expiresAt <= this.now()) {
       throw new ExchangeError('invalid_token', 'this login was revoked or has expired');
     }
-    if (this.blocks.isBlocked(grant.sub)) throw new ExchangeError('forbidden', 'this subject is blocked');
+    if (await this.blocks.isBlocked(grant.sub)) throw new ExchangeError('forbidden', 'this subject is blocked');
     return { sub: grant.sub, email: grant.email, claims: grant.claims, grantId: grant.id };
   }
 

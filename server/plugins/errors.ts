@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { OAuthError } from '../../device/errors.js';
 import { ApiError } from '../api-error.js';
 import { ExchangeError } from '../exchange/errors.js';
+import { AlreadyExistsError, NotFoundError } from '../storage/storage.js';
 
 /** The one place errors become responses: RFC 6749 shape, never a stack, never a 500 for a client's mistake. */
 export function registerErrorHandling(app: FastifyInstance): void {
@@ -27,6 +28,14 @@ export function registerErrorHandling(app: FastifyInstance): void {
         bad_gateway: 'bad_gateway',
       }[err.kind];
       return reply.code(err.status).header('Cache-Control', 'no-store').send({ error, error_description: err.reason });
+    }
+    // A record gone between a service's read and its write (a node forgotten while it was approved, a
+    // session ended by another request): what the client asked about no longer exists.
+    if (err instanceof NotFoundError) {
+      return reply.code(404).header('Cache-Control', 'no-store').send({ error: 'not_found', error_description: err.message });
+    }
+    if (err instanceof AlreadyExistsError) {
+      return reply.code(409).header('Cache-Control', 'no-store').send({ error: 'conflict', error_description: err.message });
     }
     const fe = err as FastifyError;
     if (fe.validation) {

@@ -9,7 +9,8 @@ import { ExchangeError } from '../exchange/errors.js';
 import type { ExchangeService } from '../exchange/service.js';
 import type { OperatorService } from '../operators/service.js';
 import type { SubjectBlocks } from '../access/subject-blocks.js';
-import type { CertificateRecord, Storage, WebSessionRecord } from '../storage/storage.js';
+import type { GateReports } from '../reports.js';
+import type { CertificateRecord, WebSessionRecord } from '../storage/storage.js';
 import { actorOf, type SessionService } from '../web/sessions.js';
 import { SESSION_COOKIE } from './web.js';
 import { nodeJson } from './node-json.js';
@@ -60,14 +61,14 @@ export interface AdminDeps {
   exchange: ExchangeService | undefined;
   operators: OperatorService;
   admins: ClaimRule[];
-  storage: Storage;
+  reports: GateReports;
   adminToken: string;
   sessions: SessionService;
   startedAt: number;
   now: () => number;
 }
 
-export function adminRoutes({ enrollment, exchange, operators, blocks, admins, storage, adminToken, sessions, startedAt, now }: AdminDeps) {
+export function adminRoutes({ enrollment, exchange, operators, blocks, admins, reports, adminToken, sessions, startedAt, now }: AdminDeps) {
   return async (app: FastifyInstance) => {
     /**
      * The admin token; the gate access token of an admin logged in with `talos-gate login --device`;
@@ -78,8 +79,8 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
       const who = await callerOf(request, reply);
       // the same checks for every credential that speaks for an IdP subject (security review #3):
       // a blocked subject has no admin API, whichever way it signs in, and so cannot unblock itself
-      if (who.sub !== undefined && blocks.isBlocked(who.sub)) {
-        if (who.session) sessions.destroy(who.session);
+      if (who.sub !== undefined && (await blocks.isBlocked(who.sub))) {
+        if (who.session) await sessions.destroy(who.session);
         throw new ApiError('forbidden', `${who.actor} is blocked`);
       }
       if (!who.isAdmin) throw new ApiError('forbidden', `${who.actor} is not an admin`);
@@ -109,7 +110,7 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
         }
         throw new ApiError('unauthorized', 'a valid admin token is required');
       }
-      const session = sessions.get(request.cookies[SESSION_COOKIE]);
+      const session = await sessions.get(request.cookies[SESSION_COOKIE]);
       if (!session?.sub) throw new ApiError('unauthorized', 'an admin token (Authorization: Bearer) or a signed-in admin session is required');
       if (session.isAdmin && request.method !== 'GET' && request.method !== 'HEAD') {
         await new Promise<void>((resolve, reject) => app.csrfProtection(request, reply, (err?: Error) => (err ? reject(new ApiError('forbidden', 'a valid x-csrf-token header is required')) : resolve())));
@@ -136,7 +137,7 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
       },
       async (request) => {
         const { status, limit, cursor } = request.query;
-        const page = enrollment.listNodes(status, { limit, cursor });
+        const page = await enrollment.listNodes(status, { limit, cursor });
         return { nodes: page.nodes.map(nodeJson), next_cursor: page.nextCursor };
       },
     );
@@ -162,7 +163,7 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
       async (request, reply) => {
         const b = request.body;
         const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve, autoApproveCidrs: b.auto_approve_cidrs };
-        return reply.code(201).send(nodeJson(enrollment.register(reg, request.actor)));
+        return reply.code(201).send(nodeJson(await enrollment.register(reg, request.actor)));
       },
     );
 
@@ -176,33 +177,33 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
           request.body ??= {};
         },
       },
-      async (request) => nodeJson(enrollment.armAutoApprove(request.params.id, request.body?.auto_approve_cidrs, request.actor)),
+      async (request) => nodeJson(await enrollment.armAutoApprove(request.params.id, request.body?.auto_approve_cidrs, request.actor)),
     );
 
     app.get<{ Params: { id: string } }>('/nodes/:id', { schema: { params: nodeIdParams } }, async (request) =>
-      nodeJson(enrollment.getNode(request.params.id)),
+      nodeJson(await enrollment.getNode(request.params.id)),
     );
 
     app.delete<{ Params: { id: string } }>('/nodes/:id', { schema: { params: nodeIdParams } }, async (request, reply) => {
-      enrollment.forgetNode(request.params.id, request.actor);
+      await enrollment.forgetNode(request.params.id, request.actor);
       return reply.code(204).send();
     });
 
     app.get<{ Params: { id: string } }>('/nodes/:id/config', { schema: { params: nodeIdParams } }, async (request, reply) =>
-      reply.type('application/yaml; charset=utf-8').send(enrollment.nodeConfig(request.params.id)),
+      reply.type('application/yaml; charset=utf-8').send(await enrollment.nodeConfig(request.params.id)),
     );
 
     const decisionBody = { type: 'object', properties: decisionProperties, additionalProperties: false } as const;
     app.post<{ Params: { id: string }; Body: DecisionBody | undefined }>(
       '/nodes/:id/approve',
       { schema: { params: nodeIdParams, body: decisionBody } },
-      async (request) => nodeJson(enrollment.approveNode(request.params.id, decisionOf(request.body), request.actor)),
+      async (request) => nodeJson(await enrollment.approveNode(request.params.id, decisionOf(request.body), request.actor)),
     );
     app.post<{ Params: { id: string } }>('/nodes/:id/deny', { schema: { params: nodeIdParams } }, async (request) =>
-      nodeJson(enrollment.denyNode(request.params.id, request.actor)),
+      nodeJson(await enrollment.denyNode(request.params.id, request.actor)),
     );
     app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { schema: { params: nodeIdParams } }, async (request) =>
-      nodeJson(enrollment.revokeNode(request.params.id, request.actor)),
+      nodeJson(await enrollment.revokeNode(request.params.id, request.actor)),
     );
 
     const userCodeBody = {
@@ -212,12 +213,12 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
       additionalProperties: false,
     } as const;
     app.post<{ Body: DecisionBody & { user_code: string } }>('/device/approve', { schema: { body: userCodeBody } }, async (request) =>
-      nodeJson(enrollment.approveByUserCode(request.body.user_code, decisionOf(request.body), request.actor)),
+      nodeJson(await enrollment.approveByUserCode(request.body.user_code, decisionOf(request.body), request.actor)),
     );
     app.post<{ Body: { user_code: string } }>(
       '/device/deny',
       { schema: { body: { type: 'object', properties: { user_code: { type: 'string', maxLength: 32 } }, required: ['user_code'], additionalProperties: false } } },
-      async (request) => nodeJson(enrollment.denyByUserCode(request.body.user_code, request.actor)),
+      async (request) => nodeJson(await enrollment.denyByUserCode(request.body.user_code, request.actor)),
     );
 
     app.get<{ Querystring: { limit?: number; before?: number } }>(
@@ -232,7 +233,7 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
         },
       },
       async (request) => {
-        const events = storage.listAuditEvents({ limit: request.query.limit ?? 100, beforeId: request.query.before });
+        const events = await reports.auditEvents({ limit: request.query.limit ?? 100, before: request.query.before });
         const last = events[events.length - 1];
         return { events: events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), next_before: events.length === (request.query.limit ?? 100) && last ? last.id : null };
       },
@@ -258,13 +259,11 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
       async (request) => {
         const q = request.query;
         const limit = q.limit ?? 100;
-        const filter = { ...(q.active ? { activeAt: now() } : {}), ...(q.subject !== undefined ? { subject: q.subject } : {}) };
-        const certs = storage.listCertificates(filter, { limit, ...(q.before !== undefined ? { beforeId: q.before } : {}) });
+        const { certs, total } = await reports.certificates({ active: q.active, subject: q.subject }, { limit, before: q.before }, q.total === true);
         const last = certs[certs.length - 1];
         return {
           certs: certs.map(certJson),
-          // counting walks every matching record (100,000 active ones cost more than the page), so only on request
-          ...(q.total ? { total: storage.countCertificates(filter) } : {}),
+          ...(total !== undefined ? { total } : {}),
           next_before: certs.length === limit && last ? last.id : null,
         };
       },
@@ -272,17 +271,17 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
 
     app.get('/stats', async () => {
       const t = now();
-      const counts = storage.countAuditEvents(['auth_success', 'auth_failure', 'cert_error']);
+      const s = await reports.stats();
       return {
         started_at: new Date(startedAt).toISOString(),
         uptime_seconds: Math.floor((t - startedAt) / 1000),
-        total_certs_issued: storage.countCertificates({}),
-        active_certs: storage.countCertificates({ activeAt: t }),
-        auth_successes: counts.auth_success,
-        auth_failures: counts.auth_failure,
-        cert_errors: counts.cert_error,
-        nodes: storage.countNodesByStatus(),
-        blocked_subjects: storage.listBlockedSubjects().length,
+        total_certs_issued: s.totalCertsIssued,
+        active_certs: s.activeCerts,
+        auth_successes: s.authSuccesses,
+        auth_failures: s.authFailures,
+        cert_errors: s.certErrors,
+        nodes: s.nodes,
+        blocked_subjects: s.blockedSubjects,
       };
     });
 
@@ -291,16 +290,16 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, s
       '/subjects/:sub/block',
       { schema: { params: subParams, body: { type: 'object', properties: { reason: { type: 'string', maxLength: 512 } }, additionalProperties: false } } },
       async (request) => {
-        const r = blocks.block(request.params.sub, request.actor, request.body?.reason);
+        const r = await blocks.block(request.params.sub, request.actor, request.body?.reason);
         return { subject: request.params.sub, blocked: true, changed: r.changed, web_sessions_ended: r.webSessions, operator_logins_revoked: r.operatorLogins };
       },
     );
     app.post<{ Params: { sub: string } }>('/subjects/:sub/unblock', { schema: { params: subParams } }, async (request) => {
-      const removed = blocks.unblock(request.params.sub, request.actor);
+      const removed = await blocks.unblock(request.params.sub, request.actor);
       return { subject: request.params.sub, blocked: false, changed: removed };
     });
     app.get('/subjects/blocked', async () => ({
-      subjects: storage.listBlockedSubjects().map((b) => ({
+      subjects: (await blocks.list()).map((b) => ({
         subject: b.subject,
         blocked_at: new Date(b.blockedAt).toISOString(),
         blocked_by: b.blockedBy,

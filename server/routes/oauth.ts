@@ -28,7 +28,7 @@ export function oauthRoutes({ enrollment, operators, gateTokens, config }: OAuth
       const ip = clientIp(request);
       const response =
         enrollment.clientKind(clientIdOf(request.body)) === 'operator'
-          ? (() => {
+          ? await (() => {
               const r = parseOperatorAuthorizationRequest(request.body);
               return enrollment.requestOperatorCode(r.clientId, r.scope, ip);
             })()
@@ -57,7 +57,7 @@ export function oauthRoutes({ enrollment, operators, gateTokens, config }: OAuth
       if (!token) throw new OAuthError('invalid_request', 'token is required');
       const client = parseClientCredentials(form, request.headers.authorization);
       if (enrollment.clientKind(client.clientId) !== 'operator') throw new OAuthError('unauthorized_client', 'only operator clients revoke tokens here');
-      if (form.get('token_type_hint') !== 'access_token') operators.revoke(token, clientIp(request));
+      if (form.get('token_type_hint') !== 'access_token') await operators.revoke(token, clientIp(request));
       return reply.header('Cache-Control', 'no-store').send({});
     });
 

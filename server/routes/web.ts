@@ -12,7 +12,8 @@ import type { SubjectBlocks } from '../access/subject-blocks.js';
 import type { IpAllowed } from '../plugins/ip-allowlist.js';
 import type { OperatorService } from '../operators/service.js';
 import { perMinute } from '../plugins/rate-limits.js';
-import type { Storage, WebSessionRecord } from '../storage/storage.js';
+import type { GateReports } from '../reports.js';
+import type { WebSessionRecord } from '../storage/storage.js';
 import type { CodeEntryGuard } from '../web/code-entry-guard.js';
 import type { DecisionTickets } from '../web/decision-tickets.js';
 import type { Html } from '../web/html.js';
@@ -28,7 +29,7 @@ export const SESSION_COOKIE = 'tg_session';
 
 export interface WebDeps {
   enrollment: EnrollmentService;
-  storage: Storage;
+  reports: GateReports;
   sessions: SessionService;
   oidc: OidcLogin | undefined;
   guard: CodeEntryGuard;
@@ -69,18 +70,18 @@ export function webRoutes(d: WebDeps) {
   return async (app: FastifyInstance) => {
     // A blocked subject's sessions end when it is blocked; a session read here is checked again all the
     // same (security review #3), so no page ever acts for a blocked subject.
-    const ctxOf = (request: FastifyRequest): Ctx => {
-      const session = d.sessions.get(request.cookies[SESSION_COOKIE]);
-      if (session?.sub && d.blocks.isBlocked(session.sub)) {
-        d.sessions.destroy(session);
+    const ctxOf = async (request: FastifyRequest): Promise<Ctx> => {
+      const session = await d.sessions.get(request.cookies[SESSION_COOKIE]);
+      if (session?.sub && (await d.blocks.isBlocked(session.sub))) {
+        await d.sessions.destroy(session);
         return { session: undefined };
       }
       return { session };
     };
-    const ensureSession = (request: FastifyRequest, reply: FastifyReply): WebSessionRecord => {
-      const existing = d.sessions.get(request.cookies[SESSION_COOKIE]);
+    const ensureSession = async (request: FastifyRequest, reply: FastifyReply): Promise<WebSessionRecord> => {
+      const existing = await d.sessions.get(request.cookies[SESSION_COOKIE]);
       if (existing) return existing;
-      const { cookie, session } = d.sessions.create();
+      const { cookie, session } = await d.sessions.create();
       reply.setCookie(SESSION_COOKIE, cookie, cookieOpts);
       request.cookies[SESSION_COOKIE] = cookie;
       return session;
@@ -119,8 +120,8 @@ export function webRoutes(d: WebDeps) {
       return s;
     };
 
-    app.setErrorHandler((err: FastifyError, request, reply) => {
-      const session = d.sessions.get(request.cookies[SESSION_COOKIE]);
+    app.setErrorHandler(async (err: FastifyError, request, reply) => {
+      const session = await d.sessions.get(request.cookies[SESSION_COOKIE]);
       if (err.code === 'FST_CSRF_INVALID_TOKEN' || err.code === 'FST_CSRF_MISSING_SECRET') {
         return send(reply, 403, 'Refused', problem('Refused', 'This form expired or did not come from this site. Reload the page and try again.'), session);
       }
@@ -138,13 +139,13 @@ export function webRoutes(d: WebDeps) {
 
     app.get<{ Querystring: { return_to?: string } }>('/auth/login', perMinute(d.limits.signIn), async (request, reply) => {
       if (!d.oidc) return send(reply, 503, 'Sign-in unavailable', problem('Sign-in is not configured', 'Set oidc.issuer_url and oidc.client_id in the gate config.'), undefined);
-      const session = ensureSession(request, reply);
+      const session = await ensureSession(request, reply);
       const start = await d.oidc.start().catch((e: Error) => {
         request.log.warn({ err: e }, 'IdP discovery failed');
         return undefined;
       });
       if (!start) return send(reply, 503, 'Sign-in unavailable', problem('The identity provider cannot be reached', 'Try again in a moment.'), session);
-      d.sessions.startLogin(session, {
+      await d.sessions.startLogin(session, {
         state: start.state,
         nonce: start.nonce,
         codeVerifier: start.codeVerifier,
@@ -155,7 +156,7 @@ export function webRoutes(d: WebDeps) {
     });
 
     app.get<{ Querystring: Record<string, string | undefined> }>('/auth/callback', async (request, reply) => {
-      const ctx = ctxOf(request);
+      const ctx = await ctxOf(request);
       const pending = ctx.session?.login;
       if (!d.oidc || !ctx.session || !pending) {
         return send(reply, 400, 'Sign-in failed', problem('Sign-in failed', 'This sign-in was not started here or has expired. Start again.'), ctx.session);
@@ -171,8 +172,8 @@ export function webRoutes(d: WebDeps) {
         request.log.warn({ err: e }, 'sign-in callback refused');
         return send(reply, 400, 'Sign-in failed', problem('Sign-in failed', 'The answer from the identity provider could not be verified. Start again.'), ctx.session);
       }
-      if (d.blocks.isBlocked(String(claims.sub))) {
-        d.sessions.destroy(ctx.session);
+      if (await d.blocks.isBlocked(String(claims.sub))) {
+        await d.sessions.destroy(ctx.session);
         reply.clearCookie(SESSION_COOKIE, cookieOpts);
         return send(reply, 403, 'Blocked', problem('This account is blocked', 'An admin of this gate blocked your account. Ask them why.'), undefined);
       }
@@ -185,16 +186,16 @@ export function webRoutes(d: WebDeps) {
         idpRefreshToken,
       };
       // a new session id at sign-in, so an id planted before it is worth nothing after
-      d.sessions.destroy(ctx.session);
-      const { cookie, session } = d.sessions.create();
-      d.sessions.completeLogin(session, user);
+      await d.sessions.destroy(ctx.session);
+      const { cookie, session } = await d.sessions.create();
+      await d.sessions.completeLogin(session, user);
       reply.setCookie(SESSION_COOKIE, cookie, cookieOpts);
       return reply.redirect(pending.returnTo, 303);
     });
 
     app.post('/auth/logout', { preHandler: app.csrfProtection }, async (request, reply) => {
-      const ctx = ctxOf(request);
-      if (ctx.session) d.sessions.destroy(ctx.session);
+      const ctx = await ctxOf(request);
+      if (ctx.session) await d.sessions.destroy(ctx.session);
       reply.clearCookie(SESSION_COOKIE, cookieOpts);
       return send(reply, 200, 'Signed out', signedOut(), undefined);
     });
@@ -202,18 +203,19 @@ export function webRoutes(d: WebDeps) {
     // --- dashboard -------------------------------------------------------------------------
 
     app.get('/', async (request, reply) => {
-      const ctx = ctxOf(request);
+      const ctx = await ctxOf(request);
       const s = requireAdmin(request, reply, ctx);
       if (!s) return reply;
       const now = d.now();
-      const nodes = d.enrollment.dashboardNodes();
+      const nodes = await d.enrollment.dashboardNodes();
+      const recent = await d.reports.dashboard();
       const body = dashboard({
         pending: nodes.asking,
         pendingTotal: nodes.askingTotal,
         decided: nodes.decided,
         decidedTotal: nodes.decidedTotal,
-        certs: d.storage.listCertificates({ activeAt: now }, { limit: 50 }),
-        audit: d.storage.listAuditEvents({ limit: 25 }),
+        certs: recent.certs,
+        audit: recent.audit,
         csrfToken: csrf(reply, s),
         now,
       });
@@ -221,46 +223,47 @@ export function webRoutes(d: WebDeps) {
     });
 
     app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { preHandler: app.csrfProtection }, async (request, reply) => {
-      const ctx = ctxOf(request);
+      const ctx = await ctxOf(request);
       const s = requireAdmin(request, reply, ctx);
       if (!s) return reply;
-      d.enrollment.revokeNode(request.params.id, actorOf(s));
+      await d.enrollment.revokeNode(request.params.id, actorOf(s));
       return reply.redirect('/', 303);
     });
 
     // --- device verification (RFC 8628 §3.3) ---------------------------------------------------
 
     /** The pending request behind a typed code, or undefined for a code that is not one. */
-    const findPending = (typed: string) => {
+    const findPending = async (typed: string) => {
       try {
-        return normalizeUserCode(typed) === undefined ? undefined : d.enrollment.findPendingByUserCode(typed);
+        return normalizeUserCode(typed) === undefined ? undefined : await d.enrollment.findPendingByUserCode(typed);
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
         return undefined;
       }
     };
     /** RFC 8628 §5.1: guesses are limited; the page that says so while entry is closed. */
-    const lockedOut = (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
-      const locked = d.guard.lockedUntil(s.idHash, clientIp(request));
+    const lockedOut = async (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
+      const locked = await d.guard.lockedUntil(s.idHash, clientIp(request));
       if (locked === undefined) return undefined;
       return send(reply, 429, 'Enter the code', codeEntry({ prefill: typed, lockedUntil: locked, csrfToken: csrf(reply, s), now: d.now() }), s);
     };
     /** A wrong code counts against the session and the address, and says so. */
-    const wrongCode = (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string, error: string) => {
+    const wrongCode = async (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string, error: string) => {
       const ip = clientIp(request);
-      d.guard.recordFailure(s.idHash, ip);
-      return send(reply, 400, 'Enter the code', codeEntry({ prefill: typed, error, lockedUntil: d.guard.lockedUntil(s.idHash, ip), csrfToken: csrf(reply, s), now: d.now() }), s);
+      await d.guard.recordFailure(s.idHash, ip);
+      const lockedUntil = await d.guard.lockedUntil(s.idHash, ip);
+      return send(reply, 400, 'Enter the code', codeEntry({ prefill: typed, error, lockedUntil, csrfToken: csrf(reply, s), now: d.now() }), s);
     };
 
     const addressNotAllowed = (reply: FastifyReply, s: WebSessionRecord) =>
       send(reply, 403, 'Not allowed', problem('Not from this address', 'Machines are approved only from the addresses in ip_allowlist.admin.'), s);
 
-    const lookup = (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
+    const lookup = async (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
       const now = d.now();
-      const closed = lockedOut(request, reply, s, typed);
+      const closed = await lockedOut(request, reply, s, typed);
       if (closed) return closed;
-      const found = findPending(typed);
-      if (!found) return wrongCode(request, reply, s, typed, 'That code is not valid, has expired, or was already used. Check the console and try again.');
+      const found = await findPending(typed);
+      if (!found) return await wrongCode(request, reply, s, typed, 'That code is not valid, has expired, or was already used. Check the console and try again.');
       if (!found.node) {
         const roles = mapRoles(s.claims ?? {}, d.roleRules.rules, d.roleRules.defaults);
         const ticket = d.tickets.issue(s.idHash, found.request.id);
@@ -287,26 +290,26 @@ export function webRoutes(d: WebDeps) {
 
     // Any signed-in user may enter a code: operators approve their own CLI logins; machines need an admin.
     app.get<{ Querystring: { user_code?: string } }>('/device', perMinute(d.limits.codeEntry), async (request, reply) => {
-      const ctx = ctxOf(request);
+      const ctx = await ctxOf(request);
       const s = requireUser(request, reply, ctx);
       if (!s) return reply;
       const typed = typeof request.query.user_code === 'string' ? request.query.user_code.slice(0, 32) : '';
       if (!typed) return send(reply, 200, 'Enter the code', codeEntry({ prefill: '', csrfToken: csrf(reply, s), now: d.now() }), s);
-      return lookup(request, reply, s, typed);
+      return await lookup(request, reply, s, typed);
     });
 
     app.post<{ Body: { user_code?: string } }>('/device', { preHandler: app.csrfProtection, ...perMinute(d.limits.codeEntry) }, async (request, reply) => {
-      const ctx = ctxOf(request);
+      const ctx = await ctxOf(request);
       const s = requireUser(request, reply, ctx);
       if (!s) return reply;
-      return lookup(request, reply, s, String(request.body?.user_code ?? '').slice(0, 32));
+      return await lookup(request, reply, s, String(request.body?.user_code ?? '').slice(0, 32));
     });
 
     app.post<{ Body: { user_code?: string; ticket?: string; decision?: string; profile?: string; hostname?: string; patch?: string } }>(
       '/device/decision',
       { preHandler: app.csrfProtection, ...perMinute(d.limits.codeEntry) },
       async (request, reply) => {
-        const ctx = ctxOf(request);
+        const ctx = await ctxOf(request);
         const s = requireUser(request, reply, ctx);
         if (!s) return reply;
         const b = request.body ?? {};
@@ -314,29 +317,29 @@ export function webRoutes(d: WebDeps) {
         const actor = actorOf(s);
         // the same lockout as code entry, and only for a request this session looked up (security
         // review #6): any other code, existing or not, gets the one answer a wrong code gets
-        const closed = lockedOut(request, reply, s, '');
+        const closed = await lockedOut(request, reply, s, '');
         if (closed) return closed;
-        const found = findPending(userCode);
+        const found = await findPending(userCode);
         if (!found || !d.tickets.verify(b.ticket, s.idHash, found.request.id)) {
-          return wrongCode(request, reply, s, '', 'That code is not valid here, has expired, or was already decided. Enter the code from the console again.');
+          return await wrongCode(request, reply, s, '', 'That code is not valid here, has expired, or was already decided. Enter the code from the console again.');
         }
         if (!found.node) {
           // a CLI login: the signed-in user decides for themselves
-          if (b.decision === 'approve') d.operators.approve(found.request, s, d.expiryGraceMs);
-          else d.operators.deny(found.request, actor);
+          if (b.decision === 'approve') await d.operators.approve(found.request, s, d.expiryGraceMs);
+          else await d.operators.deny(found.request, actor);
           return send(reply, 200, b.decision === 'approve' ? 'Logged in' : 'Refused', operatorDone({ approved: b.decision === 'approve', user: actor }), s);
         }
         if (!s.isAdmin) return send(reply, 403, 'Not allowed', notAllowed(actor), s);
         if (!d.ipAllowed(clientIp(request), 'admin')) return addressNotAllowed(reply, s);
         const node = found.node;
         if (b.decision === 'deny') {
-          const node = d.enrollment.denyByUserCode(userCode, actor);
+          const node = await d.enrollment.denyByUserCode(userCode, actor);
           return send(reply, 200, 'Denied', decisionDone({ approved: false, node, userCode }), s);
         }
         if (b.decision !== 'approve') throw new ApiError('invalid_request', 'choose Approve or Deny');
         const patch = String(b.patch ?? '').trim();
         try {
-          const approved = d.enrollment.approveByUserCode(
+          const approved = await d.enrollment.approveByUserCode(
             userCode,
             { profile: b.profile, hostname: b.hostname?.trim() || undefined, patches: patch ? [...node.patches, patch] : undefined },
             actor,

@@ -1,6 +1,17 @@
-// The one storage interface of the gate. The SQLite backend implements it today; another backend
-// must pass test/storage/conformance.ts. Updaters get the stored record and return the new one; the
-// backend runs them inside a transaction, so read-check-write is atomic.
+// The one storage interface of the gate. The SQLite backend implements it today (server/storage/
+// sqlite/); any other backend must pass test/storage/conformance.ts. The contract, as Dex's
+// storage.go states its own:
+// - Every method is asynchronous and atomic on its own: an `update…(id, updater)` reads, checks and
+//   writes inside one transaction. Updaters get the stored record and return the new one; they must
+//   be pure (no I/O, no side effects, the same answer for the same record), because a backend may call
+//   them more than once (a serialization failure retried, a row read again under its lock). An
+//   updater refuses by throwing; nothing is written then, and the error reaches the caller.
+// - Explicit transactions: `transaction(async (tx) => …)` runs the function with `tx`, the view of
+//   the storage bound to that one transaction (one database connection); everything done through
+//   `tx` commits together or not at all. Work in a transaction goes through `tx` only, one call after
+//   the other (await each), and does no slow I/O: it holds the write lock (SQLite) or a connection
+//   and row locks (a server database) meanwhile. A transaction inside one is a savepoint.
+// - Errors: NotFoundError and AlreadyExistsError below; anything else is the backend's failure.
 
 export type NodeStatus = 'pending' | 'approved' | 'denied' | 'revoked';
 export type DeviceRequestStatus = 'pending' | 'approved' | 'denied' | 'consumed';
@@ -238,114 +249,129 @@ export interface WebSessionRecord {
 /** What one poll at /token changes on its device request (RFC 8628 §3.5 interval and slow_down bookkeeping). */
 export type DevicePollFields = Partial<Pick<DeviceRequestRecord, 'intervalMs' | 'lastPollAt' | 'nextPollAt' | 'lastPollBasic' | 'lastAnswer'>>;
 
-export interface Storage {
-  /** Runs fn atomically: everything it does through this storage commits together or not at all. */
-  transaction<T>(fn: () => T): T;
+/**
+ * What can be done on the storage, either on its own (each call its own transaction) or as part of a
+ * transaction (the `tx` given to transaction()'s function). Code that takes a StorageTx works both
+ * ways: called with the storage, or with a transaction it belongs to.
+ */
+export interface StorageTx {
   /**
-   * Runs fn atomically as transaction() does, but commits it together with the other grouped
-   * transactions asked for in the same turn of the event loop (group commit), so a burst of small
-   * writes costs one commit. Resolves with fn's result once committed; rejects with fn's own error
-   * (its writes undone, the others' kept) or with the commit's error (all undone).
+   * Runs fn atomically with `tx` bound to the transaction: what fn does through `tx` commits together
+   * or not at all, after fn's promise resolves; fn's rejection undoes it and is passed on. Called on a
+   * transaction's `tx`, it is a savepoint inside that transaction: a rejection undoes only its part.
    */
-  groupedTransaction<T>(fn: () => T): Promise<T>;
+  transaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T>;
 
-  createNode(node: NodeRecord): NodeRecord;
-  getNode(id: string): NodeRecord | undefined;
+  createNode(node: NodeRecord): Promise<NodeRecord>;
+  getNode(id: string): Promise<NodeRecord | undefined>;
   /**
    * A page of nodes, newest first by (createdAt, id): a key that never changes, so following
    * `after` from page to page sees every node that existed when the walk began exactly once, however
    * many are added or deleted meanwhile.
    */
-  listNodes(filter: NodeFilter, page: NodePage): NodeSummary[];
-  countNodes(filter: NodeFilter): number;
-  countNodesByStatus(): Record<NodeStatus, number>;
-  updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): NodeRecord;
+  listNodes(filter: NodeFilter, page: NodePage): Promise<NodeSummary[]>;
+  countNodes(filter: NodeFilter): Promise<number>;
+  countNodesByStatus(): Promise<Record<NodeStatus, number>>;
+  updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): Promise<NodeRecord>;
   /** Counts one config download: only the counters, not the rest of the row (which holds the rendered config). */
-  recordConfigDownload(id: string, at: number, ip: string): void;
+  recordConfigDownload(id: string, at: number, ip: string): Promise<void>;
   /** Deletes the node with its device requests and tokens. Returns false when there was none. */
-  deleteNode(id: string): boolean;
+  deleteNode(id: string): Promise<boolean>;
   /**
    * Deletes at most `limit` abandoned nodes, with their device requests: nodes nobody decided on or
    * registered (status pending, no decision, no profile, not auto-approved) that last asked before
    * `askedBefore` and have no device request unexpired at `now`. Returns how many.
    */
-  deleteAbandonedNodes(askedBefore: number, now: number, limit: number): number;
+  deleteAbandonedNodes(askedBefore: number, now: number, limit: number): Promise<number>;
 
   /** Throws AlreadyExistsError when the device code hash or user code is taken. */
-  createDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord;
-  getDeviceRequest(id: number): DeviceRequestRecord | undefined;
-  getDeviceRequestByCodeHash(hash: string): DeviceRequestRecord | undefined;
-  getDeviceRequestByUserCode(userCode: string): DeviceRequestRecord | undefined;
+  createDeviceRequest(req: NewDeviceRequest): Promise<DeviceRequestRecord>;
+  getDeviceRequest(id: number): Promise<DeviceRequestRecord | undefined>;
+  getDeviceRequestByCodeHash(hash: string): Promise<DeviceRequestRecord | undefined>;
+  getDeviceRequestByUserCode(userCode: string): Promise<DeviceRequestRecord | undefined>;
   /** In creation order. `nodeIds`: the requests of any of these nodes. */
-  listDeviceRequests(filter: { nodeId?: string; nodeIds?: string[]; status?: DeviceRequestStatus }): DeviceRequestRecord[];
+  listDeviceRequests(filter: { nodeId?: string; nodeIds?: string[]; status?: DeviceRequestStatus }): Promise<DeviceRequestRecord[]>;
   /**
    * Bounds the request rows of one node: deletes its finished requests (denied, or pending or approved
    * and expired before `finishedBefore`; never consumed ones, whose tokens refer to them) except the
    * newest `keep` requests of the node. Returns how many.
    */
-  pruneDeviceRequests(nodeId: string, keep: number, finishedBefore: number): number;
-  updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): DeviceRequestRecord;
+  pruneDeviceRequests(nodeId: string, keep: number, finishedBefore: number): Promise<number>;
+  updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): Promise<DeviceRequestRecord>;
   /** Writes only a poll's bookkeeping: every poll of a booting rack does this, so it skips the rest of the row. */
-  recordPoll(id: number, fields: DevicePollFields): void;
+  recordPoll(id: number, fields: DevicePollFields): Promise<void>;
   /** Pending, unexpired requests from one address bucket (sourceBucket). */
-  countPendingDeviceRequestsInBucket(bucket: string, now: number): number;
-  countDeviceRequestsByStatus(): Record<DeviceRequestStatus, number>;
+  countPendingDeviceRequestsInBucket(bucket: string, now: number): Promise<number>;
+  countDeviceRequestsByStatus(): Promise<Record<DeviceRequestStatus, number>>;
 
   /** Throws AlreadyExistsError when the device request already yielded a token. */
-  createNodeToken(token: NodeTokenRecord): NodeTokenRecord;
-  getNodeToken(hash: string): NodeTokenRecord | undefined;
-  revokeNodeTokens(nodeId: string, at: number): number;
+  createNodeToken(token: NodeTokenRecord): Promise<NodeTokenRecord>;
+  getNodeToken(hash: string): Promise<NodeTokenRecord | undefined>;
+  revokeNodeTokens(nodeId: string, at: number): Promise<number>;
 
-  addAuditEvent(event: NewAuditEvent): AuditEvent;
-  listAuditEvents(opts: { limit: number; beforeId?: number }): AuditEvent[];
+  addAuditEvent(event: NewAuditEvent): Promise<AuditEvent>;
+  listAuditEvents(opts: { limit: number; beforeId?: number }): Promise<AuditEvent[]>;
 
   /** Counts of audit events by type, for the given types. */
-  countAuditEvents(types: string[]): Record<string, number>;
+  countAuditEvents(types: string[]): Promise<Record<string, number>>;
 
-  addCertificate(cert: NewCertificate): CertificateRecord;
+  addCertificate(cert: NewCertificate): Promise<CertificateRecord>;
   /** Newest first; `beforeId` pages on. */
-  listCertificates(filter: CertificateFilter, page: { limit: number; beforeId?: number }): CertificateRecord[];
-  countCertificates(filter: CertificateFilter): number;
+  listCertificates(filter: CertificateFilter, page: { limit: number; beforeId?: number }): Promise<CertificateRecord[]>;
+  countCertificates(filter: CertificateFilter): Promise<number>;
 
   /**
    * Blocks a subject and ends what it holds, in one transaction: its web sessions are deleted and its
    * operator logins revoked (revokedReason "subject blocked"). `added` is false when the subject was
    * blocked already; its sessions and logins are ended all the same.
    */
-  blockSubject(b: BlockedSubject): { added: boolean; webSessions: number; operatorLogins: number };
+  blockSubject(b: BlockedSubject): Promise<{ added: boolean; webSessions: number; operatorLogins: number }>;
   /** Returns false when the subject was not blocked. */
-  unblockSubject(subject: string): boolean;
-  getBlockedSubject(subject: string): BlockedSubject | undefined;
-  listBlockedSubjects(): BlockedSubject[];
+  unblockSubject(subject: string): Promise<boolean>;
+  getBlockedSubject(subject: string): Promise<BlockedSubject | undefined>;
+  listBlockedSubjects(): Promise<BlockedSubject[]>;
 
-  createWebSession(s: WebSessionRecord): WebSessionRecord;
-  getWebSession(idHash: string): WebSessionRecord | undefined;
-  updateWebSession(idHash: string, updater: (old: WebSessionRecord) => WebSessionRecord): WebSessionRecord;
-  deleteWebSession(idHash: string): void;
+  createWebSession(s: WebSessionRecord): Promise<WebSessionRecord>;
+  getWebSession(idHash: string): Promise<WebSessionRecord | undefined>;
+  updateWebSession(idHash: string, updater: (old: WebSessionRecord) => WebSessionRecord): Promise<WebSessionRecord>;
+  deleteWebSession(idHash: string): Promise<void>;
 
-  createOperatorGrant(g: OperatorGrantRecord): OperatorGrantRecord;
-  getOperatorGrant(id: string): OperatorGrantRecord | undefined;
-  updateOperatorGrant(id: string, updater: (old: OperatorGrantRecord) => OperatorGrantRecord): OperatorGrantRecord;
-  createRefreshToken(t: RefreshTokenRecord): RefreshTokenRecord;
-  getRefreshToken(hash: string): RefreshTokenRecord | undefined;
+  createOperatorGrant(g: OperatorGrantRecord): Promise<OperatorGrantRecord>;
+  getOperatorGrant(id: string): Promise<OperatorGrantRecord | undefined>;
+  updateOperatorGrant(id: string, updater: (old: OperatorGrantRecord) => OperatorGrantRecord): Promise<OperatorGrantRecord>;
+  createRefreshToken(t: RefreshTokenRecord): Promise<RefreshTokenRecord>;
+  getRefreshToken(hash: string): Promise<RefreshTokenRecord | undefined>;
   /** Marks a refresh token used; false when it already was (a replay). */
-  useRefreshToken(hash: string, at: number): boolean;
+  useRefreshToken(hash: string, at: number): Promise<boolean>;
   /** Makes a used refresh token usable again (its refresh failed for a passing reason). */
-  releaseRefreshToken(hash: string): void;
+  releaseRefreshToken(hash: string): Promise<void>;
 
-  addCodeEntryFailure(keys: string[], at: number): void;
-  countCodeEntryFailures(key: string, since: number): number;
+  addCodeEntryFailure(keys: string[], at: number): Promise<void>;
+  countCodeEntryFailures(key: string, since: number): Promise<number>;
   /** When the oldest failure in the window happened, to say when entry opens again. */
-  oldestCodeEntryFailure(key: string, since: number): number | undefined;
+  oldestCodeEntryFailure(key: string, since: number): Promise<number | undefined>;
 
   /**
    * Deletes what no longer matters: expired device requests and tokens, sessions, logins. With
    * `limit`, at most that many rows of each kind, so a caller can delete a backlog in short batches.
    * Returns counts.
    */
-  garbageCollect(now: number, limit?: number): { deviceRequests: number; nodeTokens: number; webSessions: number };
+  garbageCollect(now: number, limit?: number): Promise<{ deviceRequests: number; nodeTokens: number; webSessions: number }>;
   /** Deletes certificate records that expired before certsBefore and audit events older than auditBefore. */
-  applyRetention(certsBefore: number, auditBefore: number): { certificates: number; auditEvents: number };
+  applyRetention(certsBefore: number, auditBefore: number): Promise<{ certificates: number; auditEvents: number }>;
+}
 
-  close(): void;
+/** The storage as the gate opens it: a StorageTx outside any transaction, with group commit and close. */
+export interface Storage extends StorageTx {
+  /**
+   * Runs fn atomically as transaction() does, but may commit it together with the other grouped
+   * transactions asked for at about the same time (group commit), so a burst of small writes (a rack's
+   * polls) costs one commit. Resolves with fn's result only once committed; rejects with fn's own
+   * error (its part undone, the others' kept) or with the commit's error (all undone). fn may be
+   * retried on a backend that retries failed commits, so like an updater it must not act outside
+   * `tx` before it resolves.
+   */
+  groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T>;
+  /** Waits for what was asked for (grouped transactions included), commits it, then closes. */
+  close(): Promise<void>;
 }

@@ -30,19 +30,19 @@ export class CodeEntryGuard {
   }
 
   /** When entry opens again (ms since epoch), or undefined when it is open now. */
-  lockedUntil(sessionKey: string, ip: string): number | undefined {
+  async lockedUntil(sessionKey: string, ip: string): Promise<number | undefined> {
     const since = this.now() - this.settings.windowMs;
     let until: number | undefined;
     for (const { key, max } of this.keys(sessionKey, ip)) {
-      if (this.storage.countCodeEntryFailures(key, since) >= max) {
-        const oldest = this.storage.oldestCodeEntryFailure(key, since) ?? this.now();
+      if ((await this.storage.countCodeEntryFailures(key, since)) >= max) {
+        const oldest = (await this.storage.oldestCodeEntryFailure(key, since)) ?? this.now();
         until = Math.max(until ?? 0, oldest + this.settings.windowMs);
       }
     }
     return until;
   }
 
-  recordFailure(sessionKey: string, ip: string): void {
-    this.storage.addCodeEntryFailure(this.keys(sessionKey, ip).map((k) => k.key), this.now());
+  async recordFailure(sessionKey: string, ip: string): Promise<void> {
+    await this.storage.addCodeEntryFailure(this.keys(sessionKey, ip).map((k) => k.key), this.now());
   }
 }

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { hashSecret } from '../../device/secrets.js';
-import type { PendingLogin, Storage, WebSessionRecord } from '../storage/storage.js';
+import { NotFoundError, type PendingLogin, type Storage, type WebSessionRecord } from '../storage/storage.js';
 
 export interface SessionSettings {
   idleMs: number;
@@ -25,10 +25,10 @@ export class SessionService {
   ) {}
 
   /** A new, anonymous session; returns the cookie value. */
-  create(): { cookie: string; session: WebSessionRecord } {
+  async create(): Promise<{ cookie: string; session: WebSessionRecord }> {
     const cookie = randomBytes(32).toString('base64url');
     const now = this.now();
-    const session = this.storage.createWebSession({
+    const session = await this.storage.createWebSession({
       idHash: hashSecret(cookie),
       createdAt: now,
       lastSeenAt: now,
@@ -46,26 +46,34 @@ export class SessionService {
   }
 
   /** The live session behind a cookie; undefined when unknown, idle too long, or past its absolute expiry. */
-  get(cookie: string | undefined): WebSessionRecord | undefined {
+  async get(cookie: string | undefined): Promise<WebSessionRecord | undefined> {
     if (!cookie || cookie.length > 100) return undefined;
-    const s = this.storage.getWebSession(hashSecret(cookie));
+    const s = await this.storage.getWebSession(hashSecret(cookie));
     const now = this.now();
     if (!s) return undefined;
     if (now > s.expiresAt || now - s.lastSeenAt > this.settings.idleMs) {
-      this.storage.deleteWebSession(s.idHash);
+      await this.storage.deleteWebSession(s.idHash);
       return undefined;
     }
     // one write a minute at most, not one per request
-    if (now - s.lastSeenAt > 60_000) return this.storage.updateWebSession(s.idHash, (x) => ({ ...x, lastSeenAt: now }));
+    if (now - s.lastSeenAt > 60_000) {
+      try {
+        return await this.storage.updateWebSession(s.idHash, (x) => ({ ...x, lastSeenAt: now }));
+      } catch (e) {
+        // signed out (or blocked) by another request since it was read: no session any more
+        if (e instanceof NotFoundError) return undefined;
+        throw e;
+      }
+    }
     return s;
   }
 
-  startLogin(session: WebSessionRecord, login: PendingLogin): void {
-    this.storage.updateWebSession(session.idHash, (s) => ({ ...s, login }));
+  async startLogin(session: WebSessionRecord, login: PendingLogin): Promise<void> {
+    await this.storage.updateWebSession(session.idHash, (s) => ({ ...s, login }));
   }
 
   /** Binds a signed-in user to the session. The pending sign-in is consumed. */
-  completeLogin(session: WebSessionRecord, user: SignedInUser): WebSessionRecord {
+  completeLogin(session: WebSessionRecord, user: SignedInUser): Promise<WebSessionRecord> {
     const now = this.now();
     return this.storage.updateWebSession(session.idHash, (s) => ({
       ...s,
@@ -81,8 +89,8 @@ export class SessionService {
     }));
   }
 
-  destroy(session: WebSessionRecord): void {
-    this.storage.deleteWebSession(session.idHash);
+  async destroy(session: WebSessionRecord): Promise<void> {
+    await this.storage.deleteWebSession(session.idHash);
   }
 }
 

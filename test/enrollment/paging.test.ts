@@ -25,11 +25,11 @@ describe('node lists are paged', () => {
     g = await startTestGate();
     const s = g.gate.storage;
     const now = Date.now();
-    s.transaction(() => {
+    await s.transaction(async (tx) => {
       for (let i = 0; i < JUNK; i++) {
         const id = `junk-${String(i).padStart(5, '0')}`;
-        s.createNode(newNode(id, now - JUNK + i, { uuid: id, variables: { uuid: id, serial: 'x'.repeat(200) }, requestedAt: now, sourceIp: '192.0.2.66' }));
-        s.createDeviceRequest({
+        await tx.createNode(newNode(id, now - JUNK + i, { uuid: id, variables: { uuid: id, serial: 'x'.repeat(200) }, requestedAt: now, sourceIp: '192.0.2.66' }));
+        await tx.createDeviceRequest({
           deviceCodeHash: hashSecret(id),
           userCode: `J${String(i).padStart(7, '0')}`,
           clientId: 'talos-node',
@@ -48,12 +48,12 @@ describe('node lists are paged', () => {
       }
       for (let i = 0; i < FLEET; i++) {
         const id = `fleet-${String(i).padStart(4, '0')}`;
-        s.createNode(newNode(id, now - 2 * JUNK + i, { uuid: id, status: 'approved', profile: 'worker', config: 'machine: {}\n', decidedAt: now, decidedBy: 'admin' }));
+        await tx.createNode(newNode(id, now - 2 * JUNK + i, { uuid: id, status: 'approved', profile: 'worker', config: 'machine: {}\n', decidedAt: now, decidedBy: 'admin' }));
       }
     });
     // a signed-in admin's web session, as /auth/callback leaves it
     cookie = 'paging-test-session-cookie';
-    s.createWebSession({
+    await s.createWebSession({
       idHash: hashSecret(cookie),
       createdAt: now,
       lastSeenAt: now,
@@ -111,7 +111,7 @@ describe('node lists are paged', () => {
         cursor = page.json.next_cursor;
         // nodes arrive meanwhile: boots (pending, newer than every page) and registrations
         const at = Date.now();
-        g.gate.storage.createNode(newNode(`late-${status}-${pages}`, at, { uuid: `late-${status}-${pages}`, requestedAt: at, status }));
+        await g.gate.storage.createNode(newNode(`late-${status}-${pages}`, at, { uuid: `late-${status}-${pages}`, requestedAt: at, status }));
         pages++;
       } while (cursor !== null);
       const old = seen.filter((id) => !id.startsWith('late-'));

@@ -35,16 +35,16 @@ describe('retention of nodes nobody decided on', () => {
     const old = now - 25 * HOUR;
     // one real boot, 25 hours ago: its audit event is the record that stays
     assert.equal((await ask(g, 'booted-long-ago')).status, 200);
-    s.updateNode('booted-long-ago', (n) => ({ ...n, requestedAt: old }));
-    for (const r of s.listDeviceRequests({ nodeId: 'booted-long-ago' })) s.updateDeviceRequest(r.id, (x) => ({ ...x, createdAt: old, expiresAt: old + 120_000 }));
+    await s.updateNode('booted-long-ago', (n) => ({ ...n, requestedAt: old }));
+    for (const r of await s.listDeviceRequests({ nodeId: 'booted-long-ago' })) await s.updateDeviceRequest(r.id, (x) => ({ ...x, createdAt: old, expiresAt: old + 120_000 }));
 
     const junk = 50_000;
-    s.transaction(() => {
+    await s.transaction(async (tx) => {
       for (let i = 0; i < junk; i++) {
         const id = `junk-${i}`;
-        s.createNode(newNode(id, old, { uuid: id, variables: { uuid: id }, requestedAt: old, sourceIp: '192.0.2.66' }));
+        await tx.createNode(newNode(id, old, { uuid: id, variables: { uuid: id }, requestedAt: old, sourceIp: '192.0.2.66' }));
         if (i % 2) {
-          s.createDeviceRequest({
+          await tx.createDeviceRequest({
             deviceCodeHash: hashSecret(id),
             userCode: `J${i}`,
             clientId: 'talos-node',
@@ -62,13 +62,13 @@ describe('retention of nodes nobody decided on', () => {
           });
         }
       }
-      const keep = (id: string, over: Partial<NodeRecord>) => s.createNode(newNode(id, old, { uuid: id, requestedAt: old, ...over }));
-      keep('registered', { profile: 'worker' });
-      keep('armed', { profile: 'worker', status: 'approved', autoApprove: true, decidedAt: old });
-      keep('approved', { profile: 'worker', status: 'approved', decidedAt: old, config: 'machine: {}\n' });
-      keep('approved-then-asked', { profile: 'worker', status: 'pending', decidedAt: old });
-      keep('denied', { status: 'denied', decidedAt: old });
-      keep('recent', { requestedAt: now - 23 * HOUR });
+      const keep = (id: string, over: Partial<NodeRecord>) => tx.createNode(newNode(id, old, { uuid: id, requestedAt: old, ...over }));
+      await keep('registered', { profile: 'worker' });
+      await keep('armed', { profile: 'worker', status: 'approved', autoApprove: true, decidedAt: old });
+      await keep('approved', { profile: 'worker', status: 'approved', decidedAt: old, config: 'machine: {}\n' });
+      await keep('approved-then-asked', { profile: 'worker', status: 'pending', decidedAt: old });
+      await keep('denied', { status: 'denied', decidedAt: old });
+      await keep('recent', { requestedAt: now - 23 * HOUR });
     });
     assert.equal((await ask(g, 'asking-now')).status, 200);
 
@@ -91,9 +91,9 @@ describe('retention of nodes nobody decided on', () => {
 
     assert.equal(counts.nodes, junk + 1);
     assert.ok(longest < 250, `the event loop paused ${Math.round(longest)} ms at most (pass took ${Math.round(took)} ms)`);
-    const left = g.gate.storage.listNodes({}, { limit: 100 }).map((n) => n.id).sort();
+    const left = (await g.gate.storage.listNodes({}, { limit: 100 })).map((n) => n.id).sort();
     assert.deepEqual(left, ['approved', 'approved-then-asked', 'armed', 'asking-now', 'denied', 'recent', 'registered']);
-    assert.equal(s.listDeviceRequests({ status: 'pending' }).length, 1, "only the asking node's request is left");
+    assert.equal((await s.listDeviceRequests({ status: 'pending' })).length, 1, "only the asking node's request is left");
     const audit = await g.admin('GET', '/api/v1/audit?limit=1000');
     assert.ok(
       audit.json.events.some((e: { type: string; subject: string }) => e.type === 'device_code_issued' && e.subject === 'booted-long-ago'),
@@ -110,7 +110,7 @@ describe('retention of nodes nobody decided on', () => {
     assert.equal((await g.admin('POST', '/api/v1/nodes/denied-loop/deny')).status, 200);
     // a denied node is refused at /device/code (400 access_denied), its request still recorded
     for (let i = 0; i < 30; i++) assert.equal((await ask(g, 'denied-loop')).status, 400);
-    const rows = g.gate.storage.listDeviceRequests({ nodeId: 'denied-loop' });
+    const rows = await g.gate.storage.listDeviceRequests({ nodeId: 'denied-loop' });
     assert.ok(rows.length <= 8, `${rows.length} request rows kept for one denied node`);
     assert.ok(rows.every((r) => r.status === 'denied'));
 

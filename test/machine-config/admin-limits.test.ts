@@ -92,7 +92,7 @@ describe('admin input within the limits of the renderer', () => {
   test('an auto-approve node stored with such a profile asks /device/code: 200, and it waits for an admin', async () => {
     // as a gate before the fix could have stored it
     const id = uuid();
-    g.gate.storage.createNode(newNode(id, Date.now(), { uuid: id, status: 'approved', profile: 'constructor', autoApprove: true }));
+    await g.gate.storage.createNode(newNode(id, Date.now(), { uuid: id, status: 'approved', profile: 'constructor', autoApprove: true }));
     for (let i = 0; i < 2; i++) assert.equal((await asks(id)).status, 200, 'every boot gets a user code');
     const node = await quickAdmin('GET', `/api/v1/nodes/${id}`);
     assert.equal(node.json.status, 'pending');

@@ -9,7 +9,7 @@ import { SubjectBlocks } from '../../server/access/subject-blocks.js';
 import { AuditLog } from '../../server/audit.js';
 import { GateTokenSigner } from '../../server/operators/gate-tokens.js';
 import { OperatorService, type IdpRefresher } from '../../server/operators/service.js';
-import { openSqliteStorage } from '../../server/storage/sqlite.js';
+import { openSqliteStorage } from '../../server/storage/sqlite/index.js';
 
 // The gate's refresh of a device login when the IdP misbehaves: unreachable is not the end of the
 // login, an OAuth refusal is, and a replayed refresh token revokes the login.
@@ -21,9 +21,9 @@ async function setup(idp: IdpRefresher) {
   const audit = new AuditLog(storage, Date.now);
   const ops = new OperatorService(storage, audit, signer, idp, { accessTokenTtlMs: 600_000, grantTtlMs: 86_400_000 }, Date.now, new SubjectBlocks(storage, audit, Date.now));
   const now = Date.now();
-  storage.createOperatorGrant({ id: 'g1', clientId: 'cli', sub: 'alice', email: 'a@x', claims: { groups: ['ops'] }, idpRefreshToken: 'idp-rt', createdAt: now, refreshedAt: null, expiresAt: now + 86_400_000, revokedAt: null, revokedReason: null });
+  await storage.createOperatorGrant({ id: 'g1', clientId: 'cli', sub: 'alice', email: 'a@x', claims: { groups: ['ops'] }, idpRefreshToken: 'idp-rt', createdAt: now, refreshedAt: null, expiresAt: now + 86_400_000, revokedAt: null, revokedReason: null });
   const rt = generateSecret();
-  storage.createRefreshToken({ tokenHash: hashSecret(rt), grantId: 'g1', issuedAt: now, expiresAt: now + 86_400_000, usedAt: null });
+  await storage.createRefreshToken({ tokenHash: hashSecret(rt), grantId: 'g1', issuedAt: now, expiresAt: now + 86_400_000, usedAt: null });
   return { ops, storage, rt };
 }
 
@@ -52,13 +52,13 @@ test('an IdP refusal ends the login', async () => {
     },
   });
   await assert.rejects(ops.refresh(rt, 'cli', '127.0.0.1'), (e) => code(e) === 'invalid_grant');
-  assert.match(storage.getOperatorGrant('g1')?.revokedReason ?? '', /the IdP refused/);
+  assert.match((await storage.getOperatorGrant('g1'))?.revokedReason ?? '', /the IdP refused/);
 });
 
 test('security review #2: a claim the IdP stops sending is gone after a refresh (replaced, never merged)', async () => {
   const { ops, rt, storage } = await setup({ refresh: async (t) => ({ claims: { sub: 'alice', email: 'a@x' }, refreshToken: `${t}-next` }) });
   await ops.refresh(rt, 'cli', '127.0.0.1');
-  assert.deepEqual(storage.getOperatorGrant('g1')?.claims, { sub: 'alice', email: 'a@x' }, 'no groups left over from the login');
+  assert.deepEqual((await storage.getOperatorGrant('g1'))?.claims, { sub: 'alice', email: 'a@x' }, 'no groups left over from the login');
 });
 
 test('an IdP answer that does not say who the user is, or speaks for another subject, ends the login', async () => {
@@ -68,8 +68,8 @@ test('an IdP answer that does not say who the user is, or speaks for another sub
     },
   });
   await assert.rejects(silent.ops.refresh(silent.rt, 'cli', '127.0.0.1'), (e) => code(e) === 'invalid_grant');
-  assert.match(silent.storage.getOperatorGrant('g1')?.revokedReason ?? '', /no ID token/);
+  assert.match((await silent.storage.getOperatorGrant('g1'))?.revokedReason ?? '', /no ID token/);
   const other = await setup({ refresh: async (t) => ({ claims: { sub: 'mallory', groups: ['ops'] }, refreshToken: `${t}-next` }) });
   await assert.rejects(other.ops.refresh(other.rt, 'cli', '127.0.0.1'), (e) => code(e) === 'invalid_grant');
-  assert.match(other.storage.getOperatorGrant('g1')?.revokedReason ?? '', /another subject/);
+  assert.match((await other.storage.getOperatorGrant('g1'))?.revokedReason ?? '', /another subject/);
 });

@@ -8,6 +8,7 @@ import {
   type NodeFilter,
   type NodeRecord,
   type Storage,
+  type StorageTx,
 } from '../../server/storage/storage.js';
 
 // The behaviour every storage backend must have. A new backend calls runStorageConformance with a
@@ -37,128 +38,159 @@ export function sampleRequest(nodeId: string, over: Partial<NewDeviceRequest> = 
   };
 }
 
+/** fn n times, one after the other (a backend may serialize them anyway). */
+async function times<T>(n: number, fn: () => Promise<T>): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < n; i++) out.push(await fn());
+  return out;
+}
+
 export function runStorageConformance(name: string, newStorage: () => Storage): void {
   describe(`storage conformance: ${name}`, () => {
-    test('nodes: create, get, list by status, update, not found, duplicate', () => {
+    test('nodes: create, get, list by status, update, not found, duplicate', async () => {
       const s = newStorage();
-      s.createNode(sampleNode('n1', { patches: [{ machine: { a: 1 } }, 'x: 1'] }));
-      s.createNode(sampleNode('n2', { status: 'approved', requestedAt: 5, autoApprove: true, autoApproveCidrs: ['10.0.0.0/8', '2001:db8::/32'] }));
-      assert.deepEqual(s.getNode('n1')?.patches, [{ machine: { a: 1 } }, 'x: 1']);
-      assert.deepEqual(s.getNode('n1')?.autoApproveCidrs, []);
-      assert.deepEqual(s.getNode('n2')?.autoApproveCidrs, ['10.0.0.0/8', '2001:db8::/32']);
-      assert.equal(s.getNode('nope'), undefined);
-      assert.deepEqual(s.listNodes({}, { limit: 10 }).map((n) => n.id), ['n2', 'n1'], 'newest first (same createdAt: by id)');
-      assert.deepEqual(s.listNodes({ status: 'approved' }, { limit: 10 }).map((n) => n.id), ['n2']);
-      const u = s.updateNode('n1', (n) => ({ ...n, status: 'denied', autoApprove: true }));
+      await s.createNode(sampleNode('n1', { patches: [{ machine: { a: 1 } }, 'x: 1'] }));
+      await s.createNode(sampleNode('n2', { status: 'approved', requestedAt: 5, autoApprove: true, autoApproveCidrs: ['10.0.0.0/8', '2001:db8::/32'] }));
+      assert.deepEqual((await s.getNode('n1'))?.patches, [{ machine: { a: 1 } }, 'x: 1']);
+      assert.deepEqual((await s.getNode('n1'))?.autoApproveCidrs, []);
+      assert.deepEqual((await s.getNode('n2'))?.autoApproveCidrs, ['10.0.0.0/8', '2001:db8::/32']);
+      assert.equal((await s.getNode('nope')), undefined);
+      assert.deepEqual((await s.listNodes({}, { limit: 10 })).map((n) => n.id), ['n2', 'n1'], 'newest first (same createdAt: by id)');
+      assert.deepEqual((await s.listNodes({ status: 'approved' }, { limit: 10 })).map((n) => n.id), ['n2']);
+      const u = (await s.updateNode('n1', (n) => ({ ...n, status: 'denied', autoApprove: true })));
       assert.equal(u.status, 'denied');
-      assert.equal(s.getNode('n1')?.autoApprove, true);
-      assert.throws(() => s.updateNode('nope', (n) => n), NotFoundError);
-      assert.throws(() => s.createNode(sampleNode('n1')), AlreadyExistsError);
-      const r = s.createDeviceRequest(sampleRequest('n2'));
-      assert.equal(s.deleteNode('n2'), true);
-      assert.equal(s.getDeviceRequest(r.id), undefined, "a forgotten node's requests go with it");
-      assert.equal(s.deleteNode('n2'), false);
-      s.close();
+      assert.equal((await s.getNode('n1'))?.autoApprove, true);
+      await assert.rejects(async () => (await s.updateNode('nope', (n) => n)), NotFoundError);
+      await assert.rejects(async () => (await s.createNode(sampleNode('n1'))), AlreadyExistsError);
+      const r = (await s.createDeviceRequest(sampleRequest('n2')));
+      assert.equal((await s.deleteNode('n2')), true);
+      assert.equal((await s.getDeviceRequest(r.id)), undefined, "a forgotten node's requests go with it");
+      assert.equal((await s.deleteNode('n2')), false);
+      await s.close();
     });
 
-    test('device requests: unique codes, lookups, atomic update, pending count per address bucket', () => {
+    test('device requests: unique codes, lookups, atomic update, pending count per address bucket', async () => {
       const s = newStorage();
-      s.createNode(sampleNode('n1'));
-      const r = s.createDeviceRequest(sampleRequest('n1', { userCode: 'BCDFGHJK', deviceCodeHash: 'h1' }));
+      await s.createNode(sampleNode('n1'));
+      const r = (await s.createDeviceRequest(sampleRequest('n1', { userCode: 'BCDFGHJK', deviceCodeHash: 'h1' })));
       assert.ok(r.id > 0);
-      assert.throws(() => s.createDeviceRequest(sampleRequest('n1', { userCode: 'BCDFGHJK' })), AlreadyExistsError);
-      assert.throws(() => s.createDeviceRequest(sampleRequest('n1', { deviceCodeHash: 'h1' })), AlreadyExistsError);
-      assert.equal(s.getDeviceRequestByCodeHash('h1')?.id, r.id);
-      assert.equal(s.getDeviceRequestByUserCode('BCDFGHJK')?.id, r.id);
-      assert.equal(s.getDeviceRequest(r.id)?.lastPollAt, null);
-      s.updateDeviceRequest(r.id, (x) => ({ ...x, lastPollAt: 5, lastPollBasic: true, lastAnswer: 'slow_down', intervalMs: 10_000 }));
-      const after = s.getDeviceRequest(r.id);
+      await assert.rejects(async () => (await s.createDeviceRequest(sampleRequest('n1', { userCode: 'BCDFGHJK' }))), AlreadyExistsError);
+      await assert.rejects(async () => (await s.createDeviceRequest(sampleRequest('n1', { deviceCodeHash: 'h1' }))), AlreadyExistsError);
+      assert.equal((await s.getDeviceRequestByCodeHash('h1'))?.id, r.id);
+      assert.equal((await s.getDeviceRequestByUserCode('BCDFGHJK'))?.id, r.id);
+      assert.equal((await s.getDeviceRequest(r.id))?.lastPollAt, null);
+      await s.updateDeviceRequest(r.id, (x) => ({ ...x, lastPollAt: 5, lastPollBasic: true, lastAnswer: 'slow_down', intervalMs: 10_000 }));
+      const after = (await s.getDeviceRequest(r.id));
       assert.deepEqual([after?.lastPollAt, after?.lastPollBasic, after?.lastAnswer, after?.intervalMs], [5, true, 'slow_down', 10_000]);
-      assert.throws(() => s.updateDeviceRequest(r.id, () => { throw new Error('updater refused'); }), /updater refused/);
-      assert.equal(s.getDeviceRequest(r.id)?.status, 'pending', 'a throwing updater changes nothing');
-      s.createDeviceRequest(sampleRequest('n1', { sourceIp: '192.0.2.1', expiresAt: 3000 }));
-      assert.equal(s.countPendingDeviceRequestsInBucket('192.0.2.1', 2000), 2);
-      assert.equal(s.countPendingDeviceRequestsInBucket('192.0.2.1', 5000), 1, 'expired requests do not count');
-      s.createDeviceRequest(sampleRequest('n1', { sourceIp: '2001:db8:1:2::1', sourceBucket: '2001:db8:1:2::/64' }));
-      s.createDeviceRequest(sampleRequest('n1', { sourceIp: '2001:db8:1:2::2', sourceBucket: '2001:db8:1:2::/64' }));
-      assert.equal(s.countPendingDeviceRequestsInBucket('2001:db8:1:2::/64', 2000), 2, 'counted by the bucket, not the address');
-      assert.equal(s.getDeviceRequest(r.id)?.sourceBucket, '192.0.2.1');
-      assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1', status: 'pending' }).length, 4);
-      s.createNode(sampleNode('n2'));
-      s.createNode(sampleNode('n3'));
-      const r2 = s.createDeviceRequest(sampleRequest('n2'));
-      s.createDeviceRequest(sampleRequest('n3'));
-      assert.deepEqual(s.listDeviceRequests({ nodeIds: ['n2', 'nope'] }).map((x) => x.id), [r2.id]);
-      assert.equal(s.listDeviceRequests({ nodeIds: ['n1', 'n3'], status: 'pending' }).length, 5);
-      assert.deepEqual(s.listDeviceRequests({ nodeIds: [] }), []);
-      s.close();
+      await assert.rejects(async () => (await s.updateDeviceRequest(r.id, () => { throw new Error('updater refused'); })), /updater refused/);
+      assert.equal((await s.getDeviceRequest(r.id))?.status, 'pending', 'a throwing updater changes nothing');
+      await s.createDeviceRequest(sampleRequest('n1', { sourceIp: '192.0.2.1', expiresAt: 3000 }));
+      assert.equal((await s.countPendingDeviceRequestsInBucket('192.0.2.1', 2000)), 2);
+      assert.equal((await s.countPendingDeviceRequestsInBucket('192.0.2.1', 5000)), 1, 'expired requests do not count');
+      await s.createDeviceRequest(sampleRequest('n1', { sourceIp: '2001:db8:1:2::1', sourceBucket: '2001:db8:1:2::/64' }));
+      await s.createDeviceRequest(sampleRequest('n1', { sourceIp: '2001:db8:1:2::2', sourceBucket: '2001:db8:1:2::/64' }));
+      assert.equal((await s.countPendingDeviceRequestsInBucket('2001:db8:1:2::/64', 2000)), 2, 'counted by the bucket, not the address');
+      assert.equal((await s.getDeviceRequest(r.id))?.sourceBucket, '192.0.2.1');
+      assert.deepEqual((await s.listDeviceRequests({ nodeId: 'n1', status: 'pending' })).length, 4);
+      await s.createNode(sampleNode('n2'));
+      await s.createNode(sampleNode('n3'));
+      const r2 = (await s.createDeviceRequest(sampleRequest('n2')));
+      await s.createDeviceRequest(sampleRequest('n3'));
+      assert.deepEqual((await s.listDeviceRequests({ nodeIds: ['n2', 'nope'] })).map((x) => x.id), [r2.id]);
+      assert.equal((await s.listDeviceRequests({ nodeIds: ['n1', 'n3'], status: 'pending' })).length, 5);
+      assert.deepEqual((await s.listDeviceRequests({ nodeIds: [] })), []);
+      await s.close();
     });
 
-    test('tokens: one per device request, revocation', () => {
+    test('tokens: one per device request, revocation', async () => {
       const s = newStorage();
-      s.createNode(sampleNode('n1'));
-      const r = s.createDeviceRequest(sampleRequest('n1'));
+      await s.createNode(sampleNode('n1'));
+      const r = (await s.createDeviceRequest(sampleRequest('n1')));
       const t = { tokenHash: 't1', nodeId: 'n1', deviceRequestId: r.id, issuedAt: 1, expiresAt: 100, revokedAt: null };
-      s.createNodeToken(t);
-      assert.throws(() => s.createNodeToken({ ...t, tokenHash: 't2' }), AlreadyExistsError);
-      assert.deepEqual(s.getNodeToken('t1'), t);
-      assert.equal(s.revokeNodeTokens('n1', 50), 1);
-      assert.equal(s.getNodeToken('t1')?.revokedAt, 50);
-      s.close();
+      await s.createNodeToken(t);
+      await assert.rejects(async () => (await s.createNodeToken({ ...t, tokenHash: 't2' })), AlreadyExistsError);
+      assert.deepEqual((await s.getNodeToken('t1')), t);
+      assert.equal((await s.revokeNodeTokens('n1', 50)), 1);
+      assert.equal((await s.getNodeToken('t1'))?.revokedAt, 50);
+      await s.close();
     });
 
-    test('transactions commit together or not at all', () => {
+    test('transactions commit together or not at all', async () => {
       const s = newStorage();
-      assert.throws(() =>
-        s.transaction(() => {
-          s.createNode(sampleNode('n1'));
+      await assert.rejects(() =>
+        s.transaction(async (tx) => {
+          await tx.createNode(sampleNode('n1'));
           throw new Error('boom');
         }),
       );
-      assert.equal(s.getNode('n1'), undefined);
-      s.transaction(() => s.createNode(sampleNode('n2')));
-      assert.ok(s.getNode('n2'));
-      s.close();
+      assert.equal((await s.getNode('n1')), undefined);
+      await s.transaction((tx) => tx.createNode(sampleNode('n2')));
+      // a savepoint inside: its failure undoes only its own part
+      await s.transaction(async (tx) => {
+        await tx.createNode(sampleNode('n3'));
+        await assert.rejects(() => tx.transaction(async (inner) => {
+          await inner.createNode(sampleNode('n4'));
+          throw new Error('inner boom');
+        }), /inner boom/);
+      });
+      assert.ok(await s.getNode('n3'));
+      assert.equal(await s.getNode('n4'), undefined);
+      // what others ask for while a transaction awaits waits for its commit, and sees it whole
+      let seen: unknown = 'not yet';
+      const open = s.transaction(async (tx) => {
+        await tx.createNode(sampleNode('n5'));
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        await tx.updateNode('n5', (n) => ({ ...n, hostname: 'five' }));
+      });
+      const read = s.getNode('n5').then((n) => { seen = n?.hostname; });
+      await Promise.all([open, read]);
+      assert.equal(seen, 'five');
+      // a tx kept past its transaction is refused, never run in another one
+      let kept: StorageTx | undefined;
+      await s.transaction(async (tx) => { kept = tx; });
+      await assert.rejects(() => (kept as StorageTx).getNode('n2'), /ended/);
+      assert.ok((await s.getNode('n2')));
+      await s.close();
     });
 
-    test('nodes awaiting a decision: pending ones, and decided ones that asked again', () => {
+    test('nodes awaiting a decision: pending ones, and decided ones that asked again', async () => {
       const s = newStorage();
-      s.createNode(sampleNode('waiting'));
-      s.createNode(sampleNode('approved', { status: 'approved' }));
-      s.createNode(sampleNode('asked-again', { status: 'approved' }));
-      s.createNode(sampleNode('decided-request', { status: 'denied' }));
-      s.createNode(sampleNode('asked-long-ago', { status: 'approved' }));
-      s.createDeviceRequest(sampleRequest('asked-again'));
-      s.createDeviceRequest(sampleRequest('decided-request', { status: 'denied' }));
-      s.createDeviceRequest(sampleRequest('asked-long-ago', { expiresAt: 100 }));
-      const ids = (filter: NodeFilter) => s.listNodes(filter, { limit: 100 }).map((n) => n.id).sort();
-      assert.deepEqual(ids({ awaitingDecisionAt: 1000 }), ['asked-again', 'waiting'], 'an expired request waits for nobody');
-      assert.deepEqual(ids({ askingAt: 1000 }), ['asked-again']);
-      assert.deepEqual(ids({ askingAt: 50 }), ['asked-again', 'asked-long-ago']);
-      assert.deepEqual(ids({ decided: true }), ['approved', 'asked-again', 'asked-long-ago', 'decided-request']);
-      assert.deepEqual(ids({ decided: true, askingAt: 1000 }), ['asked-again'], 'filters combine');
-      assert.equal(s.countNodes({ awaitingDecisionAt: 1000 }), 2);
-      assert.equal(s.countNodes({ decided: true }), 4);
-      assert.equal(s.countNodes({ status: 'denied' }), 1);
-      assert.equal(s.countNodes({}), 5);
-      s.close();
+      await s.createNode(sampleNode('waiting'));
+      await s.createNode(sampleNode('approved', { status: 'approved' }));
+      await s.createNode(sampleNode('asked-again', { status: 'approved' }));
+      await s.createNode(sampleNode('decided-request', { status: 'denied' }));
+      await s.createNode(sampleNode('asked-long-ago', { status: 'approved' }));
+      await s.createDeviceRequest(sampleRequest('asked-again'));
+      await s.createDeviceRequest(sampleRequest('decided-request', { status: 'denied' }));
+      await s.createDeviceRequest(sampleRequest('asked-long-ago', { expiresAt: 100 }));
+      const ids = async (filter: NodeFilter) => (await s.listNodes(filter, { limit: 100 })).map((n) => n.id).sort();
+      assert.deepEqual(await ids({ awaitingDecisionAt: 1000 }), ['asked-again', 'waiting'], 'an expired request waits for nobody');
+      assert.deepEqual(await ids({ askingAt: 1000 }), ['asked-again']);
+      assert.deepEqual(await ids({ askingAt: 50 }), ['asked-again', 'asked-long-ago']);
+      assert.deepEqual(await ids({ decided: true }), ['approved', 'asked-again', 'asked-long-ago', 'decided-request']);
+      assert.deepEqual(await ids({ decided: true, askingAt: 1000 }), ['asked-again'], 'filters combine');
+      assert.equal((await s.countNodes({ awaitingDecisionAt: 1000 })), 2);
+      assert.equal((await s.countNodes({ decided: true })), 4);
+      assert.equal((await s.countNodes({ status: 'denied' })), 1);
+      assert.equal((await s.countNodes({})), 5);
+      await s.close();
     });
 
-    test('node pages: newest first by (createdAt, id), each node once however many arrive between pages', () => {
+    test('node pages: newest first by (createdAt, id), each node once however many arrive between pages', async () => {
       const s = newStorage();
-      for (let i = 0; i < 25; i++) s.createNode(sampleNode(`p${String(i).padStart(2, '0')}`, { createdAt: 100 + Math.floor(i / 2) }));
-      const first = s.listNodes({}, { limit: 4 });
+      for (let i = 0; i < 25; i++) (await s.createNode(sampleNode(`p${String(i).padStart(2, '0')}`, { createdAt: 100 + Math.floor(i / 2) })));
+      const first = (await s.listNodes({}, { limit: 4 }));
       assert.deepEqual(first.map((n) => n.id), ['p24', 'p23', 'p22', 'p21']);
       assert.equal('config' in (first[0] as object), false, 'lists leave the rendered configs out');
-      const byStatus = s.listNodes({ status: 'pending' }, { limit: 3, after: { createdAt: 105, id: 'p10' } });
+      const byStatus = (await s.listNodes({ status: 'pending' }, { limit: 3, after: { createdAt: 105, id: 'p10' } }));
       assert.deepEqual(byStatus.map((n) => n.id), ['p09', 'p08', 'p07'], 'with a filter, from the cursor on');
       const seen = first.map((n) => n.id);
       let last = first[first.length - 1] as NodeRecord;
       for (let page = 0; ; page++) {
         // new nodes, older and newer than the cursor and at its very time: none repeats an old one
-        s.createNode(sampleNode(`new-${page}`, { createdAt: page % 2 ? 1 : 500 }));
-        s.createNode(sampleNode(`same-${page}`, { createdAt: last.createdAt }));
-        const next = s.listNodes({}, { limit: 4, after: { createdAt: last.createdAt, id: last.id } });
+        await s.createNode(sampleNode(`new-${page}`, { createdAt: page % 2 ? 1 : 500 }));
+        await s.createNode(sampleNode(`same-${page}`, { createdAt: last.createdAt }));
+        const next = (await s.listNodes({}, { limit: 4, after: { createdAt: last.createdAt, id: last.id } }));
         if (next.length === 0) break;
         seen.push(...next.map((n) => n.id));
         last = next[next.length - 1] as NodeRecord;
@@ -167,74 +199,74 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
       assert.equal(old.length, 25, 'every node that was there at the start, once');
       assert.equal(new Set(old).size, 25);
       assert.equal(new Set(seen).size, seen.length, 'no node twice');
-      s.close();
+      await s.close();
     });
 
-    test('abandoned nodes: only undecided, unregistered ones whose requests are all expired, in batches', () => {
+    test('abandoned nodes: only undecided, unregistered ones whose requests are all expired, in batches', async () => {
       const s = newStorage();
       const junk = (id: string, over: Partial<NodeRecord> = {}) => s.createNode(sampleNode(id, { requestedAt: 100, ...over }));
       for (let i = 0; i < 5; i++) junk(`junk-${i}`);
-      s.createDeviceRequest(sampleRequest('junk-0', { expiresAt: 500 }));
-      junk('asking', {});
-      s.createDeviceRequest(sampleRequest('asking', { expiresAt: 5000 }));
-      junk('recent', { requestedAt: 2000 });
-      junk('registered', { profile: 'worker' });
-      junk('armed', { autoApprove: true });
-      junk('decided-before', { decidedAt: 50, decidedBy: 'admin' });
-      junk('denied', { status: 'denied', decidedAt: 50 });
-      junk('approved', { status: 'approved', decidedAt: 50, profile: 'worker' });
-      assert.equal(s.deleteAbandonedNodes(1000, 1000, 2), 2, 'at most the limit');
-      assert.equal(s.deleteAbandonedNodes(1000, 1000, 100), 3);
-      assert.equal(s.deleteAbandonedNodes(1000, 1000, 100), 0);
+      await s.createDeviceRequest(sampleRequest('junk-0', { expiresAt: 500 }));
+      await junk('asking', {});
+      await s.createDeviceRequest(sampleRequest('asking', { expiresAt: 5000 }));
+      await junk('recent', { requestedAt: 2000 });
+      await junk('registered', { profile: 'worker' });
+      await junk('armed', { autoApprove: true });
+      await junk('decided-before', { decidedAt: 50, decidedBy: 'admin' });
+      await junk('denied', { status: 'denied', decidedAt: 50 });
+      await junk('approved', { status: 'approved', decidedAt: 50, profile: 'worker' });
+      assert.equal((await s.deleteAbandonedNodes(1000, 1000, 2)), 2, 'at most the limit');
+      assert.equal((await s.deleteAbandonedNodes(1000, 1000, 100)), 3);
+      assert.equal((await s.deleteAbandonedNodes(1000, 1000, 100)), 0);
       assert.deepEqual(
-        s.listNodes({}, { limit: 100 }).map((n) => n.id).sort(),
+        (await s.listNodes({}, { limit: 100 })).map((n) => n.id).sort(),
         ['approved', 'armed', 'asking', 'decided-before', 'denied', 'recent', 'registered'],
       );
-      assert.equal(s.listDeviceRequests({ nodeId: 'junk-0' }).length, 0, 'their requests went with them');
-      assert.equal(s.deleteAbandonedNodes(1000, 6000, 100), 1, 'once its request expired, the asking node goes too');
-      s.close();
+      assert.equal((await s.listDeviceRequests({ nodeId: 'junk-0' })).length, 0, 'their requests went with them');
+      assert.equal((await s.deleteAbandonedNodes(1000, 6000, 100)), 1, 'once its request expired, the asking node goes too');
+      await s.close();
     });
 
-    test('pruneDeviceRequests keeps the newest requests of a node and every live or consumed one', () => {
+    test('pruneDeviceRequests keeps the newest requests of a node and every live or consumed one', async () => {
       const s = newStorage();
-      s.createNode(sampleNode('n1'));
-      s.createNode(sampleNode('other'));
-      const consumed = s.createDeviceRequest(sampleRequest('n1', { status: 'consumed', expiresAt: 100 }));
-      s.createNodeToken({ tokenHash: 't', nodeId: 'n1', deviceRequestId: consumed.id, issuedAt: 1, expiresAt: 10_000, revokedAt: null });
-      const denied = Array.from({ length: 5 }, () => s.createDeviceRequest(sampleRequest('n1', { status: 'denied' })));
-      const expired = Array.from({ length: 3 }, () => s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 })));
-      const live = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 5000 }));
-      const others = Array.from({ length: 4 }, () => s.createDeviceRequest(sampleRequest('other', { status: 'denied' })));
-      assert.equal(s.pruneDeviceRequests('n1', 3, 1000), 6, 'the 5 denied and the oldest expired one');
-      const left = s.listDeviceRequests({ nodeId: 'n1' }).map((r) => r.id);
+      await s.createNode(sampleNode('n1'));
+      await s.createNode(sampleNode('other'));
+      const consumed = (await s.createDeviceRequest(sampleRequest('n1', { status: 'consumed', expiresAt: 100 })));
+      await s.createNodeToken({ tokenHash: 't', nodeId: 'n1', deviceRequestId: consumed.id, issuedAt: 1, expiresAt: 10_000, revokedAt: null });
+      const denied = await times(5, () => s.createDeviceRequest(sampleRequest('n1', { status: 'denied' })));
+      const expired = await times(3, () => s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 })));
+      const live = (await s.createDeviceRequest(sampleRequest('n1', { expiresAt: 5000 })));
+      const others = await times(4, () => s.createDeviceRequest(sampleRequest('other', { status: 'denied' })));
+      assert.equal((await s.pruneDeviceRequests('n1', 3, 1000)), 6, 'the 5 denied and the oldest expired one');
+      const left = (await s.listDeviceRequests({ nodeId: 'n1' })).map((r) => r.id);
       assert.deepEqual(left, [consumed.id, expired[1]?.id, expired[2]?.id, live.id]);
-      assert.ok(s.getNodeToken('t'), 'a consumed request and its token stay');
-      assert.equal(denied.filter((d) => s.getDeviceRequest(d.id)).length, 0);
-      assert.equal(s.listDeviceRequests({ nodeId: 'other' }).length, others.length, "another node's requests are untouched");
-      assert.equal(s.pruneDeviceRequests('n1', 0, 1000), 2);
-      assert.deepEqual(s.listDeviceRequests({ nodeId: 'n1' }).map((r) => r.id), [consumed.id, live.id]);
-      s.close();
+      assert.ok((await s.getNodeToken('t')), 'a consumed request and its token stay');
+      assert.equal((await Promise.all(denied.map((d) => s.getDeviceRequest(d.id)))).filter(Boolean).length, 0);
+      assert.equal((await s.listDeviceRequests({ nodeId: 'other' })).length, others.length, "another node's requests are untouched");
+      assert.equal((await s.pruneDeviceRequests('n1', 0, 1000)), 2);
+      assert.deepEqual((await s.listDeviceRequests({ nodeId: 'n1' })).map((r) => r.id), [consumed.id, live.id]);
+      await s.close();
     });
 
-    test('recordConfigDownload counts a download and changes nothing else of the node', () => {
+    test('recordConfigDownload counts a download and changes nothing else of the node', async () => {
       const s = newStorage();
-      const n = s.createNode(sampleNode('d1', { status: 'approved', config: 'machine: {}\n' }));
-      s.recordConfigDownload('d1', 500, '192.0.2.9');
-      s.recordConfigDownload('d1', 600, '192.0.2.10');
-      assert.deepEqual(s.getNode('d1'), { ...n, configDownloads: 2, lastDownloadAt: 600, lastDownloadIp: '192.0.2.10' });
-      assert.throws(() => s.recordConfigDownload('nope', 1, 'x'), NotFoundError);
-      s.close();
+      const n = (await s.createNode(sampleNode('d1', { status: 'approved', config: 'machine: {}\n' })));
+      await s.recordConfigDownload('d1', 500, '192.0.2.9');
+      await s.recordConfigDownload('d1', 600, '192.0.2.10');
+      assert.deepEqual((await s.getNode('d1')), { ...n, configDownloads: 2, lastDownloadAt: 600, lastDownloadIp: '192.0.2.10' });
+      await assert.rejects(async () => (await s.recordConfigDownload('nope', 1, 'x')), NotFoundError);
+      await s.close();
     });
 
-    test('recordPoll changes only the fields given and nothing else of the request', () => {
+    test('recordPoll changes only the fields given and nothing else of the request', async () => {
       const s = newStorage();
-      s.createNode(sampleNode('p1'));
-      const r = s.createDeviceRequest(sampleRequest('p1', { variables: { uuid: 'p1', mac: 'x' } }));
-      s.recordPoll(r.id, { lastPollAt: 2000, nextPollAt: 7000, lastPollBasic: true, lastAnswer: 'authorization_pending' });
-      assert.deepEqual(s.getDeviceRequest(r.id), { ...r, lastPollAt: 2000, nextPollAt: 7000, lastPollBasic: true, lastAnswer: 'authorization_pending' });
-      s.recordPoll(r.id, { lastPollBasic: false });
-      s.recordPoll(r.id, { intervalMs: 10_000 });
-      assert.deepEqual(s.getDeviceRequest(r.id), {
+      await s.createNode(sampleNode('p1'));
+      const r = (await s.createDeviceRequest(sampleRequest('p1', { variables: { uuid: 'p1', mac: 'x' } })));
+      await s.recordPoll(r.id, { lastPollAt: 2000, nextPollAt: 7000, lastPollBasic: true, lastAnswer: 'authorization_pending' });
+      assert.deepEqual((await s.getDeviceRequest(r.id)), { ...r, lastPollAt: 2000, nextPollAt: 7000, lastPollBasic: true, lastAnswer: 'authorization_pending' });
+      await s.recordPoll(r.id, { lastPollBasic: false });
+      await s.recordPoll(r.id, { intervalMs: 10_000 });
+      assert.deepEqual((await s.getDeviceRequest(r.id)), {
         ...r,
         intervalMs: 10_000,
         lastPollAt: 2000,
@@ -242,71 +274,71 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
         lastPollBasic: false,
         lastAnswer: 'authorization_pending',
       });
-      assert.throws(() => s.recordPoll(r.id + 1000, { lastPollAt: 1 }), NotFoundError);
-      s.close();
+      await assert.rejects(async () => (await s.recordPoll(r.id + 1000, { lastPollAt: 1 })), NotFoundError);
+      await s.close();
     });
 
     test('grouped transactions asked for together: each one atomic, a failing one undoes only itself', async () => {
       const s = newStorage();
       const results = await Promise.allSettled([
-        s.groupedTransaction(() => s.createNode(sampleNode('g1')).id),
-        s.groupedTransaction(() => {
-          s.createNode(sampleNode('g2'));
+        s.groupedTransaction(async (tx) => (await tx.createNode(sampleNode('g1'))).id),
+        s.groupedTransaction(async (tx) => {
+          await tx.createNode(sampleNode('g2'));
           throw new Error('boom');
         }),
-        s.groupedTransaction(() => {
-          s.createNode(sampleNode('g3'));
-          return s.getNode('g1')?.id; // sees the writes queued before it
+        s.groupedTransaction(async (tx) => {
+          await tx.createNode(sampleNode('g3'));
+          return (await tx.getNode('g1'))?.id; // sees the writes queued before it
         }),
-        s.groupedTransaction(() => s.createNode(sampleNode('g1'))), // a duplicate: its own error
+        s.groupedTransaction((tx) => tx.createNode(sampleNode('g1'))), // a duplicate: its own error
       ]);
       assert.deepEqual(results[0], { status: 'fulfilled', value: 'g1' });
       assert.equal(results[1]?.status, 'rejected');
       assert.match(String((results[1] as PromiseRejectedResult).reason), /boom/);
       assert.deepEqual(results[2], { status: 'fulfilled', value: 'g1' });
       assert.ok((results[3] as PromiseRejectedResult).reason instanceof AlreadyExistsError);
-      assert.ok(s.getNode('g1') && s.getNode('g3'));
-      assert.equal(s.getNode('g2'), undefined);
-      s.close();
+      assert.ok((await s.getNode('g1')) && (await s.getNode('g3')));
+      assert.equal((await s.getNode('g2')), undefined);
+      await s.close();
     });
 
-    test('audit events page newest first', () => {
+    test('audit events page newest first', async () => {
       const s = newStorage();
-      for (let i = 0; i < 5; i++) s.addAuditEvent({ at: i, type: 'device_code_issued', actor: null, subject: `n${i}`, ip: null, detail: { i } });
-      const page = s.listAuditEvents({ limit: 2 });
+      for (let i = 0; i < 5; i++) (await s.addAuditEvent({ at: i, type: 'device_code_issued', actor: null, subject: `n${i}`, ip: null, detail: { i } }));
+      const page = (await s.listAuditEvents({ limit: 2 }));
       assert.deepEqual(page.map((e) => e.subject), ['n4', 'n3']);
-      assert.deepEqual(s.listAuditEvents({ limit: 2, beforeId: page[1]?.id }).map((e) => e.detail.i), [2, 1]);
-      s.close();
+      assert.deepEqual((await s.listAuditEvents({ limit: 2, beforeId: page[1]?.id })).map((e) => e.detail.i), [2, 1]);
+      await s.close();
     });
 
-    test('garbage collection removes expired requests and tokens, keeps live ones', () => {
+    test('garbage collection removes expired requests and tokens, keeps live ones', async () => {
       const s = newStorage();
-      s.createNode(sampleNode('n1'));
-      const expired = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 }));
-      const live = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 10_000 }));
-      const used = s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100, status: 'consumed' }));
-      s.createNodeToken({ tokenHash: 'live', nodeId: 'n1', deviceRequestId: used.id, issuedAt: 1, expiresAt: 5_000, revokedAt: null });
-      assert.deepEqual(s.garbageCollect(1000), { deviceRequests: 1, nodeTokens: 0, webSessions: 0 });
-      assert.equal(s.getDeviceRequest(expired.id), undefined);
-      assert.ok(s.getDeviceRequest(live.id));
-      assert.ok(s.getNodeToken('live'), "a used code's request stays while its token lives");
-      assert.deepEqual(s.garbageCollect(6000), { deviceRequests: 1, nodeTokens: 1, webSessions: 0 });
-      assert.equal(s.getDeviceRequest(used.id), undefined);
-      s.close();
+      await s.createNode(sampleNode('n1'));
+      const expired = (await s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 })));
+      const live = (await s.createDeviceRequest(sampleRequest('n1', { expiresAt: 10_000 })));
+      const used = (await s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100, status: 'consumed' })));
+      await s.createNodeToken({ tokenHash: 'live', nodeId: 'n1', deviceRequestId: used.id, issuedAt: 1, expiresAt: 5_000, revokedAt: null });
+      assert.deepEqual((await s.garbageCollect(1000)), { deviceRequests: 1, nodeTokens: 0, webSessions: 0 });
+      assert.equal((await s.getDeviceRequest(expired.id)), undefined);
+      assert.ok((await s.getDeviceRequest(live.id)));
+      assert.ok((await s.getNodeToken('live')), "a used code's request stays while its token lives");
+      assert.deepEqual((await s.garbageCollect(6000)), { deviceRequests: 1, nodeTokens: 1, webSessions: 0 });
+      assert.equal((await s.getDeviceRequest(used.id)), undefined);
+      await s.close();
     });
 
-    test('garbage collection in batches: at most `limit` rows of each kind per call', () => {
+    test('garbage collection in batches: at most `limit` rows of each kind per call', async () => {
       const s = newStorage();
-      s.createNode(sampleNode('n1'));
-      for (let i = 0; i < 7; i++) s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 }));
+      await s.createNode(sampleNode('n1'));
+      for (let i = 0; i < 7; i++) (await s.createDeviceRequest(sampleRequest('n1', { expiresAt: 100 })));
       const counts = [];
-      for (let n = s.garbageCollect(1000, 3).deviceRequests; n > 0; n = s.garbageCollect(1000, 3).deviceRequests) counts.push(n);
+      for (let n = (await s.garbageCollect(1000, 3)).deviceRequests; n > 0; n = (await s.garbageCollect(1000, 3)).deviceRequests) counts.push(n);
       assert.deepEqual(counts, [3, 3, 1]);
-      assert.equal(s.listDeviceRequests({ nodeId: 'n1' }).length, 0);
-      s.close();
+      assert.equal((await s.listDeviceRequests({ nodeId: 'n1' })).length, 0);
+      await s.close();
     });
 
-    test('certificates: record, page newest first, filter active and by subject, count', () => {
+    test('certificates: record, page newest first, filter active and by subject, count', async () => {
       const s = newStorage();
       const cert = (i: number, subject: string, expiresAt: number) => ({
         serial: `serial-${i}`,
@@ -321,64 +353,64 @@ export function runStorageConformance(name: string, newStorage: () => Storage): 
         clientIp: '192.0.2.1',
         source: 'id_token',
       });
-      for (let i = 1; i <= 5; i++) s.addCertificate(cert(i, i % 2 ? 'alice' : 'bob', i * 100));
-      assert.throws(() => s.addCertificate(cert(1, 'x', 1)), AlreadyExistsError);
-      const page = s.listCertificates({}, { limit: 2 });
+      for (let i = 1; i <= 5; i++) (await s.addCertificate(cert(i, i % 2 ? 'alice' : 'bob', i * 100)));
+      await assert.rejects(async () => (await s.addCertificate(cert(1, 'x', 1))), AlreadyExistsError);
+      const page = (await s.listCertificates({}, { limit: 2 }));
       assert.deepEqual(page.map((c) => c.serial), ['serial-5', 'serial-4']);
-      assert.deepEqual(s.listCertificates({}, { limit: 2, beforeId: page[1]?.id }).map((c) => c.serial), ['serial-3', 'serial-2']);
-      assert.equal(s.countCertificates({ activeAt: 250 }), 3);
-      assert.equal(s.countCertificates({ subject: 'alice' }), 3);
-      assert.deepEqual(s.listCertificates({ activeAt: 250, subject: 'bob' }, { limit: 10 }).map((c) => c.serial), ['serial-4']);
-      assert.deepEqual(s.listCertificates({}, { limit: 1 })[0]?.roles, ['os:reader']);
-      assert.deepEqual(s.applyRetention(250, 0), { certificates: 2, auditEvents: 0 });
-      assert.equal(s.countCertificates({}), 3);
-      s.close();
+      assert.deepEqual((await s.listCertificates({}, { limit: 2, beforeId: page[1]?.id })).map((c) => c.serial), ['serial-3', 'serial-2']);
+      assert.equal((await s.countCertificates({ activeAt: 250 })), 3);
+      assert.equal((await s.countCertificates({ subject: 'alice' })), 3);
+      assert.deepEqual((await s.listCertificates({ activeAt: 250, subject: 'bob' }, { limit: 10 })).map((c) => c.serial), ['serial-4']);
+      assert.deepEqual((await s.listCertificates({}, { limit: 1 }))[0]?.roles, ['os:reader']);
+      assert.deepEqual((await s.applyRetention(250, 0)), { certificates: 2, auditEvents: 0 });
+      assert.equal((await s.countCertificates({})), 3);
+      await s.close();
     });
 
-    test('web sessions: create, update, expire with garbage collection', () => {
+    test('web sessions: create, update, expire with garbage collection', async () => {
       const s = newStorage();
       const base = { createdAt: 1, lastSeenAt: 1, login: null, sub: null, email: null, name: null, claims: null, isAdmin: false, signedInAt: null, idpRefreshToken: null };
-      s.createWebSession({ ...base, idHash: 'old', expiresAt: 100 });
-      s.createWebSession({ ...base, idHash: 'live', expiresAt: 10_000 });
-      s.updateWebSession('live', (x) => ({ ...x, sub: 'alice', claims: { groups: ['a'] }, isAdmin: true }));
-      assert.deepEqual(s.getWebSession('live')?.claims, { groups: ['a'] });
-      assert.equal(s.garbageCollect(1000).webSessions, 1);
-      assert.equal(s.getWebSession('old'), undefined);
-      assert.ok(s.getWebSession('live'));
-      s.close();
+      await s.createWebSession({ ...base, idHash: 'old', expiresAt: 100 });
+      await s.createWebSession({ ...base, idHash: 'live', expiresAt: 10_000 });
+      await s.updateWebSession('live', (x) => ({ ...x, sub: 'alice', claims: { groups: ['a'] }, isAdmin: true }));
+      assert.deepEqual((await s.getWebSession('live'))?.claims, { groups: ['a'] });
+      assert.equal((await s.garbageCollect(1000)).webSessions, 1);
+      assert.equal((await s.getWebSession('old')), undefined);
+      assert.ok((await s.getWebSession('live')));
+      await s.close();
     });
 
-    test('blocked subjects and counts by status and type', () => {
+    test('blocked subjects and counts by status and type', async () => {
       const s = newStorage();
       const session = { createdAt: 1, lastSeenAt: 1, expiresAt: 10_000, login: null, email: null, name: null, claims: {}, isAdmin: true, signedInAt: 1, idpRefreshToken: null };
-      s.createWebSession({ ...session, idHash: 'alice-1', sub: 'alice' });
-      s.createWebSession({ ...session, idHash: 'alice-2', sub: 'alice' });
-      s.createWebSession({ ...session, idHash: 'bob-1', sub: 'bob' });
+      await s.createWebSession({ ...session, idHash: 'alice-1', sub: 'alice' });
+      await s.createWebSession({ ...session, idHash: 'alice-2', sub: 'alice' });
+      await s.createWebSession({ ...session, idHash: 'bob-1', sub: 'bob' });
       const grant = { clientId: 'cli', email: null, claims: {}, idpRefreshToken: null, createdAt: 1, refreshedAt: null, expiresAt: 10_000, revokedAt: null, revokedReason: null };
-      s.createOperatorGrant({ ...grant, id: 'g-alice', sub: 'alice' });
-      s.createOperatorGrant({ ...grant, id: 'g-alice-old', sub: 'alice', revokedAt: 1, revokedReason: 'logged out' });
-      s.createOperatorGrant({ ...grant, id: 'g-bob', sub: 'bob' });
+      await s.createOperatorGrant({ ...grant, id: 'g-alice', sub: 'alice' });
+      await s.createOperatorGrant({ ...grant, id: 'g-alice-old', sub: 'alice', revokedAt: 1, revokedReason: 'logged out' });
+      await s.createOperatorGrant({ ...grant, id: 'g-bob', sub: 'bob' });
       // blocking ends the subject's sessions and logins in the same transaction, and nobody else's
-      assert.deepEqual(s.blockSubject({ subject: 'alice', blockedAt: 5, blockedBy: 'admin', reason: 'left' }), { added: true, webSessions: 2, operatorLogins: 1 });
-      assert.equal(s.getWebSession('alice-1'), undefined);
-      assert.ok(s.getWebSession('bob-1'));
-      assert.deepEqual([s.getOperatorGrant('g-alice')?.revokedAt, s.getOperatorGrant('g-alice')?.revokedReason], [5, 'subject blocked']);
-      assert.equal(s.getOperatorGrant('g-alice-old')?.revokedReason, 'logged out', 'an ended login keeps its reason');
-      assert.equal(s.getOperatorGrant('g-bob')?.revokedAt, null);
-      assert.deepEqual(s.blockSubject({ subject: 'alice', blockedAt: 6, blockedBy: 'admin', reason: null }), { added: false, webSessions: 0, operatorLogins: 0 });
-      assert.equal(s.getBlockedSubject('alice')?.reason, 'left');
-      assert.deepEqual(s.listBlockedSubjects().map((b) => b.subject), ['alice']);
-      assert.equal(s.unblockSubject('alice'), true);
-      assert.equal(s.unblockSubject('alice'), false);
-      assert.equal(s.getBlockedSubject('alice'), undefined);
-      s.createNode(sampleNode('n1'));
-      s.createNode(sampleNode('n2', { status: 'approved' }));
-      assert.deepEqual(s.countNodesByStatus(), { pending: 1, approved: 1, denied: 0, revoked: 0 });
-      s.addAuditEvent({ at: 1, type: 'auth_failure', actor: null, subject: null, ip: null, detail: {} });
-      s.addAuditEvent({ at: 2, type: 'auth_failure', actor: null, subject: null, ip: null, detail: {} });
-      assert.deepEqual(s.countAuditEvents(['auth_failure', 'cert_error']), { auth_failure: 2, cert_error: 0 });
-      assert.deepEqual(s.applyRetention(0, 2), { certificates: 0, auditEvents: 1 });
-      s.close();
+      assert.deepEqual((await s.blockSubject({ subject: 'alice', blockedAt: 5, blockedBy: 'admin', reason: 'left' })), { added: true, webSessions: 2, operatorLogins: 1 });
+      assert.equal((await s.getWebSession('alice-1')), undefined);
+      assert.ok((await s.getWebSession('bob-1')));
+      assert.deepEqual([(await s.getOperatorGrant('g-alice'))?.revokedAt, (await s.getOperatorGrant('g-alice'))?.revokedReason], [5, 'subject blocked']);
+      assert.equal((await s.getOperatorGrant('g-alice-old'))?.revokedReason, 'logged out', 'an ended login keeps its reason');
+      assert.equal((await s.getOperatorGrant('g-bob'))?.revokedAt, null);
+      assert.deepEqual((await s.blockSubject({ subject: 'alice', blockedAt: 6, blockedBy: 'admin', reason: null })), { added: false, webSessions: 0, operatorLogins: 0 });
+      assert.equal((await s.getBlockedSubject('alice'))?.reason, 'left');
+      assert.deepEqual((await s.listBlockedSubjects()).map((b) => b.subject), ['alice']);
+      assert.equal((await s.unblockSubject('alice')), true);
+      assert.equal((await s.unblockSubject('alice')), false);
+      assert.equal((await s.getBlockedSubject('alice')), undefined);
+      await s.createNode(sampleNode('n1'));
+      await s.createNode(sampleNode('n2', { status: 'approved' }));
+      assert.deepEqual((await s.countNodesByStatus()), { pending: 1, approved: 1, denied: 0, revoked: 0 });
+      await s.addAuditEvent({ at: 1, type: 'auth_failure', actor: null, subject: null, ip: null, detail: {} });
+      await s.addAuditEvent({ at: 2, type: 'auth_failure', actor: null, subject: null, ip: null, detail: {} });
+      assert.deepEqual((await s.countAuditEvents(['auth_failure', 'cert_error'])), { auth_failure: 2, cert_error: 0 });
+      assert.deepEqual((await s.applyRetention(0, 2)), { certificates: 0, auditEvents: 1 });
+      await s.close();
     });
   });
 }

@@ -5,42 +5,43 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
 import { migrate, readMigrations } from '../../server/storage/migrate.js';
-import { openSqliteStorage } from '../../server/storage/sqlite.js';
-import { migrationsDir } from '../../server/paths.js';
+import { openSqliteStorage } from '../../server/storage/sqlite/index.js';
+import { sqliteMigrationsDir } from '../../server/paths.js';
 import { runStorageConformance, sampleNode } from './conformance.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'talos-gate-sqlite-'));
 let n = 0;
 runStorageConformance('sqlite file', () => openSqliteStorage(join(dir, `conf-${n++}.db`)));
 
-test('sqlite: WAL mode, 0600 file, migrations recorded once, data survives reopening', () => {
+test('sqlite: WAL mode, 0600 file, migrations recorded once, data survives reopening', async () => {
   const file = join(dir, 'reopen.db');
   const s = openSqliteStorage(file);
   assert.equal(s.db.pragma('journal_mode', { simple: true }), 'wal');
   assert.equal(statSync(file).mode & 0o777, 0o600);
-  s.createNode(sampleNode('kept'));
-  s.close();
+  await s.createNode(sampleNode('kept'));
+  await s.close();
   const again = openSqliteStorage(file);
-  assert.ok(again.getNode('kept'));
+  assert.ok(await again.getNode('kept'));
   const versions = again.db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[];
-  assert.deepEqual(versions.map((v) => v.version), readMigrations(migrationsDir).map((m) => m.version));
-  again.close();
+  assert.deepEqual(versions.map((v) => v.version), readMigrations(sqliteMigrationsDir).map((m) => m.version));
+  await again.close();
 });
 
 test('sqlite: a grouped transaction asked for just before close is committed, not lost', async () => {
   const file = join(dir, 'close.db');
   const s = openSqliteStorage(file);
-  const pending = s.groupedTransaction(() => s.createNode(sampleNode('late')).id);
-  s.close();
+  const pending = s.groupedTransaction(async (tx) => (await tx.createNode(sampleNode('late'))).id);
+  const closed = s.close();
   assert.equal(await pending, 'late');
+  await closed;
   const again = openSqliteStorage(file);
-  assert.ok(again.getNode('late'));
-  again.close();
+  assert.ok(await again.getNode('late'));
+  await again.close();
 });
 
 test('sqlite: a failing migration leaves the database as it was', () => {
   const db = new Database(join(dir, 'broken.db'));
-  const good = readMigrations(migrationsDir);
+  const good = readMigrations(sqliteMigrationsDir);
   assert.throws(() => migrate(db, [...good, { version: good.length + 1, name: 'broken', sql: 'CREATE TABLE x (a); SELECT nonsense FROM nowhere;' }]));
   const tables = db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name IN ('nodes', 'x')").all();
   assert.deepEqual(tables, [], 'nothing of the failed batch was applied');
@@ -49,10 +50,10 @@ test('sqlite: a failing migration leaves the database as it was', () => {
   db.close();
 });
 
-test('sqlite: migration 6 keeps every certificate record and its id, and ids go on from the highest', () => {
+test('sqlite: migration 6 keeps every certificate record and its id, and ids go on from the highest', async () => {
   const file = join(dir, 'm6.db');
   const db = new Database(file);
-  const all = readMigrations(migrationsDir);
+  const all = readMigrations(sqliteMigrationsDir);
   migrate(db, all.filter((m) => m.version < 6));
   const insert = db.prepare(
     `INSERT INTO certificates (serial, fingerprint, subject, email, common_name, issuer, roles, issued_at, expires_at, client_ip, source)
@@ -64,21 +65,21 @@ test('sqlite: migration 6 keeps every certificate record and its id, and ids go 
   db.close();
   const s = openSqliteStorage(file);
   assert.deepEqual(s.db.prepare('SELECT * FROM certificates ORDER BY id').all(), before);
-  const added = s.addCertificate({
+  const added = await s.addCertificate({
     serial: 'serial-new', fingerprint: 'fp-0', subject: 'sub', email: null, commonName: 'cn', issuer: 'iss',
     roles: ['os:reader'], issuedAt: 3, expiresAt: 4, clientIp: null, source: 'id_token',
   });
   assert.equal(added.id, 6, 'AUTOINCREMENT: an id is never given twice');
   const indexes = (s.db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'certificates'").all() as { name: string }[]).map((r) => r.name);
   assert.ok(indexes.includes('certificates_expires') && indexes.includes('certificates_subject'));
-  assert.throws(() => s.addCertificate({ ...added, serial: 'serial-0' }), 'serials stay unique');
-  s.close();
+  await assert.rejects(() => s.addCertificate({ ...added, serial: 'serial-0' }), 'serials stay unique');
+  await s.close();
 });
 
-test('sqlite: migration 7 takes the standing auto-approval from nodes approved before; registered ones stay armed', () => {
+test('sqlite: migration 7 takes the standing auto-approval from nodes approved before; registered ones stay armed', async () => {
   const file = join(dir, 'm7.db');
   const db = new Database(file);
-  migrate(db, readMigrations(migrationsDir).filter((m) => m.version < 7));
+  migrate(db, readMigrations(sqliteMigrationsDir).filter((m) => m.version < 7));
   const insert = db.prepare("INSERT INTO nodes (id, status, profile, auto_approve, config, created_at) VALUES (?, 'approved', 'worker', ?, ?, 1)");
   insert.run('booted', 1, 'machine: {}\n');
   insert.run('registered', 1, null);
@@ -86,8 +87,8 @@ test('sqlite: migration 7 takes the standing auto-approval from nodes approved b
   db.close();
   const s = openSqliteStorage(file);
   assert.deepEqual(
-    ['booted', 'registered', 'plain'].map((id) => [s.getNode(id)?.autoApprove, s.getNode(id)?.autoApproveCidrs]),
+    await Promise.all(['booted', 'registered', 'plain'].map(async (id) => [(await s.getNode(id))?.autoApprove, (await s.getNode(id))?.autoApproveCidrs])),
     [[false, []], [true, []], [false, []]],
   );
-  s.close();
+  await s.close();
 });

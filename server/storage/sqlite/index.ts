@@ -1,0 +1,317 @@
+// The SQLite backend: the async Storage interface over better-sqlite3's one synchronous connection.
+// rows.ts maps rows to records, statements.ts holds the SQL, operations.ts runs it, transactions.ts
+// keeps transactions apart and commits groups; this file opens the database and binds them.
+import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { sqliteMigrationsDir } from '../../paths.js';
+import { migrate, readMigrations } from '../migrate.js';
+import type {
+  AuditEvent,
+  BlockedSubject,
+  CertificateFilter,
+  CertificateRecord,
+  DevicePollFields,
+  DeviceRequestRecord,
+  DeviceRequestStatus,
+  NewAuditEvent,
+  NewCertificate,
+  NewDeviceRequest,
+  NodeFilter,
+  NodePage,
+  NodeRecord,
+  NodeStatus,
+  NodeSummary,
+  NodeTokenRecord,
+  OperatorGrantRecord,
+  RefreshTokenRecord,
+  Storage,
+  StorageTx,
+  WebSessionRecord,
+} from '../storage.js';
+import { SqliteOperations } from './operations.js';
+import { TransactionQueue } from './transactions.js';
+
+/** Opens (creating when needed) the gate's SQLite database in WAL mode and brings its schema up to date. */
+export function openSqliteStorage(file: string, opts: { migrationsDir?: string } = {}): SqliteStorage {
+  if (file !== ':memory:') {
+    const dir = dirname(file);
+    if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
+  }
+  const db = new Database(file);
+  if (file !== ':memory:') chmodSync(file, 0o600);
+  db.pragma('journal_mode = WAL');
+  // With WAL, NORMAL keeps every committed transaction across a crash of the process (SIGKILL);
+  // only a power loss can take the last commits back. FULL would add an fsync to every commit.
+  db.pragma('synchronous = NORMAL');
+  db.pragma('foreign_keys = ON');
+  db.pragma('busy_timeout = 5000');
+  migrate(db, readMigrations(opts.migrationsDir ?? sqliteMigrationsDir));
+  return new SqliteStorage(db);
+}
+
+/** Every operation of the interface, each run on the operations by `run`: alone, or in a transaction. */
+abstract class SqliteView implements StorageTx {
+  protected abstract run<T>(op: (o: SqliteOperations) => T): Promise<T>;
+  abstract transaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T>;
+
+  createNode(node: NodeRecord): Promise<NodeRecord> {
+    return this.run((o) => o.createNode(node));
+  }
+
+  getNode(id: string): Promise<NodeRecord | undefined> {
+    return this.run((o) => o.getNode(id));
+  }
+
+  listNodes(filter: NodeFilter, page: NodePage): Promise<NodeSummary[]> {
+    return this.run((o) => o.listNodes(filter, page));
+  }
+
+  countNodes(filter: NodeFilter): Promise<number> {
+    return this.run((o) => o.countNodes(filter));
+  }
+
+  countNodesByStatus(): Promise<Record<NodeStatus, number>> {
+    return this.run((o) => o.countNodesByStatus());
+  }
+
+  updateNode(id: string, updater: (old: NodeRecord) => NodeRecord): Promise<NodeRecord> {
+    return this.run((o) => o.updateNode(id, updater));
+  }
+
+  recordConfigDownload(id: string, at: number, ip: string): Promise<void> {
+    return this.run((o) => o.recordConfigDownload(id, at, ip));
+  }
+
+  deleteNode(id: string): Promise<boolean> {
+    return this.run((o) => o.deleteNode(id));
+  }
+
+  deleteAbandonedNodes(askedBefore: number, now: number, limit: number): Promise<number> {
+    return this.run((o) => o.deleteAbandonedNodes(askedBefore, now, limit));
+  }
+
+  createDeviceRequest(req: NewDeviceRequest): Promise<DeviceRequestRecord> {
+    return this.run((o) => o.createDeviceRequest(req));
+  }
+
+  getDeviceRequest(id: number): Promise<DeviceRequestRecord | undefined> {
+    return this.run((o) => o.getDeviceRequest(id));
+  }
+
+  getDeviceRequestByCodeHash(hash: string): Promise<DeviceRequestRecord | undefined> {
+    return this.run((o) => o.getDeviceRequestByCodeHash(hash));
+  }
+
+  getDeviceRequestByUserCode(userCode: string): Promise<DeviceRequestRecord | undefined> {
+    return this.run((o) => o.getDeviceRequestByUserCode(userCode));
+  }
+
+  listDeviceRequests(filter: { nodeId?: string; nodeIds?: string[]; status?: DeviceRequestStatus }): Promise<DeviceRequestRecord[]> {
+    return this.run((o) => o.listDeviceRequests(filter));
+  }
+
+  pruneDeviceRequests(nodeId: string, keep: number, finishedBefore: number): Promise<number> {
+    return this.run((o) => o.pruneDeviceRequests(nodeId, keep, finishedBefore));
+  }
+
+  updateDeviceRequest(id: number, updater: (old: DeviceRequestRecord) => DeviceRequestRecord): Promise<DeviceRequestRecord> {
+    return this.run((o) => o.updateDeviceRequest(id, updater));
+  }
+
+  recordPoll(id: number, fields: DevicePollFields): Promise<void> {
+    return this.run((o) => o.recordPoll(id, fields));
+  }
+
+  countPendingDeviceRequestsInBucket(bucket: string, now: number): Promise<number> {
+    return this.run((o) => o.countPendingDeviceRequestsInBucket(bucket, now));
+  }
+
+  countDeviceRequestsByStatus(): Promise<Record<DeviceRequestStatus, number>> {
+    return this.run((o) => o.countDeviceRequestsByStatus());
+  }
+
+  createNodeToken(token: NodeTokenRecord): Promise<NodeTokenRecord> {
+    return this.run((o) => o.createNodeToken(token));
+  }
+
+  getNodeToken(hash: string): Promise<NodeTokenRecord | undefined> {
+    return this.run((o) => o.getNodeToken(hash));
+  }
+
+  revokeNodeTokens(nodeId: string, at: number): Promise<number> {
+    return this.run((o) => o.revokeNodeTokens(nodeId, at));
+  }
+
+  addAuditEvent(event: NewAuditEvent): Promise<AuditEvent> {
+    return this.run((o) => o.addAuditEvent(event));
+  }
+
+  listAuditEvents(opts: { limit: number; beforeId?: number }): Promise<AuditEvent[]> {
+    return this.run((o) => o.listAuditEvents(opts));
+  }
+
+  countAuditEvents(types: string[]): Promise<Record<string, number>> {
+    return this.run((o) => o.countAuditEvents(types));
+  }
+
+  addCertificate(cert: NewCertificate): Promise<CertificateRecord> {
+    return this.run((o) => o.addCertificate(cert));
+  }
+
+  listCertificates(filter: CertificateFilter, page: { limit: number; beforeId?: number }): Promise<CertificateRecord[]> {
+    return this.run((o) => o.listCertificates(filter, page));
+  }
+
+  countCertificates(filter: CertificateFilter): Promise<number> {
+    return this.run((o) => o.countCertificates(filter));
+  }
+
+  blockSubject(b: BlockedSubject): Promise<{ added: boolean; webSessions: number; operatorLogins: number }> {
+    return this.run((o) => o.blockSubject(b));
+  }
+
+  unblockSubject(subject: string): Promise<boolean> {
+    return this.run((o) => o.unblockSubject(subject));
+  }
+
+  getBlockedSubject(subject: string): Promise<BlockedSubject | undefined> {
+    return this.run((o) => o.getBlockedSubject(subject));
+  }
+
+  listBlockedSubjects(): Promise<BlockedSubject[]> {
+    return this.run((o) => o.listBlockedSubjects());
+  }
+
+  createWebSession(s: WebSessionRecord): Promise<WebSessionRecord> {
+    return this.run((o) => o.createWebSession(s));
+  }
+
+  getWebSession(idHash: string): Promise<WebSessionRecord | undefined> {
+    return this.run((o) => o.getWebSession(idHash));
+  }
+
+  updateWebSession(idHash: string, updater: (old: WebSessionRecord) => WebSessionRecord): Promise<WebSessionRecord> {
+    return this.run((o) => o.updateWebSession(idHash, updater));
+  }
+
+  deleteWebSession(idHash: string): Promise<void> {
+    return this.run((o) => o.deleteWebSession(idHash));
+  }
+
+  createOperatorGrant(g: OperatorGrantRecord): Promise<OperatorGrantRecord> {
+    return this.run((o) => o.createOperatorGrant(g));
+  }
+
+  getOperatorGrant(id: string): Promise<OperatorGrantRecord | undefined> {
+    return this.run((o) => o.getOperatorGrant(id));
+  }
+
+  updateOperatorGrant(id: string, updater: (old: OperatorGrantRecord) => OperatorGrantRecord): Promise<OperatorGrantRecord> {
+    return this.run((o) => o.updateOperatorGrant(id, updater));
+  }
+
+  createRefreshToken(t: RefreshTokenRecord): Promise<RefreshTokenRecord> {
+    return this.run((o) => o.createRefreshToken(t));
+  }
+
+  getRefreshToken(hash: string): Promise<RefreshTokenRecord | undefined> {
+    return this.run((o) => o.getRefreshToken(hash));
+  }
+
+  useRefreshToken(hash: string, at: number): Promise<boolean> {
+    return this.run((o) => o.useRefreshToken(hash, at));
+  }
+
+  releaseRefreshToken(hash: string): Promise<void> {
+    return this.run((o) => o.releaseRefreshToken(hash));
+  }
+
+  addCodeEntryFailure(keys: string[], at: number): Promise<void> {
+    return this.run((o) => o.addCodeEntryFailure(keys, at));
+  }
+
+  countCodeEntryFailures(key: string, since: number): Promise<number> {
+    return this.run((o) => o.countCodeEntryFailures(key, since));
+  }
+
+  oldestCodeEntryFailure(key: string, since: number): Promise<number | undefined> {
+    return this.run((o) => o.oldestCodeEntryFailure(key, since));
+  }
+
+  garbageCollect(now: number, limit?: number): Promise<{ deviceRequests: number; nodeTokens: number; webSessions: number }> {
+    return this.run((o) => o.garbageCollect(now, limit));
+  }
+
+  applyRetention(certsBefore: number, auditBefore: number): Promise<{ certificates: number; auditEvents: number }> {
+    return this.run((o) => o.applyRetention(certsBefore, auditBefore));
+  }
+}
+
+/** The `tx` of one transaction: its operations run at once, on the connection the transaction holds. */
+class SqliteTx extends SqliteView {
+  private open = true;
+
+  constructor(
+    private readonly ops: SqliteOperations,
+    private readonly queue: TransactionQueue,
+  ) {
+    super();
+  }
+
+  protected run<T>(op: (o: SqliteOperations) => T): Promise<T> {
+    // a tx kept past its transaction would write into whatever transaction holds the connection next
+    if (!this.open) return Promise.reject(new Error('storage: this transaction has ended'));
+    try {
+      return Promise.resolve(op(this.ops));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  transaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
+    if (!this.open) return Promise.reject(new Error('storage: this transaction has ended'));
+    return this.queue.savepoint(() => fn(this));
+  }
+
+  end(): void {
+    this.open = false;
+  }
+}
+
+export class SqliteStorage extends SqliteView implements Storage {
+  private readonly ops: SqliteOperations;
+  private readonly queue: TransactionQueue;
+
+  constructor(readonly db: Database.Database) {
+    super();
+    this.ops = new SqliteOperations(db);
+    this.queue = new TransactionQueue(db);
+  }
+
+  protected run<T>(op: (o: SqliteOperations) => T): Promise<T> {
+    return this.queue.alone(() => op(this.ops));
+  }
+
+  transaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
+    return this.queue.transaction(() => this.bound(fn));
+  }
+
+  groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
+    return this.queue.grouped(() => this.bound(fn));
+  }
+
+  async close(): Promise<void> {
+    await this.queue.commitGroup(); // what was asked for before close is committed, not lost
+    if (this.db.open) this.db.close();
+  }
+
+  private async bound<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
+    const tx = new SqliteTx(this.ops, this.queue);
+    try {
+      return await fn(tx);
+    } finally {
+      tx.end();
+    }
+  }
+}
