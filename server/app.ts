@@ -5,7 +5,6 @@ import helmet from 'helmet';
 import rateLimit from '@fastify/rate-limit';
 import { ApiError } from './api-error.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
-import { join } from 'node:path';
 import { SubjectBlocks } from './access/subject-blocks.js';
 import { GateReports } from './reports.js';
 import { AuditLog, openAuditSink } from './audit.js';
@@ -138,7 +137,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     throw e;
   }
   const auditSink = openAuditSink(config.audit_log);
-  const metrics = config.metrics.enabled ? new GateMetrics(storage, join(config.data_dir, 'talos-gate.db')) : undefined;
+  const metrics = config.metrics.enabled ? new GateMetrics(storage) : undefined;
   const audit = new AuditLog(storage, now, auditSink, metrics && ((e) => metrics.observe(e)));
   const oidcLogin =
     config.oidc.issuer_url && config.oidc.client_id

@@ -7,7 +7,7 @@ import { buildApp } from './app.js';
 import { ConfigError, ENV_PREFIX, loadConfig, type GateConfig } from './config/load.js';
 import { EnrollmentMaintenance } from './enrollment/maintenance.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
-import { openSqliteStorage } from './storage/sqlite/index.js';
+import { openStorage } from './storage/open.js';
 import type { Storage } from './storage/storage.js';
 import { ensureSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
 import { startDemo, type Demo } from './demo.js';
@@ -120,7 +120,8 @@ export async function prepareGate(
   const admin = adminTokenFor(config);
   const tls = tlsFor(config);
   const cookieSecret = persistentSecret(config, 'cookie-secret').value;
-  await openSqliteStorage(join(config.data_dir, 'talos-gate.db')).close(); // applies migrations
+  // applies migrations; a database.url that cannot be used stops the start here, naming the key
+  await (await openStorage(config)).close();
   return { config, demo, envSettings, admin, tls, cookieSecret };
 }
 
@@ -132,8 +133,9 @@ export async function startGate(
 ): Promise<RunningGate> {
   const prepared = opts.prepared ?? (await prepareGate(configFile, env, opts.demo ? { demo: true } : {}));
   const { config, demo, admin, tls, cookieSecret } = prepared;
-  const storage = openSqliteStorage(join(config.data_dir, 'talos-gate.db'));
-  let app: FastifyInstance;
+  let app: FastifyInstance | undefined;
+  // PostgreSQL: an idle pooled connection that broke (a server restart) is dropped and made anew when needed
+  const storage = await openStorage(config, { onIdleError: (e) => app?.log.warn({ err: e.message }, 'a pooled database connection failed; it is replaced') });
   try {
     ({ app } = await buildApp({
       config,

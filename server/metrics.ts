@@ -1,4 +1,3 @@
-import { existsSync, statSync } from 'node:fs';
 import type { FastifyInstance } from 'fastify';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { secretsEqual } from '../device/secrets.js';
@@ -7,7 +6,7 @@ import type { AuditEntry } from './audit.js';
 import type { Storage } from './storage/storage.js';
 
 // Prometheus metrics at GET /metrics. Counters follow the audit trail (what happened in this process);
-// gauges are read from SQLite at scrape time (the state of the whole gate, whatever the worker).
+// gauges are read from the database at scrape time (the state of the whole gate, whatever the worker).
 
 export class GateMetrics {
   readonly registry = new Registry();
@@ -23,7 +22,7 @@ export class GateMetrics {
     registers: [this.registry],
   });
 
-  constructor(storage: Storage, dbFile: string) {
+  constructor(storage: Storage) {
     collectDefaultMetrics({ register: this.registry, prefix: 'talos_gate_' });
     new Gauge({
       name: 'talos_gate_device_requests',
@@ -43,13 +42,14 @@ export class GateMetrics {
         for (const [status, n] of Object.entries(await storage.countNodesByStatus())) this.set({ status }, n);
       },
     });
+    // per backend, since the two sizes mean different things: talos_gate_sqlite_bytes is the file
+    // with its write-ahead log, talos_gate_postgres_bytes is pg_database_size (the whole database)
     new Gauge({
-      name: 'talos_gate_sqlite_bytes',
-      help: 'Size of the SQLite database with its write-ahead log',
+      name: `talos_gate_${storage.backend}_bytes`,
+      help: storage.backend === 'sqlite' ? 'Size of the SQLite database with its write-ahead log' : 'Size of the PostgreSQL database (pg_database_size)',
       registers: [this.registry],
-      collect() {
-        const size = (f: string) => (existsSync(f) ? statSync(f).size : 0);
-        this.set(size(dbFile) + size(`${dbFile}-wal`));
+      async collect() {
+        this.set(await storage.databaseBytes());
       },
     });
   }

@@ -18,4 +18,5 @@ export const packageRoot = findPackageRoot();
 export const migrationsDir = join(packageRoot, 'migrations');
 /** One folder of NNN_name.sql files per backend, since their SQL dialects differ. */
 export const sqliteMigrationsDir = join(migrationsDir, 'sqlite');
+export const postgresMigrationsDir = join(migrationsDir, 'postgres');
 export const bundledTemplatesDir = join(packageRoot, 'templates');

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { bundledTemplatesDir } from '../paths.js';
+import { parseDatabaseUrl } from '../storage/postgres/pool.js';
 import { ConfigError, FieldError, type Field } from './schema-kit.js';
 import { configSchema, TALOS_ROLES, type RawConfig } from './schema.js';
 import { weakSecretReason } from './secret-strength.js';
@@ -179,6 +180,16 @@ function resolveConfig(c: RawConfig, source: string, base: string, env: NodeJS.P
   }
   if (parsed.protocol !== 'https:' && parsed.protocol !== 'http:') fail('public_url', 'must start with https:// or http://');
   if (parsed.search || parsed.hash) fail('public_url', 'must not have a query string or fragment');
+
+  if (c.database.url !== undefined) {
+    try {
+      parseDatabaseUrl(c.database.url);
+    } catch (e) {
+      // the message never repeats the URL: it may hold a password
+      const from = env[`${ENV_PREFIX}DATABASE_URL`] !== undefined ? `environment variable ${ENV_PREFIX}DATABASE_URL` : source;
+      throw new ConfigError(from, 'database.url', (e as Error).message);
+    }
+  }
 
   const port = Number(c.listen.slice(c.listen.lastIndexOf(':') + 1));
   if (port > 65535) fail('listen', `port ${port} is out of range`);

@@ -29,6 +29,11 @@ export const configSchema = obj({
   listen_backlog: int({ default: 4096, min: 1, max: 65535 }),
   public_url: optionalStr(),
   data_dir: str({ default: './talos-gate-data' }),
+  database: obj({
+    // unset: SQLite in data_dir; postgres://…: PostgreSQL (server/storage/postgres/pool.ts reads it)
+    url: optionalStr(),
+    pool_size: int({ default: 10, min: 1, max: 1000 }),
+  }),
   tls: obj({
     mode: oneOf(['self-signed', 'files', 'off'] as const, 'self-signed'),
     cert: optionalStr(),

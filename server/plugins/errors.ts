@@ -2,7 +2,10 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { OAuthError } from '../../device/errors.js';
 import { ApiError } from '../api-error.js';
 import { ExchangeError } from '../exchange/errors.js';
-import { AlreadyExistsError, NotFoundError } from '../storage/storage.js';
+import { AlreadyExistsError, NotFoundError, StorageUnavailableError } from '../storage/storage.js';
+
+/** How soon a client may try again when the database is out of reach (it usually is back within seconds: a restart, a failover). */
+export const DATABASE_RETRY_AFTER_SECONDS = 5;
 
 /** The one place errors become responses: RFC 6749 shape, never a stack, never a 500 for a client's mistake. */
 export function registerErrorHandling(app: FastifyInstance): void {
@@ -33,6 +36,17 @@ export function registerErrorHandling(app: FastifyInstance): void {
     // session ended by another request): what the client asked about no longer exists.
     if (err instanceof NotFoundError) {
       return reply.code(404).header('Cache-Control', 'no-store').send({ error: 'not_found', error_description: err.message });
+    }
+    // The database out of reach (PostgreSQL restarting, failing over, the network cut): nothing was
+    // committed, the same request may succeed shortly (RFC 9110 §15.6.4 503, §10.2.3 Retry-After).
+    // The pool makes new connections as requests come, so the gate recovers by itself.
+    if (err instanceof StorageUnavailableError) {
+      request.log.warn({ reason: err.reason }, 'database unavailable');
+      return reply
+        .code(503)
+        .header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS))
+        .header('Cache-Control', 'no-store')
+        .send({ error: 'temporarily_unavailable', error_description: 'the gate cannot reach its database; try again shortly' });
     }
     if (err instanceof AlreadyExistsError) {
       return reply.code(409).header('Cache-Control', 'no-store').send({ error: 'conflict', error_description: err.message });

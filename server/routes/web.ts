@@ -12,8 +12,9 @@ import type { SubjectBlocks } from '../access/subject-blocks.js';
 import type { IpAllowed } from '../plugins/ip-allowlist.js';
 import type { OperatorService } from '../operators/service.js';
 import { perMinute } from '../plugins/rate-limits.js';
+import { DATABASE_RETRY_AFTER_SECONDS } from '../plugins/errors.js';
 import type { GateReports } from '../reports.js';
-import type { WebSessionRecord } from '../storage/storage.js';
+import { StorageUnavailableError, type WebSessionRecord } from '../storage/storage.js';
 import type { CodeEntryGuard } from '../web/code-entry-guard.js';
 import type { DecisionTickets } from '../web/decision-tickets.js';
 import type { Html } from '../web/html.js';
@@ -121,6 +122,12 @@ export function webRoutes(d: WebDeps) {
     };
 
     app.setErrorHandler(async (err: FastifyError, request, reply) => {
+      // before the session is looked up: it lives in the database that cannot be reached
+      if (err instanceof StorageUnavailableError) {
+        request.log.warn({ reason: err.reason }, 'database unavailable');
+        reply.header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS));
+        return send(reply, 503, 'Unavailable', problem('The gate cannot reach its database', 'Try again in a moment.'), undefined);
+      }
       const session = await d.sessions.get(request.cookies[SESSION_COOKIE]);
       if (err.code === 'FST_CSRF_INVALID_TOKEN' || err.code === 'FST_CSRF_MISSING_SECRET') {
         return send(reply, 403, 'Refused', problem('Refused', 'This form expired or did not come from this site. Reload the page and try again.'), session);

@@ -1,5 +1,6 @@
-// The one storage interface of the gate. The SQLite backend implements it today (server/storage/
-// sqlite/); any other backend must pass test/storage/conformance.ts. The contract, as Dex's
+// The one storage interface of the gate. Two backends implement it: SQLite (server/storage/sqlite/,
+// the embedded default) and PostgreSQL (server/storage/postgres/, database.url); any backend must
+// pass test/storage/conformance.ts. The contract, as Dex's
 // storage.go states its own:
 // - Every method is asynchronous and atomic on its own: an `update…(id, updater)` reads, checks and
 //   writes inside one transaction. Updaters get the stored record and return the new one; they must
@@ -11,7 +12,9 @@
 //   `tx` commits together or not at all. Work in a transaction goes through `tx` only, one call after
 //   the other (await each), and does no slow I/O: it holds the write lock (SQLite) or a connection
 //   and row locks (a server database) meanwhile. A transaction inside one is a savepoint.
-// - Errors: NotFoundError and AlreadyExistsError below; anything else is the backend's failure.
+// - Errors: NotFoundError and AlreadyExistsError below; StorageUnavailableError when the database
+//   cannot be reached (a server database gone away: the request may be tried again later); anything
+//   else is the backend's failure.
 
 export type NodeStatus = 'pending' | 'approved' | 'denied' | 'revoked';
 export type DeviceRequestStatus = 'pending' | 'approved' | 'denied' | 'consumed';
@@ -197,6 +200,18 @@ export class AlreadyExistsError extends Error {
   }
 }
 
+/**
+ * The database cannot be reached right now (connection refused or lost, server shutting down or
+ * starting up, too many connections): nothing of the operation was committed, and the same request
+ * may succeed once the database is back. The wire answers 503 with Retry-After.
+ */
+export class StorageUnavailableError extends Error {
+  constructor(readonly reason: string, options?: { cause?: unknown }) {
+    super(`the database is unavailable: ${reason}`, options);
+    this.name = 'StorageUnavailableError';
+  }
+}
+
 /** Which nodes a list or count covers; the fields given all apply. */
 export interface NodeFilter {
   status?: NodeStatus;
@@ -363,6 +378,10 @@ export interface StorageTx {
 
 /** The storage as the gate opens it: a StorageTx outside any transaction, with group commit and close. */
 export interface Storage extends StorageTx {
+  /** Which backend this is: names the size gauge of /metrics (talos_gate_<backend>_bytes). */
+  readonly backend: 'sqlite' | 'postgres';
+  /** The database's size on disk in bytes, for /metrics. */
+  databaseBytes(): Promise<number>;
   /**
    * Runs fn atomically as transaction() does, but may commit it together with the other grouped
    * transactions asked for at about the same time (group commit), so a burst of small writes (a rack's

@@ -1,7 +1,7 @@
 // The SQLite backend: the async Storage interface over better-sqlite3's one synchronous connection.
 // rows.ts maps rows to records, statements.ts holds the SQL, operations.ts runs it, transactions.ts
 // keeps transactions apart and commits groups; this file opens the database and binds them.
-import { chmodSync, existsSync, mkdirSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { sqliteMigrationsDir } from '../../paths.js';
@@ -280,6 +280,7 @@ class SqliteTx extends SqliteView {
 }
 
 export class SqliteStorage extends SqliteView implements Storage {
+  readonly backend = 'sqlite';
   private readonly ops: SqliteOperations;
   private readonly queue: TransactionQueue;
 
@@ -299,6 +300,13 @@ export class SqliteStorage extends SqliteView implements Storage {
 
   groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
     return this.queue.grouped(() => this.bound(fn));
+  }
+
+  /** The database file with its write-ahead log. */
+  async databaseBytes(): Promise<number> {
+    if (this.db.memory) return 0;
+    const size = (f: string) => (existsSync(f) ? statSync(f).size : 0);
+    return size(this.db.name) + size(`${this.db.name}-wal`);
   }
 
   async close(): Promise<void> {

@@ -32,7 +32,6 @@ import {
   certificateFromRow,
   grantFromRow,
   grantToRow,
-  isUniqueViolation,
   nodeFromRow,
   nodeToRow,
   refreshFromRow,
@@ -51,7 +50,11 @@ import {
   type NodeTokenRow,
   type RefreshRow,
   type WebSessionRow,
-} from './rows.js';
+} from '../rows.js';
+
+function isUniqueViolation(e: unknown): boolean {
+  return e instanceof Error && 'code' in e && (e as { code: string }).code.startsWith('SQLITE_CONSTRAINT');
+}
 import { DECIDED, POLL_COLUMNS, StatementCache, certificateWhere, nodeWhere, prepareStatements, type Statements } from './statements.js';
 
 export class SqliteOperations {

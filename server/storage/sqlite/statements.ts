@@ -2,7 +2,7 @@
 // and the WHERE clauses assembled from filters (fixed fragments only; values are always bound).
 import type Database from 'better-sqlite3';
 import type { CertificateFilter, NodeFilter, NodeStatus } from '../storage.js';
-import { NODE_COLUMNS, REQUEST_COLUMNS } from './rows.js';
+import { NODE_COLUMNS, REQUEST_COLUMNS } from '../rows.js';
 
 /** The columns one poll may write (recordPoll). */
 export const POLL_COLUMNS = ['interval_ms', 'last_poll_at', 'next_poll_at', 'last_poll_basic', 'last_answer'] as const;

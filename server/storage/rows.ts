@@ -1,5 +1,8 @@
-// Rows as SQLite stores them, and their conversion to the records of storage.ts: the one place where
-// a column's type (0/1 for booleans, JSON text for lists and maps) is known.
+// Rows as the databases give them, and their conversion to the records of storage.ts: the one place
+// where a column's representation (0/1 for booleans, JSON text for lists and maps, numbers for
+// millisecond times) is known. SQLite stores exactly this; the PostgreSQL backend's pool parses its
+// BOOLEAN and BIGINT columns into the same shape (server/storage/postgres/pool.ts), so both backends
+// share these converters.
 import {
   newNode,
   type AuditEvent,
@@ -13,7 +16,7 @@ import {
   type OperatorGrantRecord,
   type RefreshTokenRecord,
   type WebSessionRecord,
-} from '../storage.js';
+} from './storage.js';
 
 export interface NodeRow {
   id: string;
@@ -124,8 +127,6 @@ export const blockedFromRow = (r: BlockedRow): BlockedSubject => ({
   blockedBy: r.blocked_by,
   reason: r.reason,
 });
-
-/** WHERE clause and arguments for a node filter; fixed fragments only, values bound. */
 
 export interface WebSessionRow {
   id_hash: string;
@@ -340,10 +341,6 @@ export const auditFromRow = (r: AuditRow): AuditEvent => ({
   ip: r.ip,
   detail: JSON.parse(r.detail) as Record<string, unknown>,
 });
-
-export function isUniqueViolation(e: unknown): boolean {
-  return e instanceof Error && 'code' in e && (e as { code: string }).code.startsWith('SQLITE_CONSTRAINT');
-}
 
 export function columns(row: object, skip: string[] = []): string[] {
   return Object.keys(row).filter((k) => !skip.includes(k));

@@ -1,0 +1,193 @@
+// The PostgreSQL backend: the Storage interface over one node-postgres pool per process. pool.ts
+// reads database.url, errors.ts sorts PostgreSQL's failures, migrate.ts brings the schema up to
+// date, operations.ts holds the SQL; this file binds transactions to pooled clients.
+//
+// Transactions: transaction(fn) checks a client out of the pool, BEGINs (READ COMMITTED, the
+// default), runs fn with a tx bound to that client, COMMITs; a transaction inside one is a
+// SAVEPOINT. A serialization failure or deadlock (40001, 40P01) runs the whole transaction again, a
+// few times: fn, like an updater, must not act outside tx before it resolves (storage.ts).
+// groupedTransaction is a plain transaction per call: PostgreSQL commits concurrent transactions
+// in parallel on its own connections (and groups their WAL flushes itself, docs 30.4 "commit_delay"),
+// so there is nothing to gain from holding one connection for a burst. A burst of polls written as
+// one batched statement (UPDATE … FROM unnest(…)) is a later optimisation.
+import pg, { type Pool, type PoolClient, type QueryConfig, type QueryResult, type QueryResultRow } from 'pg';
+import { postgresMigrationsDir } from '../../paths.js';
+import { readMigrations } from '../migrate.js';
+import type { Storage, StorageTx } from '../storage.js';
+import { isRetryable, isUnavailable, storageError } from './errors.js';
+import { migratePostgres } from './migrate.js';
+import { PgView } from './operations.js';
+import { poolConfig, type DatabaseUrl } from './pool.js';
+
+/** How many times a transaction is run again after a serialization failure or deadlock. */
+const RETRIES = 4;
+
+/**
+ * Statements with values run as named prepared statements: each connection parses one once and
+ * then only binds values (docs 55.2.3, "Extended Query"). The texts are fixed fragments, so there are few.
+ */
+const statementNames = new Map<string, string>();
+function statement(text: string, values: unknown[] | undefined): string | QueryConfig {
+  if (values === undefined) return text;
+  let name = statementNames.get(text);
+  if (name === undefined) {
+    name = `tg${statementNames.size + 1}`;
+    statementNames.set(text, name);
+  }
+  return { name, text, values };
+}
+
+/** The `tx` of one transaction: its statements run on the client the transaction holds. */
+class PostgresTx extends PgView {
+  protected readonly inTransaction = true;
+  private open = true;
+  private depth = 0;
+
+  constructor(private readonly client: PoolClient) {
+    super();
+  }
+
+  protected async query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
+    // a tx kept past its transaction would run in whatever transaction holds the client next
+    if (!this.open) throw new Error('storage: this transaction has ended');
+    try {
+      return await this.client.query<R>(statement(text, values));
+    } catch (e) {
+      throw storageError(e);
+    }
+  }
+
+  protected atomically<T>(fn: (tx: PgView) => Promise<T>): Promise<T> {
+    return fn(this);
+  }
+
+  async transaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
+    const name = `tx${this.depth++}`;
+    try {
+      await this.query(`SAVEPOINT ${name}`);
+      try {
+        const value = await fn(this);
+        await this.query(`RELEASE SAVEPOINT ${name}`);
+        return value;
+      } catch (e) {
+        // undo only this part; the transaction goes on (and a failed statement no longer spoils it)
+        if (this.open && !isUnavailable(e)) await this.query(`ROLLBACK TO SAVEPOINT ${name}; RELEASE SAVEPOINT ${name}`);
+        throw e;
+      }
+    } finally {
+      this.depth--;
+    }
+  }
+
+  end(): void {
+    this.open = false;
+  }
+}
+
+export class PostgresStorage extends PgView implements Storage {
+  readonly backend = 'postgres';
+  protected readonly inTransaction = false;
+
+  constructor(
+    readonly pool: Pool,
+    /** The URL without its password, for messages. */
+    readonly target: string,
+  ) {
+    super();
+  }
+
+  protected async query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(statement(text, values));
+    } catch (e) {
+      throw storageError(e);
+    }
+  }
+
+  protected atomically<T>(fn: (tx: PgView) => Promise<T>): Promise<T> {
+    return this.run(fn);
+  }
+
+  transaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
+    return this.run(fn);
+  }
+
+  groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
+    return this.run(fn);
+  }
+
+  async databaseBytes(): Promise<number> {
+    return (await this.query<{ n: number }>('SELECT pg_database_size(current_database()) AS n')).rows[0]?.n ?? 0;
+  }
+
+  /** Ends the pool once the clients checked out are back (fastify has finished its requests by then). */
+  async close(): Promise<void> {
+    if (!this.pool.ended) await this.pool.end();
+  }
+
+  private async run<T>(fn: (tx: PostgresTx) => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      let client: PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (e) {
+        throw storageError(e);
+      }
+      // a connection lost while the transaction awaits something else: node-postgres reports it on
+      // the client, not on a query, and an 'error' without a listener would end the process
+      let broken: unknown;
+      const onError = (e: Error) => {
+        broken = e;
+      };
+      client.on('error', onError);
+      const tx = new PostgresTx(client);
+      try {
+        await client.query('BEGIN');
+        const value = await fn(tx);
+        const done = await client.query('COMMIT');
+        // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error (docs: COMMIT)
+        if (done.command === 'ROLLBACK') throw new Error('storage: the transaction was rolled back: a statement in it failed');
+        return value;
+      } catch (e) {
+        if (broken === undefined && isUnavailable(e)) broken = e;
+        if (broken === undefined) {
+          await client.query('ROLLBACK').catch((r: unknown) => {
+            broken = r;
+          });
+        }
+        if (isRetryable(e) && attempt < RETRIES) {
+          // a little apart, so the transactions that collided do not meet again at once
+          await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * (attempt + 1)));
+          continue;
+        }
+        throw storageError(e);
+      } finally {
+        tx.end();
+        client.off('error', onError);
+        // a broken client is destroyed, not handed to the next request
+        client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
+      }
+    }
+  }
+}
+
+export interface PostgresOptions {
+  poolSize?: number;
+  migrationsDir?: string;
+  /** Where errors of idle pooled connections go (a server restart ends them all). */
+  onIdleError?: (e: Error) => void;
+}
+
+/** Opens a pool to the database and brings its schema up to date; rejects with the server's (or the network's) error. */
+export async function openPostgresStorage(url: DatabaseUrl, opts: PostgresOptions = {}): Promise<PostgresStorage> {
+  const pool = new pg.Pool(poolConfig(url, opts.poolSize ?? 10));
+  // an idle client whose server went away: the pool drops it and makes a new one when asked
+  pool.on('error', (e) => opts.onIdleError?.(e));
+  try {
+    await migratePostgres(pool, readMigrations(opts.migrationsDir ?? postgresMigrationsDir));
+  } catch (e) {
+    await pool.end().catch(() => undefined);
+    throw e;
+  }
+  return new PostgresStorage(pool, url.redacted);
+}

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import { after, test } from 'node:test';
+import pg from 'pg';
+import { postgresMigrationsDir } from '../../server/paths.js';
+import { readMigrations } from '../../server/storage/migrate.js';
+import { openPostgresStorage, type PostgresStorage } from '../../server/storage/postgres/index.js';
+import { migratePostgres } from '../../server/storage/postgres/migrate.js';
+import { parseDatabaseUrl } from '../../server/storage/postgres/pool.js';
+import { StorageUnavailableError } from '../../server/storage/storage.js';
+import { freePort } from '../helpers/gate.js';
+import { createTestDatabase, freshPostgresStorage, testServerUrl, type TestDatabase } from '../helpers/postgres.js';
+import { runStorageConformance, sampleNode, sampleRequest } from './conformance.js';
+
+testServerUrl(); // fails this file at once, saying how to get a server, when there is none
+
+runStorageConformance('postgres', freshPostgresStorage);
+
+/** Two gate processes' pools on one database: each its own Storage. */
+async function twoInstances(): Promise<{ a: PostgresStorage; b: PostgresStorage; db: TestDatabase; close(): Promise<void> }> {
+  const db = await createTestDatabase();
+  const [a, b] = await Promise.all([
+    openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 8 }),
+    openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 8 }),
+  ]);
+  return {
+    a,
+    b,
+    db,
+    async close() {
+      await a.close();
+      await b.close();
+      await db.drop();
+    },
+  };
+}
+
+const dropped: TestDatabase[] = [];
+after(async () => {
+  for (const db of dropped) await db.drop();
+});
+
+test('postgres: migrations run once when several processes start together, under the advisory lock', async () => {
+  const db = await createTestDatabase();
+  dropped.push(db);
+  const pools = Array.from({ length: 4 }, () => new pg.Pool({ connectionString: db.url, max: 2 }));
+  const migrations = readMigrations(postgresMigrationsDir);
+  const applied = await Promise.all(pools.map((p) => migratePostgres(p, migrations)));
+  assert.deepEqual(applied.flat(), migrations.map((m) => m.version), 'each version applied by exactly one of them');
+  const rows = await pools[0]?.query('SELECT version FROM schema_migrations ORDER BY version');
+  assert.deepEqual(rows?.rows.map((r: { version: number }) => r.version), migrations.map((m) => m.version));
+  await assert.rejects(() => migratePostgres(pools[0] as pg.Pool, []), /newer than this talos-gate/, 'a database from a newer build is refused');
+  await Promise.all(pools.map((p) => p.end()));
+});
+
+test('postgres: a failing migration leaves the database as it was', async () => {
+  const db = await createTestDatabase();
+  dropped.push(db);
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  const good = readMigrations(postgresMigrationsDir);
+  const broken = { version: good.length + 1, name: 'broken', sql: 'CREATE TABLE x (a int); SELECT nonsense FROM nowhere;' };
+  await assert.rejects(() => migratePostgres(pool, [...good, broken]));
+  const tables = await pool.query("SELECT tablename FROM pg_tables WHERE tablename IN ('nodes', 'x')");
+  assert.deepEqual(tables.rows, [], 'nothing of the failed batch was applied');
+  await pool.end();
+});
+
+test('postgres: the same device code redeemed at once on two instances yields exactly one token', async () => {
+  const { a, b, close } = await twoInstances();
+  await a.createNode(sampleNode('n1'));
+  for (let round = 0; round < 10; round++) {
+    const r = await a.createDeviceRequest(sampleRequest('n1', { status: 'approved' }));
+    const redeem = (s: PostgresStorage, hash: string) =>
+      s.groupedTransaction(async (tx) => {
+        await tx.updateDeviceRequest(r.id, (x) => {
+          if (x.status !== 'approved') throw new Error('already used');
+          return { ...x, status: 'consumed' };
+        });
+        await tx.createNodeToken({ tokenHash: hash, nodeId: 'n1', deviceRequestId: r.id, issuedAt: 1, expiresAt: 100, revokedAt: null });
+      });
+    const results = await Promise.allSettled([redeem(a, `ta${round}`), redeem(b, `tb${round}`), redeem(a, `tc${round}`), redeem(b, `td${round}`)]);
+    assert.equal(results.filter((x) => x.status === 'fulfilled').length, 1, `round ${round}: one redemption wins`);
+    for (const x of results) if (x.status === 'rejected') assert.match(String(x.reason), /already used/);
+  }
+  await close();
+});
+
+test('postgres: a refresh token used on two instances at once is used once', async () => {
+  const { a, b, close } = await twoInstances();
+  const grant = { id: 'g', clientId: 'cli', sub: 's', email: null, claims: {}, idpRefreshToken: null, createdAt: 1, refreshedAt: null, expiresAt: 10_000, revokedAt: null, revokedReason: null };
+  await a.createOperatorGrant(grant);
+  for (let i = 0; i < 10; i++) {
+    await a.createRefreshToken({ tokenHash: `r${i}`, grantId: 'g', issuedAt: 1, expiresAt: 10_000, usedAt: null });
+    const uses = await Promise.all([a.useRefreshToken(`r${i}`, 2), b.useRefreshToken(`r${i}`, 3), a.useRefreshToken(`r${i}`, 4), b.useRefreshToken(`r${i}`, 5)]);
+    assert.equal(uses.filter(Boolean).length, 1);
+  }
+  await close();
+});
+
+test('postgres: the pending-requests limit of an address bucket holds under concurrent requests', async () => {
+  const { a, b, close } = await twoInstances();
+  await a.createNode(sampleNode('n1'));
+  const limit = 5;
+  const ask = (s: PostgresStorage) =>
+    s.groupedTransaction(async (tx) => {
+      if ((await tx.countPendingDeviceRequestsInBucket('198.51.100.7', 1000)) >= limit) return false;
+      await tx.createDeviceRequest(sampleRequest('n1', { sourceBucket: '198.51.100.7' }));
+      return true;
+    });
+  const admitted = await Promise.all(Array.from({ length: 24 }, (_, i) => ask(i % 2 ? a : b)));
+  assert.equal(admitted.filter(Boolean).length, limit);
+  assert.equal(await a.countPendingDeviceRequestsInBucket('198.51.100.7', 1000), limit);
+  await close();
+});
+
+test('postgres: a block lands before or after an exchange, never between its check and its record', async () => {
+  const { a, b, close } = await twoInstances();
+  for (let round = 0; round < 5; round++) {
+    const sub = `user-${round}`;
+    const order: string[] = [];
+    const exchanges = Array.from({ length: 6 }, (_, i) =>
+      (i % 2 ? a : b)
+        .groupedTransaction(async (tx) => {
+          if (await tx.getBlockedSubject(sub)) return 'refused';
+          await new Promise((resolve) => setTimeout(resolve, 5)); // the signing happens about here
+          await tx.addCertificate({
+            serial: `${sub}-${i}`, fingerprint: 'fp', subject: sub, email: null, commonName: sub, issuer: 'iss',
+            roles: [], issuedAt: 1, expiresAt: 2, clientIp: null, source: 'id_token',
+          });
+          return 'issued';
+        })
+        .then((outcome) => {
+          order.push(outcome);
+          return outcome;
+        }),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 2));
+    const block = a.blockSubject({ subject: sub, blockedAt: 5, blockedBy: 'admin', reason: null }).then(() => order.push('blocked'));
+    await Promise.all([...exchanges, block]);
+    // an exchange that found the subject unblocked committed its certificate before the block did
+    const at = order.indexOf('blocked');
+    assert.deepEqual(order.slice(0, at).filter((o) => o !== 'issued'), [], `round ${round}: ${order.join(' ')}`);
+    assert.deepEqual(order.slice(at + 1).filter((o) => o !== 'refused'), [], `round ${round}: ${order.join(' ')}`);
+    assert.equal(await b.countCertificates({ subject: sub }), order.filter((o) => o === 'issued').length);
+  }
+  await close();
+});
+
+test('postgres: a deadlock between two transactions is resolved by running the loser again', async () => {
+  const { a, b, close } = await twoInstances();
+  await a.createNode(sampleNode('x'));
+  await a.createNode(sampleNode('y'));
+  let runs = 0;
+  const crossed = (s: PostgresStorage, first: string, second: string) =>
+    s.transaction(async (tx) => {
+      runs++;
+      await tx.updateNode(first, (n) => ({ ...n, configDownloads: n.configDownloads + 1 }));
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await tx.updateNode(second, (n) => ({ ...n, configDownloads: n.configDownloads + 1 }));
+    });
+  await Promise.all([crossed(a, 'x', 'y'), crossed(b, 'y', 'x')]);
+  assert.ok(runs >= 3, 'one of them ran again');
+  assert.equal((await a.getNode('x'))?.configDownloads, 2, 'each counted once: the undone attempt left nothing');
+  assert.equal((await a.getNode('y'))?.configDownloads, 2);
+  await close();
+});
+
+test('postgres: a database out of reach is StorageUnavailableError, not a crash', async () => {
+  const url = new URL(testServerUrl());
+  url.port = String(await freePort()); // nothing listens there
+  const pool = new pg.Pool({ host: url.hostname, port: Number(url.port), connectionTimeoutMillis: 2000 });
+  const { PostgresStorage: Storage } = await import('../../server/storage/postgres/index.js');
+  const s = new Storage(pool, url.href);
+  await assert.rejects(() => s.getNode('x'), StorageUnavailableError);
+  await assert.rejects(() => s.transaction((tx) => tx.getNode('x')), StorageUnavailableError);
+  await s.close();
+});
+
+test('postgres: database.url is read as libpq reads it, and refused when it cannot be used', () => {
+  const u = parseDatabaseUrl('postgresql://gate:p%40ss@db.example.com:6432/talos_gate?sslmode=verify-full&sslrootcert=/etc/ssl/db-ca.pem');
+  assert.deepEqual(
+    [u.host, u.port, u.user, u.password, u.database, u.sslmode, u.sslrootcert],
+    ['db.example.com', 6432, 'gate', 'p@ss', 'talos_gate', 'verify-full', '/etc/ssl/db-ca.pem'],
+  );
+  assert.equal(u.redacted.includes('p%40ss'), false, 'the password stays out of messages');
+  assert.equal(parseDatabaseUrl('postgres://h/db').sslmode, 'disable');
+  assert.throws(() => parseDatabaseUrl('mysql://h/db'), /postgres:\/\//);
+  assert.throws(() => parseDatabaseUrl('postgres://h/'), /names no database/);
+  assert.throws(() => parseDatabaseUrl('postgres://h/db?sslmode=prefer'), /not supported/);
+  assert.throws(() => parseDatabaseUrl('postgres://h/db?sslmode=verify-full&sslrootcert=ca.pem'), /absolute path/);
+  assert.throws(() => parseDatabaseUrl('postgres://h/db?ssl=true'), /parameter ssl is not supported/);
+});
