@@ -11,7 +11,9 @@
 //   the storage bound to that one transaction (one database connection); everything done through
 //   `tx` commits together or not at all. Work in a transaction goes through `tx` only, one call after
 //   the other (await each), and does no slow I/O: it holds the write lock (SQLite) or a connection
-//   and row locks (a server database) meanwhile. A transaction inside one is a savepoint.
+//   and row locks (a server database) meanwhile. A transaction inside one is a savepoint. A backend
+//   may run a transaction's fn again after a serialization failure or deadlock (PostgreSQL), so
+//   like an updater fn must not act outside `tx` before it resolves.
 // - Errors: NotFoundError and AlreadyExistsError below; StorageUnavailableError when the database
 //   cannot be reached (a server database gone away: the request may be tried again later); anything
 //   else is the backend's failure.

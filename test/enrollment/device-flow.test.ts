@@ -3,11 +3,12 @@ import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { goFormEncode, request } from '../../cli/http.js';
 import { OAuthFlowError, TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
-import { startTestGate, type TestGate } from '../helpers/gate.js';
+import { BACKENDS, startTestGate, type TestGate } from '../helpers/gate.js';
 
 // The whole enrollment flow against a real gate on a real port over TLS, driven by a client that
 // sends exactly what Talos sends (golang.org/x/oauth2: Basic-then-body twins, variables repeated in
 // every poll, client_secret as a form field, the talos.config query string on every endpoint).
+// On both storage backends: SQLite in data_dir, and PostgreSQL (database.url).
 
 interface Booting {
   node: TalosNode;
@@ -32,12 +33,12 @@ function boot(g: TestGate, vars: Record<string, string>, extra: { clientId?: str
   return { node, da, result };
 }
 
-describe('node enrollment over the device flow', () => {
+for (const backend of BACKENDS) describe(`node enrollment over the device flow (${backend})`, () => {
   let g: TestGate;
   before(async () => {
     g = await startTestGate({
       node_clients: [{ client_id: 'talos-node' }, { client_id: 'talos-lab', client_secret: 'lab-secret-value' }],
-    });
+    }, { backend });
   });
   after(() => g.close());
 

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { request, type HttpResponse } from '../../cli/http.js';
 import { startGate, type RunningGate } from '../../server/main.js';
+import { createTestDatabase, type TestDatabase } from './postgres.js';
 
 export interface TestGate {
   gate: RunningGate;
@@ -31,8 +32,18 @@ export async function freePort(): Promise<number> {
   });
 }
 
-/** A real gate: YAML config file, SQLite file and self-signed TLS in a fresh temp folder, on a real port. */
-export async function startTestGate(overrides: Record<string, unknown> = {}): Promise<TestGate> {
+/** The storage backends a test can run a gate on. */
+export const BACKENDS = ['sqlite', 'postgres'] as const;
+export type Backend = (typeof BACKENDS)[number];
+
+/**
+ * A real gate: YAML config file, SQLite file and self-signed TLS in a fresh temp folder, on a real
+ * port. With backend postgres, its database.url is a fresh database on the test server
+ * (test/helpers/postgres.ts), dropped when the gate closes.
+ */
+export async function startTestGate(overrides: Record<string, unknown> = {}, opts: { backend?: Backend } = {}): Promise<TestGate> {
+  const database: TestDatabase | undefined = opts.backend === 'postgres' ? await createTestDatabase() : undefined;
+  if (database) overrides = { database: { url: database.url }, ...overrides };
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-test-'));
   const port = await freePort();
   const config = {
@@ -46,7 +57,13 @@ export async function startTestGate(overrides: Record<string, unknown> = {}): Pr
   };
   const configFile = join(dir, 'config.yaml');
   writeFileSync(configFile, stringify(config));
-  const gate = await startGate(configFile, {});
+  let gate: RunningGate;
+  try {
+    gate = await startGate(configFile, {});
+  } catch (e) {
+    await database?.drop();
+    throw e;
+  }
   const ca = gate.tls?.caPem ?? '';
   const adminToken = gate.adminToken;
   const admin = async (method: string, path: string, body?: unknown) => {
@@ -72,6 +89,7 @@ export async function startTestGate(overrides: Record<string, unknown> = {}): Pr
     admin,
     async close() {
       await gate.close();
+      await database?.drop();
       rmSync(dir, { recursive: true, force: true });
     },
   };
