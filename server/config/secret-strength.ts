@@ -9,7 +9,7 @@ const WEAK_WHOLE = new Set(['secret', 'password', 'admin', 'token', 'admin-token
 /**
  * The estimate below reads 16 random bytes in hex (`openssl rand -hex 16`, 128 real bits) as about
  * 110 bits, since 32 characters rarely use all 16 hex digits evenly; 96 lets that through and keeps
- * out words, short strings and repetition. The README suggests -hex 32 (about 240 by the estimate).
+ * out words, short strings and repetition. docs/operations.md and config.example.yaml suggest -hex 32 (about 240 by the estimate).
  */
 export const MIN_SECRET_BITS = 96;
 export const MIN_SECRET_LENGTH = 24;

@@ -46,7 +46,7 @@ export interface ExchangeResponse {
 
 const MIN_TTL_MS = 30_000;
 
-/** Why a client key is refused when Talos signs: documented in the README, checked by the tests. */
+/** Why a client key is refused when Talos signs: documented in docs/certificate-exchange.md, checked by the tests. */
 export const TALOS_MAKES_THE_KEY =
   'this gate signs through the Talos API, and Talos makes the private key with the certificate: send neither public_key nor csr, and keep the key that comes back';
 

@@ -15,8 +15,9 @@ import { fileStamp, readTalosApiCredentials, type TalosApiCredentials } from './
 // Talos signs: the gate asks a control-plane node's apid for a client certificate with
 // machine.MachineService/GenerateClientConfiguration, over mTLS with its own Talos credential (a
 // talosconfig with os:admin, which that RPC requires). The Talos CA key never leaves the cluster; the
-// gate holds only a client certificate it can be made to lose (see README, "Signing without holding
-// the CA"). What Talos answers is checked strictly before it is handed on (server/pki/issued-cert.ts).
+// gate holds only a client certificate it can be made to lose (see docs/certificate-exchange.md,
+// "Signing without holding the CA"). What Talos answers is checked strictly before it is handed on
+// (server/pki/issued-cert.ts).
 //
 // apid and `nodes`: talosctl sends the nodes it targets as gRPC metadata ("nodes"), and apid then
 // proxies the call to each of them and wraps every answer with its metadata (hostname, and error when

@@ -156,7 +156,7 @@ describe('talos.signer: talos-api', () => {
     const withCsr = await exchange(g, { id_token: token, csr });
     assert.equal(withCsr.status, 400);
     assert.equal(withCsr.json.error_description, TALOS_MAKES_THE_KEY);
-    assert.match(readFileSync(new URL('../../README.md', import.meta.url), 'utf8'), new RegExp(TALOS_MAKES_THE_KEY.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'the README quotes it');
+    assert.match(readFileSync(new URL('../../docs/certificate-exchange.md', import.meta.url), 'utf8'), new RegExp(TALOS_MAKES_THE_KEY.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')), 'docs/certificate-exchange.md quotes it');
     assert.equal(fake.calls.length, calls);
     assert.equal((await exchange(g, { id_token: token })).status, 200, 'without a key it works');
   });
