@@ -9,6 +9,19 @@ import { parseDatabaseUrl } from '../../server/storage/postgres/pool.js';
 // backend that is never tested is not supported.
 
 export const TEST_DATABASE_ENV = 'TALOS_GATE_TEST_DATABASE_URL';
+export const TEST_DATABASE_CA_ENV = 'TALOS_GATE_TEST_DATABASE_CA';
+
+/** The CA file of the test server's TLS certificate (with-postgres.sh makes one), for sslmode=verify-full. */
+export function testServerCa(): string {
+  const file = process.env[TEST_DATABASE_CA_ENV];
+  if (!file) {
+    throw new Error(
+      `${TEST_DATABASE_CA_ENV} is not set: the TLS tests connect to the test server with sslmode=verify-full. ` +
+        `test/helpers/with-postgres.sh sets it for its throwaway cluster; for a server of yours, set it to the CA file of the server's certificate`,
+    );
+  }
+  return file;
+}
 
 export function testServerUrl(): string {
   const url = process.env[TEST_DATABASE_ENV];

@@ -3,9 +3,12 @@
 # need one (test/storage/postgres.test.ts and the end-to-end tests on PostgreSQL):
 #   test/helpers/with-postgres.sh npm test          (npm test calls it itself)
 # - TALOS_GATE_TEST_DATABASE_URL already set (your own server, a superuser or a role with CREATEDB):
-#   the command runs against it; each test makes and drops its own database there.
+#   the command runs against it; each test makes and drops its own database there. Set
+#   TALOS_GATE_TEST_DATABASE_CA to the CA file of the server's TLS certificate too (for 127.0.0.1 or
+#   the URL's host): the TLS tests connect with sslmode=verify-full.
 # - unset: a throwaway cluster is made in a temp folder with the machine's PostgreSQL binaries (Debian:
-#   apt-get install postgresql), listening on 127.0.0.1 on a free port, and removed when the command ends.
+#   apt-get install postgresql), listening on 127.0.0.1 on a free port with TLS from a CA of its own,
+#   and removed when the command ends.
 # The command's exit status is this script's.
 set -euo pipefail
 
@@ -43,19 +46,37 @@ stop() {
   rm -rf "$dir"
 }
 trap stop EXIT
+# interrupted (Ctrl-C, a CI timeout): the cluster is stopped and removed all the same
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 "${as[@]}" "$bin/initdb" -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 || {
   cat "$dir/initdb.log" >&2
   exit 1
 }
+# TLS too, so sslmode=verify-full is tested: a CA of its own and a certificate for 127.0.0.1 and
+# localhost (openssl, which the suite needs anyway); the key belongs to whoever runs the server.
+mkdir "$dir/tls"
+(
+  cd "$dir/tls"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout ca.key -out ca.crt -days 2 \
+    -subj /CN=talos-gate-test-database-ca -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign 2>/dev/null
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null
+  printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' >server.ext
+  openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -extfile server.ext -out server.crt 2>/dev/null
+  chmod 0600 server.key
+)
+[ ${#as[@]} -gt 0 ] && chown -R postgres: "$dir/tls"
 # A throwaway cluster: no fsync (a crash loses nothing anyone keeps), the socket in its own folder.
 # Durability settings are for the tests' speed only; a real gate's database keeps its defaults.
 opts="-c listen_addresses=127.0.0.1 -p $port -k $dir -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+opts="$opts -c ssl=on -c ssl_cert_file=$dir/tls/server.crt -c ssl_key_file=$dir/tls/server.key"
 "${as[@]}" "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -o "$opts" -w start >/dev/null || {
   cat "$dir/server.log" >&2
   exit 1
 }
 export TALOS_GATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+export TALOS_GATE_TEST_DATABASE_CA="$dir/tls/ca.crt"
 echo "with-postgres: throwaway PostgreSQL $("$bin/postgres" --version | awk '{print $3}') at $TALOS_GATE_TEST_DATABASE_URL" >&2
 status=0
 "$@" || status=$?

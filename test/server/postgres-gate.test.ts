@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { createServer, connect, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -15,10 +16,11 @@ import { GateMetrics } from '../../server/metrics.js';
 import { GateTokenSigner } from '../../server/operators/gate-tokens.js';
 import { OperatorService } from '../../server/operators/service.js';
 import { openPostgresStorage } from '../../server/storage/postgres/index.js';
+import { newNode } from '../../server/storage/storage.js';
 import { parseDatabaseUrl } from '../../server/storage/postgres/pool.js';
 import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
-import { createTestDatabase, freshPostgresStorage, onServer, testServerUrl, withDatabase } from '../helpers/postgres.js';
+import { createTestDatabase, freshPostgresStorage, onServer, testServerCa, testServerUrl, withDatabase } from '../helpers/postgres.js';
 import { makeTalosCa } from '../helpers/talos-ca.js';
 
 // A gate on PostgreSQL end to end (the enrollment flow runs on both backends in
@@ -225,5 +227,44 @@ describe('a database.url that cannot be used stops the start, naming the key', (
   test('a URL that is not one, or a TLS mode the gate does not do', async () => {
     assert.match(await startError('mysql://db/x'), /must start with postgres:\/\//);
     assert.match(await startError('postgres://db/x?sslmode=prefer'), /sslmode=prefer is not supported/);
+  });
+});
+
+describe('TLS to PostgreSQL', () => {
+  const withTls = (url: string, params: string) => `${url}${url.includes('?') ? '&' : '?'}${params}`;
+
+  test('sslmode=verify-full with sslrootcert: the connection is encrypted and the server checked', async () => {
+    const db = await createTestDatabase();
+    try {
+      const s = await openPostgresStorage(parseDatabaseUrl(withTls(db.url, `sslmode=verify-full&sslrootcert=${testServerCa()}`)));
+      const row = await s.pool.query<{ ssl: number }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
+      assert.equal(row.rows[0]?.ssl, 1, 'TLS on the connection');
+      await s.createNode(newNode('tls-node', 1));
+      assert.ok(await s.getNode('tls-node'));
+      await s.close();
+    } finally {
+      await db.drop();
+    }
+  });
+
+  test('a server whose certificate another CA signed is refused at start, naming database.url', async () => {
+    const other = join(mkdtempSync(join(dir, 'other-ca-')), 'ca.crt');
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${other}.key`, '-out', other,
+      '-days', '1', '-subj', '/CN=not-the-database-ca', '-addext', 'basicConstraints=critical,CA:TRUE'], { stdio: 'ignore' });
+    const g = await startTestGate({ database: { url: withTls(testServerUrl(), `sslmode=verify-full&sslrootcert=${other}`) } }).then(
+      async (gate) => {
+        await gate.close();
+        return undefined;
+      },
+      (e: unknown) => e,
+    );
+    assert.ok(g instanceof ConfigError && g.key === 'database.url', String(g));
+    assert.match(g.problem, /^TLS to PostgreSQL at 127\.0\.0\.1:\d+ failed: .*\(sslmode=verify-full, sslrootcert=/);
+  });
+
+  test('a missing sslrootcert file is a start-up error too', async () => {
+    const err = await startTestGate({ database: { url: withTls(testServerUrl(), 'sslmode=verify-full&sslrootcert=/nonexistent/ca.pem') } }).catch((e: unknown) => e);
+    assert.ok(err instanceof ConfigError && err.key === 'database.url', String(err));
+    assert.match(err.problem, /sslrootcert \/nonexistent\/ca\.pem cannot be read/);
   });
 });

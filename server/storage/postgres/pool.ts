@@ -99,8 +99,8 @@ function tlsOptions(u: DatabaseUrl): ConnectionOptions | false {
     ...(u.sslrootcert ? { ca: read('sslrootcert', u.sslrootcert) } : {}),
     ...(u.sslcert && u.sslkey ? { cert: read('sslcert', u.sslcert), key: read('sslkey', u.sslkey) } : {}),
   };
+  // verify-full: node-postgres checks the name against the host (SNI set for names, not for IPs)
   if (u.sslmode !== 'verify-full') tls.checkServerIdentity = () => undefined;
-  else tls.servername = u.host;
   return tls;
 }
 
