@@ -3,13 +3,15 @@ import pg from 'pg';
 import { openPostgresStorage, type PostgresStorage } from '../../server/storage/postgres/index.js';
 import { parseDatabaseUrl } from '../../server/storage/postgres/pool.js';
 
-// The PostgreSQL server the tests use: TALOS_GATE_TEST_DATABASE_URL, a role allowed to CREATE
+// The PostgreSQL server the tests use: TEST_POSTGRES_URL, a role allowed to CREATE
 // DATABASE. `npm test` sets it (test/helpers/with-postgres.sh starts a throwaway cluster when it is
 // unset); running a PostgreSQL test file alone needs it set, and without it the file fails: a
 // backend that is never tested is not supported.
 
-export const TEST_DATABASE_ENV = 'TALOS_GATE_TEST_DATABASE_URL';
-export const TEST_DATABASE_CA_ENV = 'TALOS_GATE_TEST_DATABASE_CA';
+// Not TALOS_GATE_*: the gate refuses unknown TALOS_GATE_ variables, and the gates the tests spawn
+// inherit the environment.
+export const TEST_DATABASE_ENV = 'TEST_POSTGRES_URL';
+export const TEST_DATABASE_CA_ENV = 'TEST_POSTGRES_CA';
 
 /** The CA file of the test server's TLS certificate (with-postgres.sh makes one), for sslmode=verify-full. */
 export function testServerCa(): string {

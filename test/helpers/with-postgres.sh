@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Runs a command with TALOS_GATE_TEST_DATABASE_URL pointing at a PostgreSQL server, for the tests that
+# Runs a command with TEST_POSTGRES_URL pointing at a PostgreSQL server, for the tests that
 # need one (test/storage/postgres.test.ts and the end-to-end tests on PostgreSQL):
 #   test/helpers/with-postgres.sh npm test          (npm test calls it itself)
-# - TALOS_GATE_TEST_DATABASE_URL already set (your own server, a superuser or a role with CREATEDB):
+# - TEST_POSTGRES_URL already set (your own server, a superuser or a role with CREATEDB):
 #   the command runs against it; each test makes and drops its own database there. Set
-#   TALOS_GATE_TEST_DATABASE_CA to the CA file of the server's TLS certificate too (for 127.0.0.1 or
+#   TEST_POSTGRES_CA to the CA file of the server's TLS certificate too (for 127.0.0.1 or
 #   the URL's host): the TLS tests connect with sslmode=verify-full.
 # - unset: a throwaway cluster is made in a temp folder with the machine's PostgreSQL binaries (Debian:
 #   apt-get install postgresql), listening on 127.0.0.1 on a free port with TLS from a CA of its own,
@@ -16,7 +16,7 @@ if [ $# -eq 0 ]; then
   echo "usage: $0 COMMAND [ARGS…]" >&2
   exit 2
 fi
-if [ -n "${TALOS_GATE_TEST_DATABASE_URL:-}" ]; then
+if [ -n "${TEST_POSTGRES_URL:-}" ]; then
   exec "$@"
 fi
 
@@ -27,7 +27,7 @@ if [ -z "$bin" ]; then
 fi
 if [ -z "$bin" ] || [ ! -x "$bin/initdb" ] || [ ! -x "$bin/pg_ctl" ]; then
   echo "with-postgres: the tests need PostgreSQL: install it (Debian: apt-get install -y postgresql)," >&2
-  echo "  or set TALOS_GATE_TEST_DATABASE_URL=postgres://user:pass@host:port/db to a server of yours" >&2
+  echo "  or set TEST_POSTGRES_URL=postgres://user:pass@host:port/db to a server of yours" >&2
   echo "  (or PG_BINDIR to the folder holding initdb and pg_ctl)" >&2
   exit 1
 fi
@@ -75,9 +75,9 @@ opts="$opts -c ssl=on -c ssl_cert_file=$dir/tls/server.crt -c ssl_key_file=$dir/
   cat "$dir/server.log" >&2
   exit 1
 }
-export TALOS_GATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
-export TALOS_GATE_TEST_DATABASE_CA="$dir/tls/ca.crt"
-echo "with-postgres: throwaway PostgreSQL $("$bin/postgres" --version | awk '{print $3}') at $TALOS_GATE_TEST_DATABASE_URL" >&2
+export TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+export TEST_POSTGRES_CA="$dir/tls/ca.crt"
+echo "with-postgres: throwaway PostgreSQL $("$bin/postgres" --version | awk '{print $3}') at $TEST_POSTGRES_URL" >&2
 status=0
 "$@" || status=$?
 exit "$status"
