@@ -9,6 +9,7 @@ import {
   type BlockedSubject,
   type CertificateRecord,
   type DeviceRequestRecord,
+  type NewDeviceRequest,
   type DeviceRequestStatus,
   type NodeRecord,
   type NodeSummary,
@@ -344,6 +345,11 @@ export const auditFromRow = (r: AuditRow): AuditEvent => ({
 
 export function columns(row: object, skip: string[] = []): string[] {
   return Object.keys(row).filter((k) => !skip.includes(k));
+}
+
+/** A request as stored when created: nothing decided or polled yet; the backend assigns the id. */
+export function newRequestRecord(req: NewDeviceRequest): DeviceRequestRecord {
+  return { ...blankRequest(), ...req, id: 0 };
 }
 
 export function blankRequest(): DeviceRequestRecord {

@@ -65,6 +65,7 @@ import {
   type NodeTokenRow,
   type RefreshRow,
   type WebSessionRow,
+  newRequestRecord,
 } from '../rows.js';
 import { isUniqueViolation } from './errors.js';
 
@@ -243,17 +244,7 @@ export abstract class PgView implements StorageTx {
   }
 
   async createDeviceRequest(req: NewDeviceRequest): Promise<DeviceRequestRecord> {
-    const full: DeviceRequestRecord = {
-      ...req,
-      id: 0,
-      decidedAt: null,
-      decidedBy: null,
-      lastPollAt: null,
-      nextPollAt: null,
-      lastPollBasic: false,
-      lastAnswer: null,
-      grantId: null,
-    };
+    const full = newRequestRecord(req);
     const res = await this.insert<{ id: number }>('device request code', INSERT_REQUEST, valuesOf(requestToRow(full), REQUEST_COLUMNS));
     return { ...full, id: (res.rows[0] as { id: number }).id };
   }

@@ -50,6 +50,7 @@ import {
   type NodeTokenRow,
   type RefreshRow,
   type WebSessionRow,
+  newRequestRecord,
 } from '../rows.js';
 
 function isUniqueViolation(e: unknown): boolean {
@@ -149,17 +150,7 @@ export class SqliteOperations {
   }
 
   createDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord {
-    const full: DeviceRequestRecord = {
-      ...req,
-      id: 0,
-      decidedAt: null,
-      decidedBy: null,
-      lastPollAt: null,
-      nextPollAt: null,
-      lastPollBasic: false,
-      lastAnswer: null,
-      grantId: null,
-    };
+    const full = newRequestRecord(req);
     const { id: _unused, ...row } = requestToRow(full);
     try {
       const info = this.stmt.insertRequest.run(row);
