@@ -53,6 +53,13 @@ export interface DispatcherOptions {
 
 class DeliveryError extends Error {}
 
+/** fetch's own error says only "fetch failed"; its cause says why (ECONNREFUSED, a TLS error, …). */
+function describeFailure(e: unknown): string {
+  if (!(e instanceof Error)) return String(e);
+  const cause = e.cause instanceof Error ? `: ${e.cause.message}` : '';
+  return `${e.name}: ${e.message}${cause}`;
+}
+
 export class WebhookDispatcher {
   private readonly now: () => number;
   private readonly pollMs: number;
@@ -171,7 +178,7 @@ export class WebhookDispatcher {
       await this.post(w, text);
     } catch (e) {
       if (this.stopping.signal.aborted) return this.storage.webhooks.release(d.id);
-      return this.failed(w, d, e instanceof DeliveryError ? e.message : `${(e as Error).name}: ${(e as Error).message}`);
+      return this.failed(w, d, e instanceof DeliveryError ? e.message : describeFailure(e));
     }
     this.opts.metrics?.delivery('delivered');
     await this.storage.webhooks.delivered(d.id);
