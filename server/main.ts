@@ -157,7 +157,7 @@ export async function startGate(
       cookieSecret,
       devMode: demo !== undefined,
       https: tls,
-      onAudit: () => notifications?.nudge(),
+      onAudit: (e) => notifications?.nudge(e.type),
     }));
   } catch (e) {
     await storage.close();

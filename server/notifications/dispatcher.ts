@@ -2,7 +2,7 @@
 // the transactions that make the events; this loop only reads and updates the outbox, off every
 // request's path, so a slow or dead receiver never slows a request.
 //
-// - Every poll (1 s), and shortly after an event in this process (nudge), each webhook that is not
+// - Every poll (1 s), and 50 ms after a subscribed event in this process (nudge), each webhook that is not
 //   busy claims a batch of its due rows with a lease, and delivers them a few at a time. Each
 //   webhook has its own loop and rows: one slow receiver delays only its own events.
 // - A delivery is one POST with a deadline (notifications.timeout); 2xx is delivered (the row is
@@ -11,7 +11,7 @@
 // - A row claimed by a process that died is taken again when its lease ends; one whose delivery a
 //   stopping gate aborts is released at once, so the next start sends it without waiting.
 import type { Storage, WebhookDelivery } from '../storage/storage.js';
-import { NODE_EVENTS, type WebhookEvent } from './events.js';
+import { NODE_EVENTS, WEBHOOK_EVENTS, type WebhookEvent } from './events.js';
 import { MAX_BODY_BYTES, render } from './formats.js';
 import { buildBody, type NodeFacts } from './payload.js';
 import { SIGNATURE_HEADER, signBody } from './signature.js';
@@ -76,6 +76,8 @@ export class WebhookDispatcher {
   private poll: NodeJS.Timeout | undefined;
   private nudged: NodeJS.Timeout | undefined;
   private lastPrune = 0;
+  /** The audit types some webhook wants: only those nudge (a burst of them makes one round per 50 ms at most). */
+  private readonly wanted: Set<string>;
 
   constructor(
     private readonly storage: Storage,
@@ -91,6 +93,7 @@ export class WebhookDispatcher {
     this.maxDelayMs = opts.maxDelayMs ?? 300_000;
     this.deadRetentionMs = opts.deadRetentionMs ?? 7 * 86_400_000;
     this.leaseMs = opts.timeoutMs + 30_000;
+    this.wanted = new Set(webhooks.flatMap((w) => w.events.map((e) => WEBHOOK_EVENTS[e])));
   }
 
   start(): void {
@@ -104,12 +107,12 @@ export class WebhookDispatcher {
    * An event was recorded in this process: deliver soon rather than at the next poll. Waits a little,
    * for the transaction that wrote it (a grouped one commits on the next turn of the event loop).
    */
-  nudge(): void {
-    if (!this.poll || this.nudged) return;
+  nudge(auditType: string): void {
+    if (!this.poll || this.nudged || !this.wanted.has(auditType)) return;
     this.nudged = setTimeout(() => {
       this.nudged = undefined;
       this.tick();
-    }, 20);
+    }, 50);
     this.nudged.unref();
   }
 
