@@ -7,7 +7,7 @@ import { ApiError } from './api-error.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { SubjectBlocks } from './access/subject-blocks.js';
 import { GateReports } from './reports.js';
-import { AuditLog, openAuditSink } from './audit.js';
+import { AuditLog, openAuditSink, type AuditEntry } from './audit.js';
 import { rateLimitKey } from './client-ip.js';
 import { GateMetrics } from './metrics.js';
 import type { GateConfig } from './config/load.js';
@@ -50,6 +50,8 @@ export interface AppDeps {
   /** Milliseconds since the epoch; tests pass their own clock. */
   now?: () => number;
   logger?: FastifyServerOptions['logger'];
+  /** Told of every audit event once written (main.ts nudges the webhook dispatcher). */
+  onAudit?: (e: AuditEntry) => void;
 }
 
 export interface Gate {
@@ -57,6 +59,7 @@ export interface Gate {
   enrollment: EnrollmentService;
   exchange: ExchangeService | undefined;
   renderer: MachineConfigRenderer;
+  metrics: GateMetrics | undefined;
 }
 
 type IssuerLog = NonNullable<ConstructorParameters<typeof TalosApiIssuer>[0]['log']>;
@@ -138,7 +141,11 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   }
   const auditSink = openAuditSink(config.audit_log);
   const metrics = config.metrics.enabled ? new GateMetrics(storage) : undefined;
-  const audit = new AuditLog(storage, now, auditSink, metrics && ((e) => metrics.observe(e)));
+  const onAudit = deps.onAudit;
+  const audit = new AuditLog(storage, now, auditSink, metrics || onAudit ? (e) => {
+    metrics?.observe(e);
+    onAudit?.(e);
+  } : undefined);
   const oidcLogin =
     config.oidc.issuer_url && config.oidc.client_id
       ? new OidcLogin({
@@ -321,5 +328,5 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     }),
   );
   gate.addHook('onClose', async () => auditSink?.close());
-  return { app: gate, enrollment, exchange, renderer };
+  return { app: gate, enrollment, exchange, renderer, metrics };
 }

@@ -4,9 +4,12 @@ import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from './app.js';
+import type { GateMetrics } from './metrics.js';
 import { ConfigError, ENV_PREFIX, loadConfig, type GateConfig } from './config/load.js';
 import { EnrollmentMaintenance } from './enrollment/maintenance.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
+import { WebhookDispatcher } from './notifications/dispatcher.js';
+import { subscriptionsFor, webhooksFrom } from './notifications/webhooks.js';
 import { openStorage } from './storage/open.js';
 import type { Storage } from './storage/storage.js';
 import { ensureSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
@@ -20,6 +23,8 @@ export interface RunningGate {
   storage: Storage;
   /** The background garbage collection; tests run a pass with maintenance.run(). */
   maintenance: EnrollmentMaintenance;
+  /** Delivers the webhook outbox; undefined when no webhook is configured or this process does not maintain. */
+  notifications: WebhookDispatcher | undefined;
   config: GateConfig;
   url: string;
   adminToken: string;
@@ -121,7 +126,13 @@ export async function prepareGate(
   const tls = tlsFor(config);
   const cookieSecret = persistentSecret(config, 'cookie-secret').value;
   // applies migrations; a database.url that cannot be used stops the start here, naming the key
-  await (await openStorage(config)).close();
+  const storage = await openStorage(config);
+  try {
+    // the triggers that fill the webhook outbox read these: what this config asks for, from now on
+    await storage.webhooks.syncSubscriptions(subscriptionsFor(webhooksFrom(config.notifications.webhooks), config.notifications.auth_failure_burst));
+  } finally {
+    await storage.close();
+  }
   return { config, demo, envSettings, admin, tls, cookieSecret };
 }
 
@@ -134,16 +145,19 @@ export async function startGate(
   const prepared = opts.prepared ?? (await prepareGate(configFile, env, opts.demo ? { demo: true } : {}));
   const { config, demo, admin, tls, cookieSecret } = prepared;
   let app: FastifyInstance | undefined;
+  let notifications: WebhookDispatcher | undefined;
+  let metrics: GateMetrics | undefined;
   // PostgreSQL: an idle pooled connection that broke (a server restart) is dropped and made anew when needed
   const storage = await openStorage(config, { onIdleError: (e) => app?.log.warn({ err: e.message }, 'a pooled database connection failed; it is replaced') });
   try {
-    ({ app } = await buildApp({
+    ({ app, metrics } = await buildApp({
       config,
       storage,
       adminToken: admin.token,
       cookieSecret,
       devMode: demo !== undefined,
       https: tls,
+      onAudit: (e) => notifications?.nudge(e.type),
     }));
   } catch (e) {
     await storage.close();
@@ -177,6 +191,20 @@ export async function startGate(
   }, 60_000);
   gc.unref();
 
+  // with workers, the one that maintains delivers: claims keep several dispatchers apart (PostgreSQL
+  // gates sharing a database), but the other workers would only add polls
+  const webhooks = webhooksFrom(config.notifications.webhooks);
+  if (webhooks.length > 0 && opts.runMaintenance !== false) {
+    notifications = new WebhookDispatcher(storage, webhooks, {
+      publicUrl: config.public_url,
+      timeoutMs: config.notifications.timeout,
+      authFailureBurst: config.notifications.auth_failure_burst,
+      metrics: metrics && { delivery: (r) => metrics?.webhookDelivery(r) },
+      log: app.log,
+    });
+    notifications.start();
+  }
+
   const stopWatching = config.tls.mode === 'files' ? watchTlsFiles(app, config) : () => {};
   if (config.tls.mode === 'off') {
     app.log.warn('tls.mode is off: serving plain HTTP; only do this behind a TLS-terminating proxy');
@@ -188,6 +216,7 @@ export async function startGate(
     closing ??= (async () => {
       clearInterval(gc);
       stopWatching();
+      await notifications?.stop(); // its deliveries in flight are released, to be sent at the next start
       await maintenance.stop(); // between two batches, before the database closes
       await app.close();
       await storage.close();
@@ -195,5 +224,5 @@ export async function startGate(
     })();
     return closing;
   };
-  return { app, prepared, demo, storage, maintenance, config, url, adminToken: admin.token, tls, close };
+  return { app, prepared, demo, storage, maintenance, notifications, config, url, adminToken: admin.token, tls, close };
 }

@@ -14,6 +14,15 @@ export class GateMetrics {
   private readonly downloads = new Counter({ name: 'talos_gate_config_downloads_total', help: 'Machine configs served', registers: [this.registry] });
   private readonly certs = new Counter({ name: 'talos_gate_certificates_issued_total', help: 'Talos client certificates issued', registers: [this.registry] });
   private readonly authFailures = new Counter({ name: 'talos_gate_auth_failures_total', help: 'Refused exchanges by reason', labelNames: ['reason'], registers: [this.registry] });
+  // webhooks (server/notifications/dispatcher.ts): every attempt's outcome, and the failed ones alone
+  // under the name the alert rules watch
+  private readonly webhookDeliveries = new Counter({
+    name: 'talos_gate_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by result: delivered, retried (failed, tried again later), gave_up (failed for an hour), dropped',
+    labelNames: ['result'],
+    registers: [this.registry],
+  });
+  private readonly webhookFailures = new Counter({ name: 'talos_gate_webhook_delivery_failures_total', help: 'Webhook delivery attempts that failed (retried or given up)', registers: [this.registry] });
   readonly latency = new Histogram({
     name: 'talos_gate_http_request_duration_seconds',
     help: 'HTTP request latency by route',
@@ -42,6 +51,26 @@ export class GateMetrics {
         for (const [status, n] of Object.entries(await storage.countNodesByStatus())) this.set({ status }, n);
       },
     });
+    new Gauge({
+      name: 'talos_gate_webhook_outbox_backlog',
+      help: 'Webhook events waiting in the outbox (pending: not yet delivered; dead: given up, kept for a week)',
+      labelNames: ['state'],
+      registers: [this.registry],
+      async collect() {
+        const b = await storage.webhooks.backlog();
+        this.set({ state: 'pending' }, b.pending);
+        this.set({ state: 'dead' }, b.dead);
+      },
+    });
+    new Gauge({
+      name: 'talos_gate_webhook_outbox_oldest_seconds',
+      help: 'Age of the oldest webhook event not yet delivered (0 when none)',
+      registers: [this.registry],
+      async collect() {
+        const b = await storage.webhooks.backlog();
+        this.set(b.oldestPendingAt === undefined ? 0 : Math.max(0, (Date.now() - b.oldestPendingAt) / 1000));
+      },
+    });
     // per backend, since the two sizes mean different things: talos_gate_sqlite_bytes is the file
     // with its write-ahead log, talos_gate_postgres_bytes is pg_database_size (the whole database)
     new Gauge({
@@ -61,6 +90,12 @@ export class GateMetrics {
     else if (e.type === 'config_downloaded') this.downloads.inc();
     else if (e.type === 'cert_issued') this.certs.inc();
     else if (e.type === 'auth_failure') this.authFailures.inc({ reason: String(e.detail?.reason ?? 'unknown').slice(0, 80) });
+  }
+
+  /** DeliveryMetrics of the webhook dispatcher. */
+  webhookDelivery(result: 'delivered' | 'retried' | 'gave_up' | 'dropped'): void {
+    this.webhookDeliveries.inc({ result });
+    if (result === 'retried' || result === 'gave_up') this.webhookFailures.inc();
   }
 
   routes(token: string | undefined) {

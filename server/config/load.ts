@@ -7,6 +7,7 @@ import { parseDatabaseUrl } from '../storage/postgres/pool.js';
 import { ConfigError, FieldError, type Field } from './schema-kit.js';
 import { configSchema, TALOS_ROLES, type RawConfig } from './schema.js';
 import { weakSecretReason } from './secret-strength.js';
+import { WEBHOOK_EVENT_NAMES, isWebhookEvent } from '../notifications/events.js';
 
 export { ConfigError } from './schema-kit.js';
 
@@ -306,6 +307,7 @@ function resolveConfig(c: RawConfig, source: string, base: string, env: NodeJS.P
   checkCidrs(c.trusted_proxies, 'trusted_proxies');
   checkCidrs(c.ip_allowlist.admin, 'ip_allowlist.admin');
   checkCidrs(c.ip_allowlist.nodes, 'ip_allowlist.nodes');
+  checkWebhooks(c.notifications.webhooks, fail);
   if (c.talos.max_cert_ttl < c.talos.cert_ttl) fail('talos.max_cert_ttl', 'must not be shorter than talos.cert_ttl');
 
   return {
@@ -318,4 +320,41 @@ function resolveConfig(c: RawConfig, source: string, base: string, env: NodeJS.P
     templates_dir: c.templates_dir === undefined ? bundledTemplatesDir : abs(c.templates_dir),
     source,
   };
+}
+
+/**
+ * notifications.webhooks: each url https:// (plain http only to a receiver on loopback, as
+ * oidc.issuer_url: an event tells who enrolls what, and a Slack URL is itself a credential), a
+ * secret as strong as the admin token, known events, and no webhook listed twice.
+ */
+function checkWebhooks(webhooks: RawConfig['notifications']['webhooks'], fail: (key: string, problem: string) => never): void {
+  const seen = new Set<string>();
+  webhooks.forEach((w, i) => {
+    const key = `notifications.webhooks[${i}]`;
+    let url: URL | undefined;
+    try {
+      url = new URL(w.url);
+    } catch {
+      // the URL is not repeated: a Slack webhook URL is a secret
+      fail(`${key}.url`, 'is not a URL');
+    }
+    if (!url) return;
+    const loopback = url.hostname === 'localhost' || url.hostname === '[::1]' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(url.hostname);
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && loopback)) fail(`${key}.url`, 'must be https:// (plain http only for a receiver on loopback)');
+    if (url.hash) fail(`${key}.url`, 'must not have a fragment');
+    if (w.secret !== undefined) {
+      const problem = weakSecretReason(w.secret);
+      if (problem) fail(`${key}.secret`, problem);
+    }
+    if (w.events.length === 0) fail(`${key}.events`, `list at least one event (${WEBHOOK_EVENT_NAMES.join(', ')})`);
+    const events = new Set<string>();
+    w.events.forEach((e, j) => {
+      if (!isWebhookEvent(e)) fail(`${key}.events[${j}]`, `${JSON.stringify(e)} is not an event (${WEBHOOK_EVENT_NAMES.join(', ')})`);
+      if (events.has(e)) fail(`${key}.events[${j}]`, `${e} is listed twice`);
+      events.add(e);
+    });
+    const id = `${w.format} ${url.href}`;
+    if (seen.has(id)) fail(`${key}.url`, `the same URL with format ${w.format} is listed twice: list the events of both in one entry`);
+    seen.add(id);
+  });
 }

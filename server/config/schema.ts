@@ -136,6 +136,23 @@ export const configSchema = obj({
   }),
   // Reverse proxies (IPs or CIDRs) whose X-Forwarded-For/-Proto are believed, walking from the right.
   trusted_proxies: list(str()),
+  // Webhooks told of enrollment and exchange events (docs/notifications.md). load.ts checks url,
+  // secret and events; the webhooks' events are delivered from an outbox in the database.
+  notifications: obj({
+    webhooks: list(
+      obj({
+        url: str(),
+        // HMAC-SHA256 key of X-Talos-Gate-Signature; unset: deliveries are not signed
+        secret: optionalStr(),
+        format: oneOf(['json', 'slack'] as const, 'json'),
+        events: list(str()),
+      }),
+    ),
+    // auth_failure rows within one minute that make one auth_failures event
+    auth_failure_burst: int({ default: 10, min: 1, max: 1_000_000 }),
+    // Deadline of one delivery (connect, send, answer)
+    timeout: duration({ default: '10s', min: '1s', max: '60s' }),
+  }),
   // HTTP server processes sharing the port and the SQLite file (node:cluster); 1 = no cluster.
   workers: int({ default: 1, min: 1, max: 64 }),
   log_level: oneOf(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),

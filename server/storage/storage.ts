@@ -382,6 +382,8 @@ export interface StorageTx {
 export interface Storage extends StorageTx {
   /** Which backend this is: names the size gauge of /metrics (talos_gate_<backend>_bytes). */
   readonly backend: 'sqlite' | 'postgres';
+  /** The webhook outbox: the dispatcher's, outside any transaction (the triggers fill it inside them). */
+  readonly webhooks: WebhookOutbox;
   /** The database's size on disk in bytes, for /metrics. */
   databaseBytes(): Promise<number>;
   /**
@@ -395,4 +397,69 @@ export interface Storage extends StorageTx {
   groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T>;
   /** Waits for what was asked for (grouped transactions included), commits it, then closes. */
   close(): Promise<void>;
+}
+
+// Webhook notifications (server/notifications/, docs/notifications.md): the outbox that triggers on
+// audit_events fill (migrations sqlite 011, postgres 002), and what the dispatcher does with it.
+
+/** One webhook's interest in one audit type, as synced from the config. */
+export interface WebhookSubscription {
+  auditType: string;
+  /** The webhook's key (server/notifications/webhooks.ts). */
+  webhook: string;
+  /** The event name the receiver sees. */
+  event: string;
+  /** auth_failure only: the failures in one minute that make one event. */
+  burst: number | null;
+}
+
+/** One event for one webhook: the audit row's fields as the trigger copied them, and the delivery state. */
+export interface WebhookDelivery {
+  id: number;
+  webhook: string;
+  event: string;
+  auditId: number;
+  at: number;
+  actor: string | null;
+  subject: string | null;
+  ip: string | null;
+  detail: Record<string, unknown>;
+  status: 'pending' | 'dead';
+  /** Attempts so far, this one included once claimed. */
+  attempts: number;
+  nextAt: number;
+  lastError: string | null;
+}
+
+export interface WebhookBacklog {
+  pending: number;
+  dead: number;
+  /** When the oldest pending event happened; undefined when none is pending. */
+  oldestPendingAt: number | undefined;
+}
+
+/**
+ * The webhook outbox. Every method is atomic on its own. Rows are claimed with a lease, so
+ * dispatchers in several processes (workers, or several gates on one PostgreSQL database) never
+ * deliver one row at the same time; a claim whose process died ends with its lease.
+ */
+export interface WebhookOutbox {
+  /** Replaces every subscription with these, and deletes the pending rows of webhooks no longer listed. */
+  syncSubscriptions(subs: WebhookSubscription[]): Promise<void>;
+  /**
+   * Claims up to `limit` pending rows of one webhook due at `now` and not claimed by anyone, oldest
+   * first: sets their lease to `claimUntil` and counts the attempt. Returns them.
+   */
+  claim(webhook: string, now: number, claimUntil: number, limit: number): Promise<WebhookDelivery[]>;
+  /** The row was delivered: it is deleted. */
+  delivered(id: number): Promise<void>;
+  /** The attempt failed: the row is due again at nextAt, and its lease ends. */
+  retry(id: number, nextAt: number, error: string): Promise<void>;
+  /** Gives up on the row: kept as dead (for the operator to see) until pruned. */
+  giveUp(id: number, error: string): Promise<void>;
+  /** Ends a lease without counting the attempt (a dispatcher stopping mid-delivery). */
+  release(id: number): Promise<void>;
+  backlog(): Promise<WebhookBacklog>;
+  /** Deletes dead rows of events before deadBefore and failure windows before windowsBefore; at most `limit` of each. */
+  prune(deadBefore: number, windowsBefore: number, limit: number): Promise<number>;
 }

@@ -18,6 +18,7 @@ import { isRetryable, isUnavailable, storageError } from './errors.js';
 import { migratePostgres } from './migrate.js';
 import { PgView } from './operations.js';
 import { poolConfig, type DatabaseUrl } from './pool.js';
+import { PgWebhookOutbox } from './webhooks.js';
 
 /** How many times a transaction is run again after a serialization failure or deadlock. */
 const RETRIES = 4;
@@ -87,6 +88,7 @@ class PostgresTx extends PgView {
 export class PostgresStorage extends PgView implements Storage {
   readonly backend = 'postgres';
   protected readonly inTransaction = false;
+  readonly webhooks: PgWebhookOutbox;
 
   constructor(
     readonly pool: Pool,
@@ -94,6 +96,7 @@ export class PostgresStorage extends PgView implements Storage {
     readonly target: string,
   ) {
     super();
+    this.webhooks = new PgWebhookOutbox(pool);
   }
 
   protected async query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {

@@ -31,6 +31,7 @@ import type {
 } from '../storage.js';
 import { SqliteOperations } from './operations.js';
 import { TransactionQueue } from './transactions.js';
+import { SqliteWebhookOutbox } from './webhooks.js';
 
 /** Opens (creating when needed) the gate's SQLite database in WAL mode and brings its schema up to date. */
 export function openSqliteStorage(file: string, opts: { migrationsDir?: string } = {}): SqliteStorage {
@@ -283,11 +284,13 @@ export class SqliteStorage extends SqliteView implements Storage {
   readonly backend = 'sqlite';
   private readonly ops: SqliteOperations;
   private readonly queue: TransactionQueue;
+  readonly webhooks: SqliteWebhookOutbox;
 
   constructor(readonly db: Database.Database) {
     super();
     this.ops = new SqliteOperations(db);
     this.queue = new TransactionQueue(db);
+    this.webhooks = new SqliteWebhookOutbox(db, this.queue);
   }
 
   protected run<T>(op: (o: SqliteOperations) => T): Promise<T> {
