@@ -118,7 +118,19 @@ export async function planCopy(client: PoolClient, sources: SourceTable[], targe
     });
   }
   if (problems.length > 0) throw new TransferRefusedError('--from', `cannot be copied as it is:\n  - ${problems.join('\n  - ')}`);
-  return parentsFirst(plans, await foreignKeys(client));
+  return triggerInputsLast(parentsFirst(plans, await foreignKeys(client)));
+}
+
+/**
+ * Tables whose rows steer the target's triggers: webhook_subscriptions decides what the trigger on
+ * audit_events copies into webhook_outbox (migrations/postgres/002_webhooks.sql). Copied after
+ * everything else, so the copied audit rows do not fire into the outbox a second time (the outbox
+ * rows themselves are copied as they are); no privilege to disable triggers is needed.
+ */
+const TRIGGER_INPUTS = new Set(['webhook_subscriptions']);
+
+function triggerInputsLast(plans: TablePlan[]): TablePlan[] {
+  return [...plans.filter((p) => !TRIGGER_INPUTS.has(p.name)), ...plans.filter((p) => TRIGGER_INPUTS.has(p.name))];
 }
 
 /** Tables in an order where every referenced table comes before the tables referring to it. */
