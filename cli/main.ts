@@ -11,6 +11,7 @@ import { caCommand } from './ca.js';
 import { UsageError } from './connection.js';
 import { GateApiError } from './gate-api.js';
 import { healthcheckCommand } from './healthcheck.js';
+import { keysCommand } from './keys.js';
 import { WrongSchemeError } from './http.js';
 import { loginCommand } from './login.js';
 import { logoutCommand } from './logout.js';
@@ -44,6 +45,7 @@ logoutCommand(program);
 adminCommands(program);
 simulateNodeCommand(program);
 caCommand(program);
+keysCommand(program);
 healthcheckCommand(program);
 
 program.addHelpText(

@@ -49,7 +49,12 @@ async function tlsFor(config: GateConfig, secrets: SecretPlace): Promise<TlsMate
       return { cert: readFileSync(config.tls.cert as string, 'utf8'), key: readFileSync(config.tls.key as string, 'utf8') };
     case 'self-signed': {
       const names = [...new Set([...serverNames(config.public_url, config.listen), ...config.tls.extra_sans])];
-      return secrets instanceof DatabaseSecrets ? ensureSharedSelfSignedTls(secrets, names) : ensureSelfSignedTls(config.data_dir, names);
+      if (!(secrets instanceof DatabaseSecrets)) return ensureSelfSignedTls(config.data_dir, names);
+      const tls = await ensureSharedSelfSignedTls(secrets, names);
+      // the CA certificate (public) where the banner and the docs say clients find it; its key stays in the database
+      mkdirSync(join(config.data_dir, 'tls'), { recursive: true, mode: 0o700 });
+      writeFileSync(join(config.data_dir, 'tls', 'ca.crt'), tls.caPem ?? '', { mode: 0o644 });
+      return tls;
     }
   }
 }
