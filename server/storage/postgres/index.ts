@@ -135,8 +135,9 @@ export class PostgresStorage extends PgView implements Storage {
     };
     client.on('error', onError);
     try {
-      const got = await client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS ok', [JOB_LOCK, job]);
-      if (got.rows[0]?.ok !== true) return { ran: false };
+      // BOOLEAN comes as 0 or 1 on this pool (pool.ts)
+      const got = await client.query<{ ok: number }>('SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS ok', [JOB_LOCK, job]);
+      if (got.rows[0]?.ok !== 1) return { ran: false };
       try {
         return { ran: true, value: await fn() };
       } finally {

@@ -433,7 +433,12 @@ export class SqliteOperations {
     return this.atomically(() => {
       const { newest } = this.stmt.newestSigningKey.get() as { newest: number | null };
       if (newest !== null && newest > unlessCreatedAfter) return false;
-      this.stmt.insertSigningKey.run(key.kid, key.privateKey, key.createdAt, key.activatesAt);
+      try {
+        this.stmt.insertSigningKey.run(key.kid, key.privateKey, key.createdAt, key.activatesAt);
+      } catch (e) {
+        if (isUniqueViolation(e)) throw new AlreadyExistsError(`signing key ${key.kid}`);
+        throw e;
+      }
       return true;
     });
   }
