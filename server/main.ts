@@ -152,7 +152,7 @@ export interface MaintenanceRound {
 export async function maintenanceRound(
   storage: Storage,
   maintenance: EnrollmentMaintenance,
-  config: GateConfig,
+  config: { retention: Pick<GateConfig['retention'], 'certs' | 'audit'>; operator: Pick<GateConfig['operator'], 'access_token_ttl'> },
   now: () => number = Date.now,
 ): Promise<MaintenanceRound | undefined> {
   const r = await storage.exclusively('maintenance', async () => {
