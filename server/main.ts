@@ -98,8 +98,9 @@ export interface PreparedGate {
 }
 
 /**
- * Everything before listening that writes files: config checks, data_dir, secrets, TLS material,
- * the database schema. With workers, the primary runs it once before forking, so workers only read.
+ * Everything before listening that writes: config checks, data_dir, the database schema, then the
+ * secrets and TLS material (in the database with PostgreSQL, docs/ha.md; in data_dir with SQLite).
+ * With workers, the primary runs it once before forking, so workers only read.
  */
 export async function prepareGate(
   configFile: string | undefined,
