@@ -25,6 +25,8 @@ export interface HaInstance {
   ca(): string;
   /** Stops the process (SIGTERM: a graceful stop; SIGKILL: a crash) and resolves with its exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** A crash: SIGKILL, no graceful stop. */
+  kill(): Promise<number | null>;
   /** Starts it again with the same config and port, resolving once it listens. */
   start(): Promise<void>;
   /** stop() then start(). */
@@ -98,6 +100,7 @@ export async function startInstances(n: number, opts: HaOptions = {}): Promise<H
         if (run.child.exitCode === null && run.child.signalCode === null) run.child.kill(signal);
         return run.exit;
       },
+      kill: () => inst.stop('SIGKILL'),
       async start() {
         if (inst.run) throw new Error(`instance ${index} runs already`);
         const run = runCli(['serve', '--config', configFile]);
