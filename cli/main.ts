@@ -12,6 +12,7 @@ import { dbCommands } from './db.js';
 import { UsageError } from './connection.js';
 import { GateApiError } from './gate-api.js';
 import { healthcheckCommand } from './healthcheck.js';
+import { keysCommand } from './keys.js';
 import { WrongSchemeError } from './http.js';
 import { loginCommand } from './login.js';
 import { logoutCommand } from './logout.js';
@@ -45,6 +46,7 @@ logoutCommand(program);
 adminCommands(program);
 simulateNodeCommand(program);
 caCommand(program);
+keysCommand(program);
 healthcheckCommand(program);
 dbCommands(program);
 

@@ -27,7 +27,7 @@ function banner(p: PreparedGate, url: string, workers: number): string {
       ? [`  TLS CA:        ${c.data_dir}/tls/ca.crt (also at ${c.public_url}/ca)`, `  CA SHA-256:    ${p.tls.caFingerprint}`, '', (p.tls.caPem ?? '').trimEnd()]
       : []),
     `  admin API:     ${c.public_url}/api/v1/nodes  (Authorization: Bearer <admin token>)`,
-    ...(p.admin.file ? [`  admin token:   kept in ${p.admin.file}`] : []),
+    ...(p.admin.file ? [`  admin token:   kept in ${c.database.url ? `the database (a copy in ${p.admin.file})` : p.admin.file}`] : []),
     '',
     'Boot Talos nodes with these kernel args:',
     `  talos.config=${c.public_url}/config?uuid=\${uuid}&mac=\${mac}`,

@@ -156,7 +156,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
           redirectUri: `${config.public_url}/auth/callback`,
         })
       : undefined;
-  const gateTokens = await GateTokenSigner.load(config.data_dir, config.public_url);
+  const gateTokens = await GateTokenSigner.open(storage, config.data_dir, config.public_url, now);
   const blocks = new SubjectBlocks(storage, audit, now);
   const reports = new GateReports(storage, now);
   const operators = new OperatorService(

@@ -1,5 +1,4 @@
-import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, unwatchFile, watchFile, writeFileSync } from 'node:fs';
 import { createSecureContext } from 'node:tls';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
@@ -12,7 +11,9 @@ import { WebhookDispatcher } from './notifications/dispatcher.js';
 import { subscriptionsFor, webhooksFrom } from './notifications/webhooks.js';
 import { openStorage } from './storage/open.js';
 import type { Storage } from './storage/storage.js';
-import { ensureSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
+import { maintainSigningKeys } from './operators/signing-keys.js';
+import { DataDirSecrets, DatabaseSecrets, randomSecret, type SecretPlace } from './secrets/instance-secrets.js';
+import { ensureSelfSignedTls, ensureSharedSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
 import { startDemo, type Demo } from './demo.js';
 
 export interface RunningGate {
@@ -32,28 +33,34 @@ export interface RunningGate {
   close(): Promise<void>;
 }
 
-/** A random secret made once and kept in data_dir/NAME (0600). */
-function persistentSecret(config: GateConfig, name: string): { value: string; file: string } {
-  const file = join(config.data_dir, name);
-  if (!existsSync(file)) writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
-  return { value: readFileSync(file, 'utf8').trim(), file };
-}
-
-/** The admin token from config, else one made once and kept in data_dir/admin-token. */
-function adminTokenFor(config: GateConfig): { token: string; file?: string } {
+/**
+ * The admin token from config, else one made once: with PostgreSQL kept in the database (every
+ * instance accepts it) and copied to data_dir/admin-token for the operator to read; with SQLite in
+ * data_dir/admin-token.
+ */
+async function adminTokenFor(config: GateConfig, secrets: SecretPlace): Promise<{ token: string; file?: string }> {
   if (config.admin_token) return { token: config.admin_token };
-  const { value, file } = persistentSecret(config, 'admin-token');
-  return { token: value, file };
+  const file = join(config.data_dir, 'admin-token');
+  const token = await secrets.get('admin-token', randomSecret);
+  if (secrets instanceof DatabaseSecrets) writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return { token, file };
 }
 
-function tlsFor(config: GateConfig): TlsMaterial | undefined {
+async function tlsFor(config: GateConfig, secrets: SecretPlace): Promise<TlsMaterial | undefined> {
   switch (config.tls.mode) {
     case 'off':
       return undefined;
     case 'files':
       return { cert: readFileSync(config.tls.cert as string, 'utf8'), key: readFileSync(config.tls.key as string, 'utf8') };
-    case 'self-signed':
-      return ensureSelfSignedTls(config.data_dir, [...new Set([...serverNames(config.public_url, config.listen), ...config.tls.extra_sans])]);
+    case 'self-signed': {
+      const names = [...new Set([...serverNames(config.public_url, config.listen), ...config.tls.extra_sans])];
+      if (!(secrets instanceof DatabaseSecrets)) return ensureSelfSignedTls(config.data_dir, names);
+      const tls = await ensureSharedSelfSignedTls(secrets, names);
+      // the CA certificate (public) where the banner and the docs say clients find it; its key stays in the database
+      mkdirSync(join(config.data_dir, 'tls'), { recursive: true, mode: 0o700 });
+      writeFileSync(join(config.data_dir, 'tls', 'ca.crt'), tls.caPem ?? '', { mode: 0o644 });
+      return tls;
+    }
   }
 }
 
@@ -96,8 +103,9 @@ export interface PreparedGate {
 }
 
 /**
- * Everything before listening that writes files: config checks, data_dir, secrets, TLS material,
- * the database schema. With workers, the primary runs it once before forking, so workers only read.
+ * Everything before listening that writes: config checks, data_dir, the database schema, then the
+ * secrets and TLS material (in the database with PostgreSQL, docs/ha.md; in data_dir with SQLite).
+ * With workers, the primary runs it once before forking, so workers only read.
  */
 export async function prepareGate(
   configFile: string | undefined,
@@ -122,18 +130,47 @@ export async function prepareGate(
   mkdirSync(loaded.data_dir, { recursive: true, mode: 0o700 });
   const demo = wantDemo ? await startDemo(loaded) : undefined;
   const config = demo?.config ?? loaded;
-  const admin = adminTokenFor(config);
-  const tls = tlsFor(config);
-  const cookieSecret = persistentSecret(config, 'cookie-secret').value;
   // applies migrations; a database.url that cannot be used stops the start here, naming the key
   const storage = await openStorage(config);
   try {
     // the triggers that fill the webhook outbox read these: what this config asks for, from now on
     await storage.webhooks.syncSubscriptions(subscriptionsFor(webhooksFrom(config.notifications.webhooks), config.notifications.auth_failure_burst));
+    // PostgreSQL: the secrets every instance must share come from the database (docs/ha.md)
+    const secrets: SecretPlace = storage.backend === 'postgres' ? new DatabaseSecrets(storage, Date.now, config.data_dir) : new DataDirSecrets(config.data_dir);
+    const admin = await adminTokenFor(config, secrets);
+    const tls = await tlsFor(config, secrets);
+    const cookieSecret = await secrets.get('cookie-secret', randomSecret);
+    return { config, demo, envSettings, admin, tls, cookieSecret };
   } finally {
     await storage.close();
   }
-  return { config, demo, envSettings, admin, tls, cookieSecret };
+}
+
+/** One maintenance round: garbage collection, retention, signing keys. On PostgreSQL one instance at a time runs it. */
+export interface MaintenanceRound {
+  gc: { nodes: number; deviceRequests: number };
+  retention: { certificates: number; auditEvents: number };
+  keys: { rotated?: string; retired: string[] };
+}
+
+/**
+ * Runs a round unless another instance runs one right now (Storage.exclusively): the others skip
+ * the round rather than repeat the same deletes. Resolves undefined when skipped.
+ */
+export async function maintenanceRound(
+  storage: Storage,
+  maintenance: EnrollmentMaintenance,
+  config: { retention: Pick<GateConfig['retention'], 'certs' | 'audit'>; operator: Pick<GateConfig['operator'], 'access_token_ttl'> },
+  now: () => number = Date.now,
+): Promise<MaintenanceRound | undefined> {
+  const r = await storage.exclusively('maintenance', async () => {
+    const counts = await maintenance.run();
+    const t = now();
+    const retention = await storage.applyRetention(t - config.retention.certs, t - config.retention.audit);
+    const keys = await maintainSigningKeys(storage, t, config.operator.access_token_ttl);
+    return { gc: { nodes: counts.nodes, deviceRequests: counts.deviceRequests }, retention, keys };
+  });
+  return r.ran ? r.value : undefined;
 }
 
 /** Loads the config, opens the database, and listens. Config errors throw before anything listens. */
@@ -178,15 +215,13 @@ export async function startGate(
   const gc = setInterval(() => {
     if (opts.runMaintenance === false) return;
     // in batches, the event loop free between them (a backlog of junk nodes must not stall requests)
-    maintenance
-      .run()
-      .then((counts) => {
-        if (counts.nodes > 0) app.log.info({ nodes: counts.nodes, device_requests: counts.deviceRequests }, 'deleted nodes nobody decided on');
+    maintenanceRound(storage, maintenance, config)
+      .then((round) => {
+        if (!round) return app.log.debug('maintenance round skipped: another instance runs one');
+        if (round.gc.nodes > 0) app.log.info({ nodes: round.gc.nodes, device_requests: round.gc.deviceRequests }, 'deleted nodes nobody decided on');
+        if (round.keys.rotated) app.log.info({ kid: round.keys.rotated }, 'gate-token signing key rotated (it signs once published)');
+        if (round.keys.retired.length > 0) app.log.info({ kids: round.keys.retired }, 'retired gate-token signing keys deleted');
       })
-      .catch((e: unknown) => app.log.error({ err: e }, 'garbage collection failed'));
-    const now = Date.now();
-    storage
-      .applyRetention(now - config.retention.certs, now - config.retention.audit)
       .catch((e: unknown) => app.log.error({ err: e }, 'garbage collection failed'));
   }, 60_000);
   gc.unref();

@@ -73,7 +73,7 @@ export function oauthRoutes({ enrollment, operators, gateTokens, config }: OAuth
       response_types_supported: [],
     }));
 
-    app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('Cache-Control', 'public, max-age=300').send(gateTokens.jwks()));
+    app.get('/.well-known/jwks.json', async (_request, reply) => reply.header('Cache-Control', 'public, max-age=300').send(await gateTokens.jwks()));
 
     // What the talos-gate CLI needs, so --server is usually its only flag.
     app.get('/.well-known/talos-gate', async () => ({

@@ -137,6 +137,25 @@ export interface RefreshTokenRecord {
   usedAt: number | null;
 }
 
+/**
+ * A named secret that every process of one gate shares (docs/ha.md): `value` is the stored form,
+ * only ever made and read by server/secrets/sealing.ts.
+ */
+export interface StoredSecret {
+  name: string;
+  value: Buffer;
+  createdAt: number;
+}
+
+/** A gate-token signing key (server/operators/gate-tokens.ts); `privateKey` is the stored form (sealing.ts). */
+export interface SigningKeyRecord {
+  kid: string;
+  privateKey: Buffer;
+  createdAt: number;
+  /** It signs from then on; it is published (JWKS) and verifies from createdAt. */
+  activatesAt: number;
+}
+
 export interface NodeTokenRecord {
   tokenHash: string;
   nodeId: string;
@@ -369,6 +388,22 @@ export interface StorageTx {
   oldestCodeEntryFailure(key: string, since: number): Promise<number | undefined>;
 
   /**
+   * The secret NAME as stored; when there is none yet, `value` is stored first. Of callers racing
+   * (two instances starting at once) exactly one value is stored and every caller gets that one.
+   */
+  instanceSecret(name: string, value: Buffer, at: number): Promise<StoredSecret>;
+  /** Replaces NAME's value only while it still is `expected` (compare-and-set); false when another caller replaced it first. */
+  replaceInstanceSecret(name: string, expected: Buffer, value: Buffer, at: number): Promise<boolean>;
+  /** Every signing key, oldest first. */
+  listSigningKeys(): Promise<SigningKeyRecord[]>;
+  /**
+   * Adds a signing key unless a key was created after `unlessCreatedAfter` (checked and inserted
+   * atomically, so instances rotating at the same moment add one key); true when added.
+   */
+  addSigningKey(key: SigningKeyRecord, unlessCreatedAfter: number): Promise<boolean>;
+  deleteSigningKey(kid: string): Promise<boolean>;
+
+  /**
    * Deletes what no longer matters: expired device requests and tokens, sessions, logins. With
    * `limit`, at most that many rows of each kind, so a caller can delete a backlog in short batches.
    * Returns counts.
@@ -395,6 +430,13 @@ export interface Storage extends StorageTx {
    * `tx` before it resolves.
    */
   groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T>;
+  /**
+   * Runs fn unless another process of the gate runs the job of that name right now, in which case it
+   * returns { ran: false } at once (background maintenance on one instance at a time). PostgreSQL:
+   * a session-level advisory lock held on a connection of its own for fn's duration. SQLite: within
+   * this process only (the workers elect one maintainer; a SQLite gate is one machine).
+   */
+  exclusively<T>(job: string, fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
   /** Waits for what was asked for (grouped transactions included), commits it, then closes. */
   close(): Promise<void>;
 }

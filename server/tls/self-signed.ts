@@ -1,7 +1,8 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { issueCertificate, type Issuer } from '../pki/x509.js';
+import type { SecretPlace } from '../secrets/instance-secrets.js';
 
 export interface TlsMaterial {
   cert: string;
@@ -31,6 +32,51 @@ export function serverNames(publicUrl: string, listen: string): string[] {
   return [...names];
 }
 
+const CA_NAME = { commonName: 'talos-gate local CA', organizations: ['talos-gate'] };
+
+/** A new ECDSA CA, ten years. */
+function makeCa(now: Date): { certPem: string; keyPem: string } {
+  const k = newKey();
+  const certPem = issueCertificate(
+    {
+      subject: CA_NAME,
+      publicKey: k.pub,
+      notBefore: new Date(now.getTime() - 60_000),
+      notAfter: new Date(now.getTime() + 3650 * DAY),
+      isCa: true,
+      keyUsage: ['keyCertSign', 'cRLSign', 'digitalSignature'],
+    },
+    { name: CA_NAME, key: k.key, publicKey: k.pub },
+  ).pem;
+  return { certPem, keyPem: k.pem };
+}
+
+/** A new server certificate for the names, signed by the CA, 397 days (the CA/B Forum's limit). */
+function makeLeaf(caKey: KeyObject, names: string[], now: Date): { certPem: string; keyPem: string } {
+  const k = newKey();
+  const issuer: Issuer = { name: CA_NAME, key: caKey, publicKey: createPublicKey(caKey) };
+  const leaf = issueCertificate(
+    {
+      subject: { commonName: names.find((n) => n !== 'localhost') ?? 'localhost' },
+      publicKey: k.pub,
+      notBefore: new Date(now.getTime() - 60_000),
+      notAfter: new Date(now.getTime() + 397 * DAY),
+      isCa: false,
+      keyUsage: ['digitalSignature'],
+      extKeyUsage: ['serverAuth'],
+      subjectAltNames: names,
+    },
+    issuer,
+  );
+  return { certPem: leaf.pem, keyPem: k.pem };
+}
+
+/** A server certificate is kept while the CA issued it and it has more than 30 days left. */
+function usable(certPem: string, ca: X509Certificate, now: Date): boolean {
+  const cert = new X509Certificate(certPem);
+  return new Date(cert.validTo).getTime() - now.getTime() > 30 * DAY && cert.checkIssued(ca);
+}
+
 /**
  * The self-signed TLS mode: an ECDSA CA made once and kept in data_dir/tls, and a server
  * certificate it signs, made again when the names change or it nears expiry.
@@ -49,21 +95,10 @@ export function ensureSelfSignedTls(dataDir: string, names: string[], now = new 
     caPem = readFileSync(caCertPath, 'utf8');
     caKey = createPrivateKey(readFileSync(caKeyPath, 'utf8'));
   } else {
-    const k = newKey();
-    const name = { commonName: 'talos-gate local CA', organizations: ['talos-gate'] };
-    caPem = issueCertificate(
-      {
-        subject: name,
-        publicKey: k.pub,
-        notBefore: new Date(now.getTime() - 60_000),
-        notAfter: new Date(now.getTime() + 3650 * DAY),
-        isCa: true,
-        keyUsage: ['keyCertSign', 'cRLSign', 'digitalSignature'],
-      },
-      { name, key: k.key, publicKey: k.pub },
-    ).pem;
-    caKey = k.key;
-    writeSecret(caKeyPath, k.pem);
+    const made = makeCa(now);
+    caPem = made.certPem;
+    caKey = createPrivateKey(made.keyPem);
+    writeSecret(caKeyPath, made.keyPem);
     writeFileSync(caCertPath, caPem, { mode: 0o644 });
   }
   const ca = new X509Certificate(caPem);
@@ -73,34 +108,45 @@ export function ensureSelfSignedTls(dataDir: string, names: string[], now = new 
   const namesPath = join(dir, 'server.names');
   const wanted = [...names].sort().join(',');
   if (existsSync(certPath) && existsSync(keyPath) && existsSync(namesPath)) {
-    const cert = new X509Certificate(readFileSync(certPath, 'utf8'));
+    const certPem = readFileSync(certPath, 'utf8');
     const have = readFileSync(namesPath, 'utf8').trim();
-    const fresh = new Date(cert.validTo).getTime() - now.getTime() > 30 * DAY;
-    if (have === wanted && fresh && cert.checkIssued(ca)) {
-      return { cert: cert.toString(), key: readFileSync(keyPath, 'utf8'), caPem, caFingerprint: ca.fingerprint256 };
+    if (have === wanted && usable(certPem, ca, now)) {
+      return { cert: new X509Certificate(certPem).toString(), key: readFileSync(keyPath, 'utf8'), caPem, caFingerprint: ca.fingerprint256 };
     }
   }
-  const k = newKey();
-  const issuer: Issuer = {
-    name: { commonName: 'talos-gate local CA', organizations: ['talos-gate'] },
-    key: caKey,
-    publicKey: createPublicKey(caKey),
-  };
-  const leaf = issueCertificate(
-    {
-      subject: { commonName: names.find((n) => n !== 'localhost') ?? 'localhost' },
-      publicKey: k.pub,
-      notBefore: new Date(now.getTime() - 60_000),
-      notAfter: new Date(now.getTime() + 397 * DAY),
-      isCa: false,
-      keyUsage: ['digitalSignature'],
-      extKeyUsage: ['serverAuth'],
-      subjectAltNames: names,
-    },
-    issuer,
-  );
-  writeSecret(keyPath, k.pem);
-  writeFileSync(certPath, leaf.pem, { mode: 0o644 });
+  const leaf = makeLeaf(caKey, names, now);
+  writeSecret(keyPath, leaf.keyPem);
+  writeFileSync(certPath, leaf.certPem, { mode: 0o644 });
   writeFileSync(namesPath, `${wanted}\n`);
-  return { cert: leaf.pem, key: k.pem, caPem, caFingerprint: ca.fingerprint256 };
+  return { cert: leaf.certPem, key: leaf.keyPem, caPem, caFingerprint: ca.fingerprint256 };
+}
+
+interface StoredPair {
+  cert: string;
+  key: string;
+}
+
+function parsePair(json: string, name: string): StoredPair {
+  const v = JSON.parse(json) as Partial<StoredPair>;
+  if (typeof v.cert !== 'string' || typeof v.key !== 'string') throw new Error(`tls: the stored ${name} is not a certificate and key`);
+  return { cert: v.cert, key: v.key };
+}
+
+/**
+ * The self-signed TLS mode with a shared database (several instances, docs/ha.md): the CA is the
+ * secret `tls-ca`, the server certificate for a set of names the secret `tls-server:<sha256 of the
+ * names>`, so instances with the same config present the same certificate. Made by whichever
+ * instance comes first; renewed (30 days before expiry) by compare-and-set, so of two instances
+ * renewing at once one certificate is kept and both serve it.
+ */
+export async function ensureSharedSelfSignedTls(secrets: SecretPlace, names: string[], now = new Date()): Promise<TlsMaterial> {
+  const ca = parsePair(await secrets.get('tls-ca', () => JSON.stringify(((m) => ({ cert: m.certPem, key: m.keyPem }))(makeCa(now)))), 'tls-ca');
+  const caCert = new X509Certificate(ca.cert);
+  const caKey = createPrivateKey(ca.key);
+  const wanted = [...names].sort().join(',');
+  const name = `tls-server:${createHash('sha256').update(wanted).digest('hex').slice(0, 32)}`;
+  const fresh = () => ((m) => JSON.stringify({ cert: m.certPem, key: m.keyPem }))(makeLeaf(caKey, names, now));
+  let leaf = parsePair(await secrets.get(name, fresh), name);
+  if (!usable(leaf.cert, caCert, now)) leaf = parsePair(await secrets.replace(name, fresh()), name);
+  return { cert: leaf.cert, key: leaf.key, caPem: ca.cert, caFingerprint: caCert.fingerprint256 };
 }

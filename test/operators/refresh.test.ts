@@ -17,7 +17,7 @@ import { openSqliteStorage } from '../../server/storage/sqlite/index.js';
 async function setup(idp: IdpRefresher) {
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-refresh-'));
   const storage = openSqliteStorage(join(dir, 'db.sqlite'));
-  const signer = await GateTokenSigner.load(dir, 'https://gate.test');
+  const signer = await GateTokenSigner.open(storage, dir, 'https://gate.test');
   const audit = new AuditLog(storage, Date.now);
   const ops = new OperatorService(storage, audit, signer, idp, { accessTokenTtlMs: 600_000, grantTtlMs: 86_400_000 }, Date.now, new SubjectBlocks(storage, audit, Date.now));
   const now = Date.now();

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createPrivateKey, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { request as httpsRequest, Agent } from 'node:https';
 import { tmpdir } from 'node:os';
@@ -175,10 +175,17 @@ test('5,000 bad requests: no 5xx, nothing stored, no secret in any response or l
     const idToken = (await idp.login('talos-gate', 'fuzz')).id_token;
     const ex = JSON.parse((await request(`${base.origin}/exchange`, { method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${idToken}` }, body: '{}', ca: gateCa })).body) as { key: string };
     secrets.push(deviceCode, token, idToken, ex.key.split('\n')[1] as string);
-    for (const f of ['cookie-secret', 'gate-signing-key.pem', join('tls', 'server.key'), join('tls', 'ca.key')]) {
+    for (const f of ['cookie-secret', join('tls', 'server.key'), join('tls', 'ca.key')]) {
       const text = readFileSync(join(dir, 'data', f), 'utf8');
       secrets.push(f.endsWith('.pem') || f.endsWith('.key') ? (text.split('\n')[1] as string) : text.trim());
     }
+    // the gate-token signing key lives in the database (server/operators/signing-keys.ts)
+    const keyDb = new Database(join(dir, 'data', 'talos-gate.db'), { readonly: true });
+    for (const { private_key } of keyDb.prepare('SELECT private_key FROM gate_signing_keys').all() as { private_key: Buffer }[]) {
+      const pem = createPrivateKey({ key: private_key, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }) as string;
+      secrets.push(pem.split('\n')[1] as string);
+    }
+    keyDb.close();
 
     const dbFile = join(dir, 'data', 'talos-gate.db');
     const before = snapshot(dbFile);

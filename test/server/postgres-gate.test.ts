@@ -86,7 +86,7 @@ describe('certificate exchange on PostgreSQL', () => {
 test('an operator refresh on PostgreSQL: the token rotates, and its replay ends the login', async () => {
   const storage = await freshPostgresStorage();
   try {
-    const signer = await GateTokenSigner.load(mkdtempSync(join(dir, 'signer-')), 'https://gate.test');
+    const signer = await GateTokenSigner.open(storage, mkdtempSync(join(dir, 'signer-')), 'https://gate.test');
     const audit = new AuditLog(storage, Date.now);
     const idp = { refresh: async (t: string) => ({ claims: { groups: ['ops'], email: 'a@x' }, refreshToken: `${t}-next` }) };
     const ops = new OperatorService(storage, audit, signer, idp, { accessTokenTtlMs: 600_000, grantTtlMs: 86_400_000 }, Date.now, new SubjectBlocks(storage, audit, Date.now));

@@ -414,5 +414,59 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
       assert.deepEqual((await s.applyRetention(0, 2)), { certificates: 0, auditEvents: 1 });
       await s.close();
     });
+
+    test('instance secrets: the first value stored wins, later callers and racers get it; compare-and-set replaces', async () => {
+      const s = await newStorage();
+      const raced = await Promise.all(['a', 'b', 'c', 'd'].map((v, i) => s.instanceSecret('cookie-secret', Buffer.from(v), 10 + i)));
+      const won = raced[0]?.value.toString();
+      assert.ok(won && raced.every((r) => r.value.toString() === won), 'one value for every caller');
+      assert.equal((await s.instanceSecret('cookie-secret', Buffer.from('late'), 99)).value.toString(), won);
+      assert.equal((await s.instanceSecret('other', Buffer.from([0, 255, 1]), 5)).value.toString('hex'), '00ff01', 'bytes as given');
+      assert.equal(await s.replaceInstanceSecret('cookie-secret', Buffer.from('stale'), Buffer.from('new'), 100), false, 'not the value stored');
+      assert.equal(await s.replaceInstanceSecret('cookie-secret', Buffer.from(won), Buffer.from('new'), 100), true);
+      assert.equal(await s.replaceInstanceSecret('cookie-secret', Buffer.from(won), Buffer.from('newer'), 101), false, 'replaced by someone else first');
+      const now = await s.instanceSecret('cookie-secret', Buffer.from('x'), 102);
+      assert.deepEqual([now.value.toString(), now.createdAt], ['new', 100]);
+      await s.close();
+    });
+
+    test('signing keys: added unless a newer one exists (racers add one), listed oldest first, deleted', async () => {
+      const s = await newStorage();
+      const key = (kid: string, createdAt: number) => ({ kid, privateKey: Buffer.from(`key-${kid}`), createdAt, activatesAt: createdAt + 5 });
+      assert.equal(await s.addSigningKey(key('k1', 100), -Infinity), true);
+      assert.equal(await s.addSigningKey(key('k0', 50), -Infinity), false, 'not while any key exists');
+      const raced = await Promise.all(['r1', 'r2', 'r3'].map((kid) => s.addSigningKey(key(kid, 200), 150)));
+      assert.deepEqual(raced.filter(Boolean).length, 1, 'of keys rotating at once one is added');
+      assert.equal(await s.addSigningKey(key('k3', 300), 300), true, 'forced: none newer than now');
+      const all = await s.listSigningKeys();
+      assert.deepEqual(all.map((k) => k.createdAt), [100, 200, 300]);
+      assert.deepEqual([all[0]?.kid, all[0]?.privateKey.toString(), all[0]?.activatesAt], ['k1', 'key-k1', 105]);
+      await assert.rejects(s.addSigningKey(key('k1', 400), 400), AlreadyExistsError);
+      assert.equal(await s.deleteSigningKey('k1'), true);
+      assert.equal(await s.deleteSigningKey('k1'), false);
+      assert.equal((await s.listSigningKeys()).length, 2);
+      await s.close();
+    });
+
+    test('exclusively: a job running is skipped by a second caller, and runs again once done', async () => {
+      const s = await newStorage();
+      let release!: () => void;
+      const held = new Promise<void>((r) => (release = r));
+      const first = s.exclusively('maintenance', async () => {
+        await held;
+        return 'first';
+      });
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(await s.exclusively('maintenance', async () => 'second'), { ran: false });
+      assert.deepEqual(await s.exclusively('other-job', async () => 'other'), { ran: true, value: 'other' }, 'another job is not held back');
+      release();
+      assert.deepEqual(await first, { ran: true, value: 'first' });
+      assert.deepEqual(await s.exclusively('maintenance', async () => 'again'), { ran: true, value: 'again' });
+      await assert.rejects(s.exclusively('maintenance', async () => {
+        throw new Error('boom');
+      }), /boom/);
+      assert.deepEqual(await s.exclusively('maintenance', async () => 'after a failure'), { ran: true, value: 'after a failure' }, 'a failed run lets go of the job');
+      await s.close();
+    });
   });
 }

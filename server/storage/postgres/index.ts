@@ -20,6 +20,9 @@ import { PgView } from './operations.js';
 import { poolConfig, type DatabaseUrl } from './pool.js';
 import { PgWebhookOutbox } from './webhooks.js';
 
+/** The first key of the session-level advisory locks of background jobs (exclusively); the second is hashtext(job). */
+const JOB_LOCK = 4;
+
 /** How many times a transaction is run again after a serialization failure or deadlock. */
 const RETRIES = 4;
 
@@ -117,6 +120,41 @@ export class PostgresStorage extends PgView implements Storage {
 
   groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
     return this.run(fn);
+  }
+
+  async exclusively<T>(job: string, fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    // session-level, on a connection of its own held for fn's duration: fn's statements run on other
+    // connections and commit in batches, which a transaction-level lock could not span. A process
+    // that dies loses its connection and with it the lock (docs 13.3.5, "Advisory Locks").
+    let client: PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw storageError(e);
+    }
+    let broken: unknown;
+    const onError = (e: Error) => {
+      broken = e;
+    };
+    client.on('error', onError);
+    try {
+      // BOOLEAN comes as 0 or 1 on this pool (pool.ts)
+      const got = await client.query<{ ok: number }>('SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS ok', [JOB_LOCK, job]);
+      if (got.rows[0]?.ok !== 1) return { ran: false };
+      try {
+        return { ran: true, value: await fn() };
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1::int, hashtext($2))', [JOB_LOCK, job]).catch((e: unknown) => {
+          broken = e; // a lock we could not release goes with the connection, destroyed below
+        });
+      }
+    } catch (e) {
+      if (broken === undefined && isUnavailable(e)) broken = e;
+      throw storageError(e);
+    } finally {
+      client.off('error', onError);
+      client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
+    }
   }
 
   async databaseBytes(): Promise<number> {

@@ -10,7 +10,7 @@ import type { Migration } from '../migrate.js';
 const MIGRATION_LOCK = 7_446_173_001;
 
 /** The tables the gate reads and writes, whose privileges are checked at start. */
-const TABLES = ['nodes', 'device_requests', 'node_tokens', 'audit_events', 'certificates', 'blocked_subjects', 'web_sessions', 'code_entry_failures', 'operator_grants', 'refresh_tokens', 'webhook_subscriptions', 'webhook_outbox', 'webhook_failure_windows'];
+const TABLES = ['nodes', 'device_requests', 'node_tokens', 'audit_events', 'certificates', 'blocked_subjects', 'web_sessions', 'code_entry_failures', 'operator_grants', 'refresh_tokens', 'webhook_subscriptions', 'webhook_outbox', 'webhook_failure_windows', 'instance_secrets', 'gate_signing_keys'];
 
 export class MissingPrivilegesError extends Error {
   readonly code = '42501'; // insufficient_privilege, as the server says it

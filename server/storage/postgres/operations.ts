@@ -35,6 +35,8 @@ import {
   type NodeTokenRecord,
   type OperatorGrantRecord,
   type RefreshTokenRecord,
+  type SigningKeyRecord,
+  type StoredSecret,
   type StorageTx,
   type WebSessionRecord,
 } from '../storage.js';
@@ -72,6 +74,7 @@ import { isUniqueViolation } from './errors.js';
 /** The first key of the two-key advisory locks of cross-row rules; the second is hashtext(value). */
 const LOCK_BUCKET = 1;
 const LOCK_SUBJECT = 2;
+const LOCK_SIGNING_KEYS = 3;
 
 const DECIDED: NodeStatus[] = ['approved', 'denied', 'revoked'];
 
@@ -493,6 +496,46 @@ export abstract class PgView implements StorageTx {
 
   async releaseRefreshToken(hash: string): Promise<void> {
     await this.query('UPDATE refresh_tokens SET used_at = NULL WHERE token_hash = $1', [hash]);
+  }
+
+  async instanceSecret(name: string, value: Buffer, at: number): Promise<StoredSecret> {
+    // of two instances inserting at once, the second waits for the first's commit and does nothing
+    // (docs: INSERT, "ON CONFLICT Clause"); the read is a statement of its own, so it sees the winner
+    await this.query('INSERT INTO instance_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING', [name, value, at]);
+    const row = await this.first<{ name: string; value: Buffer; created_at: number }>('SELECT name, value, created_at FROM instance_secrets WHERE name = $1', [name]);
+    if (!row) throw new NotFoundError(`instance secret ${name}`);
+    return { name: row.name, value: row.value, createdAt: row.created_at };
+  }
+
+  async replaceInstanceSecret(name: string, expected: Buffer, value: Buffer, at: number): Promise<boolean> {
+    return (await this.count('UPDATE instance_secrets SET value = $3, created_at = $4 WHERE name = $1 AND value = $2', [name, expected, value, at])) === 1;
+  }
+
+  async listSigningKeys(): Promise<SigningKeyRecord[]> {
+    const rows = await this.rows<{ kid: string; private_key: Buffer; created_at: number; activates_at: number }>(
+      'SELECT kid, private_key, created_at, activates_at FROM gate_signing_keys ORDER BY created_at, kid',
+    );
+    return rows.map((r) => ({ kid: r.kid, privateKey: r.private_key, createdAt: r.created_at, activatesAt: r.activates_at }));
+  }
+
+  addSigningKey(key: SigningKeyRecord, unlessCreatedAfter: number): Promise<boolean> {
+    return this.atomically(async (tx) => {
+      // two instances rotating at once: the second waits here, then sees the first's key
+      await tx.lock(LOCK_SIGNING_KEYS, 'rotation', false);
+      const newest = await tx.first<{ newest: number | null }>('SELECT MAX(created_at) AS newest FROM gate_signing_keys');
+      if (newest?.newest != null && newest.newest > unlessCreatedAfter) return false;
+      await tx.insert(`signing key ${key.kid}`, 'INSERT INTO gate_signing_keys (kid, private_key, created_at, activates_at) VALUES ($1, $2, $3, $4)', [
+        key.kid,
+        key.privateKey,
+        key.createdAt,
+        key.activatesAt,
+      ]);
+      return true;
+    });
+  }
+
+  async deleteSigningKey(kid: string): Promise<boolean> {
+    return (await this.count('DELETE FROM gate_signing_keys WHERE kid = $1', [kid])) === 1;
   }
 
   async addCodeEntryFailure(keys: string[], at: number): Promise<void> {

@@ -25,7 +25,9 @@ import type {
   NodeTokenRecord,
   OperatorGrantRecord,
   RefreshTokenRecord,
+  SigningKeyRecord,
   Storage,
+  StoredSecret,
   StorageTx,
   WebSessionRecord,
 } from '../storage.js';
@@ -228,6 +230,26 @@ abstract class SqliteView implements StorageTx {
     return this.run((o) => o.releaseRefreshToken(hash));
   }
 
+  instanceSecret(name: string, value: Buffer, at: number): Promise<StoredSecret> {
+    return this.run((o) => o.instanceSecret(name, value, at));
+  }
+
+  replaceInstanceSecret(name: string, expected: Buffer, value: Buffer, at: number): Promise<boolean> {
+    return this.run((o) => o.replaceInstanceSecret(name, expected, value, at));
+  }
+
+  listSigningKeys(): Promise<SigningKeyRecord[]> {
+    return this.run((o) => o.listSigningKeys());
+  }
+
+  addSigningKey(key: SigningKeyRecord, unlessCreatedAfter: number): Promise<boolean> {
+    return this.run((o) => o.addSigningKey(key, unlessCreatedAfter));
+  }
+
+  deleteSigningKey(kid: string): Promise<boolean> {
+    return this.run((o) => o.deleteSigningKey(kid));
+  }
+
   addCodeEntryFailure(keys: string[], at: number): Promise<void> {
     return this.run((o) => o.addCodeEntryFailure(keys, at));
   }
@@ -303,6 +325,18 @@ export class SqliteStorage extends SqliteView implements Storage {
 
   groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
     return this.queue.grouped(() => this.bound(fn));
+  }
+
+  private readonly runningJobs = new Set<string>();
+
+  async exclusively<T>(job: string, fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }> {
+    if (this.runningJobs.has(job)) return { ran: false };
+    this.runningJobs.add(job);
+    try {
+      return { ran: true, value: await fn() };
+    } finally {
+      this.runningJobs.delete(job);
+    }
   }
 
   /** The database file with its write-ahead log. */

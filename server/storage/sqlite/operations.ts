@@ -23,6 +23,8 @@ import {
   type NodeTokenRecord,
   type OperatorGrantRecord,
   type RefreshTokenRecord,
+  type SigningKeyRecord,
+  type StoredSecret,
   type WebSessionRecord,
 } from '../storage.js';
 import {
@@ -407,6 +409,42 @@ export class SqliteOperations {
 
   releaseRefreshToken(hash: string): void {
     this.stmt.releaseRefresh.run(hash);
+  }
+
+  instanceSecret(name: string, value: Buffer, at: number): StoredSecret {
+    return this.atomically(() => {
+      this.stmt.insertSecret.run(name, value, at);
+      const row = this.stmt.getSecret.get(name) as { name: string; value: Buffer; created_at: number };
+      return { name: row.name, value: row.value, createdAt: row.created_at };
+    });
+  }
+
+  replaceInstanceSecret(name: string, expected: Buffer, value: Buffer, at: number): boolean {
+    return this.stmt.replaceSecret.run(value, at, name, expected).changes === 1;
+  }
+
+  listSigningKeys(): SigningKeyRecord[] {
+    const rows = this.stmt.listSigningKeys.all() as { kid: string; private_key: Buffer; created_at: number; activates_at: number }[];
+    return rows.map((r) => ({ kid: r.kid, privateKey: r.private_key, createdAt: r.created_at, activatesAt: r.activates_at }));
+  }
+
+  addSigningKey(key: SigningKeyRecord, unlessCreatedAfter: number): boolean {
+    // immediate: the write lock is held from the check to the insert, across processes too
+    return this.atomically(() => {
+      const { newest } = this.stmt.newestSigningKey.get() as { newest: number | null };
+      if (newest !== null && newest > unlessCreatedAfter) return false;
+      try {
+        this.stmt.insertSigningKey.run(key.kid, key.privateKey, key.createdAt, key.activatesAt);
+      } catch (e) {
+        if (isUniqueViolation(e)) throw new AlreadyExistsError(`signing key ${key.kid}`);
+        throw e;
+      }
+      return true;
+    });
+  }
+
+  deleteSigningKey(kid: string): boolean {
+    return this.stmt.deleteSigningKey.run(kid).changes === 1;
   }
 
   addCodeEntryFailure(keys: string[], at: number): void {
