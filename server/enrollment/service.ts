@@ -20,6 +20,7 @@ import {
   type NodeStatus,
   type NodeSummary,
   type PatchSpec,
+  StorageUnavailableError,
   type Storage,
   type StorageTx,
 } from '../storage/storage.js';
@@ -378,30 +379,52 @@ export class EnrollmentService {
     return request;
   }
 
+  /**
+   * One poll of POST /token with a device code. When the database cannot be reached, the answer is
+   * authorization_pending, not 503: Talos' client (golang.org/x/oauth2 deviceauth.go,
+   * Config.DeviceAccessToken, the `switch e.ErrorCode` in its polling loop) keeps polling only on
+   * authorization_pending and slow_down and returns every other error, a 503's temporarily_unavailable
+   * included, and Talos then abandons the attempt (internal/app/machined/pkg/runtime/v1alpha1/platform/
+   * metal/oauth2/oauth2.go, DeviceAuthFlow: "failed to get device access token"), so a database
+   * restart of a few seconds would send every booting node back to the start, each to a new code an
+   * admin must approve again. slow_down would keep it polling too, but adds 5 s to its interval for
+   * the rest of the attempt. Nothing is decided meanwhile: a poll that could not be judged changes
+   * nothing, and the next one, once the database is back, is judged as usual.
+   */
   async pollToken(tr: DeviceTokenRequest): Promise<TokenResponse | OperatorTokens> {
     this.authenticateClient(tr.client, true);
-    const stored = await this.storage.getDeviceRequestByCodeHash(hashSecret(tr.deviceCode));
-    if (!stored) throw new OAuthError('invalid_grant', 'unknown device_code');
-    if (stored.clientId !== tr.client.clientId) throw new OAuthError('invalid_grant', 'device_code was issued to another client');
+    try {
+      return await this.judgePoll(tr);
+    } catch (e) {
+      if (!(e instanceof StorageUnavailableError)) throw e;
+      throw new OAuthError('authorization_pending', 'the gate cannot reach its database right now; keep polling');
+    }
+  }
 
+  private async judgePoll(tr: DeviceTokenRequest): Promise<TokenResponse | OperatorTokens> {
     const now = this.now();
-    // Every poll records its time (the twin and slow_down rules need it): a booting rack polls
-    // thousands of times a second, so these writes share commits. The decision is made inside, on
-    // the request as the polls before this one in the same commit left it.
-    const decision = await this.storage.groupedTransaction(async (tx) => {
-      const current = (await tx.getDeviceRequest(stored.id)) ?? stored;
+    // One storage operation: the request read and its poll bookkeeping written only if no other poll
+    // (on this instance or another) changed it meanwhile; decide runs again if one did. A booting
+    // rack polls thousands of times a second, so the storage batches these (group commit on SQLite,
+    // one statement per burst on PostgreSQL).
+    const polled = await this.storage.pollDeviceCode(hashSecret(tr.deviceCode), (current) => {
+      // refusals answer before any bookkeeping: a wrong client's poll says nothing of the real one's pace
+      if (current.clientId !== tr.client.clientId) return { update: {}, result: 'wrong_client' as const };
       const d = decidePoll(current, { now, basic: tr.client.basic }, this.settings.poll);
-      if (Object.keys(d.update).length > 0) await tx.recordPoll(stored.id, d.update);
-      return d;
+      return { update: d.update, result: d.answer };
     });
-    switch (decision.answer) {
+    if (!polled) throw new OAuthError('invalid_grant', 'unknown device_code');
+    const { request: stored, result: answer } = polled;
+    switch (answer) {
+      case 'wrong_client':
+        throw new OAuthError('invalid_grant', 'device_code was issued to another client');
       case 'grant':
         if (stored.kind === 'operator' && this.operators) return this.operators.redeem(stored);
         return this.redeem(stored, now);
       case 'authorization_pending':
         throw new OAuthError('authorization_pending', 'waiting for an admin to approve this node');
       case 'slow_down':
-        throw new OAuthError('slow_down', `poll at most every ${Math.ceil((decision.update.intervalMs ?? stored.intervalMs) / 1000)} s`);
+        throw new OAuthError('slow_down', `poll at most every ${Math.ceil(stored.intervalMs / 1000)} s`);
       case 'access_denied':
         throw new OAuthError('access_denied', 'an admin denied this node');
       case 'expired_token':
@@ -411,30 +434,17 @@ export class EnrollmentService {
     }
   }
 
-  /** Marks the code used and issues the node's token in one transaction: one code, one token. */
+  /** Marks the code used and issues the node's token in one storage operation: one code, one token. */
   private async redeem(request: DeviceRequestRecord, now: number): Promise<TokenResponse> {
     const token = generateSecret();
     const nodeId = request.nodeId as string;
-    try {
-      await this.storage.groupedTransaction(async (tx) => {
-        await tx.updateDeviceRequest(request.id, (r) => {
-          if (r.status !== 'approved') throw new OAuthError('invalid_grant', 'device_code was already used');
-          return { ...r, status: 'consumed' };
-        });
-        await tx.createNodeToken({
-          tokenHash: hashSecret(token),
-          nodeId,
-          deviceRequestId: request.id,
-          issuedAt: now,
-          expiresAt: now + this.settings.tokenTtlMs,
-          revokedAt: null,
-        });
-        await this.audit.record({ type: 'node_token_issued', subject: nodeId, ip: request.sourceIp }, tx);
-      });
-    } catch (e) {
-      if (e instanceof AlreadyExistsError) throw new OAuthError('invalid_grant', 'device_code was already used');
-      throw e;
-    }
+    const event = await this.storage.redeemDeviceCode(
+      request.id,
+      { tokenHash: hashSecret(token), nodeId, deviceRequestId: request.id, issuedAt: now, expiresAt: now + this.settings.tokenTtlMs, revokedAt: null },
+      this.audit.event({ type: 'node_token_issued', subject: nodeId, ip: request.sourceIp }),
+    );
+    if (!event) throw new OAuthError('invalid_grant', 'device_code was already used');
+    this.audit.published(event);
     return { access_token: token, token_type: 'Bearer', expires_in: Math.floor(this.settings.tokenTtlMs / 1000) };
   }
 
@@ -446,12 +456,13 @@ export class EnrollmentService {
    */
   async fetchConfig(bearer: string | undefined, query: Record<string, string | undefined>, ip: string): Promise<string> {
     if (!bearer) throw new OAuthError('invalid_token', 'a Bearer access token is required');
-    const token = await this.storage.getNodeToken(hashSecret(bearer));
+    // the token and its node in one read, the count and its audit event in one write
+    const found = await this.storage.getNodeTokenWithNode(hashSecret(bearer));
     const now = this.now();
-    if (!token || token.revokedAt !== null || token.expiresAt <= now) {
+    if (!found || found.token.revokedAt !== null || found.token.expiresAt <= now) {
       throw new OAuthError('invalid_token', 'the access token is unknown, expired or revoked');
     }
-    const node = await this.storage.getNode(token.nodeId);
+    const { token, node } = found;
     if (!node || node.status !== 'approved' || node.config === null) {
       await this.audit.record({ type: 'config_refused', subject: token.nodeId, ip, detail: { reason: `node is ${node?.status}` } });
       throw new ApiError('forbidden', 'this node is not approved');
@@ -466,11 +477,7 @@ export class EnrollmentService {
         throw new ApiError('forbidden', `${key} does not match the node this token was issued to`);
       }
     }
-    // the count and its audit event in one commit, shared with the rest of a booting rack
-    await this.storage.groupedTransaction(async (tx) => {
-      await tx.recordConfigDownload(node.id, now, ip);
-      await this.audit.record({ type: 'config_downloaded', subject: node.id, ip }, tx);
-    });
+    this.audit.published(await this.storage.recordConfigDownloadAudited(node.id, now, ip, this.audit.event({ type: 'config_downloaded', subject: node.id, ip })));
     return node.config;
   }
 

@@ -378,7 +378,24 @@ export interface StorageTx {
   applyRetention(certsBefore: number, auditBefore: number): Promise<{ certificates: number; auditEvents: number }>;
 }
 
-/** The storage as the gate opens it: a StorageTx outside any transaction, with group commit and close. */
+/** What one poll decided (device/poll.ts): the bookkeeping to write (empty: nothing) and the caller's answer. */
+export interface PollOutcome<T> {
+  update: DevicePollFields;
+  result: T;
+}
+
+/** A node's access token with the node it is bound to (undefined when the node was deleted meanwhile). */
+export interface NodeTokenWithNode {
+  token: NodeTokenRecord;
+  node: NodeRecord | undefined;
+}
+
+/**
+ * The storage as the gate opens it: a StorageTx outside any transaction, with group commit and close,
+ * and the hot paths of the device flow as one operation each. Those are what a booting rack does
+ * thousands of times a minute; on a server database each costs at most two network round trips
+ * (test/storage/round-trips.test.ts counts them), so none is built from the generic calls above.
+ */
 export interface Storage extends StorageTx {
   /** Which backend this is: names the size gauge of /metrics (talos_gate_<backend>_bytes). */
   readonly backend: 'sqlite' | 'postgres';
@@ -395,4 +412,23 @@ export interface Storage extends StorageTx {
   groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T>;
   /** Waits for what was asked for (grouped transactions included), commits it, then closes. */
   close(): Promise<void>;
+
+  /**
+   * One poll of a device code at /token: reads the request by the code's hash, lets `decide` judge it,
+   * and writes decide's bookkeeping only if the request is still as decide saw it; if another poll or
+   * a decision changed it meanwhile (another instance, maybe), it reads again and decides again, so
+   * `decide` must be pure. Polls asked for at about the same time may share their reads and writes
+   * (one statement for a burst). Undefined when no request has this hash. `request` is as written.
+   */
+  pollDeviceCode<T>(codeHash: string, decide: (r: DeviceRequestRecord) => PollOutcome<T>): Promise<{ request: DeviceRequestRecord; result: T } | undefined>;
+  /**
+   * Redeems an approved node device code: marks the request consumed, stores the token and writes the
+   * audit event, all or nothing. Undefined (and nothing written) when the request is no longer
+   * approved: one code, one token, whichever instance asks.
+   */
+  redeemDeviceCode(requestId: number, token: NodeTokenRecord, audit: NewAuditEvent): Promise<AuditEvent | undefined>;
+  /** A node token and its node, read together (GET /config). */
+  getNodeTokenWithNode(tokenHash: string): Promise<NodeTokenWithNode | undefined>;
+  /** Counts one config download (as recordConfigDownload) and writes its audit event, together. */
+  recordConfigDownloadAudited(id: string, at: number, ip: string, audit: NewAuditEvent): Promise<AuditEvent>;
 }

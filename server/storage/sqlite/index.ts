@@ -23,7 +23,9 @@ import type {
   NodeStatus,
   NodeSummary,
   NodeTokenRecord,
+  NodeTokenWithNode,
   OperatorGrantRecord,
+  PollOutcome,
   RefreshTokenRecord,
   Storage,
   StorageTx,
@@ -312,6 +314,43 @@ export class SqliteStorage extends SqliteView implements Storage {
   async close(): Promise<void> {
     await this.queue.commitGroup(); // what was asked for before close is committed, not lost
     if (this.db.open) this.db.close();
+  }
+
+  // The device flow's hot paths: each one grouped transaction, so a booting rack's polls, redemptions
+  // and downloads share commits (transactions.ts).
+
+  pollDeviceCode<T>(codeHash: string, decide: (r: DeviceRequestRecord) => PollOutcome<T>): Promise<{ request: DeviceRequestRecord; result: T } | undefined> {
+    return this.groupedTransaction(async (tx) => {
+      const stored = await tx.getDeviceRequestByCodeHash(codeHash);
+      if (!stored) return undefined;
+      const { update, result } = decide(stored);
+      if (Object.keys(update).length > 0) await tx.recordPoll(stored.id, update);
+      return { request: { ...stored, ...update }, result };
+    });
+  }
+
+  redeemDeviceCode(requestId: number, token: NodeTokenRecord, audit: NewAuditEvent): Promise<AuditEvent | undefined> {
+    return this.groupedTransaction(async (tx) => {
+      const r = await tx.getDeviceRequest(requestId);
+      if (!r || r.status !== 'approved') return undefined;
+      await tx.updateDeviceRequest(requestId, (x) => ({ ...x, status: 'consumed' }));
+      await tx.createNodeToken(token);
+      return tx.addAuditEvent(audit);
+    });
+  }
+
+  getNodeTokenWithNode(tokenHash: string): Promise<NodeTokenWithNode | undefined> {
+    return this.run((o) => {
+      const token = o.getNodeToken(tokenHash);
+      return token && { token, node: o.getNode(token.nodeId) };
+    });
+  }
+
+  recordConfigDownloadAudited(id: string, at: number, ip: string, audit: NewAuditEvent): Promise<AuditEvent> {
+    return this.groupedTransaction(async (tx) => {
+      await tx.recordConfigDownload(id, at, ip);
+      return tx.addAuditEvent(audit);
+    });
   }
 
   private async bound<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
