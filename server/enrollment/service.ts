@@ -7,11 +7,12 @@ import type { ClientCredentials, DeviceTokenRequest } from '../../device/token-r
 import { formatUserCode, generateUserCode, normalizeUserCode } from '../../device/user-code.js';
 import { ApiError } from '../api-error.js';
 import { addressBucket, inCidrs, parseCidr } from '../client-ip.js';
-import type { AuditLog } from '../audit.js';
+import type { AuditEntry, AuditLog } from '../audit.js';
 import { RenderError, type MachineConfigRenderer } from '../machine-config/render.js';
 import type { OperatorService, OperatorTokens } from '../operators/service.js';
 import {
   AlreadyExistsError,
+  newDeviceRequest,
   newNode,
   type DeviceRequestRecord,
   type NewDeviceRequest,
@@ -21,6 +22,7 @@ import {
   type NodeSummary,
   type PatchSpec,
   StorageUnavailableError,
+  type DeviceCodePlan,
   type Storage,
   type StorageTx,
 } from '../storage/storage.js';
@@ -253,36 +255,26 @@ export class EnrollmentService {
     if (this.clientKind(req.clientId) !== 'node') throw new OAuthError('invalid_client', 'not a node client');
     const now = this.now();
     const deviceCode = generateSecret();
-    // a rack boots at once: its requests share commits
-    const decided = await this.storage.groupedTransaction(async (tx) => {
-      await this.checkPendingLimit(tx, ip, now);
-      const { node, autoApproval } = await this.nodeForRequest(tx, req, ip, now);
-      const request = await this.createRequest(
-        tx,
-        { clientId: req.clientId, kind: 'node', nodeId: node.id, variables: req.variables, scope: req.scope, audience: req.audience },
-        ip,
-        now,
-        deviceCode,
-      );
-      await this.audit.record(
-        {
-          type: 'device_code_issued',
-          subject: node.id,
-          ip,
-          detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
-        },
-        tx,
-      );
-      const decision = await this.decideOnArrival(tx, node, request, autoApproval, now);
-      // a node asking again and again (a denied one at every boot, or anyone repeating its uuid)
-      // keeps only its newest requests once they are finished
-      await tx.pruneDeviceRequests(node.id, REQUESTS_KEPT_PER_NODE, now - this.settings.poll.expiryGraceMs);
-      return decision;
+    // One storage operation (two round trips on PostgreSQL): the pending limit counted with the
+    // request it admits, the node found or made, the request decided on arrival, the audit events,
+    // and the pruning of the node's old requests: a node asking again and again (a denied one at
+    // every boot, or anyone repeating its uuid) keeps only its newest requests once they are finished.
+    const issued = await this.storage.issueDeviceCode({
+      nodeIds: req.mac !== null && req.uuid !== null ? [req.nodeId, req.mac] : [req.nodeId],
+      bucket: addressBucket(ip),
+      now,
+      maxPending: this.settings.maxPendingPerIp,
+      keepPerNode: REQUESTS_KEPT_PER_NODE,
+      finishedBefore: now - this.settings.poll.expiryGraceMs,
+      newUserCode: generateUserCode,
+      plan: (found, userCode) => this.planDeviceCode(req, ip, now, hashSecret(deviceCode), found, userCode),
     });
+    if (issued === 'too_many_pending') throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
+    for (const e of issued.audit) this.audit.published(e);
     // A denied node is told at once (the request stays recorded): Talos ends its flow on an error
     // here without showing a code, instead of showing one that can only be refused at the first poll.
-    if (decided.status === 'denied') throw new OAuthError('access_denied', 'an admin denied this node; forget it to let it ask again');
-    return this.response(deviceCode, decided.userCode);
+    if (issued.request.status === 'denied') throw new OAuthError('access_denied', 'an admin denied this node; forget it to let it ask again');
+    return this.response(deviceCode, issued.request.userCode);
   }
 
   /** A device code for `talos-gate login --device`: no node, the signed-in user approves it. */
@@ -301,82 +293,76 @@ export class EnrollmentService {
   }
 
   /**
-   * Finds the node a request is for (by uuid, else by a mac-only pre-registration) or creates it,
-   * and says whether the node's armed auto-approval applies to this request: undefined when the node
-   * is not armed, else 'ok' or why not.
+   * What a node's device authorization request writes, decided on the nodes found under its ids (by
+   * uuid, then by a mac-only pre-registration): the node found, or a new one; the request, decided
+   * on arrival when the node is denied (a denial sticks until an admin approves) or armed for
+   * auto-approval that this request satisfies; and the audit events. Pure (the storage may ask twice).
    */
-  private async nodeForRequest(
-    db: StorageTx,
+  private planDeviceCode(
     req: DeviceAuthorizationRequest,
     ip: string,
     now: number,
-  ): Promise<{ node: NodeRecord; autoApproval: AutoApproval }> {
-    const existing =
-      (await db.getNode(req.nodeId)) ??
-      (req.mac !== null && req.uuid !== null ? await db.getNode(req.mac) : undefined);
-    if (!existing || (existing.id === req.mac && existing.uuid !== null && existing.uuid !== req.uuid)) {
-      const node = await db.createNode(
-        newNode(req.nodeId, now, { uuid: req.uuid, mac: req.mac, variables: req.variables, requestedAt: now, sourceIp: ip }),
-      );
-      return { node, autoApproval: undefined };
-    }
+    deviceCodeHash: string,
+    found: (NodeRecord | undefined)[],
+    userCode: string,
+  ): DeviceCodePlan {
+    const existing = found[0] ?? found[1];
+    const isNew = !existing || (existing.id === req.mac && existing.uuid !== null && existing.uuid !== req.uuid);
     // judged on the node as registered, before this request teaches it a missing uuid or mac
-    const autoApproval = existing.autoApprove && existing.status !== 'denied' ? autoApprovalFor(existing, req, ip) : undefined;
-    const node = await db.updateNode(existing.id, (n) => ({
-      ...n,
-      uuid: n.uuid ?? req.uuid,
-      mac: n.mac ?? req.mac,
+    const autoApproval: AutoApproval = !isNew && existing.autoApprove && existing.status !== 'denied' ? autoApprovalFor(existing, req, ip) : undefined;
+    let node: NodeRecord = isNew
+      ? newNode(req.nodeId, now, { uuid: req.uuid, mac: req.mac, variables: req.variables, requestedAt: now, sourceIp: ip })
+      : {
+          ...existing,
+          uuid: existing.uuid ?? req.uuid,
+          mac: existing.mac ?? req.mac,
+          variables: req.variables,
+          requestedAt: now,
+          sourceIp: ip,
+          // A denial sticks until an admin approves; anything else waits for a decision again, since a
+          // uuid or mac alone proves nothing about who asks; an armed auto-approval that this request
+          // satisfies is decided below.
+          status: existing.status === 'denied' ? 'denied' : autoApproval === 'ok' ? existing.status : 'pending',
+        };
+    let request: DeviceRequestRecord = newDeviceRequest({
+      deviceCodeHash,
+      userCode,
+      clientId: req.clientId,
+      kind: 'node',
+      nodeId: node.id,
       variables: req.variables,
-      requestedAt: now,
+      scope: req.scope,
+      audience: req.audience,
       sourceIp: ip,
-      // A denial sticks until an admin approves; anything else waits for a decision again, since a
-      // uuid or mac alone proves nothing about who asks. An armed auto-approval that this request
-      // satisfies is decided in decideOnArrival.
-      status: n.status === 'denied' ? 'denied' : autoApproval === 'ok' ? n.status : 'pending',
-    }));
-    return { node, autoApproval };
-  }
-
-  /** Sticky denial and pre-registered auto-approval, decided as the request arrives. */
-  private async decideOnArrival(
-    db: StorageTx,
-    node: NodeRecord,
-    request: DeviceRequestRecord,
-    autoApproval: AutoApproval,
-    now: number,
-  ): Promise<DeviceRequestRecord> {
+      sourceBucket: addressBucket(ip),
+      createdAt: now,
+      expiresAt: now + this.settings.codeTtlMs,
+      intervalMs: this.settings.intervalMs,
+      status: 'pending',
+    });
+    const shown = formatUserCode(userCode);
+    const audit: AuditEntry[] = [{ type: 'device_code_issued', subject: node.id, ip, detail: { user_code: shown, variables: req.variables, client_id: req.clientId } }];
     if (node.status === 'denied') {
-      return db.updateDeviceRequest(request.id, (r) => ({
-        ...r,
-        status: 'denied',
-        decidedAt: now,
-        decidedBy: 'denied node',
-      }));
-    }
-    if (autoApproval === 'ok') {
+      request = { ...request, status: 'denied', decidedAt: now, decidedBy: 'denied node' };
+    } else if (autoApproval === 'ok') {
       try {
         // approving uses the auto-approval up: one registration, one config handed out unseen
-        // a savepoint: a refused approval leaves the request as it was, pending
-        const approval = this.prepareApproval(node, {});
-        return (await db.transaction((tx) => this.approveRequest(tx, request, node, approval, 'auto-approve'))).request;
+        const { profile, hostname, patches, config } = this.prepareApproval(node, {});
+        const actor = 'auto-approve';
+        request = { ...request, status: 'approved', decidedAt: now, decidedBy: actor };
+        node = { ...node, status: 'approved', autoApprove: false, profile, hostname, patches, config, decidedAt: now, decidedBy: actor };
+        audit.push({ type: 'device_approved', actor, subject: node.id, detail: { user_code: shown, profile, hostname } });
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
-        await db.updateNode(node.id, (n) => ({ ...n, status: 'pending' }));
-        await this.audit.record({ type: 'node_render_error', subject: node.id, detail: { error: e.description } }, db);
+        // the request waits for an admin, pending
+        node = { ...node, status: 'pending' };
+        audit.push({ type: 'node_render_error', subject: node.id, detail: { error: e.description } });
       }
     } else if (autoApproval !== undefined) {
       // the request waits for an admin; the registration stays armed for the machine it describes
-      await this.audit.record(
-        {
-          type: 'auto_approve_refused',
-          subject: node.id,
-          ip: request.sourceIp,
-          detail: { user_code: formatUserCode(request.userCode), reason: autoApproval.refused },
-        },
-        db,
-      );
+      audit.push({ type: 'auto_approve_refused', subject: node.id, ip, detail: { user_code: shown, reason: autoApproval.refused } });
     }
-    return request;
+    return { node, created: isNew, request, audit: audit.map((e) => this.audit.event(e)) };
   }
 
   /**

@@ -6,7 +6,10 @@
 //   the audit event (docs 7.8.4, "Data-Modifying Statements in WITH"); a statement is atomic on its
 //   own, so no BEGIN/COMMIT;
 // - a config download: the token joined to its node, then one statement counting the download and
-//   writing its audit event.
+//   writing its audit event;
+// - a node's /device/code: its node(s) read, then one statement that counts the bucket's pending
+//   requests under the bucket's lock (migration 002's tg_pending_in_bucket), creates or updates the
+//   node, inserts the request and its audit events and prunes the node's old requests.
 //
 // A poll's write is optimistic instead of holding a row lock across two round trips: it carries the
 // row version it decided on (the system column xmin, the id of the transaction that wrote the row
@@ -16,8 +19,32 @@
 // and the other finds the version changed, reads again and decides again, on what the first wrote:
 // the twin of a poll on instance A, arriving at instance B, sees A's bookkeeping.
 import type { QueryResult, QueryResultRow } from 'pg';
-import { auditFromRow, nodeFromRow, requestFromRow, tokenFromRow, type AuditRow, type DeviceRequestRow, type NodeRow, type NodeTokenRow } from '../rows.js';
-import { NotFoundError, type AuditEvent, type DeviceRequestRecord, type NewAuditEvent, type NodeTokenRecord, type NodeTokenWithNode, type PollOutcome } from '../storage.js';
+import {
+  NODE_COLUMNS,
+  REQUEST_COLUMNS,
+  auditFromRow,
+  nodeFromRow,
+  nodeToRow,
+  requestFromRow,
+  requestToRow,
+  tokenFromRow,
+  type AuditRow,
+  type DeviceRequestRow,
+  type NodeRow,
+  type NodeTokenRow,
+} from '../rows.js';
+import {
+  NotFoundError,
+  type AuditEvent,
+  type DeviceCodeAsk,
+  type DeviceRequestRecord,
+  type NewAuditEvent,
+  type NodeRecord,
+  type NodeTokenRecord,
+  type NodeTokenWithNode,
+  type PollOutcome,
+} from '../storage.js';
+import { isUniqueViolation } from './errors.js';
 
 /** Runs one statement on the pool: its own autocommit transaction. */
 export type PoolQuery = <R extends QueryResultRow>(text: string, values: unknown[]) => Promise<QueryResult<R>>;
@@ -198,4 +225,92 @@ export async function recordConfigDownloadAudited(query: PoolQuery, id: string, 
   const row = (await query<AuditRow>(DOWNLOAD, [id, at, ip, ...auditValues(audit)])).rows[0];
   if (!row) throw new NotFoundError(`node ${id}`);
   return auditFromRow(row);
+}
+
+const READ_NODES = 'SELECT *, xmin::text AS row_version FROM nodes WHERE id = ANY($1::text[])';
+
+// Rows go in as JSON and come out of jsonb_populate_record typed as the table's columns, so no
+// parameter needs a cast and the column lists are rows.ts's own. The sub-statements of one WITH see
+// one snapshot and run in the order their references ask for (docs 7.8.4): the count (and its lock)
+// before any write, the node before the request, the request before its events and the pruning.
+// A node changed since it was read updates nothing (xmin), so nothing else is written either.
+const ISSUE = `WITH
+  lim AS (SELECT tg_pending_in_bucket($1::text, $2::bigint) AS n),
+  ok AS (SELECT 1 FROM lim WHERE n < $3::bigint),
+  node_new AS (
+    INSERT INTO nodes (${NODE_COLUMNS.join(', ')})
+    SELECT ${NODE_COLUMNS.map((c) => `r.${c}`).join(', ')} FROM ok, jsonb_populate_record(NULL::nodes, $6::jsonb) r
+    WHERE $4::text IS NULL
+    RETURNING id),
+  node_set AS (
+    UPDATE nodes n SET ${NODE_COLUMNS.filter((c) => c !== 'id').map((c) => `${c} = r.${c}`).join(', ')}
+    FROM jsonb_populate_record(NULL::nodes, $6::jsonb) r
+    WHERE n.id = $5::text AND n.xmin::text = $4::text AND EXISTS (SELECT 1 FROM ok)
+    RETURNING n.id),
+  node_done AS (SELECT id FROM node_new UNION ALL SELECT id FROM node_set),
+  req AS (
+    INSERT INTO device_requests (${REQUEST_COLUMNS.join(', ')})
+    SELECT ${REQUEST_COLUMNS.map((c) => `r.${c}`).join(', ')} FROM node_done, jsonb_populate_record(NULL::device_requests, $7::jsonb) r
+    RETURNING id),
+  events AS (
+    INSERT INTO audit_events (at, type, actor, subject, ip, detail)
+    SELECT e.at, e.type, e.actor, e.subject, e.ip, e.detail FROM req, jsonb_to_recordset($8::jsonb)
+      AS e(at BIGINT, type TEXT, actor TEXT, subject TEXT, ip TEXT, detail TEXT)
+    RETURNING *),
+  pruned AS (
+    -- the new request is not in this snapshot: keep one fewer of the old ones
+    DELETE FROM device_requests
+    WHERE node_id = $5::text AND EXISTS (SELECT 1 FROM req)
+      AND (status = 'denied' OR (status IN ('pending', 'approved') AND expires_at < $9::bigint))
+      AND id NOT IN (SELECT id FROM device_requests WHERE node_id = $5::text ORDER BY id DESC LIMIT $10::bigint)
+    RETURNING 1)
+  SELECT (SELECT n FROM lim) AS pending, (SELECT id FROM req) AS request_id,
+    (SELECT COALESCE(json_agg(events ORDER BY id), '[]') FROM events) AS events`;
+
+interface NodeVersionRow extends NodeRow {
+  row_version: string;
+}
+
+/** How many times a /device/code is planned again (a node changed under it, a user code taken) before it fails. */
+const ISSUE_ATTEMPTS = 8;
+
+export async function issueDeviceCode(query: PoolQuery, ask: DeviceCodeAsk): Promise<{ request: DeviceRequestRecord; audit: AuditEvent[] } | 'too_many_pending'> {
+  for (let attempt = 1; ; attempt++) {
+    const rows = (await query<NodeVersionRow>(READ_NODES, [ask.nodeIds])).rows;
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    const found: (NodeRecord | undefined)[] = ask.nodeIds.map((id) => {
+      const r = byId.get(id);
+      return r && nodeFromRow(r);
+    });
+    const plan = ask.plan(found, ask.newUserCode());
+    const version = plan.created ? null : (byId.get(plan.node.id)?.row_version ?? null);
+    if (!plan.created && version === null) throw new Error(`storage: issueDeviceCode: the plan updates node ${plan.node.id}, which was not read`);
+    const events = plan.audit.map((e) => ({ ...e, detail: JSON.stringify(e.detail) }));
+    let res: QueryResult<{ pending: number; request_id: number | null; events: AuditRow[] }>;
+    try {
+      res = await query(ISSUE, [
+        ask.bucket,
+        ask.now,
+        ask.maxPending,
+        version,
+        plan.node.id,
+        JSON.stringify(nodeToRow(plan.node)),
+        JSON.stringify(requestToRow(plan.request)),
+        JSON.stringify(events),
+        ask.finishedBefore,
+        Math.max(0, ask.keepPerNode - 1),
+      ]);
+    } catch (e) {
+      // the node created meanwhile by another request (another instance), or the user code drawn is
+      // taken: nothing was written; plan again on what is there now
+      if (!isUniqueViolation(e) || attempt >= ISSUE_ATTEMPTS) throw e;
+      continue;
+    }
+    const row = res.rows[0] as { pending: number; request_id: number | null; events: AuditRow[] };
+    if (row.pending >= ask.maxPending) return 'too_many_pending';
+    if (row.request_id !== null) {
+      return { request: { ...plan.request, id: row.request_id }, audit: row.events.map(auditFromRow) };
+    }
+    if (attempt >= ISSUE_ATTEMPTS) throw new Error(`storage: node ${plan.node.id} kept changing while its device code was issued`);
+  }
 }

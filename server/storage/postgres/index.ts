@@ -17,10 +17,10 @@
 import pg, { type Pool, type PoolClient, type QueryConfig, type QueryResult, type QueryResultRow } from 'pg';
 import { postgresMigrationsDir } from '../../paths.js';
 import { readMigrations } from '../migrate.js';
-import type { AuditEvent, DeviceRequestRecord, NewAuditEvent, NodeTokenRecord, NodeTokenWithNode, PollOutcome, Storage, StorageTx } from '../storage.js';
+import type { AuditEvent, DeviceCodeAsk, DeviceRequestRecord, NewAuditEvent, NodeTokenRecord, NodeTokenWithNode, PollOutcome, Storage, StorageTx } from '../storage.js';
 import { isRetryable, isUnavailable, storageError } from './errors.js';
 import { migratePostgres } from './migrate.js';
-import { getNodeTokenWithNode, PollBatcher, recordConfigDownloadAudited, redeemDeviceCode, type PoolQuery } from './hot-paths.js';
+import { getNodeTokenWithNode, issueDeviceCode, PollBatcher, recordConfigDownloadAudited, redeemDeviceCode, type PoolQuery } from './hot-paths.js';
 import { PgView } from './operations.js';
 import { poolConfig, type DatabaseUrl } from './pool.js';
 
@@ -133,6 +133,10 @@ export class PostgresStorage extends PgView implements Storage {
 
   groupedTransaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {
     return this.run(fn);
+  }
+
+  issueDeviceCode(ask: DeviceCodeAsk): Promise<{ request: DeviceRequestRecord; audit: AuditEvent[] } | 'too_many_pending'> {
+    return issueDeviceCode(this.onPool, ask);
   }
 
   pollDeviceCode<T>(codeHash: string, decide: (r: DeviceRequestRecord) => PollOutcome<T>): Promise<{ request: DeviceRequestRecord; result: T } | undefined> {
