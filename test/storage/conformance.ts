@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   AlreadyExistsError,
+  newDeviceRequest,
   newNode,
   NotFoundError,
   type NewDeviceRequest,
@@ -296,6 +297,41 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
       );
       assert.equal((await s.getDeviceRequest(r.id))?.lastPollAt, 2025);
       assert.deepEqual(seen.map((x) => x?.result).sort(), Array.from({ length: 25 }, (_, i) => 2000 + i));
+      await s.close();
+    });
+
+    test('issueDeviceCode: the pending limit and the node hold under concurrent requests', async () => {
+      const s = await newStorage();
+      let codes = 0;
+      const ask = (nodeId: string, bucket: string, maxPending: number) => ({
+        nodeIds: [nodeId],
+        bucket,
+        now: 2000,
+        maxPending,
+        keepPerNode: 100,
+        finishedBefore: 0,
+        newUserCode: () => `UC${codes++}`,
+        plan: (found: (NodeRecord | undefined)[], userCode: string) => {
+          const old = found[0];
+          const node = old ? { ...old, requestedAt: (old.requestedAt ?? 0) + 1 } : sampleNode(nodeId, { requestedAt: 1 });
+          const request = { ...newDeviceRequest(sampleRequest(nodeId, { userCode, sourceBucket: bucket, createdAt: 2000, expiresAt: 10_000 })) };
+          return { node, created: !old, request, audit: [{ at: 2000, type: 'device_code_issued', actor: null, subject: nodeId, ip: null, detail: { user_code: userCode } }] };
+        },
+      });
+      // 12 nodes of one bucket at once, 5 may wait: 5 are admitted, whatever the interleaving
+      const limited = await Promise.all(Array.from({ length: 12 }, (_, i) => s.issueDeviceCode(ask(`lim-${i}`, '198.51.100.7', 5))));
+      assert.equal(limited.filter((x) => x !== 'too_many_pending').length, 5);
+      assert.equal(await s.countPendingDeviceRequestsInBucket('198.51.100.7', 2000), 5);
+      // one node asking 8 times at once: one node, made once and updated by each of the others on what the one before wrote
+      const same = await Promise.all(Array.from({ length: 8 }, () => s.issueDeviceCode(ask('same-node', '198.51.100.8', 100))));
+      assert.equal(same.filter((x) => x === 'too_many_pending').length, 0);
+      assert.equal((await s.getNode('same-node'))?.requestedAt, 8);
+      assert.equal((await s.listDeviceRequests({ nodeId: 'same-node' })).length, 8);
+      const first = same[0];
+      assert.ok(first !== undefined && first !== 'too_many_pending');
+      assert.equal(first.audit.length, 1);
+      assert.equal(first.audit[0]?.type, 'device_code_issued');
+      assert.deepEqual(await s.getDeviceRequest(first.request.id), first.request);
       await s.close();
     });
 
