@@ -33,10 +33,9 @@ export async function startTcpProxy(targets: Target[]): Promise<TcpProxy> {
     s.on('error', () => s.destroy());
   };
 
-  /** Connects to the next target that accepts, trying each once. */
-  const dial = (client: Socket, tries: number) => {
+  /** Connects to the first target from `i` on that accepts, trying each once. */
+  const dial = (client: Socket, i: number, tries: number) => {
     if (tries === 0 || client.destroyed) return void client.destroy();
-    const i = next++ % targets.length;
     const t = targets[i] as Target;
     const upstream = connect(t.port, t.host);
     upstream.once('connect', () => {
@@ -48,7 +47,7 @@ export async function startTcpProxy(targets: Target[]): Promise<TcpProxy> {
     upstream.once('error', (e: NodeJS.ErrnoException) => {
       upstream.destroy();
       if (!upstream.connecting && upstream.bytesRead + upstream.bytesWritten > 0) return void client.destroy();
-      if (e.code === 'ECONNREFUSED') dial(client, tries - 1);
+      if (e.code === 'ECONNREFUSED') dial(client, (i + 1) % targets.length, tries - 1);
       else client.destroy();
     });
   };
@@ -57,7 +56,7 @@ export async function startTcpProxy(targets: Target[]): Promise<TcpProxy> {
     new Promise<void>((resolve) => {
       server = createServer({ pauseOnConnect: true }, (client) => {
         track(client);
-        dial(client, targets.length);
+        dial(client, next++ % targets.length, targets.length);
       });
       server.listen(port, '127.0.0.1', resolve);
     });
