@@ -472,4 +472,10 @@ export interface Storage extends StorageTx {
   getNodeTokenWithNode(tokenHash: string): Promise<NodeTokenWithNode | undefined>;
   /** Counts one config download (as recordConfigDownload) and writes its audit event, together. */
   recordConfigDownloadAudited(id: string, at: number, ip: string, audit: NewAuditEvent): Promise<AuditEvent>;
+  /**
+   * The storage part of POST /exchange: records an issued certificate with its audit events, unless
+   * its subject is blocked ('blocked', nothing written). The block list is read atomically with the
+   * writes: a block commits before (this answers 'blocked') or after, never in between.
+   */
+  recordCertificate(cert: NewCertificate, audit: NewAuditEvent[]): Promise<{ cert: CertificateRecord; audit: AuditEvent[] } | 'blocked'>;
 }

@@ -9,7 +9,9 @@
 //   writing its audit event;
 // - a node's /device/code: its node(s) read, then one statement that counts the bucket's pending
 //   requests under the bucket's lock (migration 002's tg_pending_in_bucket), creates or updates the
-//   node, inserts the request and its audit events and prunes the node's old requests.
+//   node, inserts the request and its audit events and prunes the node's old requests;
+// - the storage part of an exchange: one statement reading the block list under the subject's lock
+//   (migration 002's tg_subject_blocked) and inserting the certificate and its audit events.
 //
 // A poll's write is optimistic instead of holding a row lock across two round trips: it carries the
 // row version it decided on (the system column xmin, the id of the transaction that wrote the row
@@ -23,12 +25,14 @@ import {
   NODE_COLUMNS,
   REQUEST_COLUMNS,
   auditFromRow,
+  certificateFromRow,
   nodeFromRow,
   nodeToRow,
   requestFromRow,
   requestToRow,
   tokenFromRow,
   type AuditRow,
+  type CertificateRow,
   type DeviceRequestRow,
   type NodeRow,
   type NodeTokenRow,
@@ -36,9 +40,11 @@ import {
 import {
   NotFoundError,
   type AuditEvent,
+  type CertificateRecord,
   type DeviceCodeAsk,
   type DeviceRequestRecord,
   type NewAuditEvent,
+  type NewCertificate,
   type NodeRecord,
   type NodeTokenRecord,
   type NodeTokenWithNode,
@@ -313,4 +319,50 @@ export async function issueDeviceCode(query: PoolQuery, ask: DeviceCodeAsk): Pro
     }
     if (attempt >= ISSUE_ATTEMPTS) throw new Error(`storage: node ${plan.node.id} kept changing while its device code was issued`);
   }
+}
+
+const CERT_COLUMNS = ['serial', 'fingerprint', 'subject', 'email', 'common_name', 'issuer', 'roles', 'issued_at', 'expires_at', 'client_ip', 'source'] as const;
+
+const RECORD_CERTIFICATE = `WITH
+  check_block AS (SELECT tg_subject_blocked($1::text) AS blocked),
+  cert AS (
+    INSERT INTO certificates (${CERT_COLUMNS.join(', ')})
+    SELECT ${CERT_COLUMNS.map((c) => `r.${c}`).join(', ')} FROM check_block, jsonb_populate_record(NULL::certificates, $2::jsonb) r
+    WHERE NOT check_block.blocked
+    RETURNING *),
+  events AS (
+    INSERT INTO audit_events (at, type, actor, subject, ip, detail)
+    SELECT e.at, e.type, e.actor, e.subject, e.ip, e.detail FROM cert, jsonb_to_recordset($3::jsonb)
+      AS e(at BIGINT, type TEXT, actor TEXT, subject TEXT, ip TEXT, detail TEXT)
+    RETURNING *)
+  SELECT (SELECT blocked FROM check_block) AS blocked, (SELECT row_to_json(cert) FROM cert) AS cert,
+    (SELECT COALESCE(json_agg(events ORDER BY id), '[]') FROM events) AS events`;
+
+export async function recordCertificate(
+  query: PoolQuery,
+  cert: NewCertificate,
+  audit: NewAuditEvent[],
+): Promise<{ cert: CertificateRecord; audit: AuditEvent[] } | 'blocked'> {
+  const row = {
+    serial: cert.serial,
+    fingerprint: cert.fingerprint,
+    subject: cert.subject,
+    email: cert.email,
+    common_name: cert.commonName,
+    issuer: cert.issuer,
+    roles: JSON.stringify(cert.roles),
+    issued_at: cert.issuedAt,
+    expires_at: cert.expiresAt,
+    client_ip: cert.clientIp,
+    source: cert.source,
+  } satisfies Record<(typeof CERT_COLUMNS)[number], unknown>;
+  const res = await query<{ blocked: number; cert: CertificateRow | null; events: AuditRow[] }>(RECORD_CERTIFICATE, [
+    cert.subject,
+    JSON.stringify(row),
+    JSON.stringify(audit.map((e) => ({ ...e, detail: JSON.stringify(e.detail) }))),
+  ]);
+  const out = res.rows[0] as { blocked: number; cert: CertificateRow | null; events: AuditRow[] };
+  // BOOLEAN comes as 1 or 0 (pool.ts)
+  if (out.blocked || out.cert === null) return 'blocked';
+  return { cert: certificateFromRow(out.cert), audit: out.events.map(auditFromRow) };
 }

@@ -17,10 +17,10 @@
 import pg, { type Pool, type PoolClient, type QueryConfig, type QueryResult, type QueryResultRow } from 'pg';
 import { postgresMigrationsDir } from '../../paths.js';
 import { readMigrations } from '../migrate.js';
-import type { AuditEvent, DeviceCodeAsk, DeviceRequestRecord, NewAuditEvent, NodeTokenRecord, NodeTokenWithNode, PollOutcome, Storage, StorageTx } from '../storage.js';
+import type { AuditEvent, CertificateRecord, DeviceCodeAsk, DeviceRequestRecord, NewAuditEvent, NewCertificate, NodeTokenRecord, NodeTokenWithNode, PollOutcome, Storage, StorageTx } from '../storage.js';
 import { isRetryable, isUnavailable, storageError } from './errors.js';
 import { migratePostgres } from './migrate.js';
-import { getNodeTokenWithNode, issueDeviceCode, PollBatcher, recordConfigDownloadAudited, redeemDeviceCode, type PoolQuery } from './hot-paths.js';
+import { getNodeTokenWithNode, issueDeviceCode, PollBatcher, recordCertificate, recordConfigDownloadAudited, redeemDeviceCode, type PoolQuery } from './hot-paths.js';
 import { PgView } from './operations.js';
 import { poolConfig, type DatabaseUrl } from './pool.js';
 
@@ -153,6 +153,10 @@ export class PostgresStorage extends PgView implements Storage {
 
   recordConfigDownloadAudited(id: string, at: number, ip: string, audit: NewAuditEvent): Promise<AuditEvent> {
     return recordConfigDownloadAudited(this.onPool, id, at, ip, audit);
+  }
+
+  recordCertificate(cert: NewCertificate, audit: NewAuditEvent[]): Promise<{ cert: CertificateRecord; audit: AuditEvent[] } | 'blocked'> {
+    return recordCertificate(this.onPool, cert, audit);
   }
 
   async databaseBytes(): Promise<number> {
