@@ -367,11 +367,13 @@ export class EnrollmentService {
 
   /**
    * One poll of POST /token with a device code. When the database cannot be reached, the answer is
-   * authorization_pending, not 503: Talos' client (golang.org/x/oauth2 deviceauth.go,
-   * Config.DeviceAccessToken, the `switch e.ErrorCode` in its polling loop) keeps polling only on
-   * authorization_pending and slow_down and returns every other error, a 503's temporarily_unavailable
-   * included, and Talos then abandons the attempt (internal/app/machined/pkg/runtime/v1alpha1/platform/
-   * metal/oauth2/oauth2.go, DeviceAuthFlow: "failed to get device access token"), so a database
+   * authorization_pending, not 503: Talos' client (golang.org/x/oauth2 deviceauth.go at 05b174e5,
+   * Config.DeviceAccessToken, the `switch e.ErrorCode` in its ticker loop) keeps polling only on
+   * authorization_pending ("Do nothing") and slow_down and returns every other error, a 503's
+   * temporarily_unavailable included (internal/token.go doTokenRoundTrip makes any non-2xx a
+   * RetrieveError with the body's error code), and Talos then abandons the attempt
+   * (siderolabs/talos internal/app/machined/pkg/runtime/v1alpha1/platform/metal/oauth2/oauth2.go at
+   * 27d208c2, DeviceAuthFlow: "failed to get device access token"), so a database
    * restart of a few seconds would send every booting node back to the start, each to a new code an
    * admin must approve again. slow_down would keep it polling too, but adds 5 s to its interval for
    * the rest of the attempt. Nothing is decided meanwhile: a poll that could not be judged changes
