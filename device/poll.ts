@@ -11,6 +11,13 @@
 // bucket): a client may poll once early, as happens when a slow answer makes a Go ticker fire right
 // after it, but one that keeps polling faster than the interval gets slow_down, and the interval
 // grows by 5 s, as the RFC says the client will do.
+//
+// Several instances behind a balancer judge the same request: its state is in the database, but each
+// instance stamps a poll with its own clock. Clocks of machines kept by NTP differ by milliseconds;
+// `clockSkewMs` allows a few hundred more, on every judgement that compares two stamps: a poll is too
+// soon only when it is early by more than the tolerance plus the skew, and a twin may seem to come a
+// little before (or later after) its first request. The code's expiry carries 30 s of grace, so
+// skew does not matter there.
 
 export interface PollState {
   status: 'pending' | 'approved' | 'denied' | 'consumed';
@@ -44,9 +51,11 @@ export interface PollPolicy {
   twinWindowMs: number;
   /** How far ahead of its schedule a poll may come, in intervals (1.2: one early poll plus jitter). */
   earlyTolerance: number;
+  /** How far apart the clocks of two instances may be (a poll stamped by one, its twin by the other). */
+  clockSkewMs: number;
 }
 
-export const DEFAULT_POLL_POLICY: PollPolicy = { expiryGraceMs: 30_000, twinWindowMs: 2_000, earlyTolerance: 1.2 };
+export const DEFAULT_POLL_POLICY: PollPolicy = { expiryGraceMs: 30_000, twinWindowMs: 2_000, earlyTolerance: 1.2, clockSkewMs: 500 };
 
 export const SLOW_DOWN_STEP_MS = 5_000;
 
@@ -56,8 +65,14 @@ export function decidePoll(state: PollState, poll: Poll, policy: PollPolicy = DE
   if (poll.now > state.expiresAt + policy.expiryGraceMs) return { answer: 'expired_token', update: {} };
   if (state.status === 'approved') return { answer: 'grant', update: {} };
 
+  // stamped by two clocks, the time since the first request may even look negative
+  const sinceLast = state.lastPollAt === null ? null : poll.now - state.lastPollAt;
   const isTwin =
-    !poll.basic && state.lastPollBasic && state.lastPollAt !== null && poll.now - state.lastPollAt <= policy.twinWindowMs;
+    !poll.basic &&
+    state.lastPollBasic &&
+    sinceLast !== null &&
+    sinceLast >= -policy.clockSkewMs &&
+    sinceLast <= policy.twinWindowMs + policy.clockSkewMs;
   if (isTwin) {
     const answer = state.lastAnswer === 'slow_down' ? 'slow_down' : 'authorization_pending';
     // The twin closes this poll: a further body-style request is a poll of its own.
@@ -65,7 +80,7 @@ export function decidePoll(state: PollState, poll: Poll, policy: PollPolicy = DE
   }
 
   const due = state.nextPollAt;
-  const tooSoon = due !== null && poll.now < due - state.intervalMs * policy.earlyTolerance;
+  const tooSoon = due !== null && poll.now < due - state.intervalMs * policy.earlyTolerance - policy.clockSkewMs;
   if (tooSoon) {
     const intervalMs = state.intervalMs + SLOW_DOWN_STEP_MS;
     // after slow_down the next poll must keep (nearly) the whole new interval: no early credit left

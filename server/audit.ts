@@ -1,5 +1,5 @@
 import { chmodSync, closeSync, openSync, writeSync } from 'node:fs';
-import type { Storage, StorageTx } from './storage/storage.js';
+import type { AuditEvent, NewAuditEvent, Storage, StorageTx } from './storage/storage.js';
 
 export type AuditType =
   | 'device_code_issued'
@@ -62,15 +62,18 @@ export class AuditLog {
    * exactly when what it tells of is. The sink and onEvent hear of it once written.
    */
   async record(e: AuditEntry, db: StorageTx = this.storage): Promise<void> {
-    const event = await db.addAuditEvent({
-      at: this.now(),
-      type: e.type,
-      actor: e.actor ?? null,
-      subject: e.subject ?? null,
-      ip: e.ip ?? null,
-      detail: e.detail ?? {},
-    });
+    this.published(await db.addAuditEvent(this.event(e)));
+  }
+
+  /** The event to store for e, for a storage operation that writes it together with what it tells of. */
+  event(e: AuditEntry): NewAuditEvent {
+    return { at: this.now(), type: e.type, actor: e.actor ?? null, subject: e.subject ?? null, ip: e.ip ?? null, detail: e.detail ?? {} };
+  }
+
+  /** Tells the sink and onEvent of an event the storage has written (record() does this itself). */
+  published(event: AuditEvent): void {
     this.sink?.write(`${JSON.stringify({ audit: true, ...event, at: new Date(event.at).toISOString() })}\n`);
-    this.onEvent?.(e);
+    // why the cast: the storage keeps the type as text; events published here were made by event()
+    this.onEvent?.({ type: event.type as AuditType, actor: event.actor, subject: event.subject, ip: event.ip, detail: event.detail });
   }
 }

@@ -7,11 +7,12 @@ import type { ClientCredentials, DeviceTokenRequest } from '../../device/token-r
 import { formatUserCode, generateUserCode, normalizeUserCode } from '../../device/user-code.js';
 import { ApiError } from '../api-error.js';
 import { addressBucket, inCidrs, parseCidr } from '../client-ip.js';
-import type { AuditLog } from '../audit.js';
+import type { AuditEntry, AuditLog } from '../audit.js';
 import { RenderError, type MachineConfigRenderer } from '../machine-config/render.js';
 import type { OperatorService, OperatorTokens } from '../operators/service.js';
 import {
   AlreadyExistsError,
+  newDeviceRequest,
   newNode,
   type DeviceRequestRecord,
   type NewDeviceRequest,
@@ -20,6 +21,8 @@ import {
   type NodeStatus,
   type NodeSummary,
   type PatchSpec,
+  StorageUnavailableError,
+  type DeviceCodePlan,
   type Storage,
   type StorageTx,
 } from '../storage/storage.js';
@@ -252,36 +255,26 @@ export class EnrollmentService {
     if (this.clientKind(req.clientId) !== 'node') throw new OAuthError('invalid_client', 'not a node client');
     const now = this.now();
     const deviceCode = generateSecret();
-    // a rack boots at once: its requests share commits
-    const decided = await this.storage.groupedTransaction(async (tx) => {
-      await this.checkPendingLimit(tx, ip, now);
-      const { node, autoApproval } = await this.nodeForRequest(tx, req, ip, now);
-      const request = await this.createRequest(
-        tx,
-        { clientId: req.clientId, kind: 'node', nodeId: node.id, variables: req.variables, scope: req.scope, audience: req.audience },
-        ip,
-        now,
-        deviceCode,
-      );
-      await this.audit.record(
-        {
-          type: 'device_code_issued',
-          subject: node.id,
-          ip,
-          detail: { user_code: formatUserCode(request.userCode), variables: req.variables, client_id: req.clientId },
-        },
-        tx,
-      );
-      const decision = await this.decideOnArrival(tx, node, request, autoApproval, now);
-      // a node asking again and again (a denied one at every boot, or anyone repeating its uuid)
-      // keeps only its newest requests once they are finished
-      await tx.pruneDeviceRequests(node.id, REQUESTS_KEPT_PER_NODE, now - this.settings.poll.expiryGraceMs);
-      return decision;
+    // One storage operation (two round trips on PostgreSQL): the pending limit counted with the
+    // request it admits, the node found or made, the request decided on arrival, the audit events,
+    // and the pruning of the node's old requests: a node asking again and again (a denied one at
+    // every boot, or anyone repeating its uuid) keeps only its newest requests once they are finished.
+    const issued = await this.storage.issueDeviceCode({
+      nodeIds: req.mac !== null && req.uuid !== null ? [req.nodeId, req.mac] : [req.nodeId],
+      bucket: addressBucket(ip),
+      now,
+      maxPending: this.settings.maxPendingPerIp,
+      keepPerNode: REQUESTS_KEPT_PER_NODE,
+      finishedBefore: now - this.settings.poll.expiryGraceMs,
+      newUserCode: generateUserCode,
+      plan: (found, userCode) => this.planDeviceCode(req, ip, now, hashSecret(deviceCode), found, userCode),
     });
+    if (issued === 'too_many_pending') throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
+    for (const e of issued.audit) this.audit.published(e);
     // A denied node is told at once (the request stays recorded): Talos ends its flow on an error
     // here without showing a code, instead of showing one that can only be refused at the first poll.
-    if (decided.status === 'denied') throw new OAuthError('access_denied', 'an admin denied this node; forget it to let it ask again');
-    return this.response(deviceCode, decided.userCode);
+    if (issued.request.status === 'denied') throw new OAuthError('access_denied', 'an admin denied this node; forget it to let it ask again');
+    return this.response(deviceCode, issued.request.userCode);
   }
 
   /** A device code for `talos-gate login --device`: no node, the signed-in user approves it. */
@@ -300,108 +293,126 @@ export class EnrollmentService {
   }
 
   /**
-   * Finds the node a request is for (by uuid, else by a mac-only pre-registration) or creates it,
-   * and says whether the node's armed auto-approval applies to this request: undefined when the node
-   * is not armed, else 'ok' or why not.
+   * What a node's device authorization request writes, decided on the nodes found under its ids (by
+   * uuid, then by a mac-only pre-registration): the node found, or a new one; the request, decided
+   * on arrival when the node is denied (a denial sticks until an admin approves) or armed for
+   * auto-approval that this request satisfies; and the audit events. Pure (the storage may ask twice).
    */
-  private async nodeForRequest(
-    db: StorageTx,
+  private planDeviceCode(
     req: DeviceAuthorizationRequest,
     ip: string,
     now: number,
-  ): Promise<{ node: NodeRecord; autoApproval: AutoApproval }> {
-    const existing =
-      (await db.getNode(req.nodeId)) ??
-      (req.mac !== null && req.uuid !== null ? await db.getNode(req.mac) : undefined);
-    if (!existing || (existing.id === req.mac && existing.uuid !== null && existing.uuid !== req.uuid)) {
-      const node = await db.createNode(
-        newNode(req.nodeId, now, { uuid: req.uuid, mac: req.mac, variables: req.variables, requestedAt: now, sourceIp: ip }),
-      );
-      return { node, autoApproval: undefined };
-    }
+    deviceCodeHash: string,
+    found: (NodeRecord | undefined)[],
+    userCode: string,
+  ): DeviceCodePlan {
+    const existing = found[0] ?? found[1];
+    const isNew = !existing || (existing.id === req.mac && existing.uuid !== null && existing.uuid !== req.uuid);
     // judged on the node as registered, before this request teaches it a missing uuid or mac
-    const autoApproval = existing.autoApprove && existing.status !== 'denied' ? autoApprovalFor(existing, req, ip) : undefined;
-    const node = await db.updateNode(existing.id, (n) => ({
-      ...n,
-      uuid: n.uuid ?? req.uuid,
-      mac: n.mac ?? req.mac,
+    const autoApproval: AutoApproval = !isNew && existing.autoApprove && existing.status !== 'denied' ? autoApprovalFor(existing, req, ip) : undefined;
+    let node: NodeRecord = isNew
+      ? newNode(req.nodeId, now, { uuid: req.uuid, mac: req.mac, variables: req.variables, requestedAt: now, sourceIp: ip })
+      : {
+          ...existing,
+          uuid: existing.uuid ?? req.uuid,
+          mac: existing.mac ?? req.mac,
+          variables: req.variables,
+          requestedAt: now,
+          sourceIp: ip,
+          // A denial sticks until an admin approves; anything else waits for a decision again, since a
+          // uuid or mac alone proves nothing about who asks; an armed auto-approval that this request
+          // satisfies is decided below.
+          status: existing.status === 'denied' ? 'denied' : autoApproval === 'ok' ? existing.status : 'pending',
+        };
+    let request: DeviceRequestRecord = newDeviceRequest({
+      deviceCodeHash,
+      userCode,
+      clientId: req.clientId,
+      kind: 'node',
+      nodeId: node.id,
       variables: req.variables,
-      requestedAt: now,
+      scope: req.scope,
+      audience: req.audience,
       sourceIp: ip,
-      // A denial sticks until an admin approves; anything else waits for a decision again, since a
-      // uuid or mac alone proves nothing about who asks. An armed auto-approval that this request
-      // satisfies is decided in decideOnArrival.
-      status: n.status === 'denied' ? 'denied' : autoApproval === 'ok' ? n.status : 'pending',
-    }));
-    return { node, autoApproval };
-  }
-
-  /** Sticky denial and pre-registered auto-approval, decided as the request arrives. */
-  private async decideOnArrival(
-    db: StorageTx,
-    node: NodeRecord,
-    request: DeviceRequestRecord,
-    autoApproval: AutoApproval,
-    now: number,
-  ): Promise<DeviceRequestRecord> {
+      sourceBucket: addressBucket(ip),
+      createdAt: now,
+      expiresAt: now + this.settings.codeTtlMs,
+      intervalMs: this.settings.intervalMs,
+      status: 'pending',
+    });
+    const shown = formatUserCode(userCode);
+    const audit: AuditEntry[] = [{ type: 'device_code_issued', subject: node.id, ip, detail: { user_code: shown, variables: req.variables, client_id: req.clientId } }];
     if (node.status === 'denied') {
-      return db.updateDeviceRequest(request.id, (r) => ({
-        ...r,
-        status: 'denied',
-        decidedAt: now,
-        decidedBy: 'denied node',
-      }));
-    }
-    if (autoApproval === 'ok') {
+      request = { ...request, status: 'denied', decidedAt: now, decidedBy: 'denied node' };
+    } else if (autoApproval === 'ok') {
       try {
         // approving uses the auto-approval up: one registration, one config handed out unseen
-        // a savepoint: a refused approval leaves the request as it was, pending
-        const approval = this.prepareApproval(node, {});
-        return (await db.transaction((tx) => this.approveRequest(tx, request, node, approval, 'auto-approve'))).request;
+        const { profile, hostname, patches, config } = this.prepareApproval(node, {});
+        const actor = 'auto-approve';
+        request = { ...request, status: 'approved', decidedAt: now, decidedBy: actor };
+        node = { ...node, status: 'approved', autoApprove: false, profile, hostname, patches, config, decidedAt: now, decidedBy: actor };
+        audit.push({ type: 'device_approved', actor, subject: node.id, detail: { user_code: shown, profile, hostname } });
       } catch (e) {
         if (!(e instanceof ApiError)) throw e;
-        await db.updateNode(node.id, (n) => ({ ...n, status: 'pending' }));
-        await this.audit.record({ type: 'node_render_error', subject: node.id, detail: { error: e.description } }, db);
+        // the request waits for an admin, pending
+        node = { ...node, status: 'pending' };
+        audit.push({ type: 'node_render_error', subject: node.id, detail: { error: e.description } });
       }
     } else if (autoApproval !== undefined) {
       // the request waits for an admin; the registration stays armed for the machine it describes
-      await this.audit.record(
-        {
-          type: 'auto_approve_refused',
-          subject: node.id,
-          ip: request.sourceIp,
-          detail: { user_code: formatUserCode(request.userCode), reason: autoApproval.refused },
-        },
-        db,
-      );
+      audit.push({ type: 'auto_approve_refused', subject: node.id, ip, detail: { user_code: shown, reason: autoApproval.refused } });
     }
-    return request;
+    return { node, created: isNew, request, audit: audit.map((e) => this.audit.event(e)) };
   }
 
+  /**
+   * One poll of POST /token with a device code. When the database cannot be reached, the answer is
+   * authorization_pending, not 503: Talos' client (golang.org/x/oauth2 deviceauth.go at 05b174e5,
+   * Config.DeviceAccessToken, the `switch e.ErrorCode` in its ticker loop) keeps polling only on
+   * authorization_pending ("Do nothing") and slow_down and returns every other error, a 503's
+   * temporarily_unavailable included (internal/token.go doTokenRoundTrip makes any non-2xx a
+   * RetrieveError with the body's error code), and Talos then abandons the attempt
+   * (siderolabs/talos internal/app/machined/pkg/runtime/v1alpha1/platform/metal/oauth2/oauth2.go at
+   * 27d208c2, DeviceAuthFlow: "failed to get device access token"), so a database
+   * restart of a few seconds would send every booting node back to the start, each to a new code an
+   * admin must approve again. slow_down would keep it polling too, but adds 5 s to its interval for
+   * the rest of the attempt. Nothing is decided meanwhile: a poll that could not be judged changes
+   * nothing, and the next one, once the database is back, is judged as usual.
+   */
   async pollToken(tr: DeviceTokenRequest): Promise<TokenResponse | OperatorTokens> {
     this.authenticateClient(tr.client, true);
-    const stored = await this.storage.getDeviceRequestByCodeHash(hashSecret(tr.deviceCode));
-    if (!stored) throw new OAuthError('invalid_grant', 'unknown device_code');
-    if (stored.clientId !== tr.client.clientId) throw new OAuthError('invalid_grant', 'device_code was issued to another client');
+    try {
+      return await this.judgePoll(tr);
+    } catch (e) {
+      if (!(e instanceof StorageUnavailableError)) throw e;
+      throw new OAuthError('authorization_pending', 'the gate cannot reach its database right now; keep polling');
+    }
+  }
 
+  private async judgePoll(tr: DeviceTokenRequest): Promise<TokenResponse | OperatorTokens> {
     const now = this.now();
-    // Every poll records its time (the twin and slow_down rules need it): a booting rack polls
-    // thousands of times a second, so these writes share commits. The decision is made inside, on
-    // the request as the polls before this one in the same commit left it.
-    const decision = await this.storage.groupedTransaction(async (tx) => {
-      const current = (await tx.getDeviceRequest(stored.id)) ?? stored;
+    // One storage operation: the request read and its poll bookkeeping written only if no other poll
+    // (on this instance or another) changed it meanwhile; decide runs again if one did. A booting
+    // rack polls thousands of times a second, so the storage batches these (group commit on SQLite,
+    // one statement per burst on PostgreSQL).
+    const polled = await this.storage.pollDeviceCode(hashSecret(tr.deviceCode), (current) => {
+      // refusals answer before any bookkeeping: a wrong client's poll says nothing of the real one's pace
+      if (current.clientId !== tr.client.clientId) return { update: {}, result: 'wrong_client' as const };
       const d = decidePoll(current, { now, basic: tr.client.basic }, this.settings.poll);
-      if (Object.keys(d.update).length > 0) await tx.recordPoll(stored.id, d.update);
-      return d;
+      return { update: d.update, result: d.answer };
     });
-    switch (decision.answer) {
+    if (!polled) throw new OAuthError('invalid_grant', 'unknown device_code');
+    const { request: stored, result: answer } = polled;
+    switch (answer) {
+      case 'wrong_client':
+        throw new OAuthError('invalid_grant', 'device_code was issued to another client');
       case 'grant':
         if (stored.kind === 'operator' && this.operators) return this.operators.redeem(stored);
         return this.redeem(stored, now);
       case 'authorization_pending':
         throw new OAuthError('authorization_pending', 'waiting for an admin to approve this node');
       case 'slow_down':
-        throw new OAuthError('slow_down', `poll at most every ${Math.ceil((decision.update.intervalMs ?? stored.intervalMs) / 1000)} s`);
+        throw new OAuthError('slow_down', `poll at most every ${Math.ceil(stored.intervalMs / 1000)} s`);
       case 'access_denied':
         throw new OAuthError('access_denied', 'an admin denied this node');
       case 'expired_token':
@@ -411,30 +422,17 @@ export class EnrollmentService {
     }
   }
 
-  /** Marks the code used and issues the node's token in one transaction: one code, one token. */
+  /** Marks the code used and issues the node's token in one storage operation: one code, one token. */
   private async redeem(request: DeviceRequestRecord, now: number): Promise<TokenResponse> {
     const token = generateSecret();
     const nodeId = request.nodeId as string;
-    try {
-      await this.storage.groupedTransaction(async (tx) => {
-        await tx.updateDeviceRequest(request.id, (r) => {
-          if (r.status !== 'approved') throw new OAuthError('invalid_grant', 'device_code was already used');
-          return { ...r, status: 'consumed' };
-        });
-        await tx.createNodeToken({
-          tokenHash: hashSecret(token),
-          nodeId,
-          deviceRequestId: request.id,
-          issuedAt: now,
-          expiresAt: now + this.settings.tokenTtlMs,
-          revokedAt: null,
-        });
-        await this.audit.record({ type: 'node_token_issued', subject: nodeId, ip: request.sourceIp }, tx);
-      });
-    } catch (e) {
-      if (e instanceof AlreadyExistsError) throw new OAuthError('invalid_grant', 'device_code was already used');
-      throw e;
-    }
+    const event = await this.storage.redeemDeviceCode(
+      request.id,
+      { tokenHash: hashSecret(token), nodeId, deviceRequestId: request.id, issuedAt: now, expiresAt: now + this.settings.tokenTtlMs, revokedAt: null },
+      this.audit.event({ type: 'node_token_issued', subject: nodeId, ip: request.sourceIp }),
+    );
+    if (!event) throw new OAuthError('invalid_grant', 'device_code was already used');
+    this.audit.published(event);
     return { access_token: token, token_type: 'Bearer', expires_in: Math.floor(this.settings.tokenTtlMs / 1000) };
   }
 
@@ -446,12 +444,13 @@ export class EnrollmentService {
    */
   async fetchConfig(bearer: string | undefined, query: Record<string, string | undefined>, ip: string): Promise<string> {
     if (!bearer) throw new OAuthError('invalid_token', 'a Bearer access token is required');
-    const token = await this.storage.getNodeToken(hashSecret(bearer));
+    // the token and its node in one read, the count and its audit event in one write
+    const found = await this.storage.getNodeTokenWithNode(hashSecret(bearer));
     const now = this.now();
-    if (!token || token.revokedAt !== null || token.expiresAt <= now) {
+    if (!found || found.token.revokedAt !== null || found.token.expiresAt <= now) {
       throw new OAuthError('invalid_token', 'the access token is unknown, expired or revoked');
     }
-    const node = await this.storage.getNode(token.nodeId);
+    const { token, node } = found;
     if (!node || node.status !== 'approved' || node.config === null) {
       await this.audit.record({ type: 'config_refused', subject: token.nodeId, ip, detail: { reason: `node is ${node?.status}` } });
       throw new ApiError('forbidden', 'this node is not approved');
@@ -466,11 +465,7 @@ export class EnrollmentService {
         throw new ApiError('forbidden', `${key} does not match the node this token was issued to`);
       }
     }
-    // the count and its audit event in one commit, shared with the rest of a booting rack
-    await this.storage.groupedTransaction(async (tx) => {
-      await tx.recordConfigDownload(node.id, now, ip);
-      await this.audit.record({ type: 'config_downloaded', subject: node.id, ip }, tx);
-    });
+    this.audit.published(await this.storage.recordConfigDownloadAudited(node.id, now, ip, this.audit.event({ type: 'config_downloaded', subject: node.id, ip })));
     return node.config;
   }
 

@@ -1,7 +1,7 @@
 import type { OperatorService } from '../operators/service.js';
 import type { AuditLog } from '../audit.js';
 import type { CertificateIssuer, IssuedClientCertificate } from '../signing/issuer.js';
-import type { Storage, StorageTx } from '../storage/storage.js';
+import type { Storage } from '../storage/storage.js';
 import { claimAt } from './claims.js';
 import { generateClientKey, publicKeyFromCsr, publicKeyFromPem, type ClientKey } from './client-key.js';
 import { ExchangeError } from './errors.js';
@@ -119,7 +119,7 @@ export class ExchangeService {
     };
     const roles = mapRoles(claims, this.settings.rules, this.settings.defaultRoles);
     if (roles.length === 0) await refuse('no Talos role is mapped to this identity');
-    const authSuccess = (db?: StorageTx) => this.audit.record({ type: 'auth_success', subject: sub, ip: req.ip, detail: { email, roles } }, db);
+    const authSuccess = () => this.audit.record({ type: 'auth_success', subject: sub, ip: req.ip, detail: { email, roles } });
 
     const named = claimAt(claims, this.settings.subjectClaim);
     const commonName = (typeof named === 'string' && named.trim() ? named : sub).slice(0, 256);
@@ -138,14 +138,12 @@ export class ExchangeService {
       throw e;
     }
     try {
-      // The record and its audit events in one transaction, committed together with the other
-      // exchanges of this moment: when every operator's --watch renews at once, one commit serves many.
-      // The block list is read in the same transaction, so a block landing meanwhile is never missed
-      // (a blocked subject's certificate is signed and thrown away: blocks are rare, exchanges are not).
-      const blocked = await this.storage.groupedTransaction(async (tx) => {
-        if (await tx.getBlockedSubject(sub)) return true;
-        await authSuccess(tx);
-        await tx.addCertificate({
+      // The record and its audit events in one storage operation (one statement on PostgreSQL),
+      // committed with the other exchanges of this moment on SQLite. The block list is read in it,
+      // so a block landing meanwhile is never missed (a blocked subject's certificate is signed and
+      // thrown away: blocks are rare, exchanges are not).
+      const recorded = await this.storage.recordCertificate(
+        {
           serial: cert.serialHex,
           fingerprint: cert.fingerprint,
           subject: sub,
@@ -157,15 +155,19 @@ export class ExchangeService {
           expiresAt: cert.notAfter.getTime(),
           clientIp: req.ip,
           source,
-        });
-        await this.audit.record({
-          type: 'cert_issued',
-          subject: sub,
-          ip: req.ip,
-          detail: { serial: cert.serialHex, fingerprint: cert.fingerprint, common_name: commonName, roles, expires_at: cert.notAfter.toISOString(), signer: signer.mode },
-        }, tx);
-        return false;
-      });
+        },
+        [
+          this.audit.event({ type: 'auth_success', subject: sub, ip: req.ip, detail: { email, roles } }),
+          this.audit.event({
+            type: 'cert_issued',
+            subject: sub,
+            ip: req.ip,
+            detail: { serial: cert.serialHex, fingerprint: cert.fingerprint, common_name: commonName, roles, expires_at: cert.notAfter.toISOString(), signer: signer.mode },
+          }),
+        ],
+      );
+      const blocked = recorded === 'blocked';
+      if (!blocked) for (const e of recorded.audit) this.audit.published(e);
       if (blocked) return refuse('this subject is blocked');
       return {
         ca: cert.caPem,

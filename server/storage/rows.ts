@@ -4,12 +4,12 @@
 // BOOLEAN and BIGINT columns into the same shape (server/storage/postgres/pool.ts), so both backends
 // share these converters.
 import {
+  newDeviceRequest,
   newNode,
   type AuditEvent,
   type BlockedSubject,
   type CertificateRecord,
   type DeviceRequestRecord,
-  type NewDeviceRequest,
   type DeviceRequestStatus,
   type NodeRecord,
   type NodeSummary,
@@ -348,13 +348,11 @@ export function columns(row: object, skip: string[] = []): string[] {
 }
 
 /** A request as stored when created: nothing decided or polled yet; the backend assigns the id. */
-export function newRequestRecord(req: NewDeviceRequest): DeviceRequestRecord {
-  return { ...blankRequest(), ...req, id: 0 };
-}
+/** A request as createDeviceRequest stores it: nothing decided or polled yet (its id is the storage's). */
+export const newRequestRecord = newDeviceRequest;
 
 export function blankRequest(): DeviceRequestRecord {
-  return {
-    id: 0,
+  return newDeviceRequest({
     deviceCodeHash: '',
     userCode: '',
     clientId: '',
@@ -369,14 +367,7 @@ export function blankRequest(): DeviceRequestRecord {
     expiresAt: 0,
     intervalMs: 0,
     status: 'pending',
-    decidedAt: null,
-    decidedBy: null,
-    lastPollAt: null,
-    nextPollAt: null,
-    lastPollBasic: false,
-    lastAnswer: null,
-    grantId: null,
-  };
+  });
 }
 
 

@@ -115,6 +115,11 @@ export type NewDeviceRequest = Omit<
   'id' | 'decidedAt' | 'decidedBy' | 'lastPollAt' | 'nextPollAt' | 'lastPollBasic' | 'lastAnswer' | 'grantId'
 >;
 
+/** A request with nothing decided or polled yet; its id (0 here) is given by the storage. */
+export function newDeviceRequest(req: NewDeviceRequest): DeviceRequestRecord {
+  return { ...req, id: 0, decidedAt: null, decidedBy: null, lastPollAt: null, nextPollAt: null, lastPollBasic: false, lastAnswer: null, grantId: null };
+}
+
 export interface OperatorGrantRecord {
   id: string;
   clientId: string;
@@ -413,7 +418,52 @@ export interface StorageTx {
   applyRetention(certsBefore: number, auditBefore: number): Promise<{ certificates: number; auditEvents: number }>;
 }
 
-/** The storage as the gate opens it: a StorageTx outside any transaction, with group commit and close. */
+/** What one poll decided (device/poll.ts): the bookkeeping to write (empty: nothing) and the caller's answer. */
+export interface PollOutcome<T> {
+  update: DevicePollFields;
+  result: T;
+}
+
+/** A node's access token with the node it is bound to (undefined when the node was deleted meanwhile). */
+export interface NodeTokenWithNode {
+  token: NodeTokenRecord;
+  node: NodeRecord | undefined;
+}
+
+/** What one node's POST /device/code writes, decided on the node as stored (see Storage.issueDeviceCode). */
+export interface DeviceCodePlan {
+  /** The node as it is to be stored. */
+  node: NodeRecord;
+  /** Whether the node is new (created), else an update of the node read under node.id. */
+  created: boolean;
+  /** The request to store, with its decision when it is decided on arrival; its id is the storage's. */
+  request: DeviceRequestRecord;
+  /** The audit events to write with it. */
+  audit: NewAuditEvent[];
+}
+
+export interface DeviceCodeAsk {
+  /** The nodes the request may be for, in order of preference (by uuid, then by mac). */
+  nodeIds: string[];
+  /** The address bucket whose pending requests are counted (device.max_pending_per_ip). */
+  bucket: string;
+  now: number;
+  maxPending: number;
+  /** After storing, the node keeps only its newest `keepPerNode` requests that finished before `finishedBefore`. */
+  keepPerNode: number;
+  finishedBefore: number;
+  /** A fresh user code; asked again when the one drawn is taken. */
+  newUserCode: () => string;
+  /** Decides what to write on the nodes found (undefined: none under that id); pure, it may run more than once. */
+  plan: (found: (NodeRecord | undefined)[], userCode: string) => DeviceCodePlan;
+}
+
+/**
+ * The storage as the gate opens it: a StorageTx outside any transaction, with group commit and close,
+ * and the hot paths of the device flow as one operation each. Those are what a booting rack does
+ * thousands of times a minute; on a server database each costs at most two network round trips
+ * (test/storage/round-trips.test.ts counts them), so none is built from the generic calls above.
+ */
 export interface Storage extends StorageTx {
   /** Which backend this is: names the size gauge of /metrics (talos_gate_<backend>_bytes). */
   readonly backend: 'sqlite' | 'postgres';
@@ -439,6 +489,39 @@ export interface Storage extends StorageTx {
   exclusively<T>(job: string, fn: () => Promise<T>): Promise<{ ran: true; value: T } | { ran: false }>;
   /** Waits for what was asked for (grouped transactions included), commits it, then closes. */
   close(): Promise<void>;
+
+  /**
+   * One poll of a device code at /token: reads the request by the code's hash, lets `decide` judge it,
+   * and writes decide's bookkeeping only if the request is still as decide saw it; if another poll or
+   * a decision changed it meanwhile (another instance, maybe), it reads again and decides again, so
+   * `decide` must be pure. Polls asked for at about the same time may share their reads and writes
+   * (one statement for a burst). Undefined when no request has this hash. `request` is as written.
+   */
+  /**
+   * A node's POST /device/code as one storage operation: counts the pending requests of the bucket
+   * (refusing with 'too_many_pending' at maxPending), reads the nodes, lets `plan` decide, and writes
+   * the node, the request, the audit events and the pruning together, only if the node is still as
+   * plan saw it (else it reads and plans again): the count and the writes are atomic against every
+   * other /device/code of the bucket or node, on any instance.
+   */
+  issueDeviceCode(ask: DeviceCodeAsk): Promise<{ request: DeviceRequestRecord; audit: AuditEvent[] } | 'too_many_pending'>;
+  pollDeviceCode<T>(codeHash: string, decide: (r: DeviceRequestRecord) => PollOutcome<T>): Promise<{ request: DeviceRequestRecord; result: T } | undefined>;
+  /**
+   * Redeems an approved node device code: marks the request consumed, stores the token and writes the
+   * audit event, all or nothing. Undefined (and nothing written) when the request is no longer
+   * approved: one code, one token, whichever instance asks.
+   */
+  redeemDeviceCode(requestId: number, token: NodeTokenRecord, audit: NewAuditEvent): Promise<AuditEvent | undefined>;
+  /** A node token and its node, read together (GET /config). */
+  getNodeTokenWithNode(tokenHash: string): Promise<NodeTokenWithNode | undefined>;
+  /** Counts one config download (as recordConfigDownload) and writes its audit event, together. */
+  recordConfigDownloadAudited(id: string, at: number, ip: string, audit: NewAuditEvent): Promise<AuditEvent>;
+  /**
+   * The storage part of POST /exchange: records an issued certificate with its audit events, unless
+   * its subject is blocked ('blocked', nothing written). The block list is read atomically with the
+   * writes: a block commits before (this answers 'blocked') or after, never in between.
+   */
+  recordCertificate(cert: NewCertificate, audit: NewAuditEvent[]): Promise<{ cert: CertificateRecord; audit: AuditEvent[] } | 'blocked'>;
 }
 
 // Webhook notifications (server/notifications/, docs/notifications.md): the outbox that triggers on

@@ -82,3 +82,28 @@ test('decisions: approved grants, denied and used codes end the flow, expiry has
   assert.equal(decidePoll(base, { now: base.expiresAt + grace + 1, basic: true }).answer, 'expired_token');
   assert.equal(decidePoll({ ...base, status: 'approved' }, { now: base.expiresAt + 1, basic: true }).answer, 'grant');
 });
+
+test('instances whose clocks differ by a few hundred ms: polls alternating between them at the interval never see slow_down', () => {
+  // instance B's clock runs 400 ms behind A's: every other poll (and every twin) is stamped by B
+  const skew = (i: number) => (i % 2 === 0 ? 0 : -400);
+  const polls = [];
+  for (let i = 0, t = 0; t < 120_000; t += 5_000, i++) {
+    polls.push({ at: t + skew(i), basic: true }, { at: t + 3 + skew(i + 1), basic: false });
+  }
+  assert.deepEqual(new Set(run(polls)), new Set(['authorization_pending']));
+});
+
+test('a twin stamped by a clock behind the first request is still the twin', () => {
+  // the Basic poll on A at 10_000, its twin on B whose clock is 300 ms behind
+  assert.deepEqual(run([{ at: 5_000, basic: true }, { at: 10_000, basic: true }, { at: 9_705, basic: false }, { at: 9_710, basic: false }]), [
+    'authorization_pending',
+    'authorization_pending',
+    'authorization_pending', // the twin
+    'authorization_pending', // a body-style poll of its own, early, forgiven once
+  ]);
+  // beyond the skew allowance it is no twin: a body request "before" the Basic one is a poll of its own
+  const policy = { ...DEFAULT_POLL_POLICY };
+  const s = { ...base, lastPollAt: 10_000, nextPollAt: 15_000, lastPollBasic: true, lastAnswer: 'slow_down' };
+  assert.equal(decidePoll(s, { now: 10_000 - policy.clockSkewMs - 1, basic: false }, policy).update.lastPollAt, 10_000 - policy.clockSkewMs - 1);
+  assert.deepEqual(decidePoll(s, { now: 10_000 - policy.clockSkewMs + 1, basic: false }, policy), { answer: 'slow_down', update: { lastPollBasic: false } });
+});

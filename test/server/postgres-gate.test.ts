@@ -15,7 +15,7 @@ import { ConfigError } from '../../server/config/load.js';
 import { GateMetrics } from '../../server/metrics.js';
 import { GateTokenSigner } from '../../server/operators/gate-tokens.js';
 import { OperatorService } from '../../server/operators/service.js';
-import { openPostgresStorage } from '../../server/storage/postgres/index.js';
+import { openPostgresStorage, PostgresStorage } from '../../server/storage/postgres/index.js';
 import { newNode } from '../../server/storage/storage.js';
 import { parseDatabaseUrl } from '../../server/storage/postgres/pool.js';
 import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
@@ -62,8 +62,13 @@ describe('certificate exchange on PostgreSQL', () => {
 
   test('an ID token becomes a certificate, recorded in PostgreSQL; a block refuses the next one', async () => {
     const alice = await idp.login('talos-gate', 'alice');
+    assert.ok(g.gate.storage instanceof PostgresStorage);
+    const trips = g.gate.storage.roundTrips.count;
     const r = await exchange(alice.id_token);
     assert.equal(r.status, 200, JSON.stringify(r.json));
+    // the exchange's storage part is one statement (the block check, the record, its events): a hot path's budget is two
+    const used = g.gate.storage.roundTrips.count - trips;
+    assert.ok(used <= 2, `the exchange took ${used} round trips`);
     assert.deepEqual(r.json.roles, ['os:operator']);
     const certs = await g.admin('GET', '/api/v1/certs?active=true&total=true');
     assert.equal(certs.json.total, 1);

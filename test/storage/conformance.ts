@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   AlreadyExistsError,
+  newDeviceRequest,
   newNode,
   NotFoundError,
   type NewDeviceRequest,
@@ -277,6 +278,95 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
         lastAnswer: 'authorization_pending',
       });
       await assert.rejects(async () => (await s.recordPoll(r.id + 1000, { lastPollAt: 1 })), NotFoundError);
+      await s.close();
+    });
+
+    test('pollDeviceCode: decides on the stored request, writes its bookkeeping, loses no concurrent poll', async () => {
+      const s = await newStorage();
+      await s.createNode(sampleNode('q1'));
+      const r = await s.createDeviceRequest(sampleRequest('q1', { deviceCodeHash: 'poll-hash-q1' }));
+      assert.equal(await s.pollDeviceCode('no-such-hash', () => ({ update: {}, result: 1 })), undefined);
+      const first = await s.pollDeviceCode('poll-hash-q1', (x) => ({ update: { lastPollAt: 2000, lastPollBasic: true }, result: x.status }));
+      assert.deepEqual(first, { request: { ...r, lastPollAt: 2000, lastPollBasic: true }, result: 'pending' });
+      assert.deepEqual(await s.getDeviceRequest(r.id), { ...r, lastPollAt: 2000, lastPollBasic: true });
+      // nothing to write: nothing changes
+      assert.equal((await s.pollDeviceCode('poll-hash-q1', (x) => ({ update: {}, result: x.lastPollAt })))?.result, 2000);
+      // 25 polls at once, each counting one on what it read: none is lost, each decided on what the one before wrote
+      const seen = await Promise.all(
+        Array.from({ length: 25 }, () => s.pollDeviceCode('poll-hash-q1', (x) => ({ update: { lastPollAt: (x.lastPollAt ?? 0) + 1 }, result: x.lastPollAt }))),
+      );
+      assert.equal((await s.getDeviceRequest(r.id))?.lastPollAt, 2025);
+      assert.deepEqual(seen.map((x) => x?.result).sort(), Array.from({ length: 25 }, (_, i) => 2000 + i));
+      await s.close();
+    });
+
+    test('issueDeviceCode: the pending limit and the node hold under concurrent requests', async () => {
+      const s = await newStorage();
+      let codes = 0;
+      const ask = (nodeId: string, bucket: string, maxPending: number) => ({
+        nodeIds: [nodeId],
+        bucket,
+        now: 2000,
+        maxPending,
+        keepPerNode: 100,
+        finishedBefore: 0,
+        newUserCode: () => `UC${codes++}`,
+        plan: (found: (NodeRecord | undefined)[], userCode: string) => {
+          const old = found[0];
+          const node = old ? { ...old, requestedAt: (old.requestedAt ?? 0) + 1 } : sampleNode(nodeId, { requestedAt: 1 });
+          const request = { ...newDeviceRequest(sampleRequest(nodeId, { userCode, sourceBucket: bucket, createdAt: 2000, expiresAt: 10_000 })) };
+          return { node, created: !old, request, audit: [{ at: 2000, type: 'device_code_issued', actor: null, subject: nodeId, ip: null, detail: { user_code: userCode } }] };
+        },
+      });
+      // 12 nodes of one bucket at once, 5 may wait: 5 are admitted, whatever the interleaving
+      const limited = await Promise.all(Array.from({ length: 12 }, (_, i) => s.issueDeviceCode(ask(`lim-${i}`, '198.51.100.7', 5))));
+      assert.equal(limited.filter((x) => x !== 'too_many_pending').length, 5);
+      assert.equal(await s.countPendingDeviceRequestsInBucket('198.51.100.7', 2000), 5);
+      // one node asking 8 times at once: one node, made once and updated by each of the others on what the one before wrote
+      const same = await Promise.all(Array.from({ length: 8 }, () => s.issueDeviceCode(ask('same-node', '198.51.100.8', 100))));
+      assert.equal(same.filter((x) => x === 'too_many_pending').length, 0);
+      assert.equal((await s.getNode('same-node'))?.requestedAt, 8);
+      assert.equal((await s.listDeviceRequests({ nodeId: 'same-node' })).length, 8);
+      const first = same[0];
+      assert.ok(first !== undefined && first !== 'too_many_pending');
+      assert.equal(first.audit.length, 1);
+      assert.equal(first.audit[0]?.type, 'device_code_issued');
+      assert.deepEqual(await s.getDeviceRequest(first.request.id), first.request);
+      await s.close();
+    });
+
+    test('redeemDeviceCode: an approved request yields one token and its audit event, once', async () => {
+      const s = await newStorage();
+      await s.createNode(sampleNode('t1', { status: 'approved', config: 'machine: {}\n' }));
+      const pending = await s.createDeviceRequest(sampleRequest('t1'));
+      const approved = await s.createDeviceRequest(sampleRequest('t1', { status: 'approved' }));
+      const token = (id: number, hash: string) => ({ tokenHash: hash, nodeId: 't1', deviceRequestId: id, issuedAt: 5, expiresAt: 500, revokedAt: null });
+      const audit = { at: 5, type: 'node_token_issued', actor: null, subject: 't1', ip: '192.0.2.1', detail: { a: 1 } };
+      assert.equal(await s.redeemDeviceCode(pending.id, token(pending.id, 'tok-p'), audit), undefined);
+      assert.equal(await s.getNodeToken('tok-p'), undefined);
+      const results = await Promise.all([s.redeemDeviceCode(approved.id, token(approved.id, 'tok-a'), audit), s.redeemDeviceCode(approved.id, token(approved.id, 'tok-b'), audit)]);
+      const won = results.filter((e) => e !== undefined);
+      assert.equal(won.length, 1, 'one code, one token');
+      assert.deepEqual({ ...won[0], id: 0 }, { ...audit, id: 0 });
+      assert.equal((await s.getDeviceRequest(approved.id))?.status, 'consumed');
+      assert.equal([await s.getNodeToken('tok-a'), await s.getNodeToken('tok-b')].filter(Boolean).length, 1);
+      assert.equal((await s.listAuditEvents({ limit: 10 })).length, 1);
+      await s.close();
+    });
+
+    test('getNodeTokenWithNode and recordConfigDownloadAudited: the token with its node; the count with its event', async () => {
+      const s = await newStorage();
+      const n = await s.createNode(sampleNode('c1', { status: 'approved', config: 'machine: {}\n' }));
+      const r = await s.createDeviceRequest(sampleRequest('c1', { status: 'consumed' }));
+      const t = await s.createNodeToken({ tokenHash: 'tok-c1', nodeId: 'c1', deviceRequestId: r.id, issuedAt: 5, expiresAt: 500, revokedAt: null });
+      assert.deepEqual(await s.getNodeTokenWithNode('tok-c1'), { token: t, node: n });
+      assert.equal(await s.getNodeTokenWithNode('nope'), undefined);
+      const audit = { at: 7, type: 'config_downloaded', actor: null, subject: 'c1', ip: '192.0.2.9', detail: {} };
+      const e = await s.recordConfigDownloadAudited('c1', 7, '192.0.2.9', audit);
+      assert.deepEqual({ ...e, id: 0 }, { ...audit, id: 0 });
+      assert.deepEqual(await s.getNode('c1'), { ...n, configDownloads: 1, lastDownloadAt: 7, lastDownloadIp: '192.0.2.9' });
+      await assert.rejects(() => s.recordConfigDownloadAudited('nope', 7, 'x', audit), NotFoundError);
+      assert.equal((await s.listAuditEvents({ limit: 10 })).length, 1, 'no event for a download not counted');
       await s.close();
     });
 

@@ -8,14 +8,19 @@
 // few times: fn, like an updater, must not act outside tx before it resolves (storage.ts).
 // groupedTransaction is a plain transaction per call: PostgreSQL commits concurrent transactions
 // in parallel on its own connections (and groups their WAL flushes itself, docs 30.4 "commit_delay"),
-// so there is nothing to gain from holding one connection for a burst. A burst of polls written as
-// one batched statement (UPDATE … FROM unnest(…)) is a later optimisation.
+// so there is nothing to gain from holding one connection for a burst. The device flow's hot paths
+// (hot-paths.ts) are no transactions at all but one or two autocommit statements each; a burst of
+// polls shares them, batched (UPDATE … FROM unnest(…)).
+//
+// Every statement sent is counted (roundTrips): each is one network round trip (a named prepared
+// statement is parsed, bound and run in one exchange), and the tests hold the hot paths to two.
 import pg, { type Pool, type PoolClient, type QueryConfig, type QueryResult, type QueryResultRow } from 'pg';
 import { postgresMigrationsDir } from '../../paths.js';
 import { readMigrations } from '../migrate.js';
-import type { Storage, StorageTx } from '../storage.js';
+import type { AuditEvent, CertificateRecord, DeviceCodeAsk, DeviceRequestRecord, NewAuditEvent, NewCertificate, NodeTokenRecord, NodeTokenWithNode, PollOutcome, Storage, StorageTx } from '../storage.js';
 import { isRetryable, isUnavailable, storageError } from './errors.js';
 import { migratePostgres } from './migrate.js';
+import { getNodeTokenWithNode, issueDeviceCode, PollBatcher, recordCertificate, recordConfigDownloadAudited, redeemDeviceCode, type PoolQuery } from './hot-paths.js';
 import { PgView } from './operations.js';
 import { poolConfig, type DatabaseUrl } from './pool.js';
 import { PgWebhookOutbox } from './webhooks.js';
@@ -47,13 +52,17 @@ class PostgresTx extends PgView {
   private open = true;
   private depth = 0;
 
-  constructor(private readonly client: PoolClient) {
+  constructor(
+    private readonly client: PoolClient,
+    private readonly trips: RoundTrips,
+  ) {
     super();
   }
 
   protected async query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
     // a tx kept past its transaction would run in whatever transaction holds the client next
     if (!this.open) throw new Error('storage: this transaction has ended');
+    this.trips.count++;
     try {
       return await this.client.query<R>(statement(text, values));
     } catch (e) {
@@ -88,10 +97,19 @@ class PostgresTx extends PgView {
   }
 }
 
+/** Statements sent to the server, each one network round trip. */
+export interface RoundTrips {
+  count: number;
+}
+
 export class PostgresStorage extends PgView implements Storage {
   readonly backend = 'postgres';
   protected readonly inTransaction = false;
   readonly webhooks: PgWebhookOutbox;
+  /** How many statements this storage sent, in all: the tests read it to hold each hot path to its budget. */
+  readonly roundTrips: RoundTrips = { count: 0 };
+  private readonly onPool: PoolQuery = (text, values) => this.query(text, values);
+  private readonly polls = new PollBatcher(this.onPool);
 
   constructor(
     readonly pool: Pool,
@@ -103,6 +121,7 @@ export class PostgresStorage extends PgView implements Storage {
   }
 
   protected async query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<QueryResult<R>> {
+    this.roundTrips.count++;
     try {
       return await this.pool.query<R>(statement(text, values));
     } catch (e) {
@@ -157,6 +176,30 @@ export class PostgresStorage extends PgView implements Storage {
     }
   }
 
+  issueDeviceCode(ask: DeviceCodeAsk): Promise<{ request: DeviceRequestRecord; audit: AuditEvent[] } | 'too_many_pending'> {
+    return issueDeviceCode(this.onPool, ask);
+  }
+
+  pollDeviceCode<T>(codeHash: string, decide: (r: DeviceRequestRecord) => PollOutcome<T>): Promise<{ request: DeviceRequestRecord; result: T } | undefined> {
+    return this.polls.poll(codeHash, decide);
+  }
+
+  redeemDeviceCode(requestId: number, token: NodeTokenRecord, audit: NewAuditEvent): Promise<AuditEvent | undefined> {
+    return redeemDeviceCode(this.onPool, requestId, token, audit);
+  }
+
+  getNodeTokenWithNode(tokenHash: string): Promise<NodeTokenWithNode | undefined> {
+    return getNodeTokenWithNode(this.onPool, tokenHash);
+  }
+
+  recordConfigDownloadAudited(id: string, at: number, ip: string, audit: NewAuditEvent): Promise<AuditEvent> {
+    return recordConfigDownloadAudited(this.onPool, id, at, ip, audit);
+  }
+
+  recordCertificate(cert: NewCertificate, audit: NewAuditEvent[]): Promise<{ cert: CertificateRecord; audit: AuditEvent[] } | 'blocked'> {
+    return recordCertificate(this.onPool, cert, audit);
+  }
+
   async databaseBytes(): Promise<number> {
     return (await this.query<{ n: number }>('SELECT pg_database_size(current_database()) AS n')).rows[0]?.n ?? 0;
   }
@@ -181,10 +224,12 @@ export class PostgresStorage extends PgView implements Storage {
         broken = e;
       };
       client.on('error', onError);
-      const tx = new PostgresTx(client);
+      const tx = new PostgresTx(client, this.roundTrips);
       try {
+        this.roundTrips.count++;
         await client.query('BEGIN');
         const value = await fn(tx);
+        this.roundTrips.count++;
         const done = await client.query('COMMIT');
         // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error (docs: COMMIT)
         if (done.command === 'ROLLBACK') throw new Error('storage: the transaction was rolled back: a statement in it failed');
@@ -192,6 +237,7 @@ export class PostgresStorage extends PgView implements Storage {
       } catch (e) {
         if (broken === undefined && isUnavailable(e)) broken = e;
         if (broken === undefined) {
+          this.roundTrips.count++;
           await client.query('ROLLBACK').catch((r: unknown) => {
             broken = r;
           });

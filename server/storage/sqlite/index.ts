@@ -6,30 +6,34 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { sqliteMigrationsDir } from '../../paths.js';
 import { migrate, readMigrations } from '../migrate.js';
-import type {
-  AuditEvent,
-  BlockedSubject,
-  CertificateFilter,
-  CertificateRecord,
-  DevicePollFields,
-  DeviceRequestRecord,
-  DeviceRequestStatus,
-  NewAuditEvent,
-  NewCertificate,
-  NewDeviceRequest,
-  NodeFilter,
-  NodePage,
-  NodeRecord,
-  NodeStatus,
-  NodeSummary,
-  NodeTokenRecord,
-  OperatorGrantRecord,
-  RefreshTokenRecord,
-  SigningKeyRecord,
-  Storage,
-  StoredSecret,
-  StorageTx,
-  WebSessionRecord,
+import {
+  AlreadyExistsError,
+  type AuditEvent,
+  type BlockedSubject,
+  type CertificateFilter,
+  type CertificateRecord,
+  type DeviceCodeAsk,
+  type DevicePollFields,
+  type DeviceRequestRecord,
+  type DeviceRequestStatus,
+  type NewAuditEvent,
+  type NewCertificate,
+  type NewDeviceRequest,
+  type NodeFilter,
+  type NodePage,
+  type NodeRecord,
+  type NodeStatus,
+  type NodeSummary,
+  type NodeTokenRecord,
+  type NodeTokenWithNode,
+  type OperatorGrantRecord,
+  type PollOutcome,
+  type RefreshTokenRecord,
+  type SigningKeyRecord,
+  type Storage,
+  type StoredSecret,
+  type StorageTx,
+  type WebSessionRecord,
 } from '../storage.js';
 import { SqliteOperations } from './operations.js';
 import { TransactionQueue } from './transactions.js';
@@ -349,6 +353,83 @@ export class SqliteStorage extends SqliteView implements Storage {
   async close(): Promise<void> {
     await this.queue.commitGroup(); // what was asked for before close is committed, not lost
     if (this.db.open) this.db.close();
+  }
+
+  // The device flow's hot paths: each one grouped transaction, so a booting rack's polls, redemptions
+  // and downloads share commits (transactions.ts).
+
+  issueDeviceCode(ask: DeviceCodeAsk): Promise<{ request: DeviceRequestRecord; audit: AuditEvent[] } | 'too_many_pending'> {
+    // a rack boots at once: its requests share commits
+    return this.groupedTransaction(async (tx) => {
+      if ((await tx.countPendingDeviceRequestsInBucket(ask.bucket, ask.now)) >= ask.maxPending) return 'too_many_pending';
+      const found: (NodeRecord | undefined)[] = [];
+      for (const id of ask.nodeIds) found.push(await tx.getNode(id));
+      for (;;) {
+        const plan = ask.plan(found, ask.newUserCode());
+        try {
+          // a savepoint: a user code taken undoes only this attempt
+          return await tx.transaction(async (t) => {
+            if (plan.created) await t.createNode(plan.node);
+            else await t.updateNode(plan.node.id, () => plan.node);
+            const { id: _id, decidedAt, decidedBy, lastPollAt: _l, nextPollAt: _n, lastPollBasic: _b, lastAnswer: _a, grantId: _g, ...fresh } = plan.request;
+            let request = await t.createDeviceRequest(fresh);
+            if (decidedAt !== null || decidedBy !== null) request = await t.updateDeviceRequest(request.id, (r) => ({ ...r, decidedAt, decidedBy }));
+            const audit: AuditEvent[] = [];
+            for (const e of plan.audit) audit.push(await t.addAuditEvent(e));
+            await t.pruneDeviceRequests(plan.node.id, ask.keepPerNode, ask.finishedBefore);
+            return { request, audit };
+          });
+        } catch (e) {
+          if (!(e instanceof AlreadyExistsError) || plan.created) throw e;
+        }
+      }
+    });
+  }
+
+  pollDeviceCode<T>(codeHash: string, decide: (r: DeviceRequestRecord) => PollOutcome<T>): Promise<{ request: DeviceRequestRecord; result: T } | undefined> {
+    return this.groupedTransaction(async (tx) => {
+      const stored = await tx.getDeviceRequestByCodeHash(codeHash);
+      if (!stored) return undefined;
+      const { update, result } = decide(stored);
+      if (Object.keys(update).length > 0) await tx.recordPoll(stored.id, update);
+      return { request: { ...stored, ...update }, result };
+    });
+  }
+
+  redeemDeviceCode(requestId: number, token: NodeTokenRecord, audit: NewAuditEvent): Promise<AuditEvent | undefined> {
+    return this.groupedTransaction(async (tx) => {
+      const r = await tx.getDeviceRequest(requestId);
+      if (!r || r.status !== 'approved') return undefined;
+      await tx.updateDeviceRequest(requestId, (x) => ({ ...x, status: 'consumed' }));
+      await tx.createNodeToken(token);
+      return tx.addAuditEvent(audit);
+    });
+  }
+
+  getNodeTokenWithNode(tokenHash: string): Promise<NodeTokenWithNode | undefined> {
+    return this.run((o) => {
+      const token = o.getNodeToken(tokenHash);
+      return token && { token, node: o.getNode(token.nodeId) };
+    });
+  }
+
+  recordConfigDownloadAudited(id: string, at: number, ip: string, audit: NewAuditEvent): Promise<AuditEvent> {
+    return this.groupedTransaction(async (tx) => {
+      await tx.recordConfigDownload(id, at, ip);
+      return tx.addAuditEvent(audit);
+    });
+  }
+
+  recordCertificate(cert: NewCertificate, audit: NewAuditEvent[]): Promise<{ cert: CertificateRecord; audit: AuditEvent[] } | 'blocked'> {
+    // committed together with the other exchanges of this moment: when every operator's --watch
+    // renews at once, one commit serves many
+    return this.groupedTransaction(async (tx) => {
+      if (await tx.getBlockedSubject(cert.subject)) return 'blocked';
+      const recorded = await tx.addCertificate(cert);
+      const events: AuditEvent[] = [];
+      for (const e of audit) events.push(await tx.addAuditEvent(e));
+      return { cert: recorded, audit: events };
+    });
   }
 
   private async bound<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {

@@ -1,0 +1,65 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from '../../cli/http.js';
+import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
+import { startTestGate } from '../helpers/gate.js';
+import { startTcpProxy } from '../helpers/ha-proxy.js';
+import { createTestDatabase, testServerUrl } from '../helpers/postgres.js';
+
+// The database away for a few seconds (a restart, a failover) while a node polls: every poll answers
+// authorization_pending, which keeps Talos' client polling (a 503 would end its attempt; see
+// EnrollmentService.pollToken), and once the database is back the node is approved and downloads
+// its config in the same attempt, with the same code.
+
+testServerUrl();
+
+test('polls during a database outage answer authorization_pending; the node carries on with its code once the database is back', async () => {
+  const db = await createTestDatabase();
+  const server = new URL(testServerUrl());
+  const proxy = await startTcpProxy([{ host: server.hostname, port: Number(server.port || 5432) }]);
+  const viaProxy = new URL(db.url);
+  viaProxy.port = String(proxy.port);
+  const g = await startTestGate({ database: { url: viaProxy.href } });
+  try {
+    const vars = { uuid: 'outage-0000-4000-8000-000000000001', mac: '52:54:00:0a:0b:0c' };
+    let gotCode!: (d: DeviceCodeResponse) => void;
+    const codeShown = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
+    const node = new TalosNode({ configUrl: talosConfigUrl(g.url, vars), clientId: 'talos-node', variables: vars, ca: g.ca, onDeviceCode: gotCode, configAttempts: 3 });
+    const run = node.run();
+    run.catch(() => {}); // awaited below
+    const da = await codeShown;
+    await sleep(1_200); // a poll or so with the database there
+
+    await proxy.cut();
+    const poll = (basic: boolean) =>
+      request(`${g.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', ...(basic ? { authorization: `Basic ${Buffer.from('talos-node:').toString('base64')}` } : {}) },
+        body: `grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=${encodeURIComponent(da.device_code)}${basic ? '' : '&client_id=talos-node'}`,
+        ca: g.ca,
+      });
+    for (const basic of [true, false]) {
+      const res = await poll(basic);
+      assert.equal(res.status, 400, res.body);
+      const body = JSON.parse(res.body) as { error: string; error_description: string };
+      assert.equal(body.error, 'authorization_pending');
+      assert.match(body.error_description, /database/);
+    }
+    const ready = await request(`${g.url}/readyz`, { ca: g.ca });
+    assert.equal(ready.status, 503, 'the balancer still sees the instance unready');
+    await sleep(3_000); // the node's own polls meanwhile, at its interval
+
+    await proxy.restore();
+    const approved = await g.admin('POST', '/api/v1/device/approve', { user_code: da.user_code, profile: 'worker' });
+    assert.equal(approved.status, 200, JSON.stringify(approved.json));
+    const { config } = await run;
+    assert.match(config, /machine:/);
+    assert.equal(node.stats.errorsSeen.temporarily_unavailable, undefined);
+    assert.ok((node.stats.errorsSeen.authorization_pending ?? 0) >= 3, JSON.stringify(node.stats));
+  } finally {
+    await g.close();
+    await proxy.close();
+    await db.drop();
+  }
+});
