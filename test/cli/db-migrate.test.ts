@@ -52,6 +52,9 @@ async function populate(s: Storage): Promise<void> {
   await s.createWebSession({ idHash: 'ws-1', createdAt: t, lastSeenAt: t, expiresAt: t + 3_600_000, login: null, sub: 'alice', email: 'a@x', name: 'Alice', claims: { sub: 'alice' }, isAdmin: true, signedInAt: t, idpRefreshToken: null });
   await s.addCodeEntryFailure(['ip:192.0.2.1', 'session:x'], t);
   await s.addCodeEntryFailure(['ip:192.0.2.1'], t);
+  // the shared secrets (bytes, not text: a NUL and high bytes must survive) and a signing key
+  await s.instanceSecret('cookie-secret', Buffer.from([0, 1, 254, 255, 0x41]), t);
+  await s.addSigningKey({ kid: 'kid-1', privateKey: Buffer.from('-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n'), createdAt: t, activatesAt: t + 360_000 }, t);
 }
 
 function sqliteTables(file: string): string[] {
@@ -134,6 +137,8 @@ describe('db migrate: a populated SQLite file into PostgreSQL', () => {
     assert.deepEqual(await postgres.listCertificates({}, { limit: 10 }), await sqlite.listCertificates({}, { limit: 10 }));
     assert.deepEqual(await postgres.listAuditEvents({ limit: 3000 }), await sqlite.listAuditEvents({ limit: 3000 }));
     assert.equal(await postgres.countCodeEntryFailures('ip:192.0.2.1', 0), 2);
+    assert.deepEqual((await postgres.instanceSecret('cookie-secret', Buffer.from('other'), 0)).value, Buffer.from([0, 1, 254, 255, 0x41]));
+    assert.deepEqual(await postgres.listSigningKeys(), await sqlite.listSigningKeys());
     assert.deepEqual(await postgres.listNodes({}, { limit: 10 }), await sqlite.listNodes({}, { limit: 10 }));
   });
 
