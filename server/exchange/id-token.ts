@@ -1,6 +1,7 @@
 import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
 import { claimAt } from './claims.js';
 import { ExchangeError } from './errors.js';
+import { verifyPlainJws } from './jws-fast-path.js';
 
 /** Asymmetric algorithms only: never "none", never HMAC (a public key must not become a shared secret). */
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
@@ -65,14 +66,17 @@ export class IdTokenVerifier {
       throw new ExchangeError('unavailable', 'the identity provider cannot be reached', (e as Error).message);
     }
     let payload: JWTPayload;
+    const claimOptions = {
+      issuer: this.opts.issuer,
+      audience: this.opts.audiences,
+      clockTolerance: Math.round(this.opts.clockSkewMs / 1000),
+      requiredClaims: ['sub', 'exp', 'iat'],
+    };
     try {
-      ({ payload } = await jwtVerify(token, d.jwks, {
-        issuer: this.opts.issuer,
-        audience: this.opts.audiences,
-        algorithms: ALLOWED_ALGORITHMS,
-        clockTolerance: Math.round(this.opts.clockSkewMs / 1000),
-        requiredClaims: ['sub', 'exp', 'iat'],
-      }));
+      // the cached keys only while jose would use them without fetching again (cacheMaxAge)
+      payload =
+        verifyPlainJws(token, d.jwks.fresh ? d.jwks.jwks() : undefined, ALLOWED_ALGORITHMS, claimOptions) ??
+        (await jwtVerify(token, d.jwks, { ...claimOptions, algorithms: ALLOWED_ALGORITHMS })).payload;
     } catch (e) {
       throw tokenError(e);
     }
