@@ -1,4 +1,4 @@
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyOptions } from 'jose';
 import { claimAt } from './claims.js';
 import { ExchangeError } from './errors.js';
 import { verifyPlainJws } from './jws-fast-path.js';
@@ -28,6 +28,12 @@ interface Discovered {
  */
 export class IdTokenVerifier {
   private discovered: Promise<Discovered> | undefined;
+  /**
+   * The key set the fast path uses: jose's, taken once (jose hands out a copy per call). jose fetches
+   * again only inside its own jwtVerify, so this is dropped whenever that ran: the next token takes
+   * whatever jose holds then.
+   */
+  private keys: JSONWebKeySet | undefined;
 
   constructor(private readonly opts: IdTokenVerifierOptions) {}
 
@@ -53,6 +59,16 @@ export class IdTokenVerifier {
     return this.discovered;
   }
 
+  private async verifyWithJose(token: string, d: Discovered, claimOptions: Omit<JWTVerifyOptions, 'algorithms'>): Promise<JWTPayload> {
+    this.keys = undefined;
+    try {
+      return (await jwtVerify(token, d.jwks, { ...claimOptions, algorithms: ALLOWED_ALGORITHMS })).payload;
+    } finally {
+      // jose may have fetched the JWKS meanwhile
+      this.keys = undefined;
+    }
+  }
+
   /** Resolves when discovery works; for readiness checks and start-up. */
   async ready(): Promise<void> {
     await this.discover();
@@ -74,9 +90,8 @@ export class IdTokenVerifier {
     };
     try {
       // the cached keys only while jose would use them without fetching again (cacheMaxAge)
-      payload =
-        verifyPlainJws(token, d.jwks.fresh ? d.jwks.jwks() : undefined, ALLOWED_ALGORITHMS, claimOptions) ??
-        (await jwtVerify(token, d.jwks, { ...claimOptions, algorithms: ALLOWED_ALGORITHMS })).payload;
+      const keys = d.jwks.fresh ? (this.keys ??= d.jwks.jwks()) : undefined;
+      payload = verifyPlainJws(token, keys, ALLOWED_ALGORITHMS, claimOptions) ?? (await this.verifyWithJose(token, d, claimOptions));
     } catch (e) {
       throw tokenError(e);
     }
