@@ -13,12 +13,18 @@ export interface ExchangeTarget {
   url: string;
   ca: string;
   cpuSeconds(): number;
+  /** Peak resident memory of all its processes, MiB. */
+  peakRssMiB(): number;
 }
 
 export interface ExchangeRun extends LoadResult {
   variant: string;
   target: string;
   cores_used: number;
+  /** The server's peak RSS so far (all its processes): memory per worker is this over the workers. */
+  peak_rss_mib: number;
+  /** CPU time per exchange: on a busy machine steadier than the rate, which is what the server got of the cores. */
+  cpu_ms_per_exchange: number;
 }
 
 export async function exchangeThroughput(
@@ -57,7 +63,7 @@ export async function exchangeThroughput(
         const start = Date.now();
         const r = await load(target, t.token, clientKeys, durationMs);
         const cores = (target.cpuSeconds() - cpu) / ((Date.now() - start) / 1000);
-        runs.push({ ...r, variant, target: target.name, cores_used: Math.round(cores * 100) / 100 });
+        runs.push({ ...r, variant, target: target.name, cores_used: Math.round(cores * 100) / 100, cpu_ms_per_exchange: Math.round((cores * 1000 * 1000) / Math.max(r.per_second, 1)) / 1000, peak_rss_mib: Math.round(target.peakRssMiB()) });
       }
     }
   }

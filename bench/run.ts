@@ -168,6 +168,7 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
     for (const stop of stops.splice(0)) await stop();
     const talosApi = await runExchangeTalosApi(setup);
     const rate = (variant: string, target: string) => runs.find((r) => r.variant === variant && r.target === target)?.per_second;
+    const cpuPer = (variant: string, target: string) => runs.find((r) => r.variant === variant && r.target === target)?.cpu_ms_per_exchange;
     const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? Math.round((a / b) * 100) / 100 : null);
     const withRatio = runs.map((r) => {
       const perCore = bound.exchange_bound_per_core[r.variant] ?? 1;
@@ -177,17 +178,19 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
         ratio_to_bound_per_core_used: Math.round((r.per_second / (perCore * Math.max(r.cores_used, 0.01))) * 100) / 100,
         // the issue's measure: the gate's rate over the Go server's, same variant, seconds apart
         ratio_to_go: r.target === 'go' ? null : ratio(r.per_second, rate(r.variant, 'go')),
+        // the same in CPU per exchange (go's over the gate's): what the ratio would be if each had the cores to itself
+        cpu_ratio_to_go: r.target === 'go' ? null : ratio(cpuPer(r.variant, 'go'), r.cpu_ms_per_exchange),
         ...(r.target === 'gate (PostgreSQL)' ? { ratio_to_sqlite: ratio(r.per_second, rate(r.variant, 'gate')) } : {}),
       };
     });
     const extra = (r: (typeof withRatio)[number]) =>
-      [r.ratio_to_go !== null ? `gate/go ${r.ratio_to_go}` : '', r.ratio_to_sqlite !== undefined ? `pg/sqlite ${r.ratio_to_sqlite}` : ''].filter(Boolean).join('  ');
+      [r.ratio_to_go !== null ? `gate/go ${r.ratio_to_go} (CPU ${r.cpu_ratio_to_go})` : '', r.ratio_to_sqlite !== undefined ? `pg/sqlite ${r.ratio_to_sqlite}` : ''].filter(Boolean).join('  ');
     section(
       `Exchange throughput: ${concurrency} clients, ${seconds} s each, gate workers ${workers} (targets: ≥ 2000/s, p99 ≤ 50 ms, gate/go ≥ 1.0, PostgreSQL ≥ 0.7 of SQLite)`,
       [
         ...withRatio.map((r): [string, string] => [
           `${r.variant}: ${r.target}`,
-          `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}  ${extra(r)}  bound/core ${r.bound_per_core}/s  ratio to bound ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
+          `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}  CPU ${r.cpu_ms_per_exchange} ms/exchange  RSS ${r.peak_rss_mib} MiB  ${extra(r)}  bound/core ${r.bound_per_core}/s  ratio to bound ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
         ]),
         // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
         ...talosApi.runs.map((r): [string, string] => [
