@@ -33,6 +33,8 @@ const ALGS: Record<string, AlgSpec> = {
 /** The only header parameters this path knows; crit, b64, jku, x5c, … go to jose. */
 const PLAIN_HEADER = new Set(['alg', 'kid', 'typ']);
 const NONE_HEADER = Buffer.from('{"alg":"none"}').toString('base64url');
+/** Node's base64url decoder skips characters outside the alphabet; jose refuses them. */
+const BASE64URL = /^[A-Za-z0-9_-]+$/;
 
 /** KeyObjects per JWKS snapshot (jose replaces the snapshot object when it fetches again). */
 const keyCache = new WeakMap<JSONWebKeySet, Map<string, KeyObject | null>>();
@@ -81,6 +83,7 @@ export function verifyPlainJws(
   const parts = token.split('.');
   if (parts.length !== 3) return undefined;
   const [h, p, s] = parts as [string, string, string];
+  if (!BASE64URL.test(h) || !BASE64URL.test(p) || !BASE64URL.test(s)) return undefined;
   let header: Record<string, unknown>;
   try {
     header = JSON.parse(Buffer.from(h, 'base64url').toString('utf8')) as Record<string, unknown>;
