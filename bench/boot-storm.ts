@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { Agent } from 'node:https';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
@@ -110,7 +110,8 @@ export async function bootStorm(
     gate_cores_used: Math.round(((gate.cpuSeconds() - cpuStart) / ((Date.now() - start) / 1000)) * 100) / 100,
     load_generator_threads: generators,
     load_generator_cores_used: Math.round((cpuMicros(process.cpuUsage(ownCpuStart)) / 1e6 / ((Date.now() - start) / 1000)) * 100) / 100,
-    sqlite_mib: Math.round((statSync(join(gate.dataDir, 'talos-gate.db')).size / 2 ** 20) * 100) / 100,
+    // no file on PostgreSQL
+    sqlite_mib: existsSync(join(gate.dataDir, 'talos-gate.db')) ? Math.round((statSync(join(gate.dataDir, 'talos-gate.db')).size / 2 ** 20) * 100) / 100 : 0,
   };
 }
 

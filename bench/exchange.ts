@@ -1,22 +1,38 @@
 import { generateKeyPairSync } from 'node:crypto';
-import type { GateProcess } from './gate-process.js';
 import { closedLoop, type LoadResult } from './load.js';
 
 // Exchange throughput: C clients exchanging real ID tokens (pre-minted by the oidc-provider IdP)
-// for certificates, with their own public keys or with keys the gate makes; with talos.signer
+// for certificates, with their own public keys or with keys the server makes; with talos.signer
 // talos-api only the latter (Talos makes the key, and the gate asks apid for every certificate).
+// Several servers (the gate on each backend, the Go anchor) are measured variant by variant, one
+// after the other, so each variant's ratio compares runs seconds apart on the same machine.
+
+/** A server that answers POST /exchange: the gate, or the Go anchor. */
+export interface ExchangeTarget {
+  name: string;
+  url: string;
+  ca: string;
+  cpuSeconds(): number;
+  /** Peak resident memory of all its processes, MiB. */
+  peakRssMiB(): number;
+}
 
 export interface ExchangeRun extends LoadResult {
   variant: string;
-  gate_cores_used: number;
+  target: string;
+  cores_used: number;
+  /** The server's peak RSS so far (all its processes): memory per worker is this over the workers. */
+  peak_rss_mib: number;
+  /** CPU time per exchange: on a busy machine steadier than the rate, which is what the server got of the cores. */
+  cpu_ms_per_exchange: number;
 }
 
 export async function exchangeThroughput(
-  gate: GateProcess,
+  targets: ExchangeTarget[],
   tokens: { alg: string; token: string }[],
   concurrency: number,
   durationMs: number,
-  /** Load before measuring, so the numbers are of the gate's compiled code, not its first requests. */
+  /** Load before measuring, so the numbers are of the servers' compiled code, not their first requests. */
   warmupMs: number,
   /** The gate's signer: with talos-api no client sends a key. */
   signer: 'ca' | 'talos-api' = 'ca',
@@ -26,27 +42,29 @@ export async function exchangeThroughput(
     generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string,
   );
   const runs: ExchangeRun[] = [];
-  const load = (token: string, clientKeys: boolean, ms: number) =>
+  const load = (target: ExchangeTarget, token: string, clientKeys: boolean, ms: number) =>
     closedLoop({
       concurrency,
       durationMs: ms,
-      ca: gate.ca,
+      ca: target.ca,
       send: (client) => ({
-        url: `${gate.url}/exchange`,
+        url: `${target.url}/exchange`,
         method: 'POST',
         headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
         body: JSON.stringify(clientKeys ? { public_key: publicKeys[client] } : {}),
       }),
     });
-  for (const t of tokens) for (const clientKeys of keyModes) await load(t.token, clientKeys, warmupMs / 4);
+  for (const target of targets) for (const t of tokens) for (const clientKeys of keyModes) await load(target, t.token, clientKeys, warmupMs / 4);
   for (const t of tokens) {
     for (const clientKeys of keyModes) {
-      const cpu = gate.cpuSeconds();
-      const start = Date.now();
-      const r = await load(t.token, clientKeys, durationMs);
-      const cores = (gate.cpuSeconds() - cpu) / ((Date.now() - start) / 1000);
       const variant = signer === 'talos-api' ? `${t.alg}, talos-api (Talos key)` : `${t.alg}, ${clientKeys ? 'client key' : 'server key'}`;
-      runs.push({ ...r, variant, gate_cores_used: Math.round(cores * 100) / 100 });
+      for (const target of targets) {
+        const cpu = target.cpuSeconds();
+        const start = Date.now();
+        const r = await load(target, t.token, clientKeys, durationMs);
+        const cores = (target.cpuSeconds() - cpu) / ((Date.now() - start) / 1000);
+        runs.push({ ...r, variant, target: target.name, cores_used: Math.round(cores * 100) / 100, cpu_ms_per_exchange: Math.round((cores * 1000 * 1000) / Math.max(r.per_second, 1)) / 1000, peak_rss_mib: Math.round(target.peakRssMiB()) });
+      }
     }
   }
   return runs;

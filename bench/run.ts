@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,22 +11,49 @@ import { freePort } from '../test/helpers/gate.js';
 import { startIdp, type TestIdp } from '../test/helpers/idp.js';
 import { bootStorm } from './boot-storm.js';
 import { cryptoBound } from './crypto-bound.js';
-import { exchangeThroughput } from './exchange.js';
+import { exchangeThroughput, type ExchangeTarget } from './exchange.js';
 import { startGateProcess } from './gate-process.js';
+import { goAnchorBinary, startGoAnchor } from './go-anchor.js';
+import { benchDatabase, type BenchDatabase } from './postgres.js';
 import { fillDatabase, probe } from './state-scale.js';
 
 // `npm run bench [-- --quick] [-- --nodes N] [-- --workers N] [-- --only boot_storm,exchange,state_scale]
-// [-- --generators N] [-- --profile DIR]`:
+// [-- --generators N] [-- --profile DIR] [-- --seconds N] [-- --clients N] [-- --database postgres|postgres://…]`:
 // how the gate behaves on this machine when a rack boots at once and when every operator renews at
-// once, compared with this machine's own cryptographic limit measured in the same run. The gate runs
-// in its own process(es); the load generator shares the machine with it. Printed as tables and
-// written to bench/results.json. --profile writes each gate process's V8 CPU profile (.cpuprofile, open
-// in Chrome DevTools) to DIR.
+// once, compared with this machine's own cryptographic limit and with a Go server doing the
+// exchange's work (bench/go-anchor), both measured in the same run. The gate runs in its own
+// process(es); the load generator shares the machine with it. Printed as tables and written to
+// bench/results.json. --profile writes each gate process's V8 CPU profile (.cpuprofile, open in
+// Chrome DevTools) to DIR. --database: the boot storm on PostgreSQL, and the exchange on SQLite and
+// PostgreSQL both; `postgres` alone starts a throwaway cluster (test/helpers/with-postgres.sh).
+// See bench/README.md.
 
 const SECTIONS = ['boot_storm', 'exchange', 'state_scale'] as const;
 const { values } = parseArgs({
-  options: { quick: { type: 'boolean' }, nodes: { type: 'string' }, workers: { type: 'string' }, only: { type: 'string' }, profile: { type: 'string' }, generators: { type: 'string' } },
+  options: {
+    quick: { type: 'boolean' },
+    nodes: { type: 'string' },
+    workers: { type: 'string' },
+    only: { type: 'string' },
+    profile: { type: 'string' },
+    generators: { type: 'string' },
+    seconds: { type: 'string' },
+    clients: { type: 'string' },
+    database: { type: 'string' },
+  },
 });
+// `--database postgres`: the bench runs again inside a throwaway cluster, which with-postgres.sh
+// starts, names in TEST_POSTGRES_URL and removes when the bench ends
+if (values.database === 'postgres' && !process.env.TEST_POSTGRES_URL) {
+  const script = join(import.meta.dirname, '..', 'test', 'helpers', 'with-postgres.sh');
+  const r = spawnSync(script, [process.execPath, ...process.execArgv, ...process.argv.slice(1)], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+}
+const databaseUrl = values.database === 'postgres' ? process.env.TEST_POSTGRES_URL : values.database;
+if (databaseUrl !== undefined && !/^postgres(ql)?:\/\//.test(databaseUrl)) {
+  process.stderr.write(`--database: expected postgres (a throwaway cluster) or a postgres:// URL, got ${databaseUrl}\n`);
+  process.exit(2);
+}
 const only = values.only?.split(',') ?? [...SECTIONS];
 const unknown = only.filter((s) => !(SECTIONS as readonly string[]).includes(s));
 if (unknown.length > 0) {
@@ -37,8 +65,8 @@ const nodes = Number(values.nodes ?? (quick ? 200 : 2000));
 const workers = Number(values.workers ?? 1);
 // the simulated nodes' worker threads: by default one per core, so the load generator is not the bottleneck
 const generators = Number(values.generators ?? cpus().length);
-const seconds = quick ? 2 : 10;
-const concurrency = quick ? 16 : 64;
+const seconds = Number(values.seconds ?? (quick ? 2 : 10));
+const concurrency = Number(values.clients ?? (quick ? 16 : 64));
 const gateNodeArgs = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
 
 const dir = mkdtempSync(join(tmpdir(), 'talos-gate-bench-'));
@@ -51,13 +79,18 @@ const section = (title: string, rows: [string, string][]) => {
 const lat = (s: { p50: number; p99: number; max: number }) => `p50 ${s.p50}  p99 ${s.p99}  max ${s.max} ms`;
 
 async function runBootStorm() {
+  const db = databaseUrl ? await benchDatabase(databaseUrl, 'storm') : undefined;
   const gate = await startGateProcess(join(dir, 'storm'), await freePort(), {
     workers,
+    ...(db ? { database: { url: db.url } } : {}),
     rate_limits,
     device: { interval: '1s', code_ttl: '10m', max_pending_per_ip: 1_000_000 },
   }, gateNodeArgs);
-  const storm = await bootStorm(gate, nodes, 1, generators).finally(() => gate.stop());
-  section(`Boot storm: ${nodes} nodes, interval 1 s (targets: 0 errors, 0 slow_down, config within 2 intervals of approval, p99 ≤ 50 ms)`, [
+  const storm = await bootStorm(gate, nodes, 1, generators).finally(async () => {
+    await gate.stop();
+    await db?.drop();
+  });
+  section(`Boot storm${db ? ' on PostgreSQL' : ''}: ${nodes} nodes, interval 1 s (targets: 0 errors, 0 slow_down, config within 2 intervals of approval, p99 ≤ 50 ms)`, [
     ['first request → last config', `${storm.seconds_first_request_to_last_config} s`],
     ['requests', `${storm.requests} (${storm.requests_per_second}/s)`],
     ...Object.entries(storm.latency_ms).map(([k, v]): [string, string] => {
@@ -69,9 +102,9 @@ async function runBootStorm() {
     ['slow_down / errors', `${storm.slow_down} / ${storm.errors}`],
     ['gate cores used, peak RSS', `${storm.gate_cores_used}, ${storm.peak_rss_mib} MiB`],
     ['load generator cores used', `${storm.load_generator_cores_used} (${storm.load_generator_threads} threads)`],
-    ['SQLite size', `${storm.sqlite_mib} MiB`],
+    ...(db ? [] : [['SQLite size', `${storm.sqlite_mib} MiB`] as [string, string]]),
   ]);
-  return storm;
+  return { database: db ? 'postgres' : 'sqlite', ...storm };
 }
 
 /** What the exchange and state sections share: the IdP's tokens and a gate configuration that accepts them. */
@@ -99,27 +132,81 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
     330,
     quick ? 300 : 1500,
   );
-  const gate = await startGateProcess(join(dir, 'exchange'), await freePort(), config, gateNodeArgs);
-  const runs = await exchangeThroughput(gate, tokens, concurrency, seconds * 1000, quick ? 500 : 2000).finally(() => gate.stop());
-  const talosApi = await runExchangeTalosApi(setup);
-  const withRatio = runs.map((r) => {
-    const perCore = bound.exchange_bound_per_core[r.variant] ?? 1;
-    return { ...r, bound_per_core: perCore, ratio_to_bound_per_core_used: Math.round((r.per_second / (perCore * Math.max(r.gate_cores_used, 0.01))) * 100) / 100 };
-  });
-  section(`Exchange throughput: ${concurrency} clients, ${seconds} s each (targets: ≥ 2000/s, p99 ≤ 50 ms, ≥ 0.5 of the bound per core used)`, [
-    ...withRatio.map((r): [string, string] => [
-      r.variant,
-      `${r.per_second}/s  ${lat(r.latency_ms)}  gate cores ${r.gate_cores_used}  bound/core ${r.bound_per_core}/s  ratio ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
-    ]),
-    // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
-    ...talosApi.runs.map((r): [string, string] => [
-      r.variant,
-      `${r.per_second}/s  ${lat(r.latency_ms)}  gate cores ${r.gate_cores_used}  load generator + fake apid cores ${r.bench_process_cores_used}  statuses ${JSON.stringify(r.statuses)}`,
-    ]),
-    ['one core: JWT verify', Object.entries(bound.jwt_verify_per_s).map(([k, v]) => `${k} ${v}/s`).join(', ')],
-    ['one core: Ed25519', `keygen ${bound.ed25519_keygen_per_s}/s, sign ${bound.ed25519_sign_per_s}/s`],
-  ]);
-  return { exchange: withRatio, exchange_talos_api: talosApi.runs, crypto_bound: bound };
+  // every server is up for the whole section and measured variant by variant, one after the other
+  const stops: (() => Promise<void>)[] = [];
+  const targets: ExchangeTarget[] = [];
+  let goNote: string | undefined;
+  let pgDb: BenchDatabase | undefined;
+  try {
+    const gate = await startGateProcess(join(dir, 'exchange'), await freePort(), config, gateNodeArgs);
+    stops.push(() => gate.stop());
+    targets.push({ name: 'gate', ...gate });
+    if (databaseUrl) {
+      pgDb = await benchDatabase(databaseUrl, 'exchange');
+      const pgGate = await startGateProcess(join(dir, 'exchange-pg'), await freePort(), { ...config, database: { url: pgDb.url } }, gateNodeArgs);
+      stops.push(() => pgGate.stop());
+      targets.push({ name: 'gate (PostgreSQL)', ...pgGate });
+    }
+    const go = await goAnchorBinary();
+    if ('bin' in go) {
+      const anchor = await startGoAnchor(go.bin, join(dir, 'go-anchor'), {
+        issuer: idp.issuer,
+        audiences: [config.oidc.client_id, ...config.oidc.extra_audiences],
+        caCert: config.talos.ca_cert,
+        caKey: config.talos.ca_key,
+        claim: 'groups',
+        value: 'ops',
+        roles: ['os:operator'],
+        endpoints: config.talos.endpoints,
+      });
+      stops.push(() => anchor.stop());
+      targets.push({ name: 'go', ...anchor });
+    } else {
+      goNote = `Go anchor skipped: ${go.missing}`;
+    }
+    const runs = await exchangeThroughput(targets, tokens, concurrency, seconds * 1000, quick ? 500 : 2000);
+    for (const stop of stops.splice(0)) await stop();
+    const talosApi = await runExchangeTalosApi(setup);
+    const rate = (variant: string, target: string) => runs.find((r) => r.variant === variant && r.target === target)?.per_second;
+    const cpuPer = (variant: string, target: string) => runs.find((r) => r.variant === variant && r.target === target)?.cpu_ms_per_exchange;
+    const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? Math.round((a / b) * 100) / 100 : null);
+    const withRatio = runs.map((r) => {
+      const perCore = bound.exchange_bound_per_core[r.variant] ?? 1;
+      return {
+        ...r,
+        bound_per_core: perCore,
+        ratio_to_bound_per_core_used: Math.round((r.per_second / (perCore * Math.max(r.cores_used, 0.01))) * 100) / 100,
+        // the issue's measure: the gate's rate over the Go server's, same variant, seconds apart
+        ratio_to_go: r.target === 'go' ? null : ratio(r.per_second, rate(r.variant, 'go')),
+        // the same in CPU per exchange (go's over the gate's): what the ratio would be if each had the cores to itself
+        cpu_ratio_to_go: r.target === 'go' ? null : ratio(cpuPer(r.variant, 'go'), r.cpu_ms_per_exchange),
+        ...(r.target === 'gate (PostgreSQL)' ? { ratio_to_sqlite: ratio(r.per_second, rate(r.variant, 'gate')) } : {}),
+      };
+    });
+    const extra = (r: (typeof withRatio)[number]) =>
+      [r.ratio_to_go !== null ? `gate/go ${r.ratio_to_go} (CPU ${r.cpu_ratio_to_go})` : '', r.ratio_to_sqlite !== undefined ? `pg/sqlite ${r.ratio_to_sqlite}` : ''].filter(Boolean).join('  ');
+    section(
+      `Exchange throughput: ${concurrency} clients, ${seconds} s each, gate workers ${workers} (targets: ≥ 2000/s, p99 ≤ 50 ms, gate/go ≥ 1.0, PostgreSQL ≥ 0.7 of SQLite)`,
+      [
+        ...withRatio.map((r): [string, string] => [
+          `${r.variant}: ${r.target}`,
+          `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}  CPU ${r.cpu_ms_per_exchange} ms/exchange  RSS ${r.peak_rss_mib} MiB  ${extra(r)}  bound/core ${r.bound_per_core}/s  ratio to bound ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
+        ]),
+        // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
+        ...talosApi.runs.map((r): [string, string] => [
+          `${r.variant}: gate`,
+          `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}  load generator + fake apid cores ${r.bench_process_cores_used}  statuses ${JSON.stringify(r.statuses)}`,
+        ]),
+        ['one core: JWT verify', Object.entries(bound.jwt_verify_per_s).map(([k, v]) => `${k} ${v}/s`).join(', ')],
+        ['one core: Ed25519', `keygen ${bound.ed25519_keygen_per_s}/s, sign ${bound.ed25519_sign_per_s}/s`],
+        ...(goNote ? [['note', goNote] as [string, string]] : []),
+      ],
+    );
+    return { exchange: withRatio, exchange_talos_api: talosApi.runs, crypto_bound: bound, ...(goNote ? { go_anchor: goNote } : {}) };
+  } finally {
+    for (const stop of stops) await stop();
+    await pgDb?.drop();
+  }
 }
 
 /**
@@ -137,7 +224,7 @@ async function runExchangeTalosApi(setup: Awaited<ReturnType<typeof exchangeSetu
     const gate = await startGateProcess(join(dir, 'exchange-talos-api'), await freePort(), config, gateNodeArgs);
     const cpu = process.cpuUsage();
     const started = Date.now();
-    const runs = await exchangeThroughput(gate, setup.tokens, concurrency, seconds * 1000, quick ? 500 : 2000, 'talos-api').finally(() => gate.stop());
+    const runs = await exchangeThroughput([{ name: 'gate', ...gate }], setup.tokens, concurrency, seconds * 1000, quick ? 500 : 2000, 'talos-api').finally(() => gate.stop());
     const used = process.cpuUsage(cpu);
     // the fake shares this process with the load generator: this is both together
     const fakeCores = Math.round(((used.user + used.system) / 1e6 / ((Date.now() - started) / 1000)) * 100) / 100;

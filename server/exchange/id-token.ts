@@ -1,6 +1,7 @@
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload } from 'jose';
+import { createRemoteJWKSet, errors, jwtVerify, type JSONWebKeySet, type JWTPayload, type JWTVerifyOptions } from 'jose';
 import { claimAt } from './claims.js';
 import { ExchangeError } from './errors.js';
+import { verifyPlainJws } from './jws-fast-path.js';
 
 /** Asymmetric algorithms only: never "none", never HMAC (a public key must not become a shared secret). */
 export const ALLOWED_ALGORITHMS = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
@@ -27,6 +28,12 @@ interface Discovered {
  */
 export class IdTokenVerifier {
   private discovered: Promise<Discovered> | undefined;
+  /**
+   * The key set the fast path uses: jose's, taken once (jose hands out a copy per call). jose fetches
+   * again only inside its own jwtVerify, so this is dropped whenever that ran: the next token takes
+   * whatever jose holds then.
+   */
+  private keys: JSONWebKeySet | undefined;
 
   constructor(private readonly opts: IdTokenVerifierOptions) {}
 
@@ -52,6 +59,16 @@ export class IdTokenVerifier {
     return this.discovered;
   }
 
+  private async verifyWithJose(token: string, d: Discovered, claimOptions: Omit<JWTVerifyOptions, 'algorithms'>): Promise<JWTPayload> {
+    this.keys = undefined;
+    try {
+      return (await jwtVerify(token, d.jwks, { ...claimOptions, algorithms: ALLOWED_ALGORITHMS })).payload;
+    } finally {
+      // jose may have fetched the JWKS meanwhile
+      this.keys = undefined;
+    }
+  }
+
   /** Resolves when discovery works; for readiness checks and start-up. */
   async ready(): Promise<void> {
     await this.discover();
@@ -65,14 +82,16 @@ export class IdTokenVerifier {
       throw new ExchangeError('unavailable', 'the identity provider cannot be reached', (e as Error).message);
     }
     let payload: JWTPayload;
+    const claimOptions = {
+      issuer: this.opts.issuer,
+      audience: this.opts.audiences,
+      clockTolerance: Math.round(this.opts.clockSkewMs / 1000),
+      requiredClaims: ['sub', 'exp', 'iat'],
+    };
     try {
-      ({ payload } = await jwtVerify(token, d.jwks, {
-        issuer: this.opts.issuer,
-        audience: this.opts.audiences,
-        algorithms: ALLOWED_ALGORITHMS,
-        clockTolerance: Math.round(this.opts.clockSkewMs / 1000),
-        requiredClaims: ['sub', 'exp', 'iat'],
-      }));
+      // the cached keys only while jose would use them without fetching again (cacheMaxAge)
+      const keys = d.jwks.fresh ? (this.keys ??= d.jwks.jwks()) : undefined;
+      payload = verifyPlainJws(token, keys, ALLOWED_ALGORITHMS, claimOptions) ?? (await this.verifyWithJose(token, d, claimOptions));
     } catch (e) {
       throw tokenError(e);
     }

@@ -1,0 +1,3 @@
+module talos-gate/bench/go-anchor
+
+go 1.19
