@@ -7,7 +7,9 @@ import { buildApp } from './app.js';
 import { ConfigError, ENV_PREFIX, loadConfig, type GateConfig } from './config/load.js';
 import { EnrollmentMaintenance } from './enrollment/maintenance.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
-import { openStorage } from './storage/open.js';
+import { openStorage, sealedBoxFor } from './storage/open.js';
+import { refuseUnreadableValues } from './secrets/startup.js';
+import { demoSystemSecret } from './secrets/system-secret.js';
 import type { Storage } from './storage/storage.js';
 import { ensureSelfSignedTls, serverNames, type TlsMaterial } from './tls/self-signed.js';
 import { startDemo, type Demo } from './demo.js';
@@ -116,12 +118,22 @@ export async function prepareGate(
   new MachineConfigRenderer(loaded.templates_dir, loaded.profiles).check();
   mkdirSync(loaded.data_dir, { recursive: true, mode: 0o700 });
   const demo = wantDemo ? await startDemo(loaded) : undefined;
-  const config = demo?.config ?? loaded;
+  const chosen = demo?.config ?? loaded;
+  // the demo seals with a secret it makes in data_dir; a real gate without one stops in openStorage
+  const config =
+    demo && chosen.secrets.system.length === 0 ? { ...chosen, secrets: { ...chosen.secrets, system: [demoSystemSecret(chosen.data_dir)] } } : chosen;
   const admin = adminTokenFor(config);
   const tls = tlsFor(config);
   const cookieSecret = persistentSecret(config, 'cookie-secret').value;
-  // applies migrations; a database.url that cannot be used stops the start here, naming the key
-  await (await openStorage(config)).close();
+  // applies migrations; a database.url that cannot be used stops the start here, naming the key;
+  // a stored value these secrets cannot open stops it too, naming the rows (never an empty config served)
+  const box = sealedBoxFor(config);
+  const storage = await openStorage(config, { box });
+  try {
+    await refuseUnreadableValues(storage, box, config.source);
+  } finally {
+    await storage.close();
+  }
   return { config, demo, envSettings, admin, tls, cookieSecret };
 }
 

@@ -13,6 +13,7 @@
 import pg, { type Pool, type PoolClient, type QueryConfig, type QueryResult, type QueryResultRow } from 'pg';
 import { postgresMigrationsDir } from '../../paths.js';
 import { readMigrations } from '../migrate.js';
+import type { RowCipher } from '../rows.js';
 import type { Storage, StorageTx } from '../storage.js';
 import { isRetryable, isUnavailable, storageError } from './errors.js';
 import { migratePostgres } from './migrate.js';
@@ -43,7 +44,10 @@ class PostgresTx extends PgView {
   private open = true;
   private depth = 0;
 
-  constructor(private readonly client: PoolClient) {
+  constructor(
+    private readonly client: PoolClient,
+    protected readonly cipher: RowCipher,
+  ) {
     super();
   }
 
@@ -92,6 +96,7 @@ export class PostgresStorage extends PgView implements Storage {
     readonly pool: Pool,
     /** The URL without its password, for messages. */
     readonly target: string,
+    protected readonly cipher: RowCipher,
   ) {
     super();
   }
@@ -140,7 +145,7 @@ export class PostgresStorage extends PgView implements Storage {
         broken = e;
       };
       client.on('error', onError);
-      const tx = new PostgresTx(client);
+      const tx = new PostgresTx(client, this.cipher);
       try {
         await client.query('BEGIN');
         const value = await fn(tx);
@@ -172,6 +177,8 @@ export class PostgresStorage extends PgView implements Storage {
 }
 
 export interface PostgresOptions {
+  /** Seals the sealed columns (server/secrets/sealed-box.ts). */
+  cipher: RowCipher;
   poolSize?: number;
   migrationsDir?: string;
   /** Where errors of idle pooled connections go (a server restart ends them all). */
@@ -179,7 +186,7 @@ export interface PostgresOptions {
 }
 
 /** Opens a pool to the database and brings its schema up to date; rejects with the server's (or the network's) error. */
-export async function openPostgresStorage(url: DatabaseUrl, opts: PostgresOptions = {}): Promise<PostgresStorage> {
+export async function openPostgresStorage(url: DatabaseUrl, opts: PostgresOptions): Promise<PostgresStorage> {
   const pool = new pg.Pool(poolConfig(url, opts.poolSize ?? 10));
   // an idle client whose server went away: the pool drops it and makes a new one when asked
   pool.on('error', (e) => opts.onIdleError?.(e));
@@ -189,5 +196,5 @@ export async function openPostgresStorage(url: DatabaseUrl, opts: PostgresOption
     await pool.end().catch(() => undefined);
     throw e;
   }
-  return new PostgresStorage(pool, url.redacted);
+  return new PostgresStorage(pool, url.redacted, opts.cipher);
 }

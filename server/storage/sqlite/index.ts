@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { sqliteMigrationsDir } from '../../paths.js';
 import { migrate, readMigrations } from '../migrate.js';
+import type { RowCipher } from '../rows.js';
 import type {
   AuditEvent,
   BlockedSubject,
@@ -25,6 +26,8 @@ import type {
   NodeTokenRecord,
   OperatorGrantRecord,
   RefreshTokenRecord,
+  SealedColumn,
+  SealedValueRow,
   Storage,
   StorageTx,
   WebSessionRecord,
@@ -33,7 +36,7 @@ import { SqliteOperations } from './operations.js';
 import { TransactionQueue } from './transactions.js';
 
 /** Opens (creating when needed) the gate's SQLite database in WAL mode and brings its schema up to date. */
-export function openSqliteStorage(file: string, opts: { migrationsDir?: string } = {}): SqliteStorage {
+export function openSqliteStorage(file: string, opts: { cipher: RowCipher; migrationsDir?: string }): SqliteStorage {
   if (file !== ':memory:') {
     const dir = dirname(file);
     if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -47,7 +50,7 @@ export function openSqliteStorage(file: string, opts: { migrationsDir?: string }
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   migrate(db, readMigrations(opts.migrationsDir ?? sqliteMigrationsDir));
-  return new SqliteStorage(db);
+  return new SqliteStorage(db, opts.cipher);
 }
 
 /** Every operation of the interface, each run on the operations by `run`: alone, or in a transaction. */
@@ -246,6 +249,14 @@ abstract class SqliteView implements StorageTx {
   applyRetention(certsBefore: number, auditBefore: number): Promise<{ certificates: number; auditEvents: number }> {
     return this.run((o) => o.applyRetention(certsBefore, auditBefore));
   }
+
+  scanSealedColumn(column: SealedColumn, afterId: string | null, limit: number, head?: number): Promise<SealedValueRow[]> {
+    return this.run((o) => o.scanSealedColumn(column, afterId, limit, head));
+  }
+
+  replaceSealedValue(column: SealedColumn, id: string, expected: string, next: string): Promise<boolean> {
+    return this.run((o) => o.replaceSealedValue(column, id, expected, next));
+  }
 }
 
 /** The `tx` of one transaction: its operations run at once, on the connection the transaction holds. */
@@ -284,9 +295,12 @@ export class SqliteStorage extends SqliteView implements Storage {
   private readonly ops: SqliteOperations;
   private readonly queue: TransactionQueue;
 
-  constructor(readonly db: Database.Database) {
+  constructor(
+    readonly db: Database.Database,
+    cipher: RowCipher,
+  ) {
     super();
-    this.ops = new SqliteOperations(db);
+    this.ops = new SqliteOperations(db, cipher);
     this.queue = new TransactionQueue(db);
   }
 
