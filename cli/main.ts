@@ -8,6 +8,7 @@ import { packageRoot } from '../server/paths.js';
 import { CaError } from '../server/pki/ca.js';
 import { adminCommands } from './admin.js';
 import { caCommand } from './ca.js';
+import { dbCommand } from './db.js';
 import { UsageError } from './connection.js';
 import { GateApiError } from './gate-api.js';
 import { healthcheckCommand } from './healthcheck.js';
@@ -45,6 +46,7 @@ adminCommands(program);
 simulateNodeCommand(program);
 caCommand(program);
 healthcheckCommand(program);
+dbCommand(program);
 
 program.addHelpText(
   'after',
