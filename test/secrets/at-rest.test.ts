@@ -178,14 +178,14 @@ describe('cluster secrets at rest', () => {
   test('rotation: add a secret, db reencrypt (online), drop the old one, restart: everything reads; the old one missing too early is refused naming the rows', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'talos-gate-rotate-'));
     const k = markers();
-    const port = await freePort();
     const adminToken = randomBytes(24).toString('hex');
     const tpl = templatesDir(dir, k);
     const configFile = join(dir, 'gate.yaml');
-    const writeConfig = (system: string[]) =>
+    // a new port for each start: a keep-alive socket of the client to the last gate is never reused
+    const writeConfig = async (system: string[]) =>
       writeFileSync(
         configFile,
-        stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: adminToken, log_level: 'silent', audit_log: 'off', secrets: { system }, templates_dir: tpl, profiles: { cp: { template: 'cp.yaml', patches: [] } } }),
+        stringify({ listen: `127.0.0.1:${await freePort()}`, data_dir: join(dir, 'data'), admin_token: adminToken, log_level: 'silent', audit_log: 'off', secrets: { system }, templates_dir: tpl, profiles: { cp: { template: 'cp.yaml', patches: [] } } }),
       );
     const asGate = (gate: RunningGate): Gateish => ({
       url: gate.url,
@@ -197,7 +197,7 @@ describe('cluster secrets at rest', () => {
     });
     const [oldSecret, newSecret] = [newSystemSecret(), newSystemSecret()];
     try {
-      writeConfig([oldSecret]);
+      await writeConfig([oldSecret]);
       let gate = await startGate(configFile, {});
       const nodes = [await enroll(asGate(gate), 1, k.patch), await enroll(asGate(gate), 2, k.patch)];
       const configs: string[] = [];
@@ -205,7 +205,7 @@ describe('cluster secrets at rest', () => {
       await gate.close();
 
       // the new secret alone, before re-encryption: the gate does not start, and says which rows and why
-      writeConfig([newSecret]);
+      await writeConfig([newSecret]);
       await assert.rejects(
         () => startGate(configFile, {}),
         (e: unknown) =>
@@ -216,7 +216,7 @@ describe('cluster secrets at rest', () => {
       );
 
       // new first, old after: everything reads; re-encrypt while the gate runs
-      writeConfig([newSecret, oldSecret]);
+      await writeConfig([newSecret, oldSecret]);
       gate = await startGate(configFile, {});
       for (const [i, n] of nodes.entries()) assert.equal((await download(asGate(gate), n.token)).body, configs[i]);
       const run = runCli(['db', 'reencrypt', '--config', configFile, '--batch', '1']);
@@ -229,7 +229,7 @@ describe('cluster secrets at rest', () => {
       await gate.close();
 
       // the old secret dropped: restart, everything reads
-      writeConfig([newSecret]);
+      await writeConfig([newSecret]);
       gate = await startGate(configFile, {});
       for (const [i, n] of nodes.entries()) assert.equal((await download(asGate(gate), n.token)).body, configs[i]);
       await gate.close();
