@@ -6,6 +6,9 @@ import { anyScalar, bool, duration, int, list, map, obj, oneOf, optionalStr, sec
 const profile = obj({
   template: str(),
   patches: list(str()),
+  // A Talos secrets bundle (`talosctl gen secrets`), in the templates folder, mode 0600: its CA keys
+  // and tokens are merged into the template at render time (server/machine-config/secrets-bundle.ts).
+  secrets_bundle: optionalStr(),
 });
 
 const nodeClient = obj({
@@ -70,8 +73,8 @@ export const configSchema = obj({
   }),
   templates_dir: optionalStr(),
   profiles: map(profile, {
-    controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'] },
-    worker: { template: 'worker.yaml', patches: ['patches/common.yaml'] },
+    controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'], secrets_bundle: undefined },
+    worker: { template: 'worker.yaml', patches: ['patches/common.yaml'], secrets_bundle: undefined },
   }),
   oidc: obj({
     issuer_url: optionalStr(),

@@ -99,9 +99,10 @@ test('the demo is what runs with no config file and no TALOS_GATE_* settings at 
     assert.ok(bare.demo, 'nothing configured: the demo');
     assert.deepEqual(bare.envSettings, []);
     await bare.demo.idp.close();
-    const configured = await prepareGate(undefined, { TALOS_GATE_LOG_LEVEL: 'warn' });
-    assert.equal(configured.demo, undefined, 'one setting: not the demo');
-    assert.deepEqual(configured.envSettings, ['TALOS_GATE_LOG_LEVEL']);
+    await assert.rejects(() => prepareGate(undefined, { TALOS_GATE_LOG_LEVEL: 'warn' }), /secrets\.system: is required/, 'one setting: not the demo, so a secret of its own is needed');
+    const configured = await prepareGate(undefined, { TALOS_GATE_LOG_LEVEL: 'warn', TALOS_GATE_SECRETS_SYSTEM: randomBytes(32).toString('hex') });
+    assert.equal(configured.demo, undefined, 'settings: not the demo');
+    assert.deepEqual(configured.envSettings, ['TALOS_GATE_LOG_LEVEL', 'TALOS_GATE_SECRETS_SYSTEM']);
   } finally {
     process.chdir(before);
   }

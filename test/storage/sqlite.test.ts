@@ -9,6 +9,7 @@ import { openSqliteStorage } from '../../server/storage/sqlite/index.js';
 import { sqliteMigrationsDir } from '../../server/paths.js';
 import { runStorageConformance, sampleNode } from './conformance.js';
 import { sharedTestBox } from '../helpers/sealing.js';
+import { reencrypt } from '../../server/secrets/reencrypt.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'talos-gate-sqlite-'));
 let n = 0;
@@ -87,6 +88,8 @@ test('sqlite: migration 7 takes the standing auto-approval from nodes approved b
   insert.run('plain', 0, 'machine: {}\n');
   db.close();
   const s = openSqliteStorage(file, { cipher: sharedTestBox });
+  // rows from before sealing are plaintext: db reencrypt seals them (server/secrets/reencrypt.ts)
+  await reencrypt(s, sharedTestBox);
   assert.deepEqual(
     await Promise.all(['booted', 'registered', 'plain'].map(async (id) => [(await s.getNode(id))?.autoApprove, (await s.getNode(id))?.autoApproveCidrs])),
     [[false, []], [true, []], [false, []]],
