@@ -3,7 +3,8 @@ import type { Command } from 'commander';
 import { loadConfig } from '../server/config/load.js';
 import { UsageError } from './connection.js';
 import { reencrypt } from '../server/secrets/reencrypt.js';
-import { openStorage, sealedBoxFor } from '../server/storage/open.js';
+import { sealedBoxFor } from '../server/secrets/system-secret.js';
+import { openStorage } from '../server/storage/open.js';
 
 export function dbCommand(program: Command): void {
   const db = program.command('db').description("the gate's database: re-encryption (with the gate's config)");

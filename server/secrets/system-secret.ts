@@ -2,10 +2,12 @@
 // as "new,old"), or secrets.system_file, one secret a line, readable by the gate's user alone. The
 // demo makes one in data_dir; a real gate without one does not start (Ory Hydra refuses to start
 // without its system secret too), since a database it writes in plaintext is what this guards against.
+import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ConfigError } from '../config/schema-kit.js';
 import { HOW_TO_MAKE_A_SECRET, weakSecretReason } from '../config/secret-strength.js';
-import { randomBytes } from 'node:crypto';
+import { SealedBox } from './sealed-box.js';
 
 /** A secrets file is a few lines; anything bigger is the wrong file. */
 const MAX_FILE_BYTES = 64 * 1024;
@@ -61,4 +63,12 @@ export function demoSystemSecret(dataDir: string): string {
   const file = join(dataDir, 'system-secret');
   if (!existsSync(file)) writeFileSync(file, `${randomBytes(32).toString('hex')}\n`, { mode: 0o600 });
   return readSystemSecretFile(file)[0] as string;
+}
+
+/** The box that seals the database's secrets: the config's system secrets, which a real gate must have. */
+export function sealedBoxFor(config: { source: string; secrets: { system: string[] } }): SealedBox {
+  if (config.secrets.system.length === 0) {
+    throw new ConfigError(config.source, 'secrets.system', `is required: it seals the cluster secrets the database keeps (machine configs, IdP tokens); ${HOW_TO_SET_A_SYSTEM_SECRET}`);
+  }
+  return new SealedBox(config.secrets.system);
 }

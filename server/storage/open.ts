@@ -7,19 +7,11 @@ import { MissingPrivilegesError } from './postgres/migrate.js';
 import { parseDatabaseUrl, type DatabaseUrl } from './postgres/pool.js';
 import { openSqliteStorage } from './sqlite/index.js';
 import type { Storage } from './storage.js';
-import { SealedBox } from '../secrets/sealed-box.js';
-import { HOW_TO_SET_A_SYSTEM_SECRET } from '../secrets/system-secret.js';
+import type { SealedBox } from '../secrets/sealed-box.js';
+import { sealedBoxFor } from '../secrets/system-secret.js';
 
 export function sqliteFile(config: GateConfig): string {
   return join(config.data_dir, 'talos-gate.db');
-}
-
-/** The box that seals the database's secrets: the config's system secrets, which a real gate must have. */
-export function sealedBoxFor(config: GateConfig): SealedBox {
-  if (config.secrets.system.length === 0) {
-    throw new ConfigError(config.source, 'secrets.system', `is required: it seals the cluster secrets the database keeps (machine configs, IdP tokens); ${HOW_TO_SET_A_SYSTEM_SECRET}`);
-  }
-  return new SealedBox(config.secrets.system);
 }
 
 /**
