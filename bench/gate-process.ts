@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -68,7 +69,7 @@ export async function startGateProcess(
   const file = join(dir, 'gate.yaml');
   writeFileSync(
     file,
-    stringify({ listen: `127.0.0.1:${port}`, data_dir: dataDir, admin_token: adminToken, log_level: 'warn', audit_log: 'off', ...config }),
+    stringify({ listen: `127.0.0.1:${port}`, data_dir: dataDir, admin_token: adminToken, secrets: { system: [randomBytes(32).toString('hex')] }, log_level: 'warn', audit_log: 'off', ...config }),
   );
   const child = spawn(process.execPath, [...nodeArgs, '--import', import.meta.resolve('tsx'), join(packageRoot, 'cli', 'main.ts'), 'serve', '--config', file], {
     stdio: ['ignore', 'pipe', 'inherit'],

@@ -5,6 +5,7 @@ import { openSqliteStorage } from '../server/storage/sqlite/index.js';
 import { newNode } from '../server/storage/storage.js';
 import type { GateProcess } from './gate-process.js';
 import { closedLoop, type LoadResult } from './load.js';
+import { SealedBox } from '../server/secrets/sealed-box.js';
 
 // Scale of state: the same requests against an empty database and one holding many certificate
 // records and pending device requests. The gate must not slow down with what it remembers.
@@ -61,7 +62,7 @@ export async function probe(gate: GateProcess, idToken: string, durationMs: numb
 
 /** Fills the gate's database (WAL lets the running gate keep going) with records as a busy gate would have them. */
 export async function fillDatabase(dbFile: string, certs: number, pending: number): Promise<void> {
-  const s = openSqliteStorage(dbFile);
+  const s = openSqliteStorage(dbFile, { cipher: new SealedBox([randomBytes(32).toString('hex')]) });
   const now = Date.now();
   await s.transaction(async (tx) => {
     for (let i = 0; i < certs; i++) {

@@ -1,14 +1,16 @@
 import { resolve } from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../server/config/load.js';
-import { sqliteFile } from '../server/storage/open.js';
+import { reencrypt } from '../server/secrets/reencrypt.js';
+import { sealedBoxFor } from '../server/secrets/system-secret.js';
+import { openStorage, sqliteFile } from '../server/storage/open.js';
 import { backupSqlite, type BackupReport } from '../server/storage/sqlite/backup.js';
 import { migrateSqliteToPostgres, type MigrateReport } from '../server/storage/transfer/copy.js';
 import { TransferRefusedError, VerificationFailedError, type TableCheck } from '../server/storage/transfer/errors.js';
 import { UsageError } from './connection.js';
 
-// `talos-gate db migrate` and `db backup`: the gate's database moved to PostgreSQL, or copied while
-// the gate runs (server/storage/transfer/, server/storage/sqlite/backup.ts do the work). A refusal
+// `talos-gate db migrate`, `db backup` and `db reencrypt`: the gate's database moved to PostgreSQL,
+// copied while the gate runs, or its sealed values moved to the first system secret (server/storage/transfer/, server/storage/sqlite/backup.ts do the work). A refusal
 // names the flag at fault and exits 2 (nothing was written); a copy whose verification found a
 // difference exits 1 (rolled back).
 
@@ -35,8 +37,9 @@ function migrateSummary(r: MigrateReport): string {
     '',
     `verified: ${r.tables.length} tables, ${rows} rows; the row counts and the SHA-256 of every table's rows (in primary-key order) are equal. Committed.`,
     '',
-    'Next: keep the same config (admin_token, oidc, talos) and the same data_dir (it keeps the signing key,',
-    'cookie secret and TLS material), set database.url to the target, and start the gate.',
+    'Next: keep the same config (admin_token, oidc, talos, secrets.system) and the same data_dir (the first',
+    'start on PostgreSQL adopts its cookie secret, admin token and TLS CA), set database.url to the target,',
+    'and start the gate.',
     '',
   ].join('\n');
 }
@@ -67,7 +70,7 @@ async function reporting<T>(what: string, run: () => Promise<T>): Promise<T | un
 }
 
 export function dbCommands(program: Command): void {
-  const db = program.command('db').description("the gate's database: move it to PostgreSQL, back it up");
+  const db = program.command('db').description("the gate's database: move it to PostgreSQL, back it up, re-encrypt it");
 
   db.command('migrate')
     .description("copy a gate's SQLite database into PostgreSQL, verified table by table")
@@ -111,5 +114,40 @@ Exit codes: 0 copied and verified; 1 the verification found a difference (rolled
       }
       const report = await reporting('db backup', () => backupSqlite(sqliteFile(config), resolve(o.to), { force: o.force === true }));
       if (report) process.stdout.write(backupSummary(report));
+    });
+
+  db.command('reencrypt')
+    .description('seal every stored secret with the first system secret (secrets.system), and seal plaintext values from before secrets.system; online and resumable')
+    .option('-c, --config <file>', 'the config the gate runs with (TALOS_GATE_* env vars apply as for serve)')
+    .option('--batch <n>', 'values read and written per batch', '50')
+    .addHelpText(
+      'after',
+      `
+Rotation: put the new secret first in secrets.system (keep the old after it), restart the gates,
+run this, then drop the old secret. Safe while gates run; run it again if it was cut short.
+Exit codes: 0 every value is under the first secret; 1 some values could not be opened (named);
+2 config error.`,
+    )
+    .action(async (o: { config?: string; batch: string }) => {
+      const config = loadConfig(o.config);
+      const box = sealedBoxFor(config);
+      const batch = Number(o.batch);
+      if (!Number.isInteger(batch) || batch < 1 || batch > 10_000) throw new UsageError('--batch must be a whole number from 1 to 10000');
+      const storage = await openStorage(config, { box });
+      try {
+        const report = await reencrypt(storage, box, { batch });
+        let unreadable = 0;
+        for (const [name, c] of Object.entries(report)) {
+          process.stdout.write(
+            `${name}: ${c.scanned} scanned, ${c.current} already current, ${c.resealed} re-sealed, ${c.sealed} plaintext sealed, ${c.changedMeanwhile} changed meanwhile, ${c.unreadable.length} unreadable\n`,
+          );
+          for (const u of c.unreadable) process.stderr.write(`  ${u.problem}\n`);
+          unreadable += c.unreadable.length;
+        }
+        process.stdout.write(`all values are sealed with key id ${box.primaryKeyId}${unreadable ? `, except ${unreadable} that could not be opened` : ''}\n`);
+        if (unreadable > 0) process.exitCode = 1;
+      } finally {
+        await storage.close();
+      }
     });
 }

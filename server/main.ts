@@ -10,6 +10,8 @@ import { MachineConfigRenderer } from './machine-config/render.js';
 import { WebhookDispatcher } from './notifications/dispatcher.js';
 import { subscriptionsFor, webhooksFrom } from './notifications/webhooks.js';
 import { openStorage } from './storage/open.js';
+import { refuseUnreadableValues } from './secrets/startup.js';
+import { demoSystemSecret, sealedBoxFor } from './secrets/system-secret.js';
 import type { Storage } from './storage/storage.js';
 import { maintainSigningKeys } from './operators/signing-keys.js';
 import { DataDirSecrets, DatabaseSecrets, randomSecret, type SecretPlace } from './secrets/instance-secrets.js';
@@ -129,10 +131,16 @@ export async function prepareGate(
   new MachineConfigRenderer(loaded.templates_dir, loaded.profiles).check();
   mkdirSync(loaded.data_dir, { recursive: true, mode: 0o700 });
   const demo = wantDemo ? await startDemo(loaded) : undefined;
-  const config = demo?.config ?? loaded;
-  // applies migrations; a database.url that cannot be used stops the start here, naming the key
-  const storage = await openStorage(config);
+  const chosen = demo?.config ?? loaded;
+  // the demo seals with a secret it makes in data_dir; a real gate without one stops in openStorage
+  const config =
+    demo && chosen.secrets.system.length === 0 ? { ...chosen, secrets: { ...chosen.secrets, system: [demoSystemSecret(chosen.data_dir)] } } : chosen;
+  // applies migrations; a database.url that cannot be used stops the start here, naming the key;
+  // a stored value these secrets cannot open stops it too, naming the rows (never an empty config served)
+  const box = sealedBoxFor(config);
+  const storage = await openStorage(config, { box });
   try {
+    await refuseUnreadableValues(storage, box, config.source);
     // the triggers that fill the webhook outbox read these: what this config asks for, from now on
     await storage.webhooks.syncSubscriptions(subscriptionsFor(webhooksFrom(config.notifications.webhooks), config.notifications.auth_failure_burst));
     // PostgreSQL: the secrets every instance must share come from the database (docs/ha.md)

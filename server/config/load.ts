@@ -8,6 +8,7 @@ import { ConfigError, FieldError, type Field } from './schema-kit.js';
 import { configSchema, TALOS_ROLES, type RawConfig } from './schema.js';
 import { weakSecretReason } from './secret-strength.js';
 import { WEBHOOK_EVENT_NAMES, isWebhookEvent } from '../notifications/events.js';
+import { checkSystemSecrets, readSystemSecretFile, SecretConfigProblem } from '../secrets/system-secret.js';
 
 export { ConfigError } from './schema-kit.js';
 
@@ -219,6 +220,12 @@ function resolveConfig(c: RawConfig, source: string, base: string, env: NodeJS.P
   const tokenProblem = c.admin_token === undefined ? undefined : weakSecretReason(c.admin_token);
   if (tokenProblem) fail('admin_token', `${tokenProblem}, or leave admin_token unset and the gate makes one in data_dir/admin-token`);
 
+  const secrets = resolveSecrets(c.secrets, abs, (key, problem) => {
+    const name = key.startsWith('secrets.system_file') ? 'SECRETS_SYSTEM_FILE' : 'SECRETS_SYSTEM';
+    const from = env[`${ENV_PREFIX}${name}`] !== undefined ? `environment variable ${ENV_PREFIX}${name}` : source;
+    throw new ConfigError(from, key, problem);
+  });
+
   const ids = new Set<string>();
   c.node_clients.forEach((nc, i) => {
     if (ids.has(nc.client_id)) fail(`node_clients[${i}].client_id`, `${nc.client_id} is listed twice`);
@@ -313,6 +320,7 @@ function resolveConfig(c: RawConfig, source: string, base: string, env: NodeJS.P
   return {
     ...c,
     talos,
+    secrets,
     audit_log: c.audit_log === 'stdout' || c.audit_log === 'off' ? c.audit_log : abs(c.audit_log),
     tls,
     public_url: publicUrl,
@@ -357,4 +365,30 @@ function checkWebhooks(webhooks: RawConfig['notifications']['webhooks'], fail: (
     if (seen.has(id)) fail(`${key}.url`, `the same URL with format ${w.format} is listed twice: list the events of both in one entry`);
     seen.add(id);
   });
+}
+
+/**
+ * secrets.system or secrets.system_file (not both), each secret checked; the file read now, so a
+ * missing or too open file stops the start. An empty list is left for prepareGate to judge: the demo
+ * makes its own secret, a real gate refuses to start (server/secrets/system-secret.ts).
+ */
+function resolveSecrets(
+  raw: RawConfig['secrets'],
+  abs: (p: string) => string,
+  fail: (key: string, problem: string) => never,
+): { system: string[]; system_file: string | undefined } {
+  try {
+    if (raw.system.length > 0 && raw.system_file !== undefined) {
+      fail('secrets.system_file', 'give the system secrets either in secrets.system or in secrets.system_file, not both');
+    }
+    if (raw.system_file !== undefined) {
+      const file = abs(raw.system_file);
+      return { system: readSystemSecretFile(file), system_file: file };
+    }
+    checkSystemSecrets(raw.system, (i) => `secrets.system[${i}]`);
+    return { system: raw.system, system_file: undefined };
+  } catch (e) {
+    if (e instanceof SecretConfigProblem) fail(e.key, e.problem);
+    throw e;
+  }
 }

@@ -70,6 +70,22 @@ export function optionalStr(): Field<string | undefined> {
   }, true);
 }
 
+/**
+ * A list of secrets, written as a YAML list or as one string of them separated by commas or white
+ * space (what an environment variable can carry: TALOS_GATE_SECRETS_SYSTEM="new,old"). The message
+ * of a wrong type never repeats the value.
+ */
+export function secretList(): Field<string[]> {
+  return leaf((raw, key) => {
+    if (raw === undefined || raw === null || raw === '') return [];
+    const items: unknown[] = typeof raw === 'string' ? raw.split(/[\s,]+/).filter((x) => x !== '') : Array.isArray(raw) ? raw : [raw];
+    return items.map((x, i) => {
+      if (typeof x !== 'string') throw new FieldError(`${key}[${i}]`, `must be a string, got ${x === null ? 'null' : Array.isArray(x) ? 'a list' : typeof x}`);
+      return x;
+    });
+  }, true);
+}
+
 export function bool(def: boolean): Field<boolean> {
   return leaf((raw, key) => {
     const v = withDefault(raw, key, def);

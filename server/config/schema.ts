@@ -1,4 +1,4 @@
-import { anyScalar, bool, duration, int, list, map, obj, oneOf, optionalStr, str, type Infer } from './schema-kit.js';
+import { anyScalar, bool, duration, int, list, map, obj, oneOf, optionalStr, secretList, str, type Infer } from './schema-kit.js';
 
 // Every key of the gate's config, with its default. config.example.yaml documents the same keys for
 // people; keep both in step (test/config checks that the example parses and names every key).
@@ -6,6 +6,9 @@ import { anyScalar, bool, duration, int, list, map, obj, oneOf, optionalStr, str
 const profile = obj({
   template: str(),
   patches: list(str()),
+  // A Talos secrets bundle (`talosctl gen secrets`), in the templates folder, mode 0600: its CA keys
+  // and tokens are merged into the template at render time (server/machine-config/secrets-bundle.ts).
+  secrets_bundle: optionalStr(),
 });
 
 const nodeClient = obj({
@@ -42,6 +45,14 @@ export const configSchema = obj({
     extra_sans: list(str()),
   }),
   admin_token: optionalStr(),
+  // The system secrets that seal what the database keeps of cluster secrets (machine configs,
+  // patches, IdP refresh tokens; server/secrets/). The first seals, every one opens: to rotate, put a
+  // new one first, run `talos-gate db reencrypt`, then drop the old. Or secrets.system_file: a file
+  // (mode 0600) with one secret a line, in the same order. Required, except for the demo.
+  secrets: obj({
+    system: secretList(),
+    system_file: optionalStr(),
+  }),
   node_clients: list(nodeClient, [{ client_id: 'talos-node', client_secret: undefined }]),
   // Clients of `talos-gate login --device` (public: no secret).
   operator_clients: list(obj({ client_id: str({ pattern: /^[\x21-\x7e]{1,128}$/, hint: 'printable ASCII without spaces' }) }), [
@@ -62,8 +73,8 @@ export const configSchema = obj({
   }),
   templates_dir: optionalStr(),
   profiles: map(profile, {
-    controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'] },
-    worker: { template: 'worker.yaml', patches: ['patches/common.yaml'] },
+    controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'], secrets_bundle: undefined },
+    worker: { template: 'worker.yaml', patches: ['patches/common.yaml'], secrets_bundle: undefined },
   }),
   oidc: obj({
     issuer_url: optionalStr(),

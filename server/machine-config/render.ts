@@ -17,6 +17,7 @@ import {
   TOO_MANY_DOCUMENTS,
   tooBigSource,
 } from './limits.js';
+import { BundleError, bundlePatch } from './secrets-bundle.js';
 import { documentKey, isMap, mergeDocuments, setOwn, type YamlMap } from './strategic-merge.js';
 
 /** A template or patch that cannot be used; names the file and the place in it. */
@@ -34,6 +35,8 @@ export class RenderError extends Error {
 export interface Profile {
   template: string;
   patches: string[];
+  /** A Talos secrets bundle (`talosctl gen secrets`) in the templates folder, merged after the template. */
+  secrets_bundle?: string | undefined;
 }
 
 /** What a template may refer to as {{name}}. A null value used by a template is an error. */
@@ -165,6 +168,7 @@ export class MachineConfigRenderer {
    */
   check(): void {
     for (const [name, p] of Object.entries(this.profiles)) {
+      if (p.secrets_bundle !== undefined) this.bundleDocument(this.fileIn(p.secrets_bundle, `profile ${name} secrets_bundle`));
       for (const file of [p.template, ...p.patches]) {
         const path = this.fileIn(file);
         if (!existsSync(path)) throw new RenderError(path, '', `file not found (profile ${name})`);
@@ -198,6 +202,21 @@ export class MachineConfigRenderer {
       docs = this.withLimits(label, () => this.applyPatch(docs, patchDocs, label, size));
       last = label;
     };
+    if (profile.secrets_bundle !== undefined) {
+      // first, so the profile's and the node's patches can still override a value of it
+      const file = this.fileIn(profile.secrets_bundle, 'secrets_bundle');
+      const v1 = docs.find((d) => documentKey(d) === 'v1alpha1');
+      if (!v1) throw new RenderError(templateFile, '', 'a secrets bundle is merged into the v1alpha1 document, and the template has none');
+      const machineType = isMap(v1.machine) ? v1.machine.type : undefined;
+      let patch: YamlMap;
+      try {
+        patch = bundlePatch(this.bundleDocument(file), machineType, templateFile);
+      } catch (e) {
+        if (e instanceof BundleError) throw new RenderError(file, e.where === templateFile ? '' : e.where, e.problem);
+        throw e;
+      }
+      apply([patch], file);
+    }
     for (const file of profile.patches) apply(this.readDocuments(this.fileIn(file)), this.fileIn(file));
     nodePatches.forEach((spec, i) => {
       const { docs: patchDocs, file } = this.patchDocuments(spec, `node patch #${i + 1}`);
@@ -340,6 +359,21 @@ export class MachineConfigRenderer {
   }
 
   /** A path inside the templates folder; refuses to leave it. */
+  /**
+   * The one document of a secrets bundle, read within the same limits as a template (size, depth,
+   * aliases) and only from a file no one else may read: it holds the cluster's CA keys.
+   */
+  private bundleDocument(file: string): unknown {
+    const st = statSync(file, { throwIfNoEntry: false });
+    if (!st) throw new RenderError(file, '', 'secrets bundle not found');
+    if (st.isFile() && (st.mode & 0o077) !== 0) {
+      throw new RenderError(file, '', `the secrets bundle is readable or writable by others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): chmod 600 ${file}`);
+    }
+    const docs = this.readDocuments(file);
+    if (docs.length !== 1) throw new RenderError(file, '', 'a secrets bundle is one YAML document');
+    return docs[0];
+  }
+
   private fileIn(name: string, label = name): string {
     const path = resolve(this.templatesDir, name);
     const rel = relative(this.templatesDir, path);

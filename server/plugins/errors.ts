@@ -2,6 +2,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { OAuthError } from '../../device/errors.js';
 import { ApiError } from '../api-error.js';
 import { ExchangeError } from '../exchange/errors.js';
+import { SealedValueError } from '../secrets/sealed-box.js';
 import { AlreadyExistsError, NotFoundError, StorageUnavailableError } from '../storage/storage.js';
 
 /** How soon a client may try again when the database is out of reach (it usually is back within seconds: a restart, a failover). */
@@ -47,6 +48,17 @@ export function registerErrorHandling(app: FastifyInstance): void {
         .header('Retry-After', String(DATABASE_RETRY_AFTER_SECONDS))
         .header('Cache-Control', 'no-store')
         .send({ error: 'temporarily_unavailable', error_description: 'the gate cannot reach its database; try again shortly' });
+    }
+    // A stored value that does not open (altered, moved from another row, sealed with a secret not
+    // given): nothing of it is served, never an empty config in its place. The log names the row; the
+    // client learns only that the gate cannot answer (a node retries its download, RFC 6749 §4.1.2.1
+    // server_error), since waiting does not mend it and the fault is not the client's.
+    if (err instanceof SealedValueError) {
+      request.log.error({ table: err.at.table, column: err.at.column, row: err.at.rowId, problem: err.problem, key_id: err.keyId }, err.message);
+      return reply
+        .code(500)
+        .header('Cache-Control', 'no-store')
+        .send({ error: 'server_error', error_description: 'a value the gate stored cannot be opened with its system secrets, so it is not served; see the gate\'s log' });
     }
     if (err instanceof AlreadyExistsError) {
       return reply.code(409).header('Cache-Control', 'no-store').send({ error: 'conflict', error_description: err.message });

@@ -7,6 +7,8 @@ import { MissingPrivilegesError } from './postgres/migrate.js';
 import { parseDatabaseUrl, type DatabaseUrl } from './postgres/pool.js';
 import { openSqliteStorage } from './sqlite/index.js';
 import type { Storage } from './storage.js';
+import type { SealedBox } from '../secrets/sealed-box.js';
+import { sealedBoxFor } from '../secrets/system-secret.js';
 
 export function sqliteFile(config: GateConfig): string {
   return join(config.data_dir, 'talos-gate.db');
@@ -17,11 +19,12 @@ export function sqliteFile(config: GateConfig): string {
  * used (unreachable, refusing the login, no such database, missing privileges, TLS failing) is a
  * ConfigError naming database.url, so the gate does not start.
  */
-export async function openStorage(config: GateConfig, opts: { onIdleError?: (e: Error) => void } = {}): Promise<Storage> {
-  if (config.database.url === undefined) return openSqliteStorage(sqliteFile(config));
+export async function openStorage(config: GateConfig, opts: { onIdleError?: (e: Error) => void; box?: SealedBox } = {}): Promise<Storage> {
+  const cipher = opts.box ?? sealedBoxFor(config);
+  if (config.database.url === undefined) return openSqliteStorage(sqliteFile(config), { cipher });
   const url = parseDatabaseUrl(config.database.url); // checked by loadConfig already
   try {
-    return await openPostgresStorage(url, { poolSize: config.database.pool_size, ...(opts.onIdleError ? { onIdleError: opts.onIdleError } : {}) });
+    return await openPostgresStorage(url, { cipher, poolSize: config.database.pool_size, ...(opts.onIdleError ? { onIdleError: opts.onIdleError } : {}) });
   } catch (e) {
     const from = process.env[`${ENV_PREFIX}DATABASE_URL`] !== undefined ? `environment variable ${ENV_PREFIX}DATABASE_URL` : config.source;
     throw new ConfigError(from, 'database.url', startupProblem(e, url));

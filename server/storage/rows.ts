@@ -3,6 +3,12 @@
 // millisecond times) is known. SQLite stores exactly this; the PostgreSQL backend's pool parses its
 // BOOLEAN and BIGINT columns into the same shape (server/storage/postgres/pool.ts), so both backends
 // share these converters.
+//
+// Sealed columns (SEALED_COLUMNS below) hold AES-GCM ciphertext bound to their row (server/secrets/
+// sealed-box.ts): the converters seal on the way in and open on the way out with the RowCipher the
+// backend was opened with, so nothing above storage ever sees a sealed value, and nothing below it a
+// plaintext one.
+import type { SealedAt } from '../secrets/sealed-box.js';
 import {
   newDeviceRequest,
   newNode,
@@ -16,8 +22,40 @@ import {
   type NodeTokenRecord,
   type OperatorGrantRecord,
   type RefreshTokenRecord,
+  type SealedColumn,
   type WebSessionRecord,
 } from './storage.js';
+
+/** Seals and opens the values of sealed columns (a SealedBox); open throws SealedValueError. */
+export interface RowCipher {
+  seal(plaintext: string, at: SealedAt): string;
+  open(sealed: string, at: SealedAt): string;
+}
+
+/**
+ * Every sealed column. Machine configs and per-node patches carry cluster secrets (CA keys, tokens);
+ * IdP refresh tokens let their holder act as the user at the IdP; a pending sign-in holds the PKCE
+ * verifier and nonce. Hashes (device codes, tokens) are hashes already; searchable fields (uuid, mac,
+ * hostname) stay plain so they can be looked up.
+ */
+export const SEALED_COLUMNS: readonly SealedColumn[] = [
+  { table: 'nodes', column: 'config', idColumn: 'id' },
+  { table: 'nodes', column: 'patches', idColumn: 'id' },
+  { table: 'web_sessions', column: 'login', idColumn: 'id_hash' },
+  { table: 'web_sessions', column: 'idp_refresh_token', idColumn: 'id_hash' },
+  { table: 'operator_grants', column: 'idp_refresh_token', idColumn: 'id' },
+];
+
+/** The entry of SEALED_COLUMNS for a column, so SQL only ever names the tables and columns of that list. */
+export function sealedColumn(col: SealedColumn): SealedColumn {
+  const c = SEALED_COLUMNS.find((x) => x.table === col.table && x.column === col.column);
+  if (!c) throw new Error(`storage: ${col.table}.${col.column} is not a sealed column`);
+  return c;
+}
+
+const sealNullable = (c: RowCipher, v: string | null, at: SealedAt): string | null => (v === null ? null : c.seal(v, at));
+const openNullable = (c: RowCipher, v: string | null, at: SealedAt): string | null => (v === null ? null : c.open(v, at));
+const at = (table: SealedColumn['table'], column: string, rowId: string): SealedAt => ({ table, column, rowId });
 
 export interface NodeRow {
   id: string;
@@ -144,7 +182,13 @@ export interface WebSessionRow {
   idp_refresh_token: string | null;
 }
 
-export const sessionFromRow = (r: WebSessionRow): WebSessionRecord => ({
+export const sessionFromRow = (r: WebSessionRow, c: RowCipher): WebSessionRecord => sessionFromOpenRow({
+  ...r,
+  login: openNullable(c, r.login, at('web_sessions', 'login', r.id_hash)),
+  idp_refresh_token: openNullable(c, r.idp_refresh_token, at('web_sessions', 'idp_refresh_token', r.id_hash)),
+});
+
+const sessionFromOpenRow = (r: WebSessionRow): WebSessionRecord => ({
   idHash: r.id_hash,
   createdAt: r.created_at,
   lastSeenAt: r.last_seen_at,
@@ -159,7 +203,16 @@ export const sessionFromRow = (r: WebSessionRow): WebSessionRecord => ({
   idpRefreshToken: r.idp_refresh_token,
 });
 
-export const sessionToRow = (s: WebSessionRecord): WebSessionRow => ({
+export const sessionToRow = (s: WebSessionRecord, c: RowCipher): WebSessionRow => {
+  const r = sessionToOpenRow(s);
+  return {
+    ...r,
+    login: sealNullable(c, r.login, at('web_sessions', 'login', r.id_hash)),
+    idp_refresh_token: sealNullable(c, r.idp_refresh_token, at('web_sessions', 'idp_refresh_token', r.id_hash)),
+  };
+};
+
+const sessionToOpenRow = (s: WebSessionRecord): WebSessionRow => ({
   id_hash: s.idHash,
   created_at: s.createdAt,
   last_seen_at: s.lastSeenAt,
@@ -188,13 +241,13 @@ export interface GrantRow {
   revoked_reason: string | null;
 }
 
-export const grantFromRow = (r: GrantRow): OperatorGrantRecord => ({
+export const grantFromRow = (r: GrantRow, c: RowCipher): OperatorGrantRecord => ({
   id: r.id,
   clientId: r.client_id,
   sub: r.sub,
   email: r.email,
   claims: JSON.parse(r.claims) as Record<string, unknown>,
-  idpRefreshToken: r.idp_refresh_token,
+  idpRefreshToken: openNullable(c, r.idp_refresh_token, at('operator_grants', 'idp_refresh_token', r.id)),
   createdAt: r.created_at,
   refreshedAt: r.refreshed_at,
   expiresAt: r.expires_at,
@@ -202,13 +255,13 @@ export const grantFromRow = (r: GrantRow): OperatorGrantRecord => ({
   revokedReason: r.revoked_reason,
 });
 
-export const grantToRow = (g: OperatorGrantRecord): GrantRow => ({
+export const grantToRow = (g: OperatorGrantRecord, c: RowCipher): GrantRow => ({
   id: g.id,
   client_id: g.clientId,
   sub: g.sub,
   email: g.email,
   claims: JSON.stringify(g.claims),
-  idp_refresh_token: g.idpRefreshToken,
+  idp_refresh_token: sealNullable(c, g.idpRefreshToken, at('operator_grants', 'idp_refresh_token', g.id)),
   created_at: g.createdAt,
   refreshed_at: g.refreshedAt,
   expires_at: g.expiresAt,
@@ -224,7 +277,7 @@ export interface RefreshRow {
   used_at: number | null;
 }
 
-export const nodeFromRow = (r: NodeRow): NodeRecord => ({
+export const nodeFromRow = (r: NodeRow, c: RowCipher): NodeRecord => ({
   id: r.id,
   uuid: r.uuid,
   mac: r.mac,
@@ -232,10 +285,10 @@ export const nodeFromRow = (r: NodeRow): NodeRecord => ({
   status: r.status,
   profile: r.profile,
   hostname: r.hostname,
-  patches: JSON.parse(r.patches) as NodeRecord['patches'],
+  patches: JSON.parse(c.open(r.patches, at('nodes', 'patches', r.id))) as NodeRecord['patches'],
   autoApprove: r.auto_approve === 1,
   autoApproveCidrs: JSON.parse(r.auto_approve_cidrs) as string[],
-  config: r.config,
+  config: openNullable(c, r.config, at('nodes', 'config', r.id)),
   createdAt: r.created_at,
   requestedAt: r.requested_at,
   sourceIp: r.source_ip,
@@ -246,13 +299,13 @@ export const nodeFromRow = (r: NodeRow): NodeRecord => ({
   lastDownloadIp: r.last_download_ip,
 });
 
-export const summaryFromRow = (r: Omit<NodeRow, 'config'>): NodeSummary => {
-  const { config: _config, ...summary } = nodeFromRow({ ...r, config: null });
+export const summaryFromRow = (r: Omit<NodeRow, 'config'>, c: RowCipher): NodeSummary => {
+  const { config: _config, ...summary } = nodeFromRow({ ...r, config: null }, c);
   return summary;
 };
 
 
-export const nodeToRow = (n: NodeRecord): NodeRow => ({
+export const nodeToRow = (n: NodeRecord, c: RowCipher): NodeRow => ({
   id: n.id,
   uuid: n.uuid,
   mac: n.mac,
@@ -260,10 +313,10 @@ export const nodeToRow = (n: NodeRecord): NodeRow => ({
   status: n.status,
   profile: n.profile,
   hostname: n.hostname,
-  patches: JSON.stringify(n.patches),
+  patches: c.seal(JSON.stringify(n.patches), at('nodes', 'patches', n.id)),
   auto_approve: n.autoApprove ? 1 : 0,
   auto_approve_cidrs: JSON.stringify(n.autoApproveCidrs),
-  config: n.config,
+  config: sealNullable(c, n.config, at('nodes', 'config', n.id)),
   created_at: n.createdAt,
   requested_at: n.requestedAt,
   source_ip: n.sourceIp,
@@ -380,6 +433,7 @@ export const refreshFromRow = (r: RefreshRow): RefreshTokenRecord => ({
 });
 
 /** The columns of each table written from a record, in one fixed order. */
-export const NODE_COLUMNS = columns(nodeToRow(newNode('', 0)));
-export const NODE_SUMMARY_COLUMNS = columns(nodeToRow(newNode('', 0)), ['config']);
+const NO_CIPHER: RowCipher = { seal: (v) => v, open: (v) => v }; // only to list the columns below
+export const NODE_COLUMNS = columns(nodeToRow(newNode('', 0), NO_CIPHER));
+export const NODE_SUMMARY_COLUMNS = columns(nodeToRow(newNode('', 0), NO_CIPHER), ['config']);
 export const REQUEST_COLUMNS = columns(requestToRow(blankRequest()), ['id']);

@@ -287,6 +287,19 @@ export interface WebSessionRecord {
   idpRefreshToken: string | null;
 }
 
+/** A column whose values are sealed (rows.ts SEALED_COLUMNS), with the column naming its row (stable across backends). */
+export interface SealedColumn {
+  table: 'nodes' | 'web_sessions' | 'operator_grants';
+  column: string;
+  idColumn: string;
+}
+
+/** A stored value of a sealed column as it is on disk (sealed, or plaintext from before sealing). */
+export interface SealedValueRow {
+  id: string;
+  value: string;
+}
+
 /** What one poll at /token changes on its device request (RFC 8628 §3.5 interval and slow_down bookkeeping). */
 export type DevicePollFields = Partial<Pick<DeviceRequestRecord, 'intervalMs' | 'lastPollAt' | 'nextPollAt' | 'lastPollBasic' | 'lastAnswer'>>;
 
@@ -416,6 +429,19 @@ export interface StorageTx {
   garbageCollect(now: number, limit?: number): Promise<{ deviceRequests: number; nodeTokens: number; webSessions: number }>;
   /** Deletes certificate records that expired before certsBefore and audit events older than auditBefore. */
   applyRetention(certsBefore: number, auditBefore: number): Promise<{ certificates: number; auditEvents: number }>;
+
+  /**
+   * The stored values of one sealed column as they are on disk, never opened: rows with a value
+   * (not NULL) whose id sorts after `afterId`, in id order, at most `limit`; with `head`, only each
+   * value's first `head` characters. For the start-up check and `db reencrypt` (server/secrets/).
+   */
+  scanSealedColumn(column: SealedColumn, afterId: string | null, limit: number, head?: number): Promise<SealedValueRow[]>;
+  /**
+   * Writes `next` into one row's sealed column if it still holds `expected` (compare and set, so a
+   * re-encryption running beside the gate never overwrites a newer value). False when it changed or
+   * the row is gone.
+   */
+  replaceSealedValue(column: SealedColumn, id: string, expected: string, next: string): Promise<boolean>;
 }
 
 /** What one poll decided (device/poll.ts): the bookkeeping to write (empty: nothing) and the caller's answer. */

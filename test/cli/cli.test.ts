@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -11,7 +12,8 @@ import { freePort, startTestGate } from '../helpers/gate.js';
 test('serve on embedded defaults and TALOS_GATE_LISTEN: prints what to do, answers, stops on SIGTERM', async () => {
   const cwd = mkdtempSync(join(tmpdir(), 'talos-gate-serve-'));
   const port = await freePort();
-  const run = runCli(['serve'], { cwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${port}` } });
+  // not the demo, so the gate needs its system secret (server/secrets/); it is never printed either
+  const run = runCli(['serve'], { cwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${port}`, TALOS_GATE_SECRETS_SYSTEM: randomBytes(32).toString('hex') } });
   try {
     await run.waitFor(/Try it without hardware/);
     const out = run.stdout();

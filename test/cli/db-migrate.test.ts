@@ -1,3 +1,4 @@
+import { sharedTestBox } from '../helpers/sealing.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -91,13 +92,13 @@ describe('db migrate: a populated SQLite file into PostgreSQL', () => {
 
   before(async () => {
     file = join(dir, 'populated.db');
-    const s = openSqliteStorage(file);
+    const s = openSqliteStorage(file, { cipher: sharedTestBox });
     await populate(s);
     await s.close();
     target = await createTestDatabase();
     first = await migrate(['--from', file, '--to', target.url]);
-    sqlite = openSqliteStorage(file);
-    postgres = await openPostgresStorage(parseDatabaseUrl(target.url), { poolSize: 2 });
+    sqlite = openSqliteStorage(file, { cipher: sharedTestBox });
+    postgres = await openPostgresStorage(parseDatabaseUrl(target.url), { poolSize: 2, cipher: sharedTestBox });
   });
   after(async () => {
     await sqlite?.close();
@@ -160,12 +161,12 @@ describe('db migrate: a populated SQLite file into PostgreSQL', () => {
 
 test('db migrate --replace empties a target holding data, then copies', async () => {
   const file = join(dir, 'replace.db');
-  const s = openSqliteStorage(file);
+  const s = openSqliteStorage(file, { cipher: sharedTestBox });
   await s.createNode(newNode('only', 1));
   await s.close();
   const target = await createTestDatabase();
   try {
-    const pgs = await openPostgresStorage(parseDatabaseUrl(target.url), { poolSize: 1 });
+    const pgs = await openPostgresStorage(parseDatabaseUrl(target.url), { poolSize: 1, cipher: sharedTestBox });
     await pgs.createNode(newNode('stale', 1));
     await pgs.addAuditEvent({ at: 1, type: 'stale', actor: null, subject: null, ip: null, detail: {} });
     const r = await migrate(['--from', file, '--to', target.url, '--replace']);
@@ -181,13 +182,13 @@ test('db migrate --replace empties a target holding data, then copies', async ()
 
 test('a target that changes what it stores fails the verification: exit 1, rolled back', async () => {
   const file = join(dir, 'verify.db');
-  const s = openSqliteStorage(file);
+  const s = openSqliteStorage(file, { cipher: sharedTestBox });
   await s.addAuditEvent({ at: 1, type: 'node.approved', actor: 'a', subject: 's', ip: null, detail: { k: 1 } });
   await s.close();
   const target = await createTestDatabase();
   try {
     // a target migrated already, with a trigger that alters each audit row as it is inserted
-    await (await openPostgresStorage(parseDatabaseUrl(target.url), { poolSize: 1 })).close();
+    await (await openPostgresStorage(parseDatabaseUrl(target.url), { poolSize: 1, cipher: sharedTestBox })).close();
     await onDatabase(target.url, async (c) => {
       await c.query(`CREATE FUNCTION tamper() RETURNS trigger AS $$ BEGIN NEW.actor := 'someone else'; RETURN NEW; END $$ LANGUAGE plpgsql`);
       await c.query('CREATE TRIGGER tamper BEFORE INSERT ON audit_events FOR EACH ROW EXECUTE FUNCTION tamper()');
@@ -230,25 +231,25 @@ describe('db migrate refuses, naming the flag, and writes nothing', () => {
 
   test('a --from at another schema version: start the gate on it first, or upgrade', async () => {
     const old = join(dir, 'old.db');
-    (await openSqliteStorage(old).close());
+    (await openSqliteStorage(old, { cipher: sharedTestBox }).close());
     new Database(old).exec('DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)').close();
     await refused(['--from', old, '--to', target.url], /--from: \S+old\.db is at schema version \d+, this talos-gate's is \d+: start this talos-gate once on it/);
     const newer = join(dir, 'newer.db');
-    (await openSqliteStorage(newer).close());
+    (await openSqliteStorage(newer, { cipher: sharedTestBox }).close());
     new Database(newer).exec("INSERT INTO schema_migrations VALUES (999, 'future', 0)").close();
     await refused(['--from', newer, '--to', target.url], /--from: \S+newer\.db is at schema version 999, newer than this talos-gate/);
   });
 
   test('a --from table the PostgreSQL schema does not have is refused, not dropped', async () => {
     const extra = join(dir, 'extra.db');
-    await openSqliteStorage(extra).close();
+    await openSqliteStorage(extra, { cipher: sharedTestBox }).close();
     new Database(extra).exec("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes VALUES (1, 'keep me')").close();
     await refused(['--from', extra, '--to', target.url], /--from: cannot be copied as it is:\n {2}- table notes has no counterpart in postgres:\/\/\S+'s schema/);
   });
 
   test('a value that does not fit its column names the table, column and row', async () => {
     const bad = join(dir, 'bad-value.db');
-    const s = openSqliteStorage(bad);
+    const s = openSqliteStorage(bad, { cipher: sharedTestBox });
     await s.createNode(newNode('n', 1));
     await s.close();
     new Database(bad).exec("UPDATE nodes SET created_at = 'yesterday'").close();
@@ -257,7 +258,7 @@ describe('db migrate refuses, naming the flag, and writes nothing', () => {
 
   test('a --to that is no URL, not PostgreSQL, or unreachable', async () => {
     const file = join(dir, 'fine.db');
-    await openSqliteStorage(file).close();
+    await openSqliteStorage(file, { cipher: sharedTestBox }).close();
     await refused(['--from', file, '--to', 'not a url'], /--to: is not a URL/);
     await refused(['--from', file, '--to', 'mysql://h/db'], /--to: must start with postgres:\/\//);
     await refused(['--from', file, '--to', withDatabase(testServerUrl(), 'talos_gate_no_such_db')], /--to: PostgreSQL at \S+ has no database talos_gate_no_such_db: create it/);

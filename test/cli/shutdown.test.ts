@@ -18,7 +18,7 @@ test('SIGTERM: the request in flight is answered, the database is closed cleanly
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-shutdown-'));
   const port = await freePort();
   const file = join(dir, 'gate.yaml');
-  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: randomBytes(24).toString('hex'), log_level: 'warn', audit_log: 'off', oidc: { issuer_url: `http://127.0.0.1:${idpPort}`, client_id: 'x' } }));
+  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: randomBytes(24).toString('hex'), secrets: { system: [randomBytes(32).toString('hex')] }, log_level: 'warn', audit_log: 'off', oidc: { issuer_url: `http://127.0.0.1:${idpPort}`, client_id: 'x' } }));
   const serve = runCli(['serve', '--config', file]);
   try {
     await serve.waitFor(/Try it without hardware/);

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -54,10 +55,16 @@ test('a profile patch that does not apply stops serve at start-up, naming the pa
 test('TALOS_GATE_* settings without a config file are a gate of their own, never silently the demo', async () => {
   const cwd = mkdtempSync(join(tmpdir(), 'talos-gate-envonly-'));
   const port = await freePort();
-  const run = runCli(['serve'], { cwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${port}`, TALOS_GATE_LOG_LEVEL: 'silent' } });
+  // a gate of its own needs its system secret, which the demo would have made for itself
+  const unsealed = runCli(['serve'], { cwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${port}`, TALOS_GATE_LOG_LEVEL: 'silent' } });
+  assert.equal(await unsealed.exit, 2);
+  assert.match(unsealed.stderr(), /config error: embedded defaults: secrets\.system: is required: .*openssl rand -hex 32.*TALOS_GATE_SECRETS_SYSTEM/);
+  const secret = randomBytes(32).toString('hex');
+  const run = runCli(['serve'], { cwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${port}`, TALOS_GATE_LOG_LEVEL: 'silent', TALOS_GATE_SECRETS_SYSTEM: secret } });
   try {
     await run.waitFor(/Try it without hardware/);
-    assert.match(run.stdout(), /config: +embedded defaults \+ TALOS_GATE_LISTEN, TALOS_GATE_LOG_LEVEL\n/);
+    assert.match(run.stdout(), /config: +embedded defaults \+ TALOS_GATE_LISTEN, TALOS_GATE_LOG_LEVEL, TALOS_GATE_SECRETS_SYSTEM\n/);
+    assert.doesNotMatch(run.stdout(), new RegExp(secret), 'the secret itself is never printed');
     assert.doesNotMatch(run.stdout(), /DEVELOPMENT MODE/);
     assert.match(run.stdout(), /No IdP \(oidc\.issuer_url is not set\)/);
     assert.ok(!existsSync(join(cwd, 'talos-gate-data', 'demo-talos-ca')), 'no throwaway CA');
@@ -92,9 +99,10 @@ test('the demo is what runs with no config file and no TALOS_GATE_* settings at 
     assert.ok(bare.demo, 'nothing configured: the demo');
     assert.deepEqual(bare.envSettings, []);
     await bare.demo.idp.close();
-    const configured = await prepareGate(undefined, { TALOS_GATE_LOG_LEVEL: 'warn' });
-    assert.equal(configured.demo, undefined, 'one setting: not the demo');
-    assert.deepEqual(configured.envSettings, ['TALOS_GATE_LOG_LEVEL']);
+    await assert.rejects(() => prepareGate(undefined, { TALOS_GATE_LOG_LEVEL: 'warn' }), /secrets\.system: is required/, 'one setting: not the demo, so a secret of its own is needed');
+    const configured = await prepareGate(undefined, { TALOS_GATE_LOG_LEVEL: 'warn', TALOS_GATE_SECRETS_SYSTEM: randomBytes(32).toString('hex') });
+    assert.equal(configured.demo, undefined, 'settings: not the demo');
+    assert.deepEqual(configured.envSettings, ['TALOS_GATE_LOG_LEVEL', 'TALOS_GATE_SECRETS_SYSTEM']);
   } finally {
     process.chdir(before);
   }

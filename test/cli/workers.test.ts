@@ -16,7 +16,7 @@ test('workers: 2 serves from two processes on one port and one database, and sto
   const port = await freePort();
   const file = join(dir, 'gate.yaml');
   const adminToken = randomBytes(24).toString('hex');
-  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: adminToken, workers: 2, log_level: 'warn', audit_log: 'off', device: { interval: '1s' } }));
+  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: adminToken, secrets: { system: [randomBytes(32).toString('hex')] }, workers: 2, log_level: 'warn', audit_log: 'off', device: { interval: '1s' } }));
   const serve = runCli(['serve', '--config', file]);
   try {
     await serve.waitFor(/with 2 workers/);

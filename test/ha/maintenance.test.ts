@@ -1,3 +1,4 @@
+import { sharedTestBox } from '../helpers/sealing.js';
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
 import { EnrollmentMaintenance } from '../../server/enrollment/maintenance.js';
@@ -19,8 +20,8 @@ const settings = { expiryGraceMs: 0, pendingRetentionMs: 0 };
 
 before(async () => {
   db = await createTestDatabase();
-  a = await openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 3 });
-  b = await openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 3 });
+  a = await openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 3, cipher: sharedTestBox });
+  b = await openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 3, cipher: sharedTestBox });
 });
 after(async () => {
   await a?.close();
@@ -82,7 +83,7 @@ test('rounds started on both at the same moment never overlap', async () => {
 });
 
 test('an instance that dies holding the job lets go of it: its connection ends, and the lock with it', async () => {
-  const dying = await openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 2 });
+  const dying = await openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 2, cipher: sharedTestBox });
   let started = false;
   let finish!: () => void;
   const stuck = new Promise<void>((r) => (finish = r));

@@ -50,6 +50,7 @@ export async function startTestGate(overrides: Record<string, unknown> = {}, opt
     listen: `127.0.0.1:${port}`,
     data_dir: join(dir, 'data'),
     admin_token: randomBytes(24).toString('hex'),
+    secrets: { system: [randomBytes(32).toString('hex')] },
     log_level: 'silent',
     device: { interval: '1s', code_ttl: '2m' },
     audit_log: join(dir, 'audit.jsonl'),

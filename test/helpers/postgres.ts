@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { openPostgresStorage, type PostgresStorage } from '../../server/storage/postgres/index.js';
 import { parseDatabaseUrl } from '../../server/storage/postgres/pool.js';
+import { sharedTestBox } from './sealing.js';
 
 // The PostgreSQL server the tests use: TEST_POSTGRES_URL, a role allowed to CREATE
 // DATABASE. `npm test` sets it (test/helpers/with-postgres.sh starts a throwaway cluster when it is
@@ -75,7 +76,7 @@ export async function createTestDatabase(): Promise<TestDatabase> {
 /** A storage on a fresh database; closing it drops the database. */
 export async function freshPostgresStorage(): Promise<PostgresStorage> {
   const db = await createTestDatabase();
-  const s = await openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 4 });
+  const s = await openPostgresStorage(parseDatabaseUrl(db.url), { cipher: sharedTestBox, poolSize: 4 });
   const close = s.close.bind(s);
   s.close = async () => {
     await close();

@@ -1,3 +1,4 @@
+import { sharedTestBox } from '../helpers/sealing.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,7 +15,7 @@ import { freshPostgresStorage } from '../helpers/postgres.js';
 const dir = mkdtempSync(join(tmpdir(), 'talos-gate-outbox-'));
 let n = 0;
 const backends: [string, () => Promise<Storage>][] = [
-  ['sqlite', async () => openSqliteStorage(join(dir, `outbox-${n++}.db`))],
+  ['sqlite', async () => openSqliteStorage(join(dir, `outbox-${n++}.db`), { cipher: sharedTestBox })],
   ['postgres', freshPostgresStorage],
 ];
 

@@ -10,13 +10,14 @@ import { AuditLog } from '../../server/audit.js';
 import { GateTokenSigner } from '../../server/operators/gate-tokens.js';
 import { OperatorService, type IdpRefresher } from '../../server/operators/service.js';
 import { openSqliteStorage } from '../../server/storage/sqlite/index.js';
+import { sharedTestBox } from '../helpers/sealing.js';
 
 // The gate's refresh of a device login when the IdP misbehaves: unreachable is not the end of the
 // login, an OAuth refusal is, and a replayed refresh token revokes the login.
 
 async function setup(idp: IdpRefresher) {
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-refresh-'));
-  const storage = openSqliteStorage(join(dir, 'db.sqlite'));
+  const storage = openSqliteStorage(join(dir, 'db.sqlite'), { cipher: sharedTestBox });
   const signer = await GateTokenSigner.open(storage, dir, 'https://gate.test');
   const audit = new AuditLog(storage, Date.now);
   const ops = new OperatorService(storage, audit, signer, idp, { accessTokenTtlMs: 600_000, grantTtlMs: 86_400_000 }, Date.now, new SubjectBlocks(storage, audit, Date.now));

@@ -1,3 +1,4 @@
+import { sharedTestBox } from '../helpers/sealing.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
@@ -17,7 +18,7 @@ const TTL = 10 * MINUTE;
 
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-keys-'));
-  const storage = openSqliteStorage(join(dir, 'db.sqlite'));
+  const storage = openSqliteStorage(join(dir, 'db.sqlite'), { cipher: sharedTestBox });
   let t = 1_800_000_000_000;
   const clock = { now: () => t, advance: (ms: number) => void (t += ms) };
   return { dir, storage, clock };

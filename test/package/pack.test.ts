@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -86,7 +87,7 @@ test('npm pack yields a package that installs and runs: --version, serve, simula
     const port = await freePort();
     const adminToken = 'c2f1e8a94b7d03e6a5f2c1b8d9e04a7f3b6c2d1e';
     const cfg = join(work, 'gate.yaml');
-    writeFileSync(cfg, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(work, 'data'), admin_token: adminToken, log_level: 'silent', device: { interval: '1s' } }));
+    writeFileSync(cfg, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(work, 'data'), admin_token: adminToken, secrets: { system: [randomBytes(32).toString('hex')] }, log_level: 'silent', device: { interval: '1s' } }));
     const serve = start(bin, ['serve', '--config', cfg]);
     try {
       const [, hint] = await serve.waitFor(/Try it without hardware: +(\S+) simulate-node/);

@@ -20,7 +20,7 @@ test('crash safety: SIGKILL during a 200-node enrollment', async () => {
   const port = await freePort();
   const adminToken = randomBytes(24).toString('hex');
   const file = join(dir, 'gate.yaml');
-  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: adminToken, log_level: 'warn', audit_log: 'off', device: { interval: '1s', max_pending_per_ip: 10_000 } }));
+  writeFileSync(file, stringify({ listen: `127.0.0.1:${port}`, data_dir: join(dir, 'data'), admin_token: adminToken, secrets: { system: [randomBytes(32).toString('hex')] }, log_level: 'warn', audit_log: 'off', device: { interval: '1s', max_pending_per_ip: 10_000 } }));
   const url = `https://127.0.0.1:${port}`;
   let gate: CliRun = runCli(['serve', '--config', file]);
   await gate.waitFor(/Try it without hardware/);

@@ -147,6 +147,7 @@ test('5,000 bad requests: no 5xx, nothing stored, no secret in any response or l
       listen: `127.0.0.1:${port}`,
       data_dir: join(dir, 'data'),
       admin_token: adminToken,
+      secrets: { system: [randomBytes(32).toString('hex')] },
       log_level: 'info',
       audit_log: 'stdout',
       device: { interval: '1s', max_pending_per_ip: 5 },

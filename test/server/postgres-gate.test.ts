@@ -22,6 +22,7 @@ import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 import { createTestDatabase, freshPostgresStorage, onServer, testServerCa, testServerUrl, withDatabase } from '../helpers/postgres.js';
 import { makeTalosCa } from '../helpers/talos-ca.js';
+import { sharedTestBox } from '../helpers/sealing.js';
 
 // A gate on PostgreSQL end to end (the enrollment flow runs on both backends in
 // test/enrollment/device-flow.test.ts): the exchange and a block, an operator's refresh and its
@@ -216,7 +217,7 @@ describe('a database.url that cannot be used stops the start, naming the key', (
       // PostgreSQL 15: no CREATE on schema public for roles other than the database's owner
       assert.match(await startError(asRole.href), new RegExp(`role ${role} may not create the gate's tables`));
       // migrated by the owner, readable but not writable by the role
-      const owner = await openPostgresStorage(parseDatabaseUrl(db.url));
+      const owner = await openPostgresStorage(parseDatabaseUrl(db.url), { cipher: sharedTestBox });
       await owner.close();
       const inDb = new pg.Client({ connectionString: db.url });
       await inDb.connect();
@@ -241,7 +242,7 @@ describe('TLS to PostgreSQL', () => {
   test('sslmode=verify-full with sslrootcert: the connection is encrypted and the server checked', async () => {
     const db = await createTestDatabase();
     try {
-      const s = await openPostgresStorage(parseDatabaseUrl(withTls(db.url, `sslmode=verify-full&sslrootcert=${testServerCa()}`)));
+      const s = await openPostgresStorage(parseDatabaseUrl(withTls(db.url, `sslmode=verify-full&sslrootcert=${testServerCa()}`)), { cipher: sharedTestBox });
       const row = await s.pool.query<{ ssl: number }>('SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()');
       assert.equal(row.rows[0]?.ssl, 1, 'TLS on the connection');
       await s.createNode(newNode('tls-node', 1));

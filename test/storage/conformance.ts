@@ -10,7 +10,9 @@ import {
   type NodeRecord,
   type Storage,
   type StorageTx,
+  type SealedColumn,
 } from '../../server/storage/storage.js';
+import { SEALED_COLUMNS } from '../../server/storage/rows.js';
 
 // The behaviour every storage backend must have. A new backend calls runStorageConformance with a
 // factory that gives an empty store (at once, or once it is made: a server database is made anew).
@@ -67,6 +69,27 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
       assert.equal((await s.deleteNode('n2')), true);
       assert.equal((await s.getDeviceRequest(r.id)), undefined, "a forgotten node's requests go with it");
       assert.equal((await s.deleteNode('n2')), false);
+      await s.close();
+    });
+
+    test('sealed columns: stored sealed, scanned in id order and by head, replaced only when unchanged', async () => {
+      const s = await newStorage();
+      for (const id of ['c', 'a', 'b']) await s.createNode(sampleNode(id, { config: `machine:\n  token: secret-${id}\n` }));
+      await s.createNode(sampleNode('d')); // no config: not scanned for config
+      const config = SEALED_COLUMNS.find((c) => c.table === 'nodes' && c.column === 'config') as SealedColumn;
+      const all = await s.scanSealedColumn(config, null, 10);
+      assert.deepEqual(all.map((r) => r.id), ['a', 'b', 'c']);
+      for (const r of all) {
+        assert.match(r.value, /^sealed:1:[0-9a-f]{16}:/, 'on disk, sealed');
+        assert.ok(!r.value.includes('secret-'), 'never the plaintext');
+      }
+      assert.deepEqual((await s.scanSealedColumn(config, 'a', 1)).map((r) => r.id), ['b'], 'pages on after an id');
+      assert.deepEqual((await s.scanSealedColumn(config, null, 10, 26)).map((r) => r.value), all.map((r) => r.value.slice(0, 26)), 'heads only');
+      const [a, b] = all as [{ id: string; value: string }, { id: string; value: string }];
+      assert.equal(await s.replaceSealedValue(config, 'a', b.value, a.value), false, 'not what is stored: nothing written');
+      assert.equal(await s.replaceSealedValue(config, 'a', a.value, a.value), true);
+      assert.equal((await s.scanSealedColumn(SEALED_COLUMNS.find((c) => c.column === 'patches') as SealedColumn, null, 10)).length, 4, 'patches of every node, sealed');
+      assert.equal((await s.getNode('b'))?.config, 'machine:\n  token: secret-b\n');
       await s.close();
     });
 

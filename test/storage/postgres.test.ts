@@ -10,6 +10,7 @@ import { StorageUnavailableError } from '../../server/storage/storage.js';
 import { freePort } from '../helpers/gate.js';
 import { createTestDatabase, freshPostgresStorage, testServerUrl, type TestDatabase } from '../helpers/postgres.js';
 import { runStorageConformance, sampleNode, sampleRequest } from './conformance.js';
+import { sharedTestBox } from '../helpers/sealing.js';
 
 testServerUrl(); // fails this file at once, saying how to get a server, when there is none
 
@@ -19,8 +20,8 @@ runStorageConformance('postgres', freshPostgresStorage);
 async function twoInstances(): Promise<{ a: PostgresStorage; b: PostgresStorage; db: TestDatabase; close(): Promise<void> }> {
   const db = await createTestDatabase();
   const [a, b] = await Promise.all([
-    openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 8 }),
-    openPostgresStorage(parseDatabaseUrl(db.url), { poolSize: 8 }),
+    openPostgresStorage(parseDatabaseUrl(db.url), { cipher: sharedTestBox, poolSize: 8 }),
+    openPostgresStorage(parseDatabaseUrl(db.url), { cipher: sharedTestBox, poolSize: 8 }),
   ]);
   return {
     a,
@@ -169,7 +170,7 @@ test('postgres: a database out of reach is StorageUnavailableError, not a crash'
   url.port = String(await freePort()); // nothing listens there
   const pool = new pg.Pool({ host: url.hostname, port: Number(url.port), connectionTimeoutMillis: 2000 });
   const { PostgresStorage: Storage } = await import('../../server/storage/postgres/index.js');
-  const s = new Storage(pool, url.href);
+  const s = new Storage(pool, url.href, sharedTestBox);
   await assert.rejects(() => s.getNode('x'), StorageUnavailableError);
   await assert.rejects(() => s.transaction((tx) => tx.getNode('x')), StorageUnavailableError);
   await s.close();

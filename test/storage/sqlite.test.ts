@@ -8,19 +8,21 @@ import { migrate, readMigrations } from '../../server/storage/migrate.js';
 import { openSqliteStorage } from '../../server/storage/sqlite/index.js';
 import { sqliteMigrationsDir } from '../../server/paths.js';
 import { runStorageConformance, sampleNode } from './conformance.js';
+import { sharedTestBox } from '../helpers/sealing.js';
+import { reencrypt } from '../../server/secrets/reencrypt.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'talos-gate-sqlite-'));
 let n = 0;
-runStorageConformance('sqlite file', () => openSqliteStorage(join(dir, `conf-${n++}.db`)));
+runStorageConformance('sqlite file', () => openSqliteStorage(join(dir, `conf-${n++}.db`), { cipher: sharedTestBox }));
 
 test('sqlite: WAL mode, 0600 file, migrations recorded once, data survives reopening', async () => {
   const file = join(dir, 'reopen.db');
-  const s = openSqliteStorage(file);
+  const s = openSqliteStorage(file, { cipher: sharedTestBox });
   assert.equal(s.db.pragma('journal_mode', { simple: true }), 'wal');
   assert.equal(statSync(file).mode & 0o777, 0o600);
   await s.createNode(sampleNode('kept'));
   await s.close();
-  const again = openSqliteStorage(file);
+  const again = openSqliteStorage(file, { cipher: sharedTestBox });
   assert.ok(await again.getNode('kept'));
   const versions = again.db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[];
   assert.deepEqual(versions.map((v) => v.version), readMigrations(sqliteMigrationsDir).map((m) => m.version));
@@ -29,12 +31,12 @@ test('sqlite: WAL mode, 0600 file, migrations recorded once, data survives reope
 
 test('sqlite: a grouped transaction asked for just before close is committed, not lost', async () => {
   const file = join(dir, 'close.db');
-  const s = openSqliteStorage(file);
+  const s = openSqliteStorage(file, { cipher: sharedTestBox });
   const pending = s.groupedTransaction(async (tx) => (await tx.createNode(sampleNode('late'))).id);
   const closed = s.close();
   assert.equal(await pending, 'late');
   await closed;
-  const again = openSqliteStorage(file);
+  const again = openSqliteStorage(file, { cipher: sharedTestBox });
   assert.ok(await again.getNode('late'));
   await again.close();
 });
@@ -63,7 +65,7 @@ test('sqlite: migration 6 keeps every certificate record and its id, and ids go 
   db.prepare('DELETE FROM certificates WHERE serial = ?').run('serial-4'); // the highest id was used once
   const before = db.prepare('SELECT * FROM certificates ORDER BY id').all();
   db.close();
-  const s = openSqliteStorage(file);
+  const s = openSqliteStorage(file, { cipher: sharedTestBox });
   assert.deepEqual(s.db.prepare('SELECT * FROM certificates ORDER BY id').all(), before);
   const added = await s.addCertificate({
     serial: 'serial-new', fingerprint: 'fp-0', subject: 'sub', email: null, commonName: 'cn', issuer: 'iss',
@@ -85,7 +87,9 @@ test('sqlite: migration 7 takes the standing auto-approval from nodes approved b
   insert.run('registered', 1, null);
   insert.run('plain', 0, 'machine: {}\n');
   db.close();
-  const s = openSqliteStorage(file);
+  const s = openSqliteStorage(file, { cipher: sharedTestBox });
+  // rows from before sealing are plaintext: db reencrypt seals them (server/secrets/reencrypt.ts)
+  await reencrypt(s, sharedTestBox);
   assert.deepEqual(
     await Promise.all(['booted', 'registered', 'plain'].map(async (id) => [(await s.getNode(id))?.autoApprove, (await s.getNode(id))?.autoApproveCidrs])),
     [[false, []], [true, []], [false, []]],

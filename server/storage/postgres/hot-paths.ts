@@ -36,6 +36,7 @@ import {
   type DeviceRequestRow,
   type NodeRow,
   type NodeTokenRow,
+  type RowCipher,
 } from '../rows.js';
 import {
   NotFoundError,
@@ -205,7 +206,7 @@ const TOKEN_WITH_NODE = `SELECT ${TOKEN_COLUMNS.map((c) => `t.${c} AS t_${c}`).j
 
 type TokenWithNodeRow = NodeRow & { [K in (typeof TOKEN_COLUMNS)[number] as `t_${K}`]: NodeTokenRow[K] };
 
-export async function getNodeTokenWithNode(query: PoolQuery, tokenHash: string): Promise<NodeTokenWithNode | undefined> {
+export async function getNodeTokenWithNode(query: PoolQuery, cipher: RowCipher, tokenHash: string): Promise<NodeTokenWithNode | undefined> {
   const row = (await query<TokenWithNodeRow>(TOKEN_WITH_NODE, [tokenHash])).rows[0];
   if (!row) return undefined;
   const token = tokenFromRow({
@@ -217,7 +218,7 @@ export async function getNodeTokenWithNode(query: PoolQuery, tokenHash: string):
     revoked_at: row.t_revoked_at,
   });
   // a LEFT JOIN without a node gives its columns as NULL; id is never NULL in a row that exists
-  return { token, node: (row.id as string | null) === null ? undefined : nodeFromRow(row) };
+  return { token, node: (row.id as string | null) === null ? undefined : nodeFromRow(row, cipher) };
 }
 
 const DOWNLOAD = `WITH counted AS (
@@ -280,13 +281,13 @@ interface NodeVersionRow extends NodeRow {
 /** How many times a /device/code is planned again (a node changed under it, a user code taken) before it fails. */
 const ISSUE_ATTEMPTS = 8;
 
-export async function issueDeviceCode(query: PoolQuery, ask: DeviceCodeAsk): Promise<{ request: DeviceRequestRecord; audit: AuditEvent[] } | 'too_many_pending'> {
+export async function issueDeviceCode(query: PoolQuery, cipher: RowCipher, ask: DeviceCodeAsk): Promise<{ request: DeviceRequestRecord; audit: AuditEvent[] } | 'too_many_pending'> {
   for (let attempt = 1; ; attempt++) {
     const rows = (await query<NodeVersionRow>(READ_NODES, [ask.nodeIds])).rows;
     const byId = new Map(rows.map((r) => [r.id, r]));
     const found: (NodeRecord | undefined)[] = ask.nodeIds.map((id) => {
       const r = byId.get(id);
-      return r && nodeFromRow(r);
+      return r && nodeFromRow(r, cipher);
     });
     const plan = ask.plan(found, ask.newUserCode());
     const version = plan.created ? null : (byId.get(plan.node.id)?.row_version ?? null);
@@ -300,7 +301,7 @@ export async function issueDeviceCode(query: PoolQuery, ask: DeviceCodeAsk): Pro
         ask.maxPending,
         version,
         plan.node.id,
-        JSON.stringify(nodeToRow(plan.node)),
+        JSON.stringify(nodeToRow(plan.node, cipher)),
         JSON.stringify(requestToRow(plan.request)),
         JSON.stringify(events),
         ask.finishedBefore,

@@ -17,6 +17,7 @@
 import pg, { type Pool, type PoolClient, type QueryConfig, type QueryResult, type QueryResultRow } from 'pg';
 import { postgresMigrationsDir } from '../../paths.js';
 import { readMigrations } from '../migrate.js';
+import type { RowCipher } from '../rows.js';
 import type { AuditEvent, CertificateRecord, DeviceCodeAsk, DeviceRequestRecord, NewAuditEvent, NewCertificate, NodeTokenRecord, NodeTokenWithNode, PollOutcome, Storage, StorageTx } from '../storage.js';
 import { isRetryable, isUnavailable, storageError } from './errors.js';
 import { migratePostgres } from './migrate.js';
@@ -55,6 +56,7 @@ class PostgresTx extends PgView {
   constructor(
     private readonly client: PoolClient,
     private readonly trips: RoundTrips,
+    protected readonly cipher: RowCipher,
   ) {
     super();
   }
@@ -115,6 +117,7 @@ export class PostgresStorage extends PgView implements Storage {
     readonly pool: Pool,
     /** The URL without its password, for messages. */
     readonly target: string,
+    protected readonly cipher: RowCipher,
   ) {
     super();
     this.webhooks = new PgWebhookOutbox(pool);
@@ -177,7 +180,7 @@ export class PostgresStorage extends PgView implements Storage {
   }
 
   issueDeviceCode(ask: DeviceCodeAsk): Promise<{ request: DeviceRequestRecord; audit: AuditEvent[] } | 'too_many_pending'> {
-    return issueDeviceCode(this.onPool, ask);
+    return issueDeviceCode(this.onPool, this.cipher, ask);
   }
 
   pollDeviceCode<T>(codeHash: string, decide: (r: DeviceRequestRecord) => PollOutcome<T>): Promise<{ request: DeviceRequestRecord; result: T } | undefined> {
@@ -189,7 +192,7 @@ export class PostgresStorage extends PgView implements Storage {
   }
 
   getNodeTokenWithNode(tokenHash: string): Promise<NodeTokenWithNode | undefined> {
-    return getNodeTokenWithNode(this.onPool, tokenHash);
+    return getNodeTokenWithNode(this.onPool, this.cipher, tokenHash);
   }
 
   recordConfigDownloadAudited(id: string, at: number, ip: string, audit: NewAuditEvent): Promise<AuditEvent> {
@@ -224,7 +227,7 @@ export class PostgresStorage extends PgView implements Storage {
         broken = e;
       };
       client.on('error', onError);
-      const tx = new PostgresTx(client, this.roundTrips);
+      const tx = new PostgresTx(client, this.roundTrips, this.cipher);
       try {
         this.roundTrips.count++;
         await client.query('BEGIN');
@@ -259,6 +262,8 @@ export class PostgresStorage extends PgView implements Storage {
 }
 
 export interface PostgresOptions {
+  /** Seals the sealed columns (server/secrets/sealed-box.ts). */
+  cipher: RowCipher;
   poolSize?: number;
   migrationsDir?: string;
   /** Where errors of idle pooled connections go (a server restart ends them all). */
@@ -266,7 +271,7 @@ export interface PostgresOptions {
 }
 
 /** Opens a pool to the database and brings its schema up to date; rejects with the server's (or the network's) error. */
-export async function openPostgresStorage(url: DatabaseUrl, opts: PostgresOptions = {}): Promise<PostgresStorage> {
+export async function openPostgresStorage(url: DatabaseUrl, opts: PostgresOptions): Promise<PostgresStorage> {
   const pool = new pg.Pool(poolConfig(url, opts.poolSize ?? 10));
   // an idle client whose server went away: the pool drops it and makes a new one when asked
   pool.on('error', (e) => opts.onIdleError?.(e));
@@ -276,5 +281,5 @@ export async function openPostgresStorage(url: DatabaseUrl, opts: PostgresOption
     await pool.end().catch(() => undefined);
     throw e;
   }
-  return new PostgresStorage(pool, url.redacted);
+  return new PostgresStorage(pool, url.redacted, opts.cipher);
 }

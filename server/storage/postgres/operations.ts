@@ -37,6 +37,8 @@ import {
   type RefreshTokenRecord,
   type SigningKeyRecord,
   type StoredSecret,
+  type SealedColumn,
+  type SealedValueRow,
   type StorageTx,
   type WebSessionRecord,
 } from '../storage.js';
@@ -68,6 +70,8 @@ import {
   type RefreshRow,
   type WebSessionRow,
   newRequestRecord,
+  sealedColumn,
+  type RowCipher,
 } from '../rows.js';
 import { isUniqueViolation } from './errors.js';
 
@@ -148,6 +152,8 @@ export abstract class PgView implements StorageTx {
   protected abstract atomically<T>(fn: (tx: PgView) => Promise<T>): Promise<T>;
   /** In a transaction, the advisory locks of cross-row rules hold until commit; alone they would end with the statement. */
   protected abstract readonly inTransaction: boolean;
+  /** Seals and opens the sealed columns (rows.ts). */
+  protected abstract readonly cipher: RowCipher;
   abstract transaction<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T>;
 
   private async rows<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<R[]> {
@@ -181,13 +187,13 @@ export abstract class PgView implements StorageTx {
   }
 
   async createNode(node: NodeRecord): Promise<NodeRecord> {
-    await this.insert(`node ${node.id}`, INSERT_NODE, valuesOf(nodeToRow(node), NODE_COLUMNS));
+    await this.insert(`node ${node.id}`, INSERT_NODE, valuesOf(nodeToRow(node, this.cipher), NODE_COLUMNS));
     return node;
   }
 
   async getNode(id: string): Promise<NodeRecord | undefined> {
     const row = await this.first<NodeRow>('SELECT * FROM nodes WHERE id = $1', [id]);
-    return row && nodeFromRow(row);
+    return row && nodeFromRow(row, this.cipher);
   }
 
   async listNodes(filter: NodeFilter, page: NodePage): Promise<NodeSummary[]> {
@@ -199,7 +205,7 @@ export abstract class PgView implements StorageTx {
       `SELECT ${NODE_SUMMARY_COLUMNS.join(', ')} FROM nodes WHERE ${where}${after} ORDER BY created_at DESC, id DESC LIMIT ${p.add(page.limit)}`,
       p.values,
     );
-    return rows.map(summaryFromRow);
+    return rows.map((r) => summaryFromRow(r, this.cipher));
   }
 
   async countNodes(filter: NodeFilter): Promise<number> {
@@ -218,8 +224,8 @@ export abstract class PgView implements StorageTx {
     return this.atomically(async (tx) => {
       const row = await tx.first<NodeRow>('SELECT * FROM nodes WHERE id = $1 FOR UPDATE', [id]);
       if (!row) throw new NotFoundError(`node ${id}`);
-      const next = { ...updater(nodeFromRow(row)), id };
-      await tx.query(UPDATE_NODE, [id, ...valuesOf(nodeToRow(next), NODE_SET)]);
+      const next = { ...updater(nodeFromRow(row, this.cipher)), id };
+      await tx.query(UPDATE_NODE, [id, ...valuesOf(nodeToRow(next, this.cipher), NODE_SET)]);
       return next;
     });
   }
@@ -429,21 +435,21 @@ export abstract class PgView implements StorageTx {
   }
 
   async createWebSession(s: WebSessionRecord): Promise<WebSessionRecord> {
-    await this.insert('web session', INSERT_SESSION, valuesOf(sessionToRow(s), SESSION_COLUMNS));
+    await this.insert('web session', INSERT_SESSION, valuesOf(sessionToRow(s, this.cipher), SESSION_COLUMNS));
     return s;
   }
 
   async getWebSession(idHash: string): Promise<WebSessionRecord | undefined> {
     const row = await this.first<WebSessionRow>('SELECT * FROM web_sessions WHERE id_hash = $1', [idHash]);
-    return row && sessionFromRow(row);
+    return row && sessionFromRow(row, this.cipher);
   }
 
   updateWebSession(idHash: string, updater: (old: WebSessionRecord) => WebSessionRecord): Promise<WebSessionRecord> {
     return this.atomically(async (tx) => {
       const row = await tx.first<WebSessionRow>('SELECT * FROM web_sessions WHERE id_hash = $1 FOR UPDATE', [idHash]);
       if (!row) throw new NotFoundError('web session');
-      const next = { ...updater(sessionFromRow(row)), idHash };
-      await tx.query(UPDATE_SESSION, [idHash, ...valuesOf(sessionToRow(next), SESSION_UPDATE_COLUMNS)]);
+      const next = { ...updater(sessionFromRow(row, this.cipher)), idHash };
+      await tx.query(UPDATE_SESSION, [idHash, ...valuesOf(sessionToRow(next, this.cipher), SESSION_UPDATE_COLUMNS)]);
       return next;
     });
   }
@@ -453,21 +459,21 @@ export abstract class PgView implements StorageTx {
   }
 
   async createOperatorGrant(g: OperatorGrantRecord): Promise<OperatorGrantRecord> {
-    await this.insert(`operator grant ${g.id}`, INSERT_GRANT, valuesOf(grantToRow(g), GRANT_COLUMNS));
+    await this.insert(`operator grant ${g.id}`, INSERT_GRANT, valuesOf(grantToRow(g, this.cipher), GRANT_COLUMNS));
     return g;
   }
 
   async getOperatorGrant(id: string): Promise<OperatorGrantRecord | undefined> {
     const row = await this.first<GrantRow>('SELECT * FROM operator_grants WHERE id = $1', [id]);
-    return row && grantFromRow(row);
+    return row && grantFromRow(row, this.cipher);
   }
 
   updateOperatorGrant(id: string, updater: (old: OperatorGrantRecord) => OperatorGrantRecord): Promise<OperatorGrantRecord> {
     return this.atomically(async (tx) => {
       const row = await tx.first<GrantRow>('SELECT * FROM operator_grants WHERE id = $1 FOR UPDATE', [id]);
       if (!row) throw new NotFoundError(`operator grant ${id}`);
-      const next = { ...updater(grantFromRow(row)), id };
-      await tx.query(UPDATE_GRANT, [id, ...valuesOf(grantToRow(next), GRANT_UPDATE_COLUMNS)]);
+      const next = { ...updater(grantFromRow(row, this.cipher)), id };
+      await tx.query(UPDATE_GRANT, [id, ...valuesOf(grantToRow(next, this.cipher), GRANT_UPDATE_COLUMNS)]);
       return next;
     });
   }
@@ -581,5 +587,21 @@ export abstract class PgView implements StorageTx {
       certificates: await tx.count('DELETE FROM certificates WHERE expires_at < $1', [certsBefore]),
       auditEvents: await tx.count('DELETE FROM audit_events WHERE at < $1', [auditBefore]),
     }));
+  }
+
+  async scanSealedColumn(col: SealedColumn, afterId: string | null, limit: number, head?: number): Promise<SealedValueRow[]> {
+    const { table, column, idColumn } = sealedColumn(col); // names from the fixed list only
+    const p = new Params();
+    const value = head === undefined ? column : `substr(${column}, 1, ${p.add(Math.max(1, Math.floor(head)))})`;
+    const after = afterId === null ? '' : ` AND ${idColumn} > ${p.add(afterId)}`;
+    return this.rows<SealedValueRow>(
+      `SELECT ${idColumn} AS id, ${value} AS value FROM ${table} WHERE ${column} IS NOT NULL${after} ORDER BY ${idColumn} LIMIT ${p.add(limit)}`,
+      p.values,
+    );
+  }
+
+  async replaceSealedValue(col: SealedColumn, id: string, expected: string, next: string): Promise<boolean> {
+    const { table, column, idColumn } = sealedColumn(col);
+    return (await this.count(`UPDATE ${table} SET ${column} = $1 WHERE ${idColumn} = $2 AND ${column} = $3`, [next, id, expected])) === 1;
   }
 }

@@ -6,6 +6,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { sqliteMigrationsDir } from '../../paths.js';
 import { migrate, readMigrations } from '../migrate.js';
+import type { RowCipher } from '../rows.js';
 import {
   AlreadyExistsError,
   type AuditEvent,
@@ -29,6 +30,8 @@ import {
   type OperatorGrantRecord,
   type PollOutcome,
   type RefreshTokenRecord,
+  type SealedColumn,
+  type SealedValueRow,
   type SigningKeyRecord,
   type Storage,
   type StoredSecret,
@@ -40,7 +43,7 @@ import { TransactionQueue } from './transactions.js';
 import { SqliteWebhookOutbox } from './webhooks.js';
 
 /** Opens (creating when needed) the gate's SQLite database in WAL mode and brings its schema up to date. */
-export function openSqliteStorage(file: string, opts: { migrationsDir?: string } = {}): SqliteStorage {
+export function openSqliteStorage(file: string, opts: { cipher: RowCipher; migrationsDir?: string }): SqliteStorage {
   if (file !== ':memory:') {
     const dir = dirname(file);
     if (!existsSync(dir)) mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -54,7 +57,7 @@ export function openSqliteStorage(file: string, opts: { migrationsDir?: string }
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   migrate(db, readMigrations(opts.migrationsDir ?? sqliteMigrationsDir));
-  return new SqliteStorage(db);
+  return new SqliteStorage(db, opts.cipher);
 }
 
 /** Every operation of the interface, each run on the operations by `run`: alone, or in a transaction. */
@@ -273,6 +276,14 @@ abstract class SqliteView implements StorageTx {
   applyRetention(certsBefore: number, auditBefore: number): Promise<{ certificates: number; auditEvents: number }> {
     return this.run((o) => o.applyRetention(certsBefore, auditBefore));
   }
+
+  scanSealedColumn(column: SealedColumn, afterId: string | null, limit: number, head?: number): Promise<SealedValueRow[]> {
+    return this.run((o) => o.scanSealedColumn(column, afterId, limit, head));
+  }
+
+  replaceSealedValue(column: SealedColumn, id: string, expected: string, next: string): Promise<boolean> {
+    return this.run((o) => o.replaceSealedValue(column, id, expected, next));
+  }
 }
 
 /** The `tx` of one transaction: its operations run at once, on the connection the transaction holds. */
@@ -312,9 +323,12 @@ export class SqliteStorage extends SqliteView implements Storage {
   private readonly queue: TransactionQueue;
   readonly webhooks: SqliteWebhookOutbox;
 
-  constructor(readonly db: Database.Database) {
+  constructor(
+    readonly db: Database.Database,
+    cipher: RowCipher,
+  ) {
     super();
-    this.ops = new SqliteOperations(db);
+    this.ops = new SqliteOperations(db, cipher);
     this.queue = new TransactionQueue(db);
     this.webhooks = new SqliteWebhookOutbox(db, this.queue);
   }

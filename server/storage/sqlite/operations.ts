@@ -26,6 +26,8 @@ import {
   type SigningKeyRecord,
   type StoredSecret,
   type WebSessionRecord,
+  type SealedColumn,
+  type SealedValueRow,
 } from '../storage.js';
 import {
   NODE_SUMMARY_COLUMNS,
@@ -53,6 +55,8 @@ import {
   type RefreshRow,
   type WebSessionRow,
   newRequestRecord,
+  sealedColumn,
+  type RowCipher,
 } from '../rows.js';
 
 function isUniqueViolation(e: unknown): boolean {
@@ -69,7 +73,10 @@ export class SqliteOperations {
   // Inside a transaction already open it is a savepoint.
   private readonly runInTransaction: Database.Transaction<(fn: () => unknown) => unknown>;
 
-  constructor(readonly db: Database.Database) {
+  constructor(
+    readonly db: Database.Database,
+    private readonly cipher: RowCipher,
+  ) {
     this.stmt = prepareStatements(db);
     this.sql = new StatementCache(db);
     this.runInTransaction = db.transaction((fn: () => unknown) => fn());
@@ -82,7 +89,7 @@ export class SqliteOperations {
 
   createNode(node: NodeRecord): NodeRecord {
     try {
-      this.stmt.insertNode.run(nodeToRow(node));
+      this.stmt.insertNode.run(nodeToRow(node, this.cipher));
     } catch (e) {
       if (isUniqueViolation(e)) throw new AlreadyExistsError(`node ${node.id}`);
       throw e;
@@ -92,7 +99,7 @@ export class SqliteOperations {
 
   getNode(id: string): NodeRecord | undefined {
     const row = this.stmt.getNode.get(id) as NodeRow | undefined;
-    return row && nodeFromRow(row);
+    return row && nodeFromRow(row, this.cipher);
   }
 
   listNodes(filter: NodeFilter, page: NodePage): NodeSummary[] {
@@ -110,7 +117,7 @@ export class SqliteOperations {
     const rows = this
       .sql.get(`SELECT ${this.summaryCols} FROM nodes WHERE ${w.sql}${after} ORDER BY created_at DESC, id DESC LIMIT ?`)
       .all(...args, page.limit) as Omit<NodeRow, 'config'>[];
-    return rows.map(summaryFromRow);
+    return rows.map((r) => summaryFromRow(r, this.cipher));
   }
 
   countNodes(filter: NodeFilter): number {
@@ -142,7 +149,7 @@ export class SqliteOperations {
       const old = this.getNode(id);
       if (!old) throw new NotFoundError(`node ${id}`);
       const next = { ...updater(old), id };
-      this.stmt.updateNode.run(nodeToRow(next));
+      this.stmt.updateNode.run(nodeToRow(next, this.cipher));
       return next;
     });
   }
@@ -350,13 +357,13 @@ export class SqliteOperations {
   }
 
   createWebSession(s: WebSessionRecord): WebSessionRecord {
-    this.stmt.insertSession.run(sessionToRow(s));
+    this.stmt.insertSession.run(sessionToRow(s, this.cipher));
     return s;
   }
 
   getWebSession(idHash: string): WebSessionRecord | undefined {
     const row = this.stmt.getSession.get(idHash) as WebSessionRow | undefined;
-    return row && sessionFromRow(row);
+    return row && sessionFromRow(row, this.cipher);
   }
 
   updateWebSession(idHash: string, updater: (old: WebSessionRecord) => WebSessionRecord): WebSessionRecord {
@@ -364,7 +371,7 @@ export class SqliteOperations {
       const old = this.getWebSession(idHash);
       if (!old) throw new NotFoundError('web session');
       const next = { ...updater(old), idHash };
-      this.stmt.updateSession.run(sessionToRow(next));
+      this.stmt.updateSession.run(sessionToRow(next, this.cipher));
       return next;
     });
   }
@@ -374,13 +381,13 @@ export class SqliteOperations {
   }
 
   createOperatorGrant(g: OperatorGrantRecord): OperatorGrantRecord {
-    this.stmt.insertGrant.run(grantToRow(g));
+    this.stmt.insertGrant.run(grantToRow(g, this.cipher));
     return g;
   }
 
   getOperatorGrant(id: string): OperatorGrantRecord | undefined {
     const row = this.stmt.getGrant.get(id) as GrantRow | undefined;
-    return row && grantFromRow(row);
+    return row && grantFromRow(row, this.cipher);
   }
 
   updateOperatorGrant(id: string, updater: (old: OperatorGrantRecord) => OperatorGrantRecord): OperatorGrantRecord {
@@ -388,7 +395,7 @@ export class SqliteOperations {
       const old = this.getOperatorGrant(id);
       if (!old) throw new NotFoundError(`operator grant ${id}`);
       const next = { ...updater(old), id };
-      this.stmt.updateGrant.run(grantToRow(next));
+      this.stmt.updateGrant.run(grantToRow(next, this.cipher));
       return next;
     });
   }
@@ -470,5 +477,18 @@ export class SqliteOperations {
       this.stmt.gcFailures.run(now - 86_400_000, limit);
       return { deviceRequests, nodeTokens, webSessions };
     });
+  }
+
+  scanSealedColumn(col: SealedColumn, afterId: string | null, limit: number, head?: number): SealedValueRow[] {
+    const { table, column, idColumn } = sealedColumn(col); // names from the fixed list only
+    const value = head === undefined ? column : `substr(${column}, 1, ${Math.max(1, Math.floor(head))})`;
+    const after = afterId === null ? '' : ` AND ${idColumn} > ?`;
+    const sql = `SELECT ${idColumn} AS id, ${value} AS value FROM ${table} WHERE ${column} IS NOT NULL${after} ORDER BY ${idColumn} LIMIT ?`;
+    return this.sql.get(sql).all(...(afterId === null ? [] : [afterId]), limit) as SealedValueRow[];
+  }
+
+  replaceSealedValue(col: SealedColumn, id: string, expected: string, next: string): boolean {
+    const { table, column, idColumn } = sealedColumn(col);
+    return this.sql.get(`UPDATE ${table} SET ${column} = ? WHERE ${idColumn} = ? AND ${column} = ?`).run(next, id, expected).changes === 1;
   }
 }
