@@ -4,13 +4,13 @@
 -- which rotate. Values are the bytes server/secrets/sealing.ts produced, never read elsewhere.
 CREATE TABLE instance_secrets (
   name        TEXT PRIMARY KEY,
-  value       BLOB NOT NULL,
+  value       TEXT NOT NULL,     -- sealed (server/secrets/sealed-box.ts), bound to name
   created_at  INTEGER NOT NULL
 );
 
 CREATE TABLE gate_signing_keys (
   kid           TEXT PRIMARY KEY,
-  private_key   BLOB NOT NULL,    -- PKCS#8 DER, sealed
+  private_key   TEXT NOT NULL,    -- PKCS#8 DER, sealed (bound to kid)
   created_at    INTEGER NOT NULL,
   activates_at  INTEGER NOT NULL  -- signs from then on; published from created_at
 );

@@ -2,7 +2,6 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
-import { openSecret, sealSecret } from '../secrets/sealing.js';
 import type { SigningKeyRecord, Storage } from '../storage/storage.js';
 
 // The gate-token signing keys and their rotation (docs/ha.md, "Signing keys"). Keys live in the
@@ -43,7 +42,7 @@ export interface LoadedKey {
 }
 
 export async function loadKey(r: SigningKeyRecord): Promise<LoadedKey> {
-  const privateKey = createPrivateKey({ key: openSecret(r.privateKey), format: 'der', type: 'pkcs8' });
+  const privateKey = createPrivateKey({ key: r.privateKey, format: 'der', type: 'pkcs8' });
   const publicKey = createPublicKey(privateKey);
   const jwk = await exportJWK(publicKey);
   return { kid: r.kid, createdAt: r.createdAt, activatesAt: r.activatesAt, privateKey, publicKey, jwk: { ...jwk, kid: r.kid, alg: 'EdDSA', use: 'sig' } };
@@ -53,7 +52,7 @@ export async function loadKey(r: SigningKeyRecord): Promise<LoadedKey> {
 export async function newSigningKey(createdAt: number, activatesAt: number, key?: KeyObject): Promise<SigningKeyRecord> {
   const privateKey = key ?? generateKeyPairSync('ed25519').privateKey;
   const kid = await calculateJwkThumbprint(await exportJWK(createPublicKey(privateKey)));
-  return { kid, privateKey: sealSecret(privateKey.export({ type: 'pkcs8', format: 'der' })), createdAt, activatesAt };
+  return { kid, privateKey: privateKey.export({ type: 'pkcs8', format: 'der' }), createdAt, activatesAt };
 }
 
 /** The key that signs at `now`: the one activated last; before any has activated, the first to activate. */

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Storage } from '../storage/storage.js';
-import { openSecret, sealSecret } from './sealing.js';
 
 // The secrets that are made once and must be the same in every process of one gate: the cookie/CSRF
 // secret, the generated admin token, the self-signed TLS material. Where they live depends on the
@@ -23,13 +22,14 @@ export interface SecretPlace {
 }
 
 /**
- * With PostgreSQL: rows of instance_secrets; values pass through sealing.ts. A value not in the
+ * With PostgreSQL: rows of instance_secrets (sealed by the storage with secrets.system, bound
+ * to their name, like every secret the database holds). A value not in the
  * database yet is first taken from `adoptFrom` (the data_dir a SQLite gate kept it in, see
  * dataDirValue), so a gate moved with `db migrate` keeps its cookies, admin token and pinned CA.
  */
 export class DatabaseSecrets implements SecretPlace {
   readonly where = 'the database (instance_secrets)';
-  /** The stored form last read per name: replace() compares with it. */
+  /** The value last read per name: replace() replaces only that one. */
   private readonly stored = new Map<string, Buffer>();
 
   constructor(
@@ -40,15 +40,15 @@ export class DatabaseSecrets implements SecretPlace {
 
   async get(name: string, make: () => string): Promise<string> {
     const first = (this.adoptFrom !== undefined ? dataDirValue(this.adoptFrom, name) : undefined) ?? make();
-    const row = await this.storage.instanceSecret(name, sealSecret(Buffer.from(first, 'utf8')), this.now());
+    const row = await this.storage.instanceSecret(name, Buffer.from(first, 'utf8'), this.now());
     this.stored.set(name, row.value);
-    return openSecret(row.value).toString('utf8');
+    return row.value.toString('utf8');
   }
 
   async replace(name: string, value: string): Promise<string> {
     const expected = this.stored.get(name);
     if (!expected) throw new Error(`secrets: ${name} replaced before it was read`);
-    const sealed = sealSecret(Buffer.from(value, 'utf8'));
+    const sealed = Buffer.from(value, 'utf8');
     if (await this.storage.replaceInstanceSecret(name, expected, sealed, this.now())) {
       this.stored.set(name, sealed);
       return value;

@@ -44,6 +44,8 @@ export const SEALED_COLUMNS: readonly SealedColumn[] = [
   { table: 'web_sessions', column: 'login', idColumn: 'id_hash' },
   { table: 'web_sessions', column: 'idp_refresh_token', idColumn: 'id_hash' },
   { table: 'operator_grants', column: 'idp_refresh_token', idColumn: 'id' },
+  { table: 'instance_secrets', column: 'value', idColumn: 'name' },
+  { table: 'gate_signing_keys', column: 'private_key', idColumn: 'kid' },
 ];
 
 /** The entry of SEALED_COLUMNS for a column, so SQL only ever names the tables and columns of that list. */
@@ -56,6 +58,13 @@ export function sealedColumn(col: SealedColumn): SealedColumn {
 const sealNullable = (c: RowCipher, v: string | null, at: SealedAt): string | null => (v === null ? null : c.seal(v, at));
 const openNullable = (c: RowCipher, v: string | null, at: SealedAt): string | null => (v === null ? null : c.open(v, at));
 const at = (table: SealedColumn['table'], column: string, rowId: string): SealedAt => ({ table, column, rowId });
+
+// The shared secrets (cookie secret, admin token, TLS keys: server/secrets/instance-secrets.ts) and
+// the gate-token signing keys are bytes, sealed as their base64 text bound to their name or kid.
+export const sealInstanceSecret = (c: RowCipher, name: string, value: Buffer): string => c.seal(value.toString('base64'), at('instance_secrets', 'value', name));
+export const openInstanceSecret = (c: RowCipher, name: string, stored: string): Buffer => Buffer.from(c.open(stored, at('instance_secrets', 'value', name)), 'base64');
+export const sealSigningKey = (c: RowCipher, kid: string, pkcs8: Buffer): string => c.seal(pkcs8.toString('base64'), at('gate_signing_keys', 'private_key', kid));
+export const openSigningKey = (c: RowCipher, kid: string, stored: string): Buffer => Buffer.from(c.open(stored, at('gate_signing_keys', 'private_key', kid)), 'base64');
 
 export interface NodeRow {
   id: string;

@@ -143,8 +143,8 @@ export interface RefreshTokenRecord {
 }
 
 /**
- * A named secret that every process of one gate shares (docs/ha.md): `value` is the stored form,
- * only ever made and read by server/secrets/sealing.ts.
+ * A named secret that every process of one gate shares (docs/ha.md). `value` is the secret itself:
+ * the backends seal it with secrets.system, bound to its name, on the way in (rows.ts).
  */
 export interface StoredSecret {
   name: string;
@@ -152,7 +152,7 @@ export interface StoredSecret {
   createdAt: number;
 }
 
-/** A gate-token signing key (server/operators/gate-tokens.ts); `privateKey` is the stored form (sealing.ts). */
+/** A gate-token signing key (server/operators/gate-tokens.ts): `privateKey` PKCS#8 DER (sealed in the database, like every secret). */
 export interface SigningKeyRecord {
   kid: string;
   privateKey: Buffer;
@@ -289,7 +289,7 @@ export interface WebSessionRecord {
 
 /** A column whose values are sealed (rows.ts SEALED_COLUMNS), with the column naming its row (stable across backends). */
 export interface SealedColumn {
-  table: 'nodes' | 'web_sessions' | 'operator_grants';
+  table: 'nodes' | 'web_sessions' | 'operator_grants' | 'instance_secrets' | 'gate_signing_keys';
   column: string;
   idColumn: string;
 }

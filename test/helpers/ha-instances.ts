@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { newSystemSecret } from './sealing.js';
 import { request } from '../../cli/http.js';
 import { runCli, type CliRun } from './cli.js';
 import { freePort } from './gate.js';
@@ -65,6 +66,7 @@ export interface GateFleet {
 export async function startGateFleet(n: number, databaseUrl: string, opts: { publicUrl?: string; overrides?: Record<string, unknown> } = {}): Promise<GateFleet> {
   const dir = mkdtempSync(join(tmpdir(), 'talos-gate-ha-'));
   const adminToken = randomBytes(24).toString('hex');
+  const systemSecret = newSystemSecret();
   const ports = await Promise.all(Array.from({ length: n }, () => freePort()));
   const instances = ports.map((port, i) => {
     const file = join(dir, `gate-${i}.yaml`);
@@ -77,6 +79,7 @@ export async function startGateFleet(n: number, databaseUrl: string, opts: { pub
         database: { url: databaseUrl, pool_size: 4 },
         tls: { mode: 'off' },
         admin_token: adminToken,
+        secrets: { system: [systemSecret] },
         log_level: 'warn',
         audit_log: 'off',
         device: { interval: '1s', code_ttl: '2m' },

@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { newSystemSecret } from './sealing.js';
 import { runCli, type CliRun } from './cli.js';
 import { freePort } from './gate.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
@@ -67,6 +68,8 @@ export async function startInstances(n: number, opts: HaOptions = {}): Promise<H
   const config: Record<string, unknown> = {
     public_url: `https://127.0.0.1:${ports[0]}`,
     database: { url: database.url, pool_size: 4 },
+    // one system secret for all: it seals what they share in the database
+    secrets: { system: [newSystemSecret()] },
     log_level: 'warn',
     device: { interval: '1s', code_ttl: '2m' },
     ...(opts.generatedAdminToken ? {} : { admin_token: randomBytes(24).toString('hex') }),

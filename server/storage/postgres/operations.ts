@@ -53,6 +53,10 @@ import {
   grantToRow,
   nodeFromRow,
   nodeToRow,
+  openInstanceSecret,
+  openSigningKey,
+  sealInstanceSecret,
+  sealSigningKey,
   refreshFromRow,
   requestFromRow,
   requestToRow,
@@ -507,21 +511,25 @@ export abstract class PgView implements StorageTx {
   async instanceSecret(name: string, value: Buffer, at: number): Promise<StoredSecret> {
     // of two instances inserting at once, the second waits for the first's commit and does nothing
     // (docs: INSERT, "ON CONFLICT Clause"); the read is a statement of its own, so it sees the winner
-    await this.query('INSERT INTO instance_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING', [name, value, at]);
-    const row = await this.first<{ name: string; value: Buffer; created_at: number }>('SELECT name, value, created_at FROM instance_secrets WHERE name = $1', [name]);
+    await this.query('INSERT INTO instance_secrets (name, value, created_at) VALUES ($1, $2, $3) ON CONFLICT (name) DO NOTHING', [name, sealInstanceSecret(this.cipher, name, value), at]);
+    const row = await this.first<{ name: string; value: string; created_at: number }>('SELECT name, value, created_at FROM instance_secrets WHERE name = $1', [name]);
     if (!row) throw new NotFoundError(`instance secret ${name}`);
-    return { name: row.name, value: row.value, createdAt: row.created_at };
+    return { name: row.name, value: openInstanceSecret(this.cipher, name, row.value), createdAt: row.created_at };
   }
 
   async replaceInstanceSecret(name: string, expected: Buffer, value: Buffer, at: number): Promise<boolean> {
-    return (await this.count('UPDATE instance_secrets SET value = $3, created_at = $4 WHERE name = $1 AND value = $2', [name, expected, value, at])) === 1;
+    // sealing is randomized: the value is compared opened, then replaced only if still the sealed text read
+    const row = await this.first<{ value: string }>('SELECT value FROM instance_secrets WHERE name = $1', [name]);
+    if (!row || !openInstanceSecret(this.cipher, name, row.value).equals(expected)) return false;
+    const sealed = sealInstanceSecret(this.cipher, name, value);
+    return (await this.count('UPDATE instance_secrets SET value = $3, created_at = $4 WHERE name = $1 AND value = $2', [name, row.value, sealed, at])) === 1;
   }
 
   async listSigningKeys(): Promise<SigningKeyRecord[]> {
-    const rows = await this.rows<{ kid: string; private_key: Buffer; created_at: number; activates_at: number }>(
+    const rows = await this.rows<{ kid: string; private_key: string; created_at: number; activates_at: number }>(
       'SELECT kid, private_key, created_at, activates_at FROM gate_signing_keys ORDER BY created_at, kid',
     );
-    return rows.map((r) => ({ kid: r.kid, privateKey: r.private_key, createdAt: r.created_at, activatesAt: r.activates_at }));
+    return rows.map((r) => ({ kid: r.kid, privateKey: openSigningKey(this.cipher, r.kid, r.private_key), createdAt: r.created_at, activatesAt: r.activates_at }));
   }
 
   addSigningKey(key: SigningKeyRecord, unlessCreatedAfter: number): Promise<boolean> {
@@ -532,7 +540,7 @@ export abstract class PgView implements StorageTx {
       if (newest?.newest != null && newest.newest > unlessCreatedAfter) return false;
       await tx.insert(`signing key ${key.kid}`, 'INSERT INTO gate_signing_keys (kid, private_key, created_at, activates_at) VALUES ($1, $2, $3, $4)', [
         key.kid,
-        key.privateKey,
+        sealSigningKey(this.cipher, key.kid, key.privateKey),
         key.createdAt,
         key.activatesAt,
       ]);

@@ -38,6 +38,10 @@ import {
   grantToRow,
   nodeFromRow,
   nodeToRow,
+  openInstanceSecret,
+  openSigningKey,
+  sealInstanceSecret,
+  sealSigningKey,
   refreshFromRow,
   requestFromRow,
   requestToRow,
@@ -420,19 +424,24 @@ export class SqliteOperations {
 
   instanceSecret(name: string, value: Buffer, at: number): StoredSecret {
     return this.atomically(() => {
-      this.stmt.insertSecret.run(name, value, at);
-      const row = this.stmt.getSecret.get(name) as { name: string; value: Buffer; created_at: number };
-      return { name: row.name, value: row.value, createdAt: row.created_at };
+      this.stmt.insertSecret.run(name, sealInstanceSecret(this.cipher, name, value), at);
+      const row = this.stmt.getSecret.get(name) as { name: string; value: string; created_at: number };
+      return { name: row.name, value: openInstanceSecret(this.cipher, name, row.value), createdAt: row.created_at };
     });
   }
 
   replaceInstanceSecret(name: string, expected: Buffer, value: Buffer, at: number): boolean {
-    return this.stmt.replaceSecret.run(value, at, name, expected).changes === 1;
+    // sealing is randomized: the value is compared opened, and replaced only as it was read
+    return this.atomically(() => {
+      const row = this.stmt.getSecret.get(name) as { value: string } | undefined;
+      if (!row || !openInstanceSecret(this.cipher, name, row.value).equals(expected)) return false;
+      return this.stmt.replaceSecret.run(sealInstanceSecret(this.cipher, name, value), at, name, row.value).changes === 1;
+    });
   }
 
   listSigningKeys(): SigningKeyRecord[] {
-    const rows = this.stmt.listSigningKeys.all() as { kid: string; private_key: Buffer; created_at: number; activates_at: number }[];
-    return rows.map((r) => ({ kid: r.kid, privateKey: r.private_key, createdAt: r.created_at, activatesAt: r.activates_at }));
+    const rows = this.stmt.listSigningKeys.all() as { kid: string; private_key: string; created_at: number; activates_at: number }[];
+    return rows.map((r) => ({ kid: r.kid, privateKey: openSigningKey(this.cipher, r.kid, r.private_key), createdAt: r.created_at, activatesAt: r.activates_at }));
   }
 
   addSigningKey(key: SigningKeyRecord, unlessCreatedAfter: number): boolean {
@@ -441,7 +450,7 @@ export class SqliteOperations {
       const { newest } = this.stmt.newestSigningKey.get() as { newest: number | null };
       if (newest !== null && newest > unlessCreatedAfter) return false;
       try {
-        this.stmt.insertSigningKey.run(key.kid, key.privateKey, key.createdAt, key.activatesAt);
+        this.stmt.insertSigningKey.run(key.kid, sealSigningKey(this.cipher, key.kid, key.privateKey), key.createdAt, key.activatesAt);
       } catch (e) {
         if (isUniqueViolation(e)) throw new AlreadyExistsError(`signing key ${key.kid}`);
         throw e;
