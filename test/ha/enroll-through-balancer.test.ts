@@ -5,9 +5,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { request } from '../../cli/http.js';
 import { TalosNode, talosConfigUrl } from '../../cli/talos-node.js';
-import { startGateFleet } from '../helpers/ha-instances.js';
+import { freePort } from '../helpers/gate.js';
+import { startInstances } from '../helpers/ha.js';
 import { startTcpProxy } from '../helpers/ha-proxy.js';
-import { createTestDatabase, testServerUrl } from '../helpers/postgres.js';
+import { testServerUrl } from '../helpers/postgres.js';
 
 // 200 nodes boot behind a round-robin balancer in front of two gate instances on one PostgreSQL,
 // while an admin approves whatever asks; mid-way one instance is SIGKILLed and started again. Each
@@ -21,10 +22,19 @@ testServerUrl();
 const NODES = 200;
 
 test(`${NODES} nodes enroll through a round-robin balancer over two instances, one killed and restarted mid-way`, { timeout: 120_000 }, async (t) => {
-  const db = await createTestDatabase();
-  const fleet = await startGateFleet(2, db.url, { overrides: { device: { interval: '1s', code_ttl: '2m', max_pending_per_ip: 2000 } } });
-  const proxy = await startTcpProxy(fleet.instances.map((p) => ({ host: '127.0.0.1', port: p.port })));
+  // the balancer first, on the instances' ports-to-be, so that public_url can name it; plain HTTP,
+  // as the balancer passes TCP through
+  const ports = [await freePort(), await freePort()];
+  const proxy = await startTcpProxy(ports.map((port) => ({ host: '127.0.0.1', port })));
   const lb = `http://127.0.0.1:${proxy.port}`;
+  const fleet = await startInstances(2, {
+    ports,
+    configExtra: { public_url: lb, tls: { mode: 'off' }, audit_log: 'off', device: { interval: '1s', code_ttl: '2m', max_pending_per_ip: 2000 } },
+  }).catch(async (e: unknown) => {
+    await proxy.close();
+    throw e;
+  });
+  const db = fleet.database;
   const started = Date.now();
   const fiveHundreds: string[] = [];
   const attemptsEnded: string[] = [];
@@ -146,6 +156,5 @@ test(`${NODES} nodes enroll through a round-robin balancer over two instances, o
     stopAdmin = true;
     await fleet.close();
     await proxy.close();
-    await db.drop();
   }
 });

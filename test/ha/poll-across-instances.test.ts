@@ -3,8 +3,9 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from '../../cli/http.js';
 import pg from 'pg';
-import { createTestDatabase, testServerUrl, type TestDatabase } from '../helpers/postgres.js';
-import { startGateFleet, type GateFleet } from '../helpers/ha-instances.js';
+import { startInstances, type HaCluster, type HaInstance } from '../helpers/ha.js';
+import { pollNodeToken } from '../helpers/node-poll.js';
+import { testServerUrl, type TestDatabase } from '../helpers/postgres.js';
 
 // Two gate instances, each its own process, on one PostgreSQL database: a node's polls reach them
 // in turn, as behind a round-robin balancer where Talos opens a new connection per request. Its
@@ -14,7 +15,6 @@ import { startGateFleet, type GateFleet } from '../helpers/ha-instances.js';
 testServerUrl();
 
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
-const basic = `Basic ${Buffer.from('talos-node:').toString('base64')}`;
 
 async function deviceCode(url: string, uuid: string): Promise<{ device_code: string; user_code: string; interval: number }> {
   const res = await request(`${url}/device/code`, { method: 'POST', headers: FORM, body: `client_id=talos-node&uuid=${uuid}` });
@@ -22,13 +22,9 @@ async function deviceCode(url: string, uuid: string): Promise<{ device_code: str
   return JSON.parse(res.body) as { device_code: string; user_code: string; interval: number };
 }
 
-/** One token request as golang.org/x/oauth2 sends it: `basic` with the credentials in the header, else in the body. */
+/** One token request of the node, its OAuth error read out. */
 async function poll(url: string, code: string, withBasic: boolean): Promise<{ status: number; error: string | undefined; body: string }> {
-  const res = await request(`${url}/token`, {
-    method: 'POST',
-    headers: withBasic ? { ...FORM, authorization: basic } : FORM,
-    body: `grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=${encodeURIComponent(code)}${withBasic ? '' : '&client_id=talos-node'}`,
-  });
+  const res = await pollNodeToken(url, code, { basic: withBasic });
   const json = JSON.parse(res.body) as { error?: string };
   return { status: res.status, error: json.error, body: res.body };
 }
@@ -49,18 +45,18 @@ async function pollRow(db: TestDatabase, userCode: string): Promise<{ last_poll_
 
 describe('polls across two instances on one PostgreSQL', () => {
   let db: TestDatabase;
-  let fleet: GateFleet;
+  let fleet: HaCluster;
   before(async () => {
-    db = await createTestDatabase();
-    fleet = await startGateFleet(2, db.url);
+    // plain HTTP, as behind a balancer passing TCP through
+    fleet = await startInstances(2, { configExtra: { tls: { mode: 'off' }, audit_log: 'off' } });
+    db = fleet.database;
   });
   after(async () => {
     await fleet?.close();
-    await db?.drop();
   });
 
   test('polls alternating between A and B at the interval, each twin on the other instance: no slow_down, twins are twins', async () => {
-    const [a, b] = fleet.instances as [typeof fleet.instances[0], typeof fleet.instances[0]];
+    const [a, b] = fleet.instances as [HaInstance, HaInstance];
     const da = await deviceCode(a.url, 'ha-poll-0000-4000-8000-000000000001');
     assert.equal(da.interval, 1);
     const answers: string[] = [];
@@ -91,7 +87,7 @@ describe('polls across two instances on one PostgreSQL', () => {
   });
 
   test('a client polling twice per interval, once on each instance, gets slow_down: the pace is judged on shared state', async () => {
-    const [a, b] = fleet.instances as [typeof fleet.instances[0], typeof fleet.instances[0]];
+    const [a, b] = fleet.instances as [HaInstance, HaInstance];
     const da = await deviceCode(b.url, 'ha-poll-0000-4000-8000-000000000002');
     const answers: (string | undefined)[] = [];
     for (let i = 0; i < 6; i++) {

@@ -5,6 +5,7 @@ import { request } from '../../cli/http.js';
 import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
 import { startTestGate } from '../helpers/gate.js';
 import { startTcpProxy } from '../helpers/ha-proxy.js';
+import { pollNodeToken } from '../helpers/node-poll.js';
 import { createTestDatabase, testServerUrl } from '../helpers/postgres.js';
 
 // The database away for a few seconds (a restart, a failover) while a node polls: every poll answers
@@ -32,15 +33,8 @@ test('polls during a database outage answer authorization_pending; the node carr
     await sleep(1_200); // a poll or so with the database there
 
     await proxy.cut();
-    const poll = (basic: boolean) =>
-      request(`${g.url}/token`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded', ...(basic ? { authorization: `Basic ${Buffer.from('talos-node:').toString('base64')}` } : {}) },
-        body: `grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Adevice_code&device_code=${encodeURIComponent(da.device_code)}${basic ? '' : '&client_id=talos-node'}`,
-        ca: g.ca,
-      });
     for (const basic of [true, false]) {
-      const res = await poll(basic);
+      const res = await pollNodeToken(g.url, da.device_code, { basic, ca: g.ca });
       assert.equal(res.status, 400, res.body);
       const body = JSON.parse(res.body) as { error: string; error_description: string };
       assert.equal(body.error, 'authorization_pending');

@@ -4,8 +4,8 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
-import { request, type HttpResponse } from '../../cli/http.js';
 import { startGate, type RunningGate } from '../../server/main.js';
+import { adminRequest } from './admin-api.js';
 import { createTestDatabase, type TestDatabase } from './postgres.js';
 
 export interface TestGate {
@@ -67,19 +67,7 @@ export async function startTestGate(overrides: Record<string, unknown> = {}, opt
   }
   const ca = gate.tls?.caPem ?? '';
   const adminToken = gate.adminToken;
-  const admin = async (method: string, path: string, body?: unknown) => {
-    const res: HttpResponse = await request(`${gate.url}${path}`, {
-      method,
-      headers: {
-        authorization: `Bearer ${adminToken}`,
-        ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
-      },
-      ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      ca,
-    });
-    const isJson = String(res.headers['content-type'] ?? '').includes('json');
-    return { status: res.status, json: isJson ? JSON.parse(res.body) : res.body };
-  };
+  const admin = (method: string, path: string, body?: unknown) => adminRequest(gate.url, adminToken, method, path, body, ca);
   return {
     gate,
     url: gate.url,

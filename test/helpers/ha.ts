@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
+import { adminRequest, type AdminAnswer } from './admin-api.js';
 import { newSystemSecret } from './sealing.js';
 import { runCli, type CliRun } from './cli.js';
 import { freePort } from './gate.js';
@@ -11,7 +12,8 @@ import { createTestDatabase, type TestDatabase } from './postgres.js';
 // Several gate instances on one PostgreSQL database (docs/ha.md), each its own OS process started
 // with `talos-gate serve` as an operator would: one config shared by all (the same database.url,
 // public_url, secrets), differing only where instances on different machines would differ — the
-// listen address and data_dir.
+// listen address, data_dir and audit log. With tls.mode off (configExtra) they speak plain HTTP, as
+// behind a TCP balancer (test/helpers/ha-proxy.ts) that would otherwise need one certificate on all.
 
 export interface HaInstance {
   index: number;
@@ -42,11 +44,13 @@ export interface HaCluster {
   config: Record<string, unknown>;
   /** The admin token: the config's, or (generatedAdminToken) the one the instances made in the database. */
   adminToken: string;
+  /** An admin API call with the admin token to an instance (its CA trusted) or any URL (a balancer). */
+  admin(on: HaInstance | string, method: string, path: string, body?: unknown): Promise<AdminAnswer>;
   close(): Promise<void>;
 }
 
 export interface HaOptions {
-  /** Keys merged over the shared config (public_url, oidc, rbac, talos, …). */
+  /** Keys merged over the shared config (public_url, tls, device, oidc, audit_log, …). */
   configExtra?: Record<string, unknown>;
   /** No admin_token in the config: the instances make one and share it through the database. */
   generatedAdminToken?: boolean;
@@ -59,14 +63,16 @@ export interface HaOptions {
 /**
  * N instances on a fresh database, started at the same moment (they race for migrations and the
  * secrets they make). public_url defaults to the first instance's URL; pass configExtra.public_url
- * for a proxy or load balancer in front.
+ * for a proxy or load balancer in front (and `ports`, to point the proxy at them first). Each
+ * cluster gets its own fresh database, dropped by close().
  */
 export async function startInstances(n: number, opts: HaOptions = {}): Promise<HaCluster> {
   const database = await createTestDatabase();
   const root = mkdtempSync(join(tmpdir(), 'talos-gate-ha-'));
   const ports = opts.ports ?? (await Promise.all(Array.from({ length: n }, () => freePort())));
+  const scheme = (opts.configExtra?.tls as { mode?: string } | undefined)?.mode === 'off' ? 'http' : 'https';
   const config: Record<string, unknown> = {
-    public_url: `https://127.0.0.1:${ports[0]}`,
+    public_url: `${scheme}://127.0.0.1:${ports[0]}`,
     database: { url: database.url, pool_size: 4 },
     // one system secret for all: it seals what they share in the database
     secrets: { system: [newSystemSecret()] },
@@ -80,8 +86,7 @@ export async function startInstances(n: number, opts: HaOptions = {}): Promise<H
     mkdirSync(dir, { recursive: true });
     const dataDir = join(dir, 'data');
     const configFile = join(dir, 'config.yaml');
-    writeFileSync(configFile, stringify({ ...config, listen: `127.0.0.1:${port}`, data_dir: dataDir, audit_log: join(dir, 'audit.jsonl') }));
-    const scheme = (config.tls as { mode?: string } | undefined)?.mode === 'off' ? 'http' : 'https';
+    writeFileSync(configFile, stringify({ ...config, listen: `127.0.0.1:${port}`, data_dir: dataDir, audit_log: config.audit_log ?? join(dir, 'audit.jsonl') }));
     const inst: HaInstance = {
       index,
       url: `${scheme}://127.0.0.1:${port}`,
@@ -134,5 +139,7 @@ export async function startInstances(n: number, opts: HaOptions = {}): Promise<H
     throw e;
   }
   const adminToken = opts.generatedAdminToken ? readFileSync(join(instances[0]!.dataDir, 'admin-token'), 'utf8').trim() : String(config.admin_token);
-  return { instances, urls: instances.map((i) => i.url), database, config, adminToken, close };
+  const admin = (on: HaInstance | string, method: string, path: string, body?: unknown) =>
+    typeof on === 'string' ? adminRequest(on, adminToken, method, path, body) : adminRequest(on.url, adminToken, method, path, body, on.ca());
+  return { instances, urls: instances.map((i) => i.url), database, config, adminToken, admin, close };
 }
