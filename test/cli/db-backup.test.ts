@@ -92,7 +92,7 @@ describe('db backup of a running gate', () => {
     const dataDir = join(dir, 'restored');
     mkdirSync(dataDir, { mode: 0o700 });
     copyFileSync(to, join(dataDir, 'talos-gate.db'));
-    copyGate = await startTestGate({ data_dir: dataDir });
+    copyGate = await startTestGate({ data_dir: dataDir, secrets: g.gate.config.secrets }); // the same system secret opens the copy's sealed values
     const got = await request(talosConfigUrl(copyGate.url, NODE), { headers: { authorization: `Bearer ${enrolled.token}` }, ca: copyGate.ca });
     assert.equal(got.status, 200, got.body);
     assert.equal(got.body, enrolled.config);

@@ -133,8 +133,8 @@ test('a gate moved from SQLite to PostgreSQL with db migrate serves what the SQL
   assert.ok(counted('audit_events') > 0 && counted('web_sessions') > 0);
   assert.doesNotMatch(run.stdout(), /DIFFERS/);
 
-  // on PostgreSQL: the same config, data_dir and admin token
-  pgGate = await startTestGate({ ...gateConfig(), data_dir: sqliteGate.gate.config.data_dir, admin_token: sqliteGate.adminToken, database: { url: target.url } });
+  // on PostgreSQL: the same config, data_dir, admin token and system secret (the sealed values are copied as they are)
+  pgGate = await startTestGate({ ...gateConfig(), data_dir: sqliteGate.gate.config.data_dir, admin_token: sqliteGate.adminToken, secrets: sqliteGate.gate.config.secrets, database: { url: target.url } });
   assert.equal(pgGate.ca, sqliteGate.ca, 'the same TLS material (data_dir)');
   for (const [i, n] of NODES.entries()) {
     const got = await request(talosConfigUrl(pgGate.url, n), { headers: { authorization: `Bearer ${enrolled[i]?.token}` }, ca: pgGate.ca });

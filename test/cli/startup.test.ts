@@ -73,9 +73,11 @@ test('TALOS_GATE_* settings without a config file are a gate of their own, never
   }
   assert.equal(await run.exit, 0);
 
-  // asked for by name, the demo takes the settings, and says why it is the demo
+  // asked for by name, the demo takes the settings, and says why it is the demo (in a data_dir of
+  // its own: the one above is sealed with the secret given there, which the demo does not have)
   const demoPort = await freePort();
-  const demo = runCli(['serve', '--demo'], { cwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${demoPort}` } });
+  const demoCwd = mkdtempSync(join(tmpdir(), 'talos-gate-envdemo-'));
+  const demo = runCli(['serve', '--demo'], { cwd: demoCwd, env: { TALOS_GATE_LISTEN: `127.0.0.1:${demoPort}` } });
   try {
     await demo.waitFor(/Try it without hardware/);
     assert.match(demo.stdout(), /DEVELOPMENT MODE \(the demo: asked for with --demo\)/);

@@ -100,19 +100,38 @@ describe('cluster secrets at rest', () => {
         await storage.createWebSession({ idHash: 'session-1', createdAt: Date.now(), lastSeenAt: Date.now(), expiresAt: Date.now() + 3_600_000, login: null, sub: 'ada', email: null, name: null, claims: null, isAdmin: true, signedInAt: Date.now(), idpRefreshToken: k.idp });
         assert.equal((await storage.getOperatorGrant('grant-1'))?.idpRefreshToken, k.idp);
         assert.equal((await storage.getWebSession('session-1'))?.idpRefreshToken, k.idp);
-        const secrets = [k.caKey, k.token, k.secretbox, k.patch, k.idp];
+        // the gate's own keys in the database: the gate-token signing keys (both backends) and, with
+        // PostgreSQL, the cookie secret, admin token and self-signed TLS keys every instance shares
+        const keys = await storage.listSigningKeys();
+        assert.ok(keys.length > 0, 'a signing key is in the database');
+        const shared =
+          backend === 'postgres'
+            ? [
+                (await storage.instanceSecret('cookie-secret', Buffer.from('unused'), 0)).value.toString('utf8'),
+                // a line of the CA's private key PEM
+                (JSON.parse((await storage.instanceSecret('tls-ca', Buffer.from('unused'), 0)).value.toString('utf8')) as { key: string }).key.split('\n')[1] as string,
+              ]
+            : [];
+        if (backend === 'postgres') assert.ok(shared.every((v) => v !== 'unused' && v.length >= 32), 'the shared secrets are there');
+        const secrets = [k.caKey, k.token, k.secretbox, k.patch, k.idp, ...keys.map((key) => key.privateKey.toString('base64')), ...shared];
+        const rawKeys = keys.map((key) => key.privateKey);
+        const assertNoKey = (where: string, bytes: Buffer) => {
+          for (const raw of rawKeys) assert.equal(bytes.indexOf(raw), -1, `${where} holds a signing key's DER`);
+        };
 
         if (backend === 'sqlite') {
           const file = join(g.gate.config.data_dir, 'talos-gate.db');
           assert.ok(existsSync(`${file}-wal`), 'the WAL is there to be read');
           assertNone('the SQLite file', readFileSync(file), secrets);
           assertNone('the SQLite WAL', readFileSync(`${file}-wal`), secrets);
-          // a copy by SQLite's online backup API (what `db backup` uses), with its WAL folded in
+          assertNoKey('the SQLite file', readFileSync(file));
+          assertNoKey('the SQLite WAL', readFileSync(`${file}-wal`));
+          // a copy by `talos-gate db backup` while the gate runs, its WAL folded in
           const copy = join(dir, 'backup.db');
-          const db = new Database(file, { readonly: true });
-          await db.backup(copy);
-          db.close();
-          assertNone('a backup copy', readFileSync(copy), secrets);
+          const backup = runCli(['db', 'backup', '--to', copy, '--config', g.configFile]);
+          assert.equal(await backup.exit, 0, backup.stderr());
+          assertNone('a db backup copy', readFileSync(copy), secrets);
+          assertNoKey('a db backup copy', readFileSync(copy));
           const rows = new Database(copy, { readonly: true }).prepare('SELECT COUNT(*) AS n FROM nodes WHERE config IS NOT NULL').get() as { n: number };
           assert.equal(rows.n, 3, 'the backup does hold the configs, sealed');
         } else {
@@ -122,6 +141,7 @@ describe('cluster secrets at rest', () => {
           assert.match(dump.toString(), /COPY public\.nodes /, 'the dump holds the nodes table');
           assert.match(dump.toString(), /sealed:1:/, 'with sealed values');
           assertNone('pg_dump', dump, secrets);
+          assertNoKey('pg_dump', dump);
         }
       } finally {
         await g.close();

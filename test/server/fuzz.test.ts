@@ -9,6 +9,8 @@ import Database from 'better-sqlite3';
 import { stringify } from 'yaml';
 import { request } from '../../cli/http.js';
 import { TalosNode, talosConfigUrl } from '../../cli/talos-node.js';
+import { SealedBox } from '../../server/secrets/sealed-box.js';
+import { openSqliteStorage } from '../../server/storage/sqlite/index.js';
 import { runCli } from '../helpers/cli.js';
 import { freePort } from '../helpers/gate.js';
 import { startIdp } from '../helpers/idp.js';
@@ -141,13 +143,14 @@ test('5,000 bad requests: no 5xx, nothing stored, no secret in any response or l
   const ca = makeTalosCa(dir, 'ed25519', 'fuzz-ca');
   const adminToken = randomBytes(24).toString('hex');
   const file = join(dir, 'gate.yaml');
+  const systemSecret = randomBytes(32).toString('hex');
   writeFileSync(
     file,
     stringify({
       listen: `127.0.0.1:${port}`,
       data_dir: join(dir, 'data'),
       admin_token: adminToken,
-      secrets: { system: [randomBytes(32).toString('hex')] },
+      secrets: { system: [systemSecret] },
       log_level: 'info',
       audit_log: 'stdout',
       device: { interval: '1s', max_pending_per_ip: 5 },
@@ -180,13 +183,13 @@ test('5,000 bad requests: no 5xx, nothing stored, no secret in any response or l
       const text = readFileSync(join(dir, 'data', f), 'utf8');
       secrets.push(f.endsWith('.pem') || f.endsWith('.key') ? (text.split('\n')[1] as string) : text.trim());
     }
-    // the gate-token signing key lives in the database (server/operators/signing-keys.ts)
-    const keyDb = new Database(join(dir, 'data', 'talos-gate.db'), { readonly: true });
-    for (const { private_key } of keyDb.prepare('SELECT private_key FROM gate_signing_keys').all() as { private_key: Buffer }[]) {
-      const pem = createPrivateKey({ key: private_key, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }) as string;
+    // the gate-token signing key lives in the database, sealed (server/operators/signing-keys.ts)
+    const keyDb = openSqliteStorage(join(dir, 'data', 'talos-gate.db'), { cipher: new SealedBox([systemSecret]) });
+    for (const { privateKey } of await keyDb.listSigningKeys()) {
+      const pem = createPrivateKey({ key: privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }) as string;
       secrets.push(pem.split('\n')[1] as string);
     }
-    keyDb.close();
+    await keyDb.close();
 
     const dbFile = join(dir, 'data', 'talos-gate.db');
     const before = snapshot(dbFile);
