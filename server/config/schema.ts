@@ -6,6 +6,9 @@ import { anyScalar, bool, duration, int, list, map, obj, oneOf, optionalStr, str
 const profile = obj({
   template: str(),
   patches: list(str()),
+  // The profile an approval without one gets (at most one profile says so); without it, every
+  // approval names its profile, and the web page preselects none (issue 13: Approve made a control plane).
+  default: bool(false),
 });
 
 const nodeClient = obj({
@@ -62,8 +65,8 @@ export const configSchema = obj({
   }),
   templates_dir: optionalStr(),
   profiles: map(profile, {
-    controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'] },
-    worker: { template: 'worker.yaml', patches: ['patches/common.yaml'] },
+    controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'], default: false },
+    worker: { template: 'worker.yaml', patches: ['patches/common.yaml'], default: false },
   }),
   oidc: obj({
     issuer_url: optionalStr(),

@@ -6,6 +6,7 @@ import { generateSecret, hashSecret, secretsEqual } from '../../device/secrets.j
 import type { ClientCredentials, DeviceTokenRequest } from '../../device/token-request.js';
 import { formatUserCode, generateUserCode, normalizeUserCode } from '../../device/user-code.js';
 import { ApiError } from '../api-error.js';
+import { SEARCH_PREFIX } from '../storage/prefix-range.js';
 import { addressBucket, inCidrs, parseCidr } from '../client-ip.js';
 import type { AuditLog } from '../audit.js';
 import { RenderError, type MachineConfigRenderer } from '../machine-config/render.js';
@@ -16,6 +17,7 @@ import {
   type DeviceRequestRecord,
   type NewDeviceRequest,
   type NodeCursor,
+  type NodeFilter,
   type NodeRecord,
   type NodeStatus,
   type NodeSummary,
@@ -66,7 +68,16 @@ export interface Registration extends Decision {
 }
 
 /** A node as the admin API shows it, with its pending request's user code when one waits. */
+/**
+ * What an admin sees a node as: its status, except that a node registered from inventory that never
+ * asked is `registered` (its status is pending, but nobody is waiting).
+ */
+export type NodeState = NodeStatus | 'registered';
+
+export const NODE_STATES: readonly NodeState[] = ['registered', 'pending', 'approved', 'denied', 'revoked'];
+
 export interface NodeView extends Omit<NodeRecord, 'config' | 'autoApprove'> {
+  state: NodeState;
   autoApprove: boolean;
   /** Its newest pending, unexpired requests (at most PENDING_SHOWN), oldest first. */
   pending: { userCode: string; requestedAt: number; expiresAt: number; sourceIp: string }[];
@@ -480,14 +491,31 @@ export class EnrollmentService {
     return Object.keys(this.renderer.profiles);
   }
 
+  /** The profile approvals without one get (marked default: true), if the config has one. */
+  defaultProfile(): string | undefined {
+    return this.renderer.defaultProfile;
+  }
+
   /**
-   * A page of nodes, newest first, optionally by status. "pending" means waiting for a decision: the
-   * node's status, or an unexpired pending request of a node decided before (it asked again while
-   * an older code was approved). `cursor` is a page's nextCursor, as it came.
+   * A page of nodes, newest first, optionally by state and a search prefix. "pending" means waiting
+   * for a decision: a node that asked and was not decided, or an unexpired pending request of a node
+   * decided before (it asked again while an older code was approved); "registered": registered by an
+   * admin and never asked. `q` is a prefix of uuid, mac, serial, hostname or source IP, any case.
+   * `cursor` is a page's nextCursor, as it came.
    */
-  async listNodes(status: NodeStatus | undefined, page: { limit?: number | undefined; cursor?: string | undefined } = {}): Promise<NodeList> {
+  async listNodes(
+    query: { state?: NodeState | undefined; q?: string | undefined } = {},
+    page: { limit?: number | undefined; cursor?: string | undefined } = {},
+  ): Promise<NodeList> {
     const limit = Math.min(Math.max(1, page.limit ?? NODE_PAGE_DEFAULT), NODE_PAGE_MAX);
-    const filter = status === 'pending' ? { awaitingDecisionAt: this.now() } : status ? { status } : {};
+    const { state } = query;
+    const filter: NodeFilter =
+      state === 'pending' ? { awaitingDecisionAt: this.now() } : state === 'registered' ? { registered: true } : state ? { status: state } : {};
+    if (query.q !== undefined && query.q !== '') {
+      const q = query.q.trim().toLowerCase();
+      if (!SEARCH_PREFIX.test(q)) throw new ApiError('invalid_request', 'q must be 1-128 printable ASCII characters');
+      filter.prefix = q;
+    }
     // one more than asked: whether it comes says whether there is a next page
     const rows = await this.storage.listNodes(filter, { limit: limit + 1, after: page.cursor === undefined ? undefined : decodeNodeCursor(page.cursor) });
     const nodes = rows.slice(0, limit);
@@ -523,14 +551,14 @@ export class EnrollmentService {
   }
 
   /** Like findPendingByUserCode, for node requests only (the admin API approves machines, not logins). */
-  private async findPendingNode(input: string): Promise<{ request: DeviceRequestRecord; node: NodeRecord }> {
+  async findPendingMachine(input: string): Promise<{ request: DeviceRequestRecord; node: NodeRecord }> {
     const { request, node } = await this.findPendingByUserCode(input);
     if (!node) throw new ApiError('not_found', 'no pending machine has this code');
     return { request, node };
   }
 
   async approveByUserCode(userCode: string, decision: Decision, actor: string): Promise<NodeView> {
-    const { request, node } = await this.findPendingNode(userCode);
+    const { request, node } = await this.findPendingMachine(userCode);
     const approval = this.prepareApproval(node, decision);
     return this.view((await this.storage.transaction((tx) => this.approveRequest(tx, request, node, approval, actor))).node);
   }
@@ -557,8 +585,8 @@ export class EnrollmentService {
 
   /** What an approval writes: the profile, hostname and patches decided on, and the config they render. */
   private prepareApproval(node: NodeRecord, decision: Decision): Approval {
-    const profile = decision.profile ?? node.profile ?? undefined;
-    if (!profile) throw new ApiError('invalid_request', 'profile is required');
+    const profile = decision.profile ?? node.profile ?? this.renderer.defaultProfile;
+    if (!profile) throw new ApiError('invalid_request', 'profile is required (no profile is marked default: true in the config)');
     if (!this.renderer.hasProfile(profile)) {
       throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(profile)} (known: ${Object.keys(this.renderer.profiles).join(', ')})`);
     }
@@ -634,7 +662,7 @@ export class EnrollmentService {
   }
 
   async denyByUserCode(userCode: string, actor: string): Promise<NodeView> {
-    const { node } = await this.findPendingNode(userCode);
+    const { node } = await this.findPendingMachine(userCode);
     return this.view(await this.deny(node, actor));
   }
 
@@ -758,7 +786,8 @@ export class EnrollmentService {
     const pending = live
       .slice(-PENDING_SHOWN)
       .map((r) => ({ userCode: formatUserCode(r.userCode), requestedAt: r.createdAt, expiresAt: r.expiresAt, sourceIp: r.sourceIp }));
-    return { ...rest, pending, pendingCount: live.length };
+    const state: NodeState = n.status === 'pending' && n.requestedAt === null ? 'registered' : n.status;
+    return { ...rest, state, pending, pendingCount: live.length };
   }
 
   /** Views of many nodes with one query for all their pending requests, not one per node. */

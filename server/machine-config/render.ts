@@ -34,6 +34,8 @@ export class RenderError extends Error {
 export interface Profile {
   template: string;
   patches: string[];
+  /** The profile of approvals that name none (config: at most one). */
+  default?: boolean | undefined;
 }
 
 /** What a template may refer to as {{name}}. A null value used by a template is an error. */
@@ -151,6 +153,11 @@ export class MachineConfigRenderer {
     /** CA certificates (PEM) added to machine.acceptedCAs of every config (Talos 1.7+). */
     private readonly acceptedCaPems: string[] = [],
   ) {}
+
+  /** The profile marked default: true, if any: approvals without a profile get it. */
+  get defaultProfile(): string | undefined {
+    return Object.entries(this.profiles).find(([, p]) => p.default === true)?.[0];
+  }
 
   /** Whether a profile of this name is configured: an own key, so "constructor" or "__proto__" never is. */
   hasProfile(name: string): boolean {

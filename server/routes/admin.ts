@@ -3,7 +3,8 @@ import type {} from '@fastify/csrf-protection';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { secretsEqual } from '../../device/secrets.js';
 import { ApiError } from '../api-error.js';
-import { NODE_PAGE_MAX, type Decision, type EnrollmentService, type Registration } from '../enrollment/service.js';
+import { NODE_PAGE_MAX, NODE_STATES, type Decision, type EnrollmentService, type NodeState, type Registration } from '../enrollment/service.js';
+import { approveMany, BULK_MAX_ITEMS, denyMany, type BulkResult, type BulkTargets } from '../enrollment/bulk-decisions.js';
 import { matchesAny, type ClaimRule } from '../exchange/claims.js';
 import { ExchangeError } from '../exchange/errors.js';
 import type { ExchangeService } from '../exchange/service.js';
@@ -120,14 +121,15 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
     app.decorateRequest('actor', '');
     app.addHook('onRequest', authenticate);
 
-    app.get<{ Querystring: { status?: 'pending' | 'approved' | 'denied' | 'revoked'; limit?: number; cursor?: string } }>(
+    app.get<{ Querystring: { status?: NodeState; q?: string; limit?: number; cursor?: string } }>(
       '/nodes',
       {
         schema: {
           querystring: {
             type: 'object',
             properties: {
-              status: { type: 'string', enum: ['pending', 'approved', 'denied', 'revoked'] },
+              status: { type: 'string', enum: [...NODE_STATES] },
+              q: { type: 'string', maxLength: 128 },
               limit: { type: 'integer', minimum: 1, maximum: NODE_PAGE_MAX },
               cursor: { type: 'string', maxLength: 256 },
             },
@@ -136,8 +138,8 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
         },
       },
       async (request) => {
-        const { status, limit, cursor } = request.query;
-        const page = await enrollment.listNodes(status, { limit, cursor });
+        const { status, q, limit, cursor } = request.query;
+        const page = await enrollment.listNodes({ state: status, q }, { limit, cursor });
         return { nodes: page.nodes.map(nodeJson), next_cursor: page.nextCursor };
       },
     );
@@ -165,6 +167,38 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
         const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve, autoApproveCidrs: b.auto_approve_cidrs };
         return reply.code(201).send(nodeJson(await enrollment.register(reg, request.actor)));
       },
+    );
+
+    // bulk decisions: one answer per item, in the order given (server/enrollment/bulk-decisions.ts)
+    const targetsSchema = {
+      user_codes: { type: 'array', minItems: 1, maxItems: BULK_MAX_ITEMS, items: { type: 'string', maxLength: 32 } },
+      node_ids: { type: 'array', minItems: 1, maxItems: BULK_MAX_ITEMS, items: { type: 'string', maxLength: 64 } },
+    } as const;
+    const oneTargetList = { oneOf: [{ required: ['user_codes'] }, { required: ['node_ids'] }] } as const;
+    type TargetBody = { user_codes?: string[]; node_ids?: string[] };
+    const targetsOf = (b: TargetBody): BulkTargets => (b.user_codes !== undefined ? { userCodes: b.user_codes } : { nodeIds: b.node_ids ?? [] });
+    app.post<{ Body: TargetBody & { profile?: string; hostname_template?: string; patches?: Decision['patches'] } }>(
+      '/nodes/approve',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            properties: { ...targetsSchema, profile: decisionProperties.profile, hostname_template: { type: 'string', maxLength: 253 }, patches: patchesSchema },
+            ...oneTargetList,
+            additionalProperties: false,
+          },
+        },
+      },
+      async (request) => {
+        const b = request.body;
+        const results = await approveMany(enrollment, targetsOf(b), { profile: b.profile, hostnameTemplate: b.hostname_template, patches: b.patches }, request.actor);
+        return { results: results.map(bulkResultJson) };
+      },
+    );
+    app.post<{ Body: TargetBody }>(
+      '/nodes/deny',
+      { schema: { body: { type: 'object', properties: targetsSchema, ...oneTargetList, additionalProperties: false } } },
+      async (request) => ({ results: (await denyMany(enrollment, targetsOf(request.body), request.actor)).map(bulkResultJson) }),
     );
 
     // re-arms the one-shot auto-approval of a node (its first approval used it up)
@@ -307,6 +341,13 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
       })),
     }));
   };
+}
+
+/** One item of a bulk decision on the wire: the target as given, then the node or the error (RFC 6749 shape). */
+function bulkResultJson(r: BulkResult) {
+  const target = 'userCode' in r ? { user_code: r.userCode } : { node_id: r.nodeId };
+  if (r.status === 'error') return { ...target, status: r.status, error: r.error, error_description: r.description };
+  return { ...target, status: r.status, node: nodeJson(r.node) };
 }
 
 function certJson(c: CertificateRecord) {
