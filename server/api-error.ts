@@ -20,6 +20,8 @@ export class ApiError extends Error {
   constructor(
     readonly error: ApiErrorCode,
     readonly description: string,
+    /** Itemized problems, e.g. the refused rows of an import with their lines; on the wire as `errors`. */
+    readonly details?: readonly unknown[],
   ) {
     super(`${error}: ${description}`);
     this.name = 'ApiError';

@@ -16,7 +16,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
         reply.header('WWW-Authenticate', basic ? 'Basic realm="talos-gate"' : `Bearer realm="talos-gate", error="${err.error}"`);
       }
       if (err.status >= 500) request.log.error({ err }, 'request failed');
-      return reply.code(err.status).header('Cache-Control', 'no-store').send({ error: err.error, error_description: err.description });
+      return reply.code(err.status).header('Cache-Control', 'no-store').send({ error: err.error, error_description: err.description, ...(err instanceof ApiError && err.details ? { errors: err.details } : {}) });
     }
     if (err instanceof ExchangeError) {
       if (err.status === 401) reply.header('WWW-Authenticate', 'Bearer realm="talos-gate", error="invalid_token"');

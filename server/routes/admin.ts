@@ -4,6 +4,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { secretsEqual } from '../../device/secrets.js';
 import { ApiError } from '../api-error.js';
 import { NODE_PAGE_MAX, NODE_STATES, type Decision, type EnrollmentService, type NodeState, type Registration } from '../enrollment/service.js';
+import { importInventory, IMPORT_MAX_BYTES } from '../inventory/import.js';
 import { approveMany, BULK_MAX_ITEMS, denyMany, type BulkResult, type BulkTargets } from '../enrollment/bulk-decisions.js';
 import { matchesAny, type ClaimRule } from '../exchange/claims.js';
 import { ExchangeError } from '../exchange/errors.js';
@@ -166,6 +167,25 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
         const b = request.body;
         const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve, autoApproveCidrs: b.auto_approve_cidrs };
         return reply.code(201).send(nodeJson(await enrollment.register(reg, request.actor)));
+      },
+    );
+
+    // inventory import: the body as text, parsed by server/inventory/ (CSV or JSON lines)
+    app.addContentTypeParser(['text/csv', 'application/x-ndjson'], { parseAs: 'string', bodyLimit: IMPORT_MAX_BYTES }, (_request, body, done) => done(null, body));
+    app.post<{ Querystring: { dry_run?: boolean }; Body: string }>(
+      '/nodes/import',
+      {
+        bodyLimit: IMPORT_MAX_BYTES,
+        schema: { querystring: { type: 'object', properties: { dry_run: { type: 'boolean' } }, additionalProperties: false } },
+      },
+      async (request) => {
+        const type = String(request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+        if (typeof request.body !== 'string' || (type !== 'text/csv' && type !== 'application/x-ndjson')) {
+          throw new ApiError('invalid_request', 'send the inventory as text/csv or application/x-ndjson');
+        }
+        const dryRun = request.query.dry_run === true;
+        const r = await importInventory(enrollment, request.body, type === 'text/csv' ? 'csv' : 'ndjson', request.actor, { dryRun });
+        return { dry_run: dryRun, rows: r.rows, created: r.created, updated: r.updated, unchanged: r.unchanged };
       },
     );
 
