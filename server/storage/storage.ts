@@ -330,6 +330,8 @@ export interface StorageTx {
   /** Pending, unexpired requests from one address bucket (sourceBucket). */
   countPendingDeviceRequestsInBucket(bucket: string, now: number): Promise<number>;
   countDeviceRequestsByStatus(): Promise<Record<DeviceRequestStatus, number>>;
+  /** Node requests (kind node) pending and unexpired at `now`: how many, and when the oldest was made (for /metrics and its alert rules). */
+  waitingNodeRequests(now: number): Promise<{ count: number; oldestAt: number | null }>;
 
   /** Throws AlreadyExistsError when the device request already yielded a token. */
   createNodeToken(token: NodeTokenRecord): Promise<NodeTokenRecord>;

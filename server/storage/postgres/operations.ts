@@ -330,6 +330,14 @@ export abstract class PgView implements StorageTx {
     return out;
   }
 
+  async waitingNodeRequests(now: number): Promise<{ count: number; oldestAt: number | null }> {
+    const r = await this.first<{ n: number; oldest: number | null }>(
+      "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM device_requests WHERE status = 'pending' AND kind = 'node' AND expires_at >= $1",
+      [now],
+    );
+    return { count: Number(r?.n ?? 0), oldestAt: r?.oldest === null || r?.oldest === undefined ? null : Number(r.oldest) };
+  }
+
   async createNodeToken(token: NodeTokenRecord): Promise<NodeTokenRecord> {
     await this.insert(
       `token for device request ${token.deviceRequestId}`,
