@@ -60,6 +60,27 @@ for (const backend of BACKENDS) describe(`fleet admin API: search and bulk decis
     assert.match(bad.json.error_description, /q must be/);
   });
 
+  test('search results page by next_cursor, each match once while matching nodes arrive between pages', async () => {
+    const s = g.gate.storage;
+    const base = Date.now() - 1_000_000;
+    const mac = (i: number) => `52:54:00:99:${(i >> 8).toString(16).padStart(2, '0')}:${(i & 255).toString(16).padStart(2, '0')}`;
+    for (let i = 0; i < 250; i++) await s.createNode(newNode(`page-${i}`, base + Math.floor(i / 3), { mac: mac(i), requestedAt: base, sourceIp: '192.0.2.4' }));
+    const seen: string[] = [];
+    let cursor: string | null = null;
+    let added = 250;
+    do {
+      const r = await g.admin('GET', `/api/v1/nodes?q=52:54:00:99:&limit=100${cursor ? `&cursor=${cursor}` : ''}`);
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      seen.push(...(r.json.nodes as NodeJson[]).map((n) => n.id));
+      cursor = r.json.next_cursor;
+      // a newer and an older matching node arrive between pages
+      for (const at of [Date.now(), base - 1000]) await s.createNode(newNode(`page-${added}`, at, { mac: mac(added++), requestedAt: at }));
+    } while (cursor !== null);
+    const old = seen.filter((id) => Number(id.slice(5)) < 250);
+    assert.equal(old.length, 250, 'every node that matched at the start is seen');
+    assert.equal(new Set(seen).size, seen.length, 'none twice');
+  });
+
   test('bulk approve with good and bad codes: each good one approved and downloads its own config, the bad ones answered per item', async () => {
     const macs = ['52:54:00:10:00:a1', '52:54:00:10:00:b2', '52:54:00:10:00:c3'];
     const nodes = macs.map((mac, i) => boot(g, { uuid: `b01c0000-0000-4000-8000-00000000000${i}`, mac }));
