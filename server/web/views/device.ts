@@ -75,7 +75,7 @@ export function confirmNode(v: ConfirmNodeView): Html {
     <p class="hint">A strategic merge patch or an RFC 6902 JSON patch in YAML, applied after the profile's patches.</p>
     <div class="actions">
       <button class="approve" type="submit" name="decision" value="approve">Approve</button>
-      <button class="deny" type="submit" name="decision" value="deny">Deny</button>
+      <button class="deny" type="submit" name="decision" value="deny" formnovalidate>Deny</button>
     </div>
   </form>
 </div>`;
