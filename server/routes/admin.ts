@@ -145,7 +145,7 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
       },
     );
 
-    app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; auto_approve?: boolean; auto_approve_cidrs?: string[] } }>(
+    app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; serial?: string; auto_approve?: boolean; auto_approve_cidrs?: string[] } }>(
       '/nodes',
       {
         schema: {
@@ -155,6 +155,7 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
               ...decisionProperties,
               uuid: { type: 'string', maxLength: 64 },
               mac: { type: 'string', maxLength: 64 },
+              serial: { type: 'string', maxLength: 128 },
               auto_approve: { type: 'boolean' },
               auto_approve_cidrs: cidrsSchema,
             },
@@ -165,7 +166,7 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
       },
       async (request, reply) => {
         const b = request.body;
-        const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve, autoApproveCidrs: b.auto_approve_cidrs };
+        const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, serial: b.serial, autoApprove: b.auto_approve, autoApproveCidrs: b.auto_approve_cidrs };
         return reply.code(201).send(nodeJson(await enrollment.register(reg, request.actor)));
       },
     );

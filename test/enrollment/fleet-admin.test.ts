@@ -37,7 +37,7 @@ for (const backend of BACKENDS) describe(`fleet admin API: search and bulk decis
     const now = Date.now();
     await s.createNode(newNode('c0ffee00-0000-4000-8000-000000000001', now, { uuid: 'c0ffee00-0000-4000-8000-000000000001', mac: '52:54:00:aa:bb:01', variables: { serial: 'SRV-991' }, requestedAt: now, sourceIp: '10.77.0.5' }));
     await s.createNode(newNode('c0ffee00-0000-4000-8000-000000000002', now + 1, { uuid: 'c0ffee00-0000-4000-8000-000000000002', mac: '52:54:00:aa:cc:02', hostname: 'db-7', status: 'approved', profile: 'worker' }));
-    const reg = await g.admin('POST', '/api/v1/nodes', { mac: '52:54:00:aa:dd:03', profile: 'worker' });
+    const reg = await g.admin('POST', '/api/v1/nodes', { mac: '52:54:00:aa:dd:03', serial: 'INV-0003', profile: 'worker' });
     assert.equal(reg.status, 201);
     assert.equal(reg.json.state, 'registered');
     const ids = async (query: string) => {
@@ -50,6 +50,7 @@ for (const backend of BACKENDS) describe(`fleet admin API: search and bulk decis
     assert.deepEqual(await ids('q=C0FFEE00-0000-4000-8000-000000000001'), ['c0ffee00-0000-4000-8000-000000000001'], 'a whole uuid');
     assert.deepEqual(await ids('q=DB-'), ['c0ffee00-0000-4000-8000-000000000002'], 'hostname');
     assert.deepEqual(await ids('q=srv-9'), ['c0ffee00-0000-4000-8000-000000000001'], 'serial');
+    assert.deepEqual(await ids('q=inv-'), ['52:54:00:aa:dd:03'], 'the serial of a registration');
     assert.deepEqual(await ids('q=10.77.'), ['c0ffee00-0000-4000-8000-000000000001'], 'source IP');
     assert.deepEqual(await ids('q=%25'), [], 'a % is no wildcard');
     assert.deepEqual(await ids('q=52:54:00:aa&status=registered'), ['52:54:00:aa:dd:03']);
