@@ -140,7 +140,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     throw e;
   }
   const auditSink = openAuditSink(config.audit_log);
-  const metrics = config.metrics.enabled ? new GateMetrics(storage) : undefined;
+  const metrics = config.metrics.enabled ? new GateMetrics(storage, now) : undefined;
   const onAudit = deps.onAudit;
   const audit = new AuditLog(storage, now, auditSink, metrics || onAudit ? (e) => {
     metrics?.observe(e);
@@ -278,7 +278,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     });
     await gate.register(metrics.routes(config.metrics.token));
   }
-  gate.get('/readyz', async (_request, reply) => {
+  /** The checks of /readyz, also behind the talos_gate_ready gauge. */
+  const readiness = async (): Promise<Record<string, string>> => {
     const checks: Record<string, string> = {};
     try {
       await storage.transaction(async () => undefined); // takes the write lock: the database is writable
@@ -297,6 +298,11 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     } else {
       checks.idp = 'not configured';
     }
+    return checks;
+  };
+  metrics?.setReadiness(readiness);
+  gate.get('/readyz', async (_request, reply) => {
+    const checks = await readiness();
     const ready = Object.values(checks).every((v) => v === 'ok' || v === 'not configured');
     return reply.code(ready ? 200 : 503).header('Cache-Control', 'no-store').send({ status: ready ? 'ready' : 'not ready', checks });
   });

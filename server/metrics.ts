@@ -31,7 +31,15 @@ export class GateMetrics {
     registers: [this.registry],
   });
 
-  constructor(storage: Storage) {
+  /** The checks of /readyz, for talos_gate_ready; set by the app once its parts exist. */
+  private readiness: (() => Promise<Record<string, string>>) | undefined;
+
+  setReadiness(fn: () => Promise<Record<string, string>>): void {
+    this.readiness = fn;
+  }
+
+  constructor(storage: Storage, now: () => number = Date.now) {
+    const metrics = this;
     collectDefaultMetrics({ register: this.registry, prefix: 'talos_gate_' });
     new Gauge({
       name: 'talos_gate_device_requests',
@@ -68,7 +76,43 @@ export class GateMetrics {
       registers: [this.registry],
       async collect() {
         const b = await storage.webhooks.backlog();
-        this.set(b.oldestPendingAt === undefined ? 0 : Math.max(0, (Date.now() - b.oldestPendingAt) / 1000));
+        this.set(b.oldestPendingAt === undefined ? 0 : Math.max(0, (now() - b.oldestPendingAt) / 1000));
+      },
+    });
+    // nodes waiting for an admin (deploy/prometheus/talos-gate-alerts.yaml pages on the oldest)
+    new Gauge({
+      name: 'talos_gate_nodes_waiting',
+      help: 'Node device requests pending and unexpired: machines waiting at their console for an admin',
+      registers: [this.registry],
+      async collect() {
+        this.set((await storage.waitingNodeRequests(now())).count);
+      },
+    });
+    new Gauge({
+      name: 'talos_gate_oldest_waiting_node_age_seconds',
+      help: 'Age of the oldest pending, unexpired node request (0 when none waits)',
+      registers: [this.registry],
+      async collect() {
+        const t = now();
+        const { oldestAt } = await storage.waitingNodeRequests(t);
+        this.set(oldestAt === null ? 0 : Math.max(0, (t - oldestAt) / 1000));
+      },
+    });
+    new Gauge({
+      name: 'talos_gate_ready',
+      help: 'Whether each readiness check of /readyz passes (1) or not (0); check="all" is /readyz itself',
+      labelNames: ['check'],
+      registers: [this.registry],
+      async collect() {
+        if (!metrics.readiness) return;
+        const checks = await metrics.readiness();
+        let all = 1;
+        for (const [check, v] of Object.entries(checks)) {
+          const ok = v === 'ok' || v === 'not configured' ? 1 : 0;
+          all &&= ok;
+          this.set({ check }, ok);
+        }
+        this.set({ check: 'all' }, all);
       },
     });
     // per backend, since the two sizes mean different things: talos_gate_sqlite_bytes is the file

@@ -233,6 +233,8 @@ function resolveConfig(c: RawConfig, source: string, base: string, env: NodeJS.P
   });
 
   if (Object.keys(c.profiles).length === 0) fail('profiles', 'at least one profile is needed');
+  const defaults = Object.entries(c.profiles).filter(([, p]) => p.default).map(([name]) => name);
+  if (defaults.length > 1) fail(`profiles.${defaults[1] as string}.default`, `only one profile may be the default (${defaults.join(' and ')} both say default: true)`);
   for (const name of Object.keys(c.profiles)) {
     if (!/^[a-z0-9][a-z0-9_.-]{0,62}$/.test(name)) {
       fail(`profiles.${name}`, 'profile names are lower-case letters, digits, ".", "_" and "-"');

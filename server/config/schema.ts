@@ -9,6 +9,9 @@ const profile = obj({
   // A Talos secrets bundle (`talosctl gen secrets`), in the templates folder, mode 0600: its CA keys
   // and tokens are merged into the template at render time (server/machine-config/secrets-bundle.ts).
   secrets_bundle: optionalStr(),
+  // The profile an approval without one gets (at most one profile says so); without it, every
+  // approval names its profile, and the web page preselects none (issue 13: Approve made a control plane).
+  default: bool(false),
 });
 
 const nodeClient = obj({
@@ -73,8 +76,8 @@ export const configSchema = obj({
   }),
   templates_dir: optionalStr(),
   profiles: map(profile, {
-    controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'], secrets_bundle: undefined },
-    worker: { template: 'worker.yaml', patches: ['patches/common.yaml'], secrets_bundle: undefined },
+    controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'], secrets_bundle: undefined, default: false },
+    worker: { template: 'worker.yaml', patches: ['patches/common.yaml'], secrets_bundle: undefined, default: false },
   }),
   oidc: obj({
     issuer_url: optionalStr(),

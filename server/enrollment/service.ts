@@ -6,6 +6,7 @@ import { generateSecret, hashSecret, secretsEqual } from '../../device/secrets.j
 import type { ClientCredentials, DeviceTokenRequest } from '../../device/token-request.js';
 import { formatUserCode, generateUserCode, normalizeUserCode } from '../../device/user-code.js';
 import { ApiError } from '../api-error.js';
+import { SEARCH_PREFIX } from '../storage/prefix-range.js';
 import { addressBucket, inCidrs, parseCidr } from '../client-ip.js';
 import type { AuditEntry, AuditLog } from '../audit.js';
 import { RenderError, type MachineConfigRenderer } from '../machine-config/render.js';
@@ -17,6 +18,7 @@ import {
   type DeviceRequestRecord,
   type NewDeviceRequest,
   type NodeCursor,
+  type NodeFilter,
   type NodeRecord,
   type NodeStatus,
   type NodeSummary,
@@ -63,13 +65,50 @@ export interface Decision {
 export interface Registration extends Decision {
   uuid?: string | undefined;
   mac?: string | undefined;
+  /** From inventory, kept for search until the node sends its own (variables.serial). */
+  serial?: string | undefined;
   autoApprove?: boolean | undefined;
   /** IPs or CIDR blocks the auto-approved request must come from (as clientIp computes it). */
   autoApproveCidrs?: string[] | undefined;
 }
 
+/** A registration checked and in stored form (EnrollmentService.checkRegistration). */
+export interface CheckedRegistration {
+  id: string;
+  uuid: string | null;
+  mac: string | null;
+  serial: string | null;
+  profile: string;
+  hostname: string | null;
+  patches: PatchSpec[];
+  autoApprove: boolean;
+  autoApproveCidrs: string[];
+}
+
+/** What an inventory import did (or, dry, would do). */
+export interface ImportSummary {
+  created: number;
+  updated: number;
+  unchanged: number;
+}
+
+/** A refused row of an import, by its line in the file. */
+export interface RowProblem {
+  line: number;
+  error: string;
+}
+
 /** A node as the admin API shows it, with its pending request's user code when one waits. */
+/**
+ * What an admin sees a node as: its status, except that a node registered from inventory that never
+ * asked is `registered` (its status is pending, but nobody is waiting).
+ */
+export type NodeState = NodeStatus | 'registered';
+
+export const NODE_STATES: readonly NodeState[] = ['registered', 'pending', 'approved', 'denied', 'revoked'];
+
 export interface NodeView extends Omit<NodeRecord, 'config' | 'autoApprove'> {
+  state: NodeState;
   autoApprove: boolean;
   /** Its newest pending, unexpired requests (at most PENDING_SHOWN), oldest first. */
   pending: { userCode: string; requestedAt: number; expiresAt: number; sourceIp: string }[];
@@ -475,14 +514,31 @@ export class EnrollmentService {
     return Object.keys(this.renderer.profiles);
   }
 
+  /** The profile approvals without one get (marked default: true), if the config has one. */
+  defaultProfile(): string | undefined {
+    return this.renderer.defaultProfile;
+  }
+
   /**
-   * A page of nodes, newest first, optionally by status. "pending" means waiting for a decision: the
-   * node's status, or an unexpired pending request of a node decided before (it asked again while
-   * an older code was approved). `cursor` is a page's nextCursor, as it came.
+   * A page of nodes, newest first, optionally by state and a search prefix. "pending" means waiting
+   * for a decision: a node that asked and was not decided, or an unexpired pending request of a node
+   * decided before (it asked again while an older code was approved); "registered": registered by an
+   * admin and never asked. `q` is a prefix of uuid, mac, serial, hostname or source IP, any case.
+   * `cursor` is a page's nextCursor, as it came.
    */
-  async listNodes(status: NodeStatus | undefined, page: { limit?: number | undefined; cursor?: string | undefined } = {}): Promise<NodeList> {
+  async listNodes(
+    query: { state?: NodeState | undefined; q?: string | undefined } = {},
+    page: { limit?: number | undefined; cursor?: string | undefined } = {},
+  ): Promise<NodeList> {
     const limit = Math.min(Math.max(1, page.limit ?? NODE_PAGE_DEFAULT), NODE_PAGE_MAX);
-    const filter = status === 'pending' ? { awaitingDecisionAt: this.now() } : status ? { status } : {};
+    const { state } = query;
+    const filter: NodeFilter =
+      state === 'pending' ? { awaitingDecisionAt: this.now() } : state === 'registered' ? { registered: true } : state ? { status: state } : {};
+    if (query.q !== undefined && query.q !== '') {
+      const q = query.q.trim().toLowerCase();
+      if (!SEARCH_PREFIX.test(q)) throw new ApiError('invalid_request', 'q must be 1-128 printable ASCII characters');
+      filter.prefix = q;
+    }
     // one more than asked: whether it comes says whether there is a next page
     const rows = await this.storage.listNodes(filter, { limit: limit + 1, after: page.cursor === undefined ? undefined : decodeNodeCursor(page.cursor) });
     const nodes = rows.slice(0, limit);
@@ -518,14 +574,14 @@ export class EnrollmentService {
   }
 
   /** Like findPendingByUserCode, for node requests only (the admin API approves machines, not logins). */
-  private async findPendingNode(input: string): Promise<{ request: DeviceRequestRecord; node: NodeRecord }> {
+  async findPendingMachine(input: string): Promise<{ request: DeviceRequestRecord; node: NodeRecord }> {
     const { request, node } = await this.findPendingByUserCode(input);
     if (!node) throw new ApiError('not_found', 'no pending machine has this code');
     return { request, node };
   }
 
   async approveByUserCode(userCode: string, decision: Decision, actor: string): Promise<NodeView> {
-    const { request, node } = await this.findPendingNode(userCode);
+    const { request, node } = await this.findPendingMachine(userCode);
     const approval = this.prepareApproval(node, decision);
     return this.view((await this.storage.transaction((tx) => this.approveRequest(tx, request, node, approval, actor))).node);
   }
@@ -552,8 +608,8 @@ export class EnrollmentService {
 
   /** What an approval writes: the profile, hostname and patches decided on, and the config they render. */
   private prepareApproval(node: NodeRecord, decision: Decision): Approval {
-    const profile = decision.profile ?? node.profile ?? undefined;
-    if (!profile) throw new ApiError('invalid_request', 'profile is required');
+    const profile = decision.profile ?? node.profile ?? this.renderer.defaultProfile;
+    if (!profile) throw new ApiError('invalid_request', 'profile is required (no profile is marked default: true in the config)');
     if (!this.renderer.hasProfile(profile)) {
       throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(profile)} (known: ${Object.keys(this.renderer.profiles).join(', ')})`);
     }
@@ -629,7 +685,7 @@ export class EnrollmentService {
   }
 
   async denyByUserCode(userCode: string, actor: string): Promise<NodeView> {
-    const { node } = await this.findPendingNode(userCode);
+    const { node } = await this.findPendingMachine(userCode);
     return this.view(await this.deny(node, actor));
   }
 
@@ -670,19 +726,24 @@ export class EnrollmentService {
     await this.audit.record({ type: 'node_forgotten', actor, subject: node.id, detail: { status: node.status } });
   }
 
-  /** Pre-registers a node from inventory so it is decided without a click when it boots. */
-  async register(reg: Registration, actor: string): Promise<NodeView> {
+  /**
+   * Checks a registration and puts it in stored form (lower-case ids, the default profile when it
+   * names none); throws ApiError naming the first problem. Touches nothing.
+   */
+  checkRegistration(reg: Registration): CheckedRegistration {
     const uuid = reg.uuid?.toLowerCase();
     const mac = reg.mac?.toLowerCase();
     if (uuid !== undefined && !NODE_ID.test(uuid)) throw new ApiError('invalid_request', 'uuid must be 1-64 letters, digits, ".", "_", ":" or "-"');
     if (mac !== undefined && !MAC.test(mac)) throw new ApiError('invalid_request', 'mac must be in colon form, e.g. 52:54:00:ab:cd:ef');
     const id = uuid ?? mac;
     if (id === undefined) throw new ApiError('invalid_request', 'uuid or mac is required');
-    if (!reg.profile) throw new ApiError('invalid_request', 'profile is required');
-    if (!this.renderer.hasProfile(reg.profile)) throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(reg.profile)}`);
+    const profile = reg.profile || this.renderer.defaultProfile;
+    if (!profile) throw new ApiError('invalid_request', 'profile is required (no profile is marked default: true in the config)');
+    if (!this.renderer.hasProfile(profile)) throw new ApiError('invalid_request', `unknown profile ${JSON.stringify(profile)}`);
     const hostname = checkHostname(reg.hostname) ?? null;
     const cidrs = checkCidrs(reg.autoApproveCidrs) ?? [];
     if (cidrs.length > 0 && reg.autoApprove !== true) throw new ApiError('invalid_request', 'auto_approve_cidrs needs auto_approve: true');
+    if (reg.serial !== undefined && !/^[\x20-\x7e]{1,128}$/.test(reg.serial)) throw new ApiError('invalid_request', 'serial must be 1-128 printable ASCII characters');
     const patches = reg.patches ?? [];
     try {
       this.renderer.checkPatches(patches);
@@ -690,34 +751,116 @@ export class EnrollmentService {
       if (e instanceof RenderError) throw new ApiError('invalid_config', e.message);
       throw e;
     }
+    return { id, uuid: uuid ?? null, mac: mac ?? null, serial: reg.serial ?? null, profile, hostname, patches, autoApprove: reg.autoApprove === true, autoApproveCidrs: cidrs };
+  }
+
+  /** The node a checked registration makes: armed registrations count as approved, as they always did. */
+  private registeredNode(c: CheckedRegistration, createdAt: number, actor: string): NodeRecord {
     const now = this.now();
+    return newNode(c.id, createdAt, {
+      uuid: c.uuid,
+      mac: c.mac,
+      // the inventory's serial, so a search finds the node before it boots; what it sends replaces it
+      variables: c.serial === null ? {} : { serial: c.serial },
+      status: c.autoApprove ? 'approved' : 'pending',
+      profile: c.profile,
+      hostname: c.hostname,
+      patches: c.patches,
+      autoApprove: c.autoApprove,
+      autoApproveCidrs: c.autoApproveCidrs,
+      decidedAt: c.autoApprove ? now : null,
+      decidedBy: c.autoApprove ? actor : null,
+    });
+  }
+
+  /** Pre-registers a node from inventory so it is decided without a click when it boots. */
+  async register(reg: Registration, actor: string): Promise<NodeView> {
+    const c = this.checkRegistration(reg);
     let node: NodeRecord;
     try {
-      node = await this.storage.createNode(
-        newNode(id, now, {
-          uuid: uuid ?? null,
-          mac: mac ?? null,
-          status: reg.autoApprove ? 'approved' : 'pending',
-          profile: reg.profile,
-          hostname,
-          patches,
-          autoApprove: reg.autoApprove === true,
-          autoApproveCidrs: cidrs,
-          decidedAt: reg.autoApprove ? now : null,
-          decidedBy: reg.autoApprove ? actor : null,
-        }),
-      );
+      node = await this.storage.createNode(this.registeredNode(c, this.now(), actor));
     } catch (e) {
-      if (e instanceof AlreadyExistsError) throw new ApiError('conflict', `node ${id} already exists`);
+      if (e instanceof AlreadyExistsError) throw new ApiError('conflict', `node ${c.id} already exists`);
       throw e;
     }
     await this.audit.record({
       type: 'node_registered',
       actor,
-      subject: id,
-      detail: { profile: reg.profile, auto_approve: node.autoApprove, ...(cidrs.length ? { auto_approve_cidrs: cidrs } : {}) },
+      subject: c.id,
+      detail: { profile: c.profile, auto_approve: node.autoApprove, ...(c.autoApproveCidrs.length ? { auto_approve_cidrs: c.autoApproveCidrs } : {}) },
     });
     return this.view(node);
+  }
+
+  /**
+   * Registers checked registrations, or updates the nodes they name, all in one transaction: any row
+   * refused (a denied node to auto-approve, a uuid and mac naming two different nodes) undoes every
+   * row, and the refusals come back with their lines. A node that never asked is registered afresh
+   * from its row; one that asked keeps what it sent and gets the row's profile, hostname and
+   * auto-approval. With dryRun the same runs and is rolled back, so it answers exactly what an import
+   * would do.
+   */
+  async importRegistrations(rows: { line: number; reg: CheckedRegistration }[], actor: string, dryRun: boolean): Promise<ImportSummary> {
+    const rollBack = Symbol('dry run');
+    let summary: ImportSummary = { created: 0, updated: 0, unchanged: 0 };
+    try {
+      await this.storage.transaction(async (tx) => {
+        const problems: RowProblem[] = [];
+        const events: { id: string; reg: CheckedRegistration; updated: boolean }[] = [];
+        const counts: ImportSummary = { created: 0, updated: 0, unchanged: 0 };
+        for (const { line, reg } of rows) {
+          const existing = (await tx.getNode(reg.id)) ?? (reg.uuid !== null && reg.mac !== null ? await tx.getNode(reg.mac) : undefined);
+          if (!existing) {
+            await tx.createNode(this.registeredNode(reg, this.now(), actor));
+            counts.created++;
+            events.push({ id: reg.id, reg, updated: false });
+            continue;
+          }
+          for (const key of ['uuid', 'mac'] as const) {
+            if (reg[key] !== null && existing[key] !== null && existing[key] !== reg[key]) {
+              problems.push({ line, error: `node ${existing.id} has ${key} ${existing[key]}, not ${reg[key]}` });
+            }
+          }
+          if (existing.status === 'denied' && reg.autoApprove) problems.push({ line, error: `node ${existing.id} is denied; forget it before arming auto_approve` });
+          if (problems.length > 0) continue;
+          const next: NodeRecord =
+            existing.requestedAt === null
+              ? { ...this.registeredNode(reg, existing.createdAt, actor), id: existing.id, uuid: reg.uuid ?? existing.uuid, mac: reg.mac ?? existing.mac }
+              : {
+                  ...existing,
+                  uuid: existing.uuid ?? reg.uuid,
+                  mac: existing.mac ?? reg.mac,
+                  profile: reg.profile,
+                  hostname: reg.hostname ?? existing.hostname,
+                  autoApprove: reg.autoApprove,
+                  autoApproveCidrs: reg.autoApproveCidrs,
+                };
+          const same = (['uuid', 'mac', 'profile', 'hostname', 'autoApprove', 'status'] as const).every((k) => next[k] === existing[k]) &&
+            JSON.stringify(next.autoApproveCidrs) === JSON.stringify(existing.autoApproveCidrs) &&
+            JSON.stringify(next.variables) === JSON.stringify(existing.variables);
+          if (same) {
+            counts.unchanged++;
+            continue;
+          }
+          await tx.updateNode(existing.id, (n) => ({ ...next, configDownloads: n.configDownloads, lastDownloadAt: n.lastDownloadAt, lastDownloadIp: n.lastDownloadIp }));
+          counts.updated++;
+          events.push({ id: existing.id, reg, updated: true });
+        }
+        if (problems.length > 0) throw new ApiError('invalid_request', `${problems.length} of ${rows.length} rows refused; nothing was imported`, problems);
+        summary = counts;
+        if (dryRun) throw rollBack;
+        // audited only once every row is in: the audit sink hears of an event as it is written
+        for (const e of events) {
+          await this.audit.record(
+            { type: 'node_registered', actor, subject: e.id, detail: { profile: e.reg.profile, auto_approve: e.reg.autoApprove, imported: true, updated: e.updated } },
+            tx,
+          );
+        }
+      });
+    } catch (e) {
+      if (e !== rollBack) throw e;
+    }
+    return summary;
   }
 
   /**
@@ -753,7 +896,8 @@ export class EnrollmentService {
     const pending = live
       .slice(-PENDING_SHOWN)
       .map((r) => ({ userCode: formatUserCode(r.userCode), requestedAt: r.createdAt, expiresAt: r.expiresAt, sourceIp: r.sourceIp }));
-    return { ...rest, pending, pendingCount: live.length };
+    const state: NodeState = n.status === 'pending' && n.requestedAt === null ? 'registered' : n.status;
+    return { ...rest, state, pending, pendingCount: live.length };
   }
 
   /** Views of many nodes with one query for all their pending requests, not one per node. */

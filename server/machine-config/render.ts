@@ -37,6 +37,8 @@ export interface Profile {
   patches: string[];
   /** A Talos secrets bundle (`talosctl gen secrets`) in the templates folder, merged after the template. */
   secrets_bundle?: string | undefined;
+  /** The profile of approvals that name none (config: at most one). */
+  default?: boolean | undefined;
 }
 
 /** What a template may refer to as {{name}}. A null value used by a template is an error. */
@@ -154,6 +156,11 @@ export class MachineConfigRenderer {
     /** CA certificates (PEM) added to machine.acceptedCAs of every config (Talos 1.7+). */
     private readonly acceptedCaPems: string[] = [],
   ) {}
+
+  /** The profile marked default: true, if any: approvals without a profile get it. */
+  get defaultProfile(): string | undefined {
+    return Object.entries(this.profiles).find(([, p]) => p.default === true)?.[0];
+  }
 
   /** Whether a profile of this name is configured: an own key, so "constructor" or "__proto__" never is. */
   hasProfile(name: string): boolean {

@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { OAuthError } from '../../device/errors.js';
-import { ApiError } from '../api-error.js';
+import { ApiError, clientErrorOf } from '../api-error.js';
 import { ExchangeError } from '../exchange/errors.js';
 import { SealedValueError } from '../secrets/sealed-box.js';
 import { AlreadyExistsError, NotFoundError, StorageUnavailableError } from '../storage/storage.js';
@@ -17,7 +17,7 @@ export function registerErrorHandling(app: FastifyInstance): void {
         reply.header('WWW-Authenticate', basic ? 'Basic realm="talos-gate"' : `Bearer realm="talos-gate", error="${err.error}"`);
       }
       if (err.status >= 500) request.log.error({ err }, 'request failed');
-      return reply.code(err.status).header('Cache-Control', 'no-store').send({ error: err.error, error_description: err.description });
+      return reply.code(err.status).header('Cache-Control', 'no-store').send({ error: err.error, error_description: err.description, ...(err instanceof ApiError && err.details ? { errors: err.details } : {}) });
     }
     if (err instanceof ExchangeError) {
       if (err.status === 401) reply.header('WWW-Authenticate', 'Bearer realm="talos-gate", error="invalid_token"');
@@ -35,8 +35,9 @@ export function registerErrorHandling(app: FastifyInstance): void {
     }
     // A record gone between a service's read and its write (a node forgotten while it was approved, a
     // session ended by another request): what the client asked about no longer exists.
-    if (err instanceof NotFoundError) {
-      return reply.code(404).header('Cache-Control', 'no-store').send({ error: 'not_found', error_description: err.message });
+    if (err instanceof NotFoundError || err instanceof AlreadyExistsError) {
+      const client = clientErrorOf(err) as NonNullable<ReturnType<typeof clientErrorOf>>; // why the cast: both kinds always map
+      return reply.code(err instanceof NotFoundError ? 404 : 409).header('Cache-Control', 'no-store').send({ error: client.error, error_description: client.description });
     }
     // The database out of reach (PostgreSQL restarting, failing over, the network cut): nothing was
     // committed, the same request may succeed shortly (RFC 9110 §15.6.4 503, §10.2.3 Retry-After).
@@ -59,9 +60,6 @@ export function registerErrorHandling(app: FastifyInstance): void {
         .code(500)
         .header('Cache-Control', 'no-store')
         .send({ error: 'server_error', error_description: 'a value the gate stored cannot be opened with its system secrets, so it is not served; see the gate\'s log' });
-    }
-    if (err instanceof AlreadyExistsError) {
-      return reply.code(409).header('Cache-Control', 'no-store').send({ error: 'conflict', error_description: err.message });
     }
     const fe = err as FastifyError;
     if (fe.validation) {

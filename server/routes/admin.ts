@@ -3,7 +3,9 @@ import type {} from '@fastify/csrf-protection';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { secretsEqual } from '../../device/secrets.js';
 import { ApiError } from '../api-error.js';
-import { NODE_PAGE_MAX, type Decision, type EnrollmentService, type Registration } from '../enrollment/service.js';
+import { NODE_PAGE_MAX, NODE_STATES, type Decision, type EnrollmentService, type NodeState, type Registration } from '../enrollment/service.js';
+import { importInventory, IMPORT_MAX_BYTES } from '../inventory/import.js';
+import { approveMany, BULK_MAX_ITEMS, denyMany, type BulkResult, type BulkTargets } from '../enrollment/bulk-decisions.js';
 import { matchesAny, type ClaimRule } from '../exchange/claims.js';
 import { ExchangeError } from '../exchange/errors.js';
 import type { ExchangeService } from '../exchange/service.js';
@@ -120,14 +122,15 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
     app.decorateRequest('actor', '');
     app.addHook('onRequest', authenticate);
 
-    app.get<{ Querystring: { status?: 'pending' | 'approved' | 'denied' | 'revoked'; limit?: number; cursor?: string } }>(
+    app.get<{ Querystring: { status?: NodeState; q?: string; limit?: number; cursor?: string } }>(
       '/nodes',
       {
         schema: {
           querystring: {
             type: 'object',
             properties: {
-              status: { type: 'string', enum: ['pending', 'approved', 'denied', 'revoked'] },
+              status: { type: 'string', enum: [...NODE_STATES] },
+              q: { type: 'string', maxLength: 128 },
               limit: { type: 'integer', minimum: 1, maximum: NODE_PAGE_MAX },
               cursor: { type: 'string', maxLength: 256 },
             },
@@ -136,13 +139,13 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
         },
       },
       async (request) => {
-        const { status, limit, cursor } = request.query;
-        const page = await enrollment.listNodes(status, { limit, cursor });
+        const { status, q, limit, cursor } = request.query;
+        const page = await enrollment.listNodes({ state: status, q }, { limit, cursor });
         return { nodes: page.nodes.map(nodeJson), next_cursor: page.nextCursor };
       },
     );
 
-    app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; auto_approve?: boolean; auto_approve_cidrs?: string[] } }>(
+    app.post<{ Body: DecisionBody & { uuid?: string; mac?: string; serial?: string; auto_approve?: boolean; auto_approve_cidrs?: string[] } }>(
       '/nodes',
       {
         schema: {
@@ -152,6 +155,7 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
               ...decisionProperties,
               uuid: { type: 'string', maxLength: 64 },
               mac: { type: 'string', maxLength: 64 },
+              serial: { type: 'string', maxLength: 128 },
               auto_approve: { type: 'boolean' },
               auto_approve_cidrs: cidrsSchema,
             },
@@ -162,9 +166,60 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
       },
       async (request, reply) => {
         const b = request.body;
-        const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, autoApprove: b.auto_approve, autoApproveCidrs: b.auto_approve_cidrs };
+        const reg: Registration = { ...decisionOf(b), uuid: b.uuid, mac: b.mac, serial: b.serial, autoApprove: b.auto_approve, autoApproveCidrs: b.auto_approve_cidrs };
         return reply.code(201).send(nodeJson(await enrollment.register(reg, request.actor)));
       },
+    );
+
+    // inventory import: the body as text, parsed by server/inventory/ (CSV or JSON lines)
+    app.addContentTypeParser(['text/csv', 'application/x-ndjson'], { parseAs: 'string', bodyLimit: IMPORT_MAX_BYTES }, (_request, body, done) => done(null, body));
+    app.post<{ Querystring: { dry_run?: boolean }; Body: string }>(
+      '/nodes/import',
+      {
+        bodyLimit: IMPORT_MAX_BYTES,
+        schema: { querystring: { type: 'object', properties: { dry_run: { type: 'boolean' } }, additionalProperties: false } },
+      },
+      async (request) => {
+        const type = String(request.headers['content-type'] ?? '').split(';')[0]?.trim().toLowerCase();
+        if (typeof request.body !== 'string' || (type !== 'text/csv' && type !== 'application/x-ndjson')) {
+          throw new ApiError('invalid_request', 'send the inventory as text/csv or application/x-ndjson');
+        }
+        const dryRun = request.query.dry_run === true;
+        const r = await importInventory(enrollment, request.body, type === 'text/csv' ? 'csv' : 'ndjson', request.actor, { dryRun });
+        return { dry_run: dryRun, rows: r.rows, created: r.created, updated: r.updated, unchanged: r.unchanged };
+      },
+    );
+
+    // bulk decisions: one answer per item, in the order given (server/enrollment/bulk-decisions.ts)
+    const targetsSchema = {
+      user_codes: { type: 'array', minItems: 1, maxItems: BULK_MAX_ITEMS, items: { type: 'string', maxLength: 32 } },
+      node_ids: { type: 'array', minItems: 1, maxItems: BULK_MAX_ITEMS, items: { type: 'string', maxLength: 64 } },
+    } as const;
+    const oneTargetList = { oneOf: [{ required: ['user_codes'] }, { required: ['node_ids'] }] } as const;
+    type TargetBody = { user_codes?: string[]; node_ids?: string[] };
+    const targetsOf = (b: TargetBody): BulkTargets => (b.user_codes !== undefined ? { userCodes: b.user_codes } : { nodeIds: b.node_ids ?? [] });
+    app.post<{ Body: TargetBody & { profile?: string; hostname_template?: string; patches?: Decision['patches'] } }>(
+      '/nodes/approve',
+      {
+        schema: {
+          body: {
+            type: 'object',
+            properties: { ...targetsSchema, profile: decisionProperties.profile, hostname_template: { type: 'string', maxLength: 253 }, patches: patchesSchema },
+            ...oneTargetList,
+            additionalProperties: false,
+          },
+        },
+      },
+      async (request) => {
+        const b = request.body;
+        const results = await approveMany(enrollment, targetsOf(b), { profile: b.profile, hostnameTemplate: b.hostname_template, patches: b.patches }, request.actor);
+        return { results: results.map(bulkResultJson) };
+      },
+    );
+    app.post<{ Body: TargetBody }>(
+      '/nodes/deny',
+      { schema: { body: { type: 'object', properties: targetsSchema, ...oneTargetList, additionalProperties: false } } },
+      async (request) => ({ results: (await denyMany(enrollment, targetsOf(request.body), request.actor)).map(bulkResultJson) }),
     );
 
     // re-arms the one-shot auto-approval of a node (its first approval used it up)
@@ -307,6 +362,13 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
       })),
     }));
   };
+}
+
+/** One item of a bulk decision on the wire: the target as given, then the node or the error (RFC 6749 shape). */
+function bulkResultJson(r: BulkResult) {
+  const target = 'userCode' in r ? { user_code: r.userCode } : { node_id: r.nodeId };
+  if (r.status === 'error') return { ...target, status: r.status, error: r.error, error_description: r.description };
+  return { ...target, status: r.status, node: nodeJson(r.node) };
 }
 
 function certJson(c: CertificateRecord) {

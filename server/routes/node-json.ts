@@ -10,6 +10,7 @@ export function nodeJson(n: NodeView) {
     mac: n.mac,
     variables: n.variables,
     status: n.status,
+    state: n.state,
     profile: n.profile,
     hostname: n.hostname,
     patches: n.patches,

@@ -244,12 +244,22 @@ export interface NodeFilter {
   /** Only nodes decided on: status approved, denied or revoked. */
   decided?: boolean;
   /**
-   * Nodes waiting for a decision at this time: status pending, or a pending device request not
-   * expired at this time (a decided node that asked again).
+   * Nodes waiting for a decision at this time: status pending and asked at least once (a registered
+   * node that never asked is not waiting), or a pending device request not expired at this time (a
+   * decided node that asked again).
    */
   awaitingDecisionAt?: number;
   /** Nodes with a pending device request not expired at this time: the ones an admin can approve now. */
   askingAt?: number;
+  /** Registered by an admin and never asked yet: status pending, requestedAt null (the wire's state `registered`). */
+  registered?: boolean;
+  /**
+   * Nodes whose uuid, mac, serial (variables.serial), hostname (decided, or variables.hostname as
+   * sent) or source IP starts with this, ignoring ASCII case. Printable ASCII only, lower-case
+   * (the service checks and lowers it). Each backend indexes these so a prefix is found without a
+   * scan of the fleet.
+   */
+  prefix?: string;
 }
 
 /** Where a page of nodes starts: after this node, in the order newest first by (createdAt, id). */
@@ -357,6 +367,8 @@ export interface StorageTx {
   /** Pending, unexpired requests from one address bucket (sourceBucket). */
   countPendingDeviceRequestsInBucket(bucket: string, now: number): Promise<number>;
   countDeviceRequestsByStatus(): Promise<Record<DeviceRequestStatus, number>>;
+  /** Node requests (kind node) pending and unexpired at `now`: how many, and when the oldest was made (for /metrics and its alert rules). */
+  waitingNodeRequests(now: number): Promise<{ count: number; oldestAt: number | null }>;
 
   /** Throws AlreadyExistsError when the device request already yielded a token. */
   createNodeToken(token: NodeTokenRecord): Promise<NodeTokenRecord>;

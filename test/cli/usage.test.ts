@@ -25,11 +25,12 @@ async function run(args: string[]): Promise<{ code: number | null; stdout: strin
   return { code, stdout: r.stdout(), stderr: r.stderr() };
 }
 
-test('usage errors exit 2: missing --server, missing --profile, an unknown flag or command', async () => {
+test('usage errors exit 2: missing --server, missing --profile or targets, an unknown flag or command', async () => {
   const cases: [string[], RegExp][] = [
     [['simulate-node'], /required option '-s, --server <url>' not specified/],
     [['nodes', 'list'], /--server is required/],
-    [['nodes', 'approve', 'some-node', '--server', 'https://127.0.0.1:1'], /required option '--profile <name>' not specified/],
+    [['nodes', 'approve', '--server', 'https://127.0.0.1:1'], /give user codes or machine ids, or --all-pending/],
+    [['nodes', 'approve', 'some-node', '--match', 'mac=*', '--server', 'https://127.0.0.1:1'], /--match needs --all-pending/],
     [['nodes', 'add', '--uuid', 'u', '--server', 'https://127.0.0.1:1'], /required option '--profile <name>' not specified/],
     [['nodes', 'list', '--bogus'], /unknown option '--bogus'/],
     [['frobnicate'], /unknown command 'frobnicate'/],

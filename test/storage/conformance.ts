@@ -202,6 +202,30 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
       await s.close();
     });
 
+    test('node search: a case-insensitive prefix of uuid, mac, serial, hostname (decided or sent) or source IP; registered nodes', async () => {
+      const s = await newStorage();
+      await s.createNode(sampleNode('9f3a0000-aaaa-4000-8000-000000000001', { mac: '52:54:00:ab:cd:01', sourceIp: '10.20.0.7', createdAt: 10 }));
+      await s.createNode(sampleNode('9f3b0000-aaaa-4000-8000-000000000002', { mac: '52:54:00:ab:ce:02', hostname: 'worker-ce02', createdAt: 11 }));
+      await s.createNode(sampleNode('sent-name', { variables: { uuid: 'sent-name', hostname: 'Rack4-N1', serial: 'SN-X%_1' }, createdAt: 12 }));
+      await s.createNode(sampleNode('snx', { variables: { uuid: 'snx', serial: 'SNXA_1' }, createdAt: 13 }));
+      await s.createNode(sampleNode('inventory', { uuid: 'inventory', requestedAt: null, sourceIp: null, profile: 'worker', createdAt: 14 }));
+      const ids = async (filter: NodeFilter) => (await s.listNodes(filter, { limit: 100 })).map((n) => n.id);
+      assert.deepEqual(await ids({ prefix: '52:54:00:ab:c' }), ['9f3b0000-aaaa-4000-8000-000000000002', '9f3a0000-aaaa-4000-8000-000000000001'], 'newest first');
+      assert.deepEqual(await ids({ prefix: '52:54:00:ab:cd' }), ['9f3a0000-aaaa-4000-8000-000000000001']);
+      assert.deepEqual(await ids({ prefix: '9f3b' }), ['9f3b0000-aaaa-4000-8000-000000000002'], 'by uuid');
+      assert.deepEqual(await ids({ prefix: 'worker-' }), ['9f3b0000-aaaa-4000-8000-000000000002'], 'by decided hostname');
+      assert.deepEqual(await ids({ prefix: 'rack4' }), ['sent-name'], 'by the hostname the node sent, ignoring case');
+      assert.deepEqual(await ids({ prefix: '10.20.' }), ['9f3a0000-aaaa-4000-8000-000000000001'], 'by source IP');
+      assert.deepEqual(await ids({ prefix: 'sn-x%_' }), ['sent-name'], '% and _ are plain characters, not wildcards');
+      assert.deepEqual(await ids({ prefix: 'sn' }), ['snx', 'sent-name'], 'by serial');
+      assert.deepEqual(await ids({ prefix: '52:54:00:ab:cd~' }), [], 'the range ends where the prefix does');
+      assert.deepEqual(await ids({ prefix: 'sn', status: 'pending' }), ['snx', 'sent-name'], 'with other filters');
+      assert.equal(await s.countNodes({ prefix: '52:54' }), 2);
+      assert.deepEqual(await ids({ registered: true }), ['inventory'], 'registered: pending and never asked');
+      assert.deepEqual((await ids({ awaitingDecisionAt: 1000 })).includes('inventory'), false, 'a registered node that never asked waits for nobody');
+      await s.close();
+    });
+
     test('node pages: newest first by (createdAt, id), each node once however many arrive between pages', async () => {
       const s = await newStorage();
       for (let i = 0; i < 25; i++) (await s.createNode(sampleNode(`p${String(i).padStart(2, '0')}`, { createdAt: 100 + Math.floor(i / 2) })));

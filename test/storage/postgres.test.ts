@@ -7,6 +7,7 @@ import { openPostgresStorage, type PostgresStorage } from '../../server/storage/
 import { migratePostgres } from '../../server/storage/postgres/migrate.js';
 import { parseDatabaseUrl } from '../../server/storage/postgres/pool.js';
 import { StorageUnavailableError } from '../../server/storage/storage.js';
+import { POSTGRES_SEARCH_COLUMNS } from '../../server/storage/prefix-range.js';
 import { freePort } from '../helpers/gate.js';
 import { createTestDatabase, freshPostgresStorage, testServerUrl, type TestDatabase } from '../helpers/postgres.js';
 import { runStorageConformance, sampleNode, sampleRequest } from './conformance.js';
@@ -189,4 +190,31 @@ test('postgres: database.url is read as libpq reads it, and refused when it cann
   assert.throws(() => parseDatabaseUrl('postgres://h/db?sslmode=prefer'), /not supported/);
   assert.throws(() => parseDatabaseUrl('postgres://h/db?sslmode=verify-full&sslrootcert=ca.pem'), /absolute path/);
   assert.throws(() => parseDatabaseUrl('postgres://h/db?ssl=true'), /parameter ssl is not supported/);
+});
+
+test('postgres: a search prefix reads the search indexes (a BitmapOr of ranges), never a scan of the fleet', async () => {
+  const s = await freshPostgresStorage();
+  try {
+    await s.transaction(async (tx) => {
+      for (let i = 0; i < 10_000; i++) {
+        const h = i.toString(16).padStart(6, '0');
+        await tx.createNode(sampleNode(`n${i}`, { createdAt: i, mac: `52:54:00:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4)}` }));
+      }
+    });
+    const c = await s.pool.connect();
+    const plan = await (async () => {
+      await c.query('ANALYZE nodes');
+      const where = POSTGRES_SEARCH_COLUMNS.map((col) => `(${col} >= $1 AND ${col} < $2)`).join(' OR ');
+      const r = await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT id FROM nodes WHERE (${where}) ORDER BY created_at DESC, id DESC LIMIT 101`, ['52:54:00:00:1f:0', '52:54:00:00:1f:1']);
+      return r.rows.map((row) => row['QUERY PLAN']).join('\n');
+    })().finally(() => c.release());
+    assert.match(plan, /BitmapOr/, plan);
+    for (const index of ['nodes_search_uuid', 'nodes_search_mac', 'nodes_search_hostname', 'nodes_search_source_ip', 'nodes_search_serial', 'nodes_search_sent_hostname']) {
+      assert.match(plan, new RegExp(`Bitmap Index Scan on ${index}`), plan);
+    }
+    assert.doesNotMatch(plan, /Seq Scan/, plan);
+    assert.equal((await s.listNodes({ prefix: '52:54:00:00:1f:0' }, { limit: 100 })).length, 16);
+  } finally {
+    await s.close();
+  }
 });

@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { migrate, readMigrations } from '../../server/storage/migrate.js';
 import { openSqliteStorage } from '../../server/storage/sqlite/index.js';
 import { sqliteMigrationsDir } from '../../server/paths.js';
+import { nodeWhere } from '../../server/storage/sqlite/statements.js';
 import { runStorageConformance, sampleNode } from './conformance.js';
 import { sharedTestBox } from '../helpers/sealing.js';
 import { reencrypt } from '../../server/secrets/reencrypt.js';
@@ -94,5 +95,23 @@ test('sqlite: migration 7 takes the standing auto-approval from nodes approved b
     await Promise.all(['booted', 'registered', 'plain'].map(async (id) => [(await s.getNode(id))?.autoApprove, (await s.getNode(id))?.autoApproveCidrs])),
     [[false, []], [true, []], [false, []]],
   );
+  await s.close();
+});
+
+test('sqlite: a search prefix reads the search indexes (one range each), never a scan of the fleet', async () => {
+  const s = openSqliteStorage(join(dir, 'search-plan.db'), { cipher: sharedTestBox });
+  await s.transaction(async (tx) => {
+    for (let i = 0; i < 10_000; i++) {
+      const h = i.toString(16).padStart(6, '0');
+      await tx.createNode(sampleNode(`n${i}`, { createdAt: i, mac: `52:54:00:${h.slice(0, 2)}:${h.slice(2, 4)}:${h.slice(4)}`, sourceIp: `10.0.${i % 256}.${i % 200}` }));
+    }
+  });
+  const w = nodeWhere({ prefix: '52:54:00:00:1f:0' });
+  const plan = (s.db.prepare(`EXPLAIN QUERY PLAN SELECT id FROM nodes WHERE ${w.sql} ORDER BY created_at DESC, id DESC LIMIT 101`).all(...w.args) as { detail: string }[]).map((r) => r.detail);
+  for (const index of ['nodes_search_uuid', 'nodes_search_mac', 'nodes_search_hostname', 'nodes_search_source_ip', 'nodes_search_serial', 'nodes_search_sent_hostname']) {
+    assert.ok(plan.some((d) => d.includes(`USING INDEX ${index} (<expr>>? AND <expr><?)`)), `${index} is read as a range: ${plan.join(' | ')}`);
+  }
+  assert.ok(!plan.some((d) => /^SCAN nodes/.test(d)), `no scan: ${plan.join(' | ')}`);
+  assert.deepEqual((await s.listNodes({ prefix: '52:54:00:00:1f:0' }, { limit: 100 })).map((n) => n.id), Array.from({ length: 16 }, (_, k) => `n${0x1f0f - k}`));
   await s.close();
 });

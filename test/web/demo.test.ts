@@ -33,6 +33,8 @@ test('demo on embedded defaults: sign in as the demo admin and approve a simulat
     await page.getByRole('heading', { name: 'Approve this machine?' }).waitFor();
     assert.match((await page.textContent('.dev-banner')) ?? '', /DEVELOPMENT MODE/);
     await page.screenshot({ path: artifactPath('demo-confirm.png'), fullPage: true });
+    assert.equal(await page.inputValue('#profile'), '', 'no profile is preselected (issue 13: Approve made a control plane)');
+    await page.selectOption('#profile', 'worker');
     await page.getByRole('button', { name: 'Approve' }).click();
     await page.getByRole('heading', { name: 'Approved' }).waitFor();
     assert.equal(await node.exit, 0, node.stderr());

@@ -121,6 +121,7 @@ describe('web page in chromium', () => {
     await page.fill('#user_code', da.user_code.replace('-', ' ').toLowerCase());
     await page.getByRole('button', { name: 'Continue' }).click();
     assert.equal(await page.getByTestId('user-code').textContent(), da.user_code);
+    await page.selectOption('#profile', 'worker');
     await page.getByRole('button', { name: 'Approve' }).click();
     await page.getByRole('heading', { name: 'Approved' }).waitFor();
     await n.result;

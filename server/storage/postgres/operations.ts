@@ -78,6 +78,7 @@ import {
   type RowCipher,
 } from '../rows.js';
 import { isUniqueViolation } from './errors.js';
+import { POSTGRES_SEARCH_COLUMNS, prefixRange } from '../prefix-range.js';
 
 /** The first key of the two-key advisory locks of cross-row rules; the second is hashtext(value). */
 const LOCK_BUCKET = 1;
@@ -125,8 +126,15 @@ function nodeWhere(filter: NodeFilter, p: Params): string {
     `EXISTS (SELECT 1 FROM device_requests r WHERE r.node_id = nodes.id AND r.status = 'pending' AND r.expires_at >= ${p.add(at)})`;
   if (filter.status !== undefined) where.push(`status = ${p.add(filter.status)}`);
   if (filter.decided) where.push(`status IN (${DECIDED.map((s) => `'${s}'`).join(', ')})`);
-  if (filter.awaitingDecisionAt !== undefined) where.push(`(status = 'pending' OR ${live(filter.awaitingDecisionAt)})`);
+  if (filter.awaitingDecisionAt !== undefined) where.push(`((status = 'pending' AND requested_at IS NOT NULL) OR ${live(filter.awaitingDecisionAt)})`);
   if (filter.askingAt !== undefined) where.push(live(filter.askingAt));
+  if (filter.registered) where.push("status = 'pending' AND requested_at IS NULL");
+  if (filter.prefix !== undefined) {
+    // one index range per column (server/storage/prefix-range.ts), combined by a BitmapOr
+    const { from, to } = prefixRange(filter.prefix);
+    const [f, t] = [p.add(from), p.add(to)];
+    where.push(`(${POSTGRES_SEARCH_COLUMNS.map((c) => `(${c} >= ${f} AND ${c} < ${t})`).join(' OR ')})`);
+  }
   return where.length ? where.join(' AND ') : 'true';
 }
 
@@ -333,6 +341,14 @@ export abstract class PgView implements StorageTx {
       out[r.status] = r.n;
     }
     return out;
+  }
+
+  async waitingNodeRequests(now: number): Promise<{ count: number; oldestAt: number | null }> {
+    const r = await this.first<{ n: number; oldest: number | null }>(
+      "SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM device_requests WHERE status = 'pending' AND kind = 'node' AND expires_at >= $1",
+      [now],
+    );
+    return { count: Number(r?.n ?? 0), oldestAt: r?.oldest === null || r?.oldest === undefined ? null : Number(r.oldest) };
   }
 
   async createNodeToken(token: NodeTokenRecord): Promise<NodeTokenRecord> {

@@ -141,6 +141,10 @@ abstract class SqliteView implements StorageTx {
     return this.run((o) => o.countDeviceRequestsByStatus());
   }
 
+  waitingNodeRequests(now: number): Promise<{ count: number; oldestAt: number | null }> {
+    return this.run((o) => o.waitingNodeRequests(now));
+  }
+
   createNodeToken(token: NodeTokenRecord): Promise<NodeTokenRecord> {
     return this.run((o) => o.createNodeToken(token));
   }

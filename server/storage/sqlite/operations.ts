@@ -243,6 +243,13 @@ export class SqliteOperations {
     return out;
   }
 
+  waitingNodeRequests(now: number): { count: number; oldestAt: number | null } {
+    const r = this.sql
+      .get("SELECT COUNT(*) AS n, MIN(created_at) AS oldest FROM device_requests WHERE status = 'pending' AND kind = 'node' AND expires_at >= ?")
+      .get(now) as { n: number; oldest: number | null };
+    return { count: r.n, oldestAt: r.oldest };
+  }
+
   countPendingDeviceRequestsInBucket(bucket: string, now: number): number {
     return (this.stmt.countPendingInBucket.get(bucket, now) as { n: number }).n;
   }

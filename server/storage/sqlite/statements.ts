@@ -3,6 +3,7 @@
 import type Database from 'better-sqlite3';
 import type { CertificateFilter, NodeFilter, NodeStatus } from '../storage.js';
 import { NODE_COLUMNS, REQUEST_COLUMNS } from '../rows.js';
+import { prefixRange, SQLITE_SEARCH_COLUMNS } from '../prefix-range.js';
 
 /** The columns one poll may write (recordPoll). */
 export const POLL_COLUMNS = ['interval_ms', 'last_poll_at', 'next_poll_at', 'last_poll_basic', 'last_answer'] as const;
@@ -153,12 +154,19 @@ export function nodeWhere(filter: NodeFilter): { sql: string; args: unknown[] } 
   }
   if (filter.decided) where.push("status <> 'pending'");
   if (filter.awaitingDecisionAt !== undefined) {
-    where.push(`(status = 'pending' OR ${live})`);
+    where.push(`((status = 'pending' AND requested_at IS NOT NULL) OR ${live})`);
     args.push(filter.awaitingDecisionAt);
   }
   if (filter.askingAt !== undefined) {
     where.push(live);
     args.push(filter.askingAt);
+  }
+  if (filter.registered) where.push("status = 'pending' AND requested_at IS NULL");
+  if (filter.prefix !== undefined) {
+    // one index range per column (server/storage/prefix-range.ts); SQLite reads each range and unions them
+    const { from, to } = prefixRange(filter.prefix);
+    where.push(`(${SQLITE_SEARCH_COLUMNS.map((c) => `(${c} >= ? AND ${c} < ?)`).join(' OR ')})`);
+    for (const _ of SQLITE_SEARCH_COLUMNS) args.push(from, to);
   }
   return { sql: where.length ? where.join(' AND ') : '1 = 1', args };
 }

@@ -31,6 +31,8 @@ export interface ConfirmNodeView {
   request: DeviceRequestRecord;
   node: NodeRecord;
   profiles: string[];
+  /** The profile marked default: true; without one the select starts on no profile. */
+  defaultProfile?: string | undefined;
   defaultHostname: string;
   csrfToken: string;
   /** Proves the decision comes from the session that looked this request up (decision-tickets.ts). */
@@ -42,7 +44,7 @@ export interface ConfirmNodeView {
 
 export function confirmNode(v: ConfirmNodeView): Html {
   const vars = v.request.variables;
-  const profile = v.form?.profile ?? v.node.profile ?? v.profiles[0] ?? '';
+  const profile = v.form?.profile ?? v.node.profile ?? v.defaultProfile ?? '';
   const previously = v.node.decidedAt !== null && v.node.status !== 'pending' ? html`<p class="hint">This machine was ${v.node.status} before (${when(v.node.decidedAt, v.now)} by ${v.node.decidedBy ?? 'unknown'}).</p>` : '';
   return html`<div class="card narrow">
   <h1>Approve this machine?</h1>
@@ -65,7 +67,7 @@ export function confirmNode(v: ConfirmNodeView): Html {
     <input type="hidden" name="user_code" value="${formatUserCode(v.request.userCode)}">
     <input type="hidden" name="ticket" value="${v.ticket}">
     <label for="profile">Profile</label>
-    <select id="profile" name="profile">${v.profiles.map((p) => html`<option value="${p}" ${p === profile ? 'selected' : ''}>${p}</option>`)}</select>
+    <select id="profile" name="profile" required>${profile === '' ? html`<option value="" selected disabled>Choose a profile</option>` : ''}${v.profiles.map((p) => html`<option value="${p}" ${p === profile ? 'selected' : ''}>${p}</option>`)}</select>
     <label for="hostname">Hostname</label>
     <input type="text" id="hostname" name="hostname" value="${v.form?.hostname ?? v.node.hostname ?? v.defaultHostname}" autocomplete="off" spellcheck="false">
     <label for="patch">Extra patch (optional)</label>
@@ -73,7 +75,7 @@ export function confirmNode(v: ConfirmNodeView): Html {
     <p class="hint">A strategic merge patch or an RFC 6902 JSON patch in YAML, applied after the profile's patches.</p>
     <div class="actions">
       <button class="approve" type="submit" name="decision" value="approve">Approve</button>
-      <button class="deny" type="submit" name="decision" value="deny">Deny</button>
+      <button class="deny" type="submit" name="decision" value="deny" formnovalidate>Deny</button>
     </div>
   </form>
 </div>`;
