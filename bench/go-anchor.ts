@@ -1,17 +1,14 @@
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { request } from '../cli/http.js';
+import { buildGoProgram, GoBuildError } from '../test/helpers/go-build.js';
 
 // The Go server the exchange is measured against (go-anchor/main.go: standard library only, what a
 // user would run instead of the gate). Built with the machine's Go (Debian: golang-go) on first use
 // and kept under the temp folder keyed by its source and the Go version, as test/helpers/go-x509.ts
 // does; no Go, no anchor: the bench says so and measures the gate alone.
 
-const execFileP = promisify(execFile);
 const srcDir = join(import.meta.dirname, 'go-anchor');
 
 export interface GoAnchor {
@@ -22,47 +19,14 @@ export interface GoAnchor {
   stop(): Promise<void>;
 }
 
-function goEnv(): NodeJS.ProcessEnv {
-  const base = join(tmpdir(), 'talos-gate-go');
-  // never the network, never the user's Go setup
-  return {
-    ...process.env,
-    GOCACHE: process.env.GOCACHE ?? join(base, 'cache'),
-    GOPATH: process.env.GOPATH ?? join(base, 'gopath'),
-    GOPROXY: 'off',
-    GOSUMDB: 'off',
-    GO111MODULE: 'on',
-    GOTOOLCHAIN: 'local',
-    CGO_ENABLED: '0',
-  };
-}
-
 /** The anchor's binary, or why there is none (Go missing, or the build failed). */
 export async function goAnchorBinary(): Promise<{ bin: string } | { missing: string }> {
-  const go = process.env.GO ?? 'go';
-  let version: string;
   try {
-    version = (await execFileP(go, ['version'], { env: goEnv() })).stdout.trim();
+    return { bin: await buildGoProgram(srcDir, 'go-anchor') };
   } catch (e) {
-    return { missing: `\`${go} version\` failed (${(e as Error).message.split('\n')[0]}): install Go (Debian: apt-get install golang-go) to measure the Go anchor` };
+    if (!(e instanceof GoBuildError)) throw e;
+    return { missing: e.goMissing ? `${e.message}: install Go (Debian: apt-get install golang-go) to measure the Go anchor` : e.message };
   }
-  const hash = createHash('sha256');
-  for (const f of ['main.go', 'go.mod']) hash.update(readFileSync(join(srcDir, f)));
-  hash.update(version);
-  const outDir = join(tmpdir(), `talos-gate-go-anchor-${hash.digest('hex').slice(0, 16)}`);
-  const bin = join(outDir, 'go-anchor');
-  if (existsSync(bin)) return { bin };
-  mkdirSync(outDir, { recursive: true });
-  const tmp = join(outDir, `go-anchor.${process.pid}.${Date.now()}`);
-  try {
-    await execFileP(go, ['build', '-trimpath', '-o', tmp, '.'], { cwd: srcDir, env: goEnv(), timeout: 300_000 });
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    const err = e as Error & { stderr?: string };
-    return { missing: `building bench/go-anchor failed: ${err.message}\n${err.stderr ?? ''}` };
-  }
-  renameSync(tmp, bin);
-  return { bin };
 }
 
 function statOf(pid: number): string[] {

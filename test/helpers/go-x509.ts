@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { buildGoProgram, GoBuildError } from './go-build.js';
 
 // Go's crypto/x509 as a judge of issued certificates. Talos' apid is Go: what matters is what Go
 // reads in a certificate, and OpenSSL reads some malformed ones differently (a [3] element smuggled
@@ -86,22 +86,6 @@ export interface GoJudgeInput {
   currentTime?: Date;
 }
 
-function goEnv(): NodeJS.ProcessEnv {
-  const base = join(tmpdir(), 'talos-gate-go');
-  // Never the network, never the user's Go setup: HOME may not be writable on CI either.
-  return {
-    ...process.env,
-    GOCACHE: process.env.GOCACHE ?? join(base, 'cache'),
-    GOPATH: process.env.GOPATH ?? join(base, 'gopath'),
-    GOFLAGS: '-mod=mod',
-    GOPROXY: 'off',
-    GOSUMDB: 'off',
-    GO111MODULE: 'on',
-    GOTOOLCHAIN: 'local',
-    CGO_ENABLED: '0',
-  };
-}
-
 let built: Promise<string> | undefined;
 
 /** The judge binary: built on first use in this process, reused from the temp folder when the source is unchanged. */
@@ -111,34 +95,17 @@ export function goX509Binary(): Promise<string> {
 }
 
 async function build(): Promise<string> {
-  const go = process.env.GO ?? 'go';
-  let version: string;
   try {
-    version = (await execFileP(go, ['version'], { env: goEnv() })).stdout.trim();
+    return await buildGoProgram(srcDir, 'go-x509');
   } catch (e) {
-    throw new Error(
-      `Go is required by the certificate tests (Go's crypto/x509 is the judge, as in Talos' apid) and \`${go} version\` failed: ${(e as Error).message}. ` +
-        'Install it (apt-get install golang-go); these tests do not skip.',
-    );
+    if (e instanceof GoBuildError && e.goMissing) {
+      throw new Error(
+        `Go is required by the certificate tests (Go's crypto/x509 is the judge, as in Talos' apid) and ${e.message}. ` +
+          'Install it (apt-get install golang-go); these tests do not skip.',
+      );
+    }
+    throw e;
   }
-  const hash = createHash('sha256');
-  for (const f of ['main.go', 'go.mod']) hash.update(readFileSync(join(srcDir, f)));
-  hash.update(version);
-  const outDir = join(tmpdir(), `talos-gate-go-x509-${hash.digest('hex').slice(0, 16)}`);
-  const bin = join(outDir, 'go-x509');
-  if (existsSync(bin)) return bin;
-  mkdirSync(outDir, { recursive: true });
-  // built under a private name and renamed: test processes running at once never run half a binary
-  const tmp = join(outDir, `go-x509.${process.pid}.${Date.now()}`);
-  try {
-    await execFileP(go, ['build', '-trimpath', '-o', tmp, '.'], { cwd: srcDir, env: goEnv(), timeout: 300_000 });
-  } catch (e) {
-    rmSync(tmp, { force: true });
-    const err = e as Error & { stderr?: string };
-    throw new Error(`building test/helpers/go-x509 failed: ${err.message}\n${err.stderr ?? ''}`);
-  }
-  renameSync(tmp, bin);
-  return bin;
 }
 
 /** Runs the judge over many certificates in one Go process. */
