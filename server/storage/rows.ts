@@ -15,6 +15,7 @@ import {
   type AuditEvent,
   type BlockedSubject,
   type CertificateRecord,
+  type NewCertificate,
   type DeviceRequestRecord,
   type DeviceRequestStatus,
   type NodeRecord,
@@ -167,6 +168,21 @@ export const certificateFromRow = (r: CertificateRow): CertificateRecord => ({
   expiresAt: r.expires_at,
   clientIp: r.client_ip,
   source: r.source,
+});
+
+/** A new certificate record as its row, without the id the database gives it. */
+export const certificateToRow = (c: NewCertificate): Omit<CertificateRow, 'id'> => ({
+  serial: c.serial,
+  fingerprint: c.fingerprint,
+  subject: c.subject,
+  email: c.email,
+  common_name: c.commonName,
+  issuer: c.issuer,
+  roles: JSON.stringify(c.roles),
+  issued_at: c.issuedAt,
+  expires_at: c.expiresAt,
+  client_ip: c.clientIp,
+  source: c.source,
 });
 
 export const blockedFromRow = (r: BlockedRow): BlockedSubject => ({

@@ -26,6 +26,7 @@ import {
   REQUEST_COLUMNS,
   auditFromRow,
   certificateFromRow,
+  certificateToRow,
   nodeFromRow,
   nodeToRow,
   requestFromRow,
@@ -344,19 +345,7 @@ export async function recordCertificate(
   cert: NewCertificate,
   audit: NewAuditEvent[],
 ): Promise<{ cert: CertificateRecord; audit: AuditEvent[] } | 'blocked'> {
-  const row = {
-    serial: cert.serial,
-    fingerprint: cert.fingerprint,
-    subject: cert.subject,
-    email: cert.email,
-    common_name: cert.commonName,
-    issuer: cert.issuer,
-    roles: JSON.stringify(cert.roles),
-    issued_at: cert.issuedAt,
-    expires_at: cert.expiresAt,
-    client_ip: cert.clientIp,
-    source: cert.source,
-  } satisfies Record<(typeof CERT_COLUMNS)[number], unknown>;
+  const row = certificateToRow(cert) satisfies Record<(typeof CERT_COLUMNS)[number], unknown>;
   const res = await query<{ blocked: number; cert: CertificateRow | null; events: AuditRow[] }>(RECORD_CERTIFICATE, [
     cert.subject,
     JSON.stringify(row),

@@ -34,6 +34,7 @@ import {
   auditFromRow,
   blockedFromRow,
   certificateFromRow,
+  certificateToRow,
   grantFromRow,
   grantToRow,
   nodeFromRow,
@@ -306,19 +307,7 @@ export class SqliteOperations {
 
   addCertificate(cert: NewCertificate): CertificateRecord {
     try {
-      const info = this.stmt.insertCertificate.run({
-        serial: cert.serial,
-        fingerprint: cert.fingerprint,
-        subject: cert.subject,
-        email: cert.email,
-        common_name: cert.commonName,
-        issuer: cert.issuer,
-        roles: JSON.stringify(cert.roles),
-        issued_at: cert.issuedAt,
-        expires_at: cert.expiresAt,
-        client_ip: cert.clientIp,
-        source: cert.source,
-      });
+      const info = this.stmt.insertCertificate.run(certificateToRow(cert));
       return { ...cert, id: Number(info.lastInsertRowid) };
     } catch (e) {
       if (isUniqueViolation(e)) throw new AlreadyExistsError(`certificate ${cert.serial}`);
