@@ -8,7 +8,8 @@
 // - a config download: the token joined to its node, then one statement counting the download and
 //   writing its audit event;
 // - a node's /device/code: its node(s) read, then one statement that counts the bucket's pending
-//   requests under the bucket's lock (migration 004's tg_pending_in_bucket), creates or updates the
+//   requests under the bucket's lock (migration 006's tg_bucket_admission: shared far from the
+//   limit, exclusive near it), creates or updates the
 //   node, inserts the request and its audit events and prunes the node's old requests;
 // - the storage part of an exchange: one statement reading the block list under the subject's lock
 //   (migration 004's tg_subject_blocked) and inserting the certificate and its audit events.
@@ -243,8 +244,8 @@ const READ_NODES = 'SELECT *, xmin::text AS row_version FROM nodes WHERE id = AN
 // before any write, the node before the request, the request before its events and the pruning.
 // A node changed since it was read updates nothing (xmin), so nothing else is written either.
 const ISSUE = `WITH
-  lim AS (SELECT tg_pending_in_bucket($1::text, $2::bigint) AS n),
-  ok AS (SELECT 1 FROM lim WHERE n < $3::bigint),
+  lim AS (SELECT tg_bucket_admission($1::text, $2::bigint, $3::bigint, $11::boolean) AS n),
+  ok AS (SELECT 1 FROM lim WHERE n >= 0 AND n < $3::bigint),
   node_new AS (
     INSERT INTO nodes (${NODE_COLUMNS.join(', ')})
     SELECT ${NODE_COLUMNS.map((c) => `r.${c}`).join(', ')} FROM ok, jsonb_populate_record(NULL::nodes, $6::jsonb) r
@@ -283,6 +284,8 @@ interface NodeVersionRow extends NodeRow {
 const ISSUE_ATTEMPTS = 8;
 
 export async function issueDeviceCode(query: PoolQuery, cipher: RowCipher, ask: DeviceCodeAsk): Promise<{ request: DeviceRequestRecord; audit: AuditEvent[] } | 'too_many_pending'> {
+  // near the bucket's limit the count needs the bucket to itself (migration 006)
+  let exclusive = false;
   for (let attempt = 1; ; attempt++) {
     const rows = (await query<NodeVersionRow>(READ_NODES, [ask.nodeIds])).rows;
     const byId = new Map(rows.map((r) => [r.id, r]));
@@ -307,6 +310,7 @@ export async function issueDeviceCode(query: PoolQuery, cipher: RowCipher, ask: 
         JSON.stringify(events),
         ask.finishedBefore,
         Math.max(0, ask.keepPerNode - 1),
+        exclusive,
       ]);
     } catch (e) {
       // the node created meanwhile by another request (another instance), or the user code drawn is
@@ -315,6 +319,12 @@ export async function issueDeviceCode(query: PoolQuery, cipher: RowCipher, ask: 
       continue;
     }
     const row = res.rows[0] as { pending: number; request_id: number | null; events: AuditRow[] };
+    if (row.pending < 0) {
+      // nothing was written: ask again, counting exclusively (not an attempt of the ones below)
+      exclusive = true;
+      attempt--;
+      continue;
+    }
     if (row.pending >= ask.maxPending) return 'too_many_pending';
     if (row.request_id !== null) {
       return { request: { ...plan.request, id: row.request_id }, audit: row.events.map(auditFromRow) };
