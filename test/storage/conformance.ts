@@ -483,6 +483,51 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
       await s.close();
     });
 
+    test('recordCertificate: a burst keeps each record with its own events, and a blocked subject gets none', async () => {
+      const s = await newStorage();
+      await s.blockSubject({ subject: 'mallory', blockedAt: 1, blockedBy: 'admin', reason: null });
+      const cert = (i: number, subject: string) => ({
+        serial: `burst-${i}`,
+        fingerprint: `fp-${i}`,
+        subject,
+        email: null,
+        commonName: subject,
+        issuer: 'https://idp',
+        roles: ['os:reader'],
+        issuedAt: i,
+        expiresAt: 1000 + i,
+        clientIp: '192.0.2.1',
+        source: 'id_token',
+      });
+      const events = (i: number, subject: string) => [
+        { at: i, type: 'auth_success', actor: null, subject, ip: '192.0.2.1', detail: { i } },
+        { at: i, type: 'cert_issued', actor: null, subject, ip: '192.0.2.1', detail: { i, serial: `burst-${i}` } },
+      ];
+      const who = (i: number) => (i % 10 === 3 ? 'mallory' : i % 2 ? 'alice' : 'bob');
+      // 60 at once: on PostgreSQL these share statements (certificate-batch.ts)
+      const out = await Promise.all(Array.from({ length: 60 }, (_, i) => s.recordCertificate(cert(i, who(i)), events(i, who(i)))));
+      out.forEach((r, i) => {
+        if (who(i) === 'mallory') return assert.equal(r, 'blocked', `record ${i}`);
+        assert.ok(r !== 'blocked', `record ${i}`);
+        assert.equal(r.cert.serial, `burst-${i}`);
+        assert.equal(r.cert.subject, who(i));
+        assert.deepEqual(r.audit.map((e) => [e.type, e.detail.i]), [['auth_success', i], ['cert_issued', i]]);
+        assert.ok((r.audit[0]?.id ?? 0) < (r.audit[1]?.id ?? 0));
+      });
+      assert.equal(await s.countCertificates({}), 54);
+      assert.equal(await s.countCertificates({ subject: 'mallory' }), 0);
+      assert.equal((await s.listAuditEvents({ limit: 500 })).filter((e) => e.type === 'cert_issued').length, 54);
+      // a block landing amid a burst: every record is either stored before it or refused after it
+      const racing = Array.from({ length: 40 }, (_, i) => s.recordCertificate(cert(100 + i, 'bob'), events(100 + i, 'bob')));
+      const blocked = s.blockSubject({ subject: 'bob', blockedAt: 2, blockedBy: 'admin', reason: null });
+      const raced = await Promise.all(racing);
+      await blocked;
+      const stored = raced.filter((r) => r !== 'blocked').length;
+      assert.equal(await s.countCertificates({ subject: 'bob' }), 30 + stored);
+      assert.equal(await s.recordCertificate(cert(200, 'bob'), events(200, 'bob')), 'blocked');
+      await s.close();
+    });
+
     test('certificates: record, page newest first, filter active and by subject, count', async () => {
       const s = await newStorage();
       const cert = (i: number, subject: string, expiresAt: number) => ({

@@ -147,6 +147,32 @@ test('postgres: a block lands before or after an exchange, never between its che
   await close();
 });
 
+test('postgres: a burst of exchanges shares its statements, and a block on the other instance still lands before or after each', async () => {
+  const { a, b, close } = await twoInstances();
+  const cert = (i: number, subject: string) => ({
+    serial: `b-${i}`, fingerprint: 'fp', subject, email: null, commonName: subject, issuer: 'iss',
+    roles: ['os:reader'], issuedAt: 1, expiresAt: 2, clientIp: null, source: 'id_token',
+  });
+  const audit = (i: number, subject: string) => [{ at: i, type: 'cert_issued', actor: null, subject, ip: null, detail: { i } }];
+  const before = a.roundTrips.count;
+  const burst = await Promise.all(Array.from({ length: 100 }, (_, i) => a.recordCertificate(cert(i, `u-${i % 7}`), audit(i, `u-${i % 7}`))));
+  const trips = a.roundTrips.count - before;
+  assert.ok(burst.every((r) => r !== 'blocked'));
+  // one statement per batch (certificate-batch.ts): the first goes out alone, the rest gather behind it
+  assert.ok(trips <= 10, `${trips} statements for 100 certificates`);
+  // blocks from instance b while a's batches run: each record is stored (before the block) or refused
+  const racing = Array.from({ length: 100 }, (_, i) => a.recordCertificate(cert(1000 + i, `u-${i % 7}`), audit(i, `u-${i % 7}`)));
+  const blocks = Promise.all([0, 3, 5].map((k) => b.blockSubject({ subject: `u-${k}`, blockedAt: 5, blockedBy: 'admin', reason: null })));
+  const raced = await Promise.all(racing);
+  await blocks;
+  for (const k of [0, 3, 5]) {
+    const stored = raced.filter((r, i) => i % 7 === k && r !== 'blocked').length;
+    assert.equal(await b.countCertificates({ subject: `u-${k}` }), burst.filter((_, i) => i % 7 === k).length + stored);
+    assert.equal(await a.recordCertificate(cert(5000 + k, `u-${k}`), audit(k, `u-${k}`)), 'blocked');
+  }
+  await close();
+});
+
 test('postgres: a deadlock between two transactions is resolved by running the loser again', async () => {
   const { a, b, close } = await twoInstances();
   await a.createNode(sampleNode('x'));

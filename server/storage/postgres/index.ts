@@ -10,7 +10,8 @@
 // in parallel on its own connections (and groups their WAL flushes itself, docs 30.4 "commit_delay"),
 // so there is nothing to gain from holding one connection for a burst. The device flow's hot paths
 // (hot-paths.ts) are no transactions at all but one or two autocommit statements each; a burst of
-// polls shares them, batched (UPDATE … FROM unnest(…)).
+// polls shares them, batched (UPDATE … FROM unnest(…)), and a burst of exchanges shares one statement
+// recording their certificates (certificate-batch.ts).
 //
 // Every statement sent is counted (roundTrips): each is one network round trip (a named prepared
 // statement is parsed, bound and run in one exchange), and the tests hold the hot paths to two.
@@ -21,7 +22,8 @@ import type { RowCipher } from '../rows.js';
 import type { AuditEvent, CertificateRecord, DeviceCodeAsk, DeviceRequestRecord, NewAuditEvent, NewCertificate, NodeTokenRecord, NodeTokenWithNode, PollOutcome, Storage, StorageTx } from '../storage.js';
 import { isRetryable, isUnavailable, storageError } from './errors.js';
 import { migratePostgres } from './migrate.js';
-import { getNodeTokenWithNode, issueDeviceCode, PollBatcher, recordCertificate, recordConfigDownloadAudited, redeemDeviceCode, type PoolQuery } from './hot-paths.js';
+import { CertificateBatch } from './certificate-batch.js';
+import { getNodeTokenWithNode, issueDeviceCode, PollBatcher, recordConfigDownloadAudited, redeemDeviceCode, type PoolQuery } from './hot-paths.js';
 import { PgView } from './operations.js';
 import { poolConfig, type DatabaseUrl } from './pool.js';
 import { PgWebhookOutbox } from './webhooks.js';
@@ -112,6 +114,7 @@ export class PostgresStorage extends PgView implements Storage {
   readonly roundTrips: RoundTrips = { count: 0 };
   private readonly onPool: PoolQuery = (text, values) => this.query(text, values);
   private readonly polls = new PollBatcher(this.onPool);
+  private readonly certificates = new CertificateBatch(this.onPool);
 
   constructor(
     readonly pool: Pool,
@@ -200,7 +203,7 @@ export class PostgresStorage extends PgView implements Storage {
   }
 
   recordCertificate(cert: NewCertificate, audit: NewAuditEvent[]): Promise<{ cert: CertificateRecord; audit: AuditEvent[] } | 'blocked'> {
-    return recordCertificate(this.onPool, cert, audit);
+    return this.certificates.record(cert, audit);
   }
 
   async databaseBytes(): Promise<number> {
