@@ -16,7 +16,6 @@ import {
   newDeviceRequest,
   newNode,
   type DeviceRequestRecord,
-  type NewDeviceRequest,
   type NodeCursor,
   type NodeFilter,
   type NodeRecord,
@@ -240,42 +239,6 @@ export class EnrollmentService {
     }
   }
 
-  /** device.max_pending_per_ip, counted per address bucket: an IPv4 address or an IPv6 /64. */
-  private async checkPendingLimit(db: StorageTx, ip: string, now: number): Promise<void> {
-    if ((await db.countPendingDeviceRequestsInBucket(addressBucket(ip), now)) >= this.settings.maxPendingPerIp) {
-      throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
-    }
-  }
-
-  /** Stores a new pending request under a fresh user code (drawn again on the rare collision). */
-  private async createRequest(
-    db: StorageTx,
-    fields: Pick<NewDeviceRequest, 'clientId' | 'kind' | 'nodeId' | 'variables' | 'scope' | 'audience'>,
-    ip: string,
-    now: number,
-    deviceCode: string,
-  ): Promise<DeviceRequestRecord> {
-    const full: NewDeviceRequest = {
-      ...fields,
-      deviceCodeHash: hashSecret(deviceCode),
-      userCode: '',
-      sourceIp: ip,
-      sourceBucket: addressBucket(ip),
-      createdAt: now,
-      expiresAt: now + this.settings.codeTtlMs,
-      intervalMs: this.settings.intervalMs,
-      status: 'pending',
-    };
-    for (;;) {
-      try {
-        // a savepoint: in a server database a failed statement would spoil the whole transaction
-        return await db.transaction((tx) => tx.createDeviceRequest({ ...full, userCode: generateUserCode() }));
-      } catch (e) {
-        if (!(e instanceof AlreadyExistsError)) throw e;
-      }
-    }
-  }
-
   private response(deviceCode: string, userCode: string): DeviceAuthorizationResponse {
     const verificationUri = `${this.settings.publicUrl}/device`;
     return {
@@ -321,14 +284,41 @@ export class EnrollmentService {
     if (this.clientKind(clientId) !== 'operator') throw new OAuthError('invalid_client', 'not an operator client');
     const now = this.now();
     const deviceCode = generateSecret();
-    // the limit counted in the same transaction as the request it admits, as for nodes
-    const userCode = await this.storage.transaction(async (tx) => {
-      await this.checkPendingLimit(tx, ip, now);
-      const request = await this.createRequest(tx, { clientId, kind: 'operator', nodeId: null, variables: {}, scope, audience: null }, ip, now, deviceCode);
-      await this.audit.record({ type: 'device_code_issued', subject: clientId, ip, detail: { user_code: formatUserCode(request.userCode), kind: 'operator' } }, tx);
-      return request.userCode;
+    // the same one storage operation as a node's code: the pending limit counted with the request it
+    // admits, and the audit event, with no node to find or write
+    const issued = await this.storage.issueDeviceCode({
+      nodeIds: [],
+      bucket: addressBucket(ip),
+      now,
+      maxPending: this.settings.maxPendingPerIp,
+      keepPerNode: REQUESTS_KEPT_PER_NODE,
+      finishedBefore: now - this.settings.poll.expiryGraceMs,
+      newUserCode: generateUserCode,
+      plan: (_found, userCode) => ({
+        node: null,
+        created: false,
+        request: newDeviceRequest({
+          deviceCodeHash: hashSecret(deviceCode),
+          userCode,
+          clientId,
+          kind: 'operator',
+          nodeId: null,
+          variables: {},
+          scope,
+          audience: null,
+          sourceIp: ip,
+          sourceBucket: addressBucket(ip),
+          createdAt: now,
+          expiresAt: now + this.settings.codeTtlMs,
+          intervalMs: this.settings.intervalMs,
+          status: 'pending',
+        }),
+        audit: [this.audit.event({ type: 'device_code_issued', subject: clientId, ip, detail: { user_code: formatUserCode(userCode), kind: 'operator' } })],
+      }),
     });
-    return this.response(deviceCode, userCode);
+    if (issued === 'too_many_pending') throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
+    for (const e of issued.audit) this.audit.published(e);
+    return this.response(deviceCode, issued.request.userCode);
   }
 
   /**

@@ -470,8 +470,8 @@ export interface NodeTokenWithNode {
 
 /** What one node's POST /device/code writes, decided on the node as stored (see Storage.issueDeviceCode). */
 export interface DeviceCodePlan {
-  /** The node as it is to be stored. */
-  node: NodeRecord;
+  /** The node as it is to be stored; null for an operator's code (`talos-gate login --device`), which has none. */
+  node: NodeRecord | null;
   /** Whether the node is new (created), else an update of the node read under node.id. */
   created: boolean;
   /** The request to store, with its decision when it is decided on arrival; its id is the storage's. */
@@ -481,7 +481,7 @@ export interface DeviceCodePlan {
 }
 
 export interface DeviceCodeAsk {
-  /** The nodes the request may be for, in order of preference (by uuid, then by mac). */
+  /** The nodes the request may be for, in order of preference (by uuid, then by mac); none for an operator's code. */
   nodeIds: string[];
   /** The address bucket whose pending requests are counted (device.max_pending_per_ip). */
   bucket: string;

@@ -249,14 +249,15 @@ const ISSUE = `WITH
   node_new AS (
     INSERT INTO nodes (${NODE_COLUMNS.join(', ')})
     SELECT ${NODE_COLUMNS.map((c) => `r.${c}`).join(', ')} FROM ok, jsonb_populate_record(NULL::nodes, $6::jsonb) r
-    WHERE $4::text IS NULL
+    WHERE $4::text IS NULL AND $5::text IS NOT NULL
     RETURNING id),
   node_set AS (
     UPDATE nodes n SET ${NODE_COLUMNS.filter((c) => c !== 'id').map((c) => `${c} = r.${c}`).join(', ')}
     FROM jsonb_populate_record(NULL::nodes, $6::jsonb) r
     WHERE n.id = $5::text AND n.xmin::text = $4::text AND EXISTS (SELECT 1 FROM ok)
     RETURNING n.id),
-  node_done AS (SELECT id FROM node_new UNION ALL SELECT id FROM node_set),
+  -- an operator's code has no node ($5 NULL): its request needs only the count's admission
+  node_done AS (SELECT id FROM node_new UNION ALL SELECT id FROM node_set UNION ALL SELECT NULL::text FROM ok WHERE $5::text IS NULL),
   req AS (
     INSERT INTO device_requests (${REQUEST_COLUMNS.join(', ')})
     SELECT ${REQUEST_COLUMNS.map((c) => `r.${c}`).join(', ')} FROM node_done, jsonb_populate_record(NULL::device_requests, $7::jsonb) r
@@ -287,15 +288,17 @@ export async function issueDeviceCode(query: PoolQuery, cipher: RowCipher, ask: 
   // near the bucket's limit the count needs the bucket to itself (migration 006)
   let exclusive = false;
   for (let attempt = 1; ; attempt++) {
-    const rows = (await query<NodeVersionRow>(READ_NODES, [ask.nodeIds])).rows;
+    // an operator's code asks for no node: one round trip in all
+    const rows = ask.nodeIds.length === 0 ? [] : (await query<NodeVersionRow>(READ_NODES, [ask.nodeIds])).rows;
     const byId = new Map(rows.map((r) => [r.id, r]));
     const found: (NodeRecord | undefined)[] = ask.nodeIds.map((id) => {
       const r = byId.get(id);
       return r && nodeFromRow(r, cipher);
     });
     const plan = ask.plan(found, ask.newUserCode());
-    const version = plan.created ? null : (byId.get(plan.node.id)?.row_version ?? null);
-    if (!plan.created && version === null) throw new Error(`storage: issueDeviceCode: the plan updates node ${plan.node.id}, which was not read`);
+    const node = plan.node;
+    const version = !node || plan.created ? null : (byId.get(node.id)?.row_version ?? null);
+    if (node && !plan.created && version === null) throw new Error(`storage: issueDeviceCode: the plan updates node ${node.id}, which was not read`);
     const events = plan.audit.map((e) => ({ ...e, detail: JSON.stringify(e.detail) }));
     let res: QueryResult<{ pending: number; request_id: number | null; events: AuditRow[] }>;
     try {
@@ -304,8 +307,8 @@ export async function issueDeviceCode(query: PoolQuery, cipher: RowCipher, ask: 
         ask.now,
         ask.maxPending,
         version,
-        plan.node.id,
-        JSON.stringify(nodeToRow(plan.node, cipher)),
+        node?.id ?? null,
+        node ? JSON.stringify(nodeToRow(node, cipher)) : '{}',
         JSON.stringify(requestToRow(plan.request)),
         JSON.stringify(events),
         ask.finishedBefore,
@@ -329,7 +332,7 @@ export async function issueDeviceCode(query: PoolQuery, cipher: RowCipher, ask: 
     if (row.request_id !== null) {
       return { request: { ...plan.request, id: row.request_id }, audit: row.events.map(auditFromRow) };
     }
-    if (attempt >= ISSUE_ATTEMPTS) throw new Error(`storage: node ${plan.node.id} kept changing while its device code was issued`);
+    if (attempt >= ISSUE_ATTEMPTS) throw new Error(`storage: node ${node?.id ?? '(none)'} kept changing while its device code was issued`);
   }
 }
 

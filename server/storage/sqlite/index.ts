@@ -387,18 +387,19 @@ export class SqliteStorage extends SqliteView implements Storage {
         try {
           // a savepoint: a user code taken undoes only this attempt
           return await tx.transaction(async (t) => {
-            if (plan.created) await t.createNode(plan.node);
-            else await t.updateNode(plan.node.id, () => plan.node);
+            const node = plan.node;
+            if (node && plan.created) await t.createNode(node);
+            else if (node) await t.updateNode(node.id, () => node);
             const { id: _id, decidedAt, decidedBy, lastPollAt: _l, nextPollAt: _n, lastPollBasic: _b, lastAnswer: _a, grantId: _g, ...fresh } = plan.request;
             let request = await t.createDeviceRequest(fresh);
             if (decidedAt !== null || decidedBy !== null) request = await t.updateDeviceRequest(request.id, (r) => ({ ...r, decidedAt, decidedBy }));
             const audit: AuditEvent[] = [];
             for (const e of plan.audit) audit.push(await t.addAuditEvent(e));
-            await t.pruneDeviceRequests(plan.node.id, ask.keepPerNode, ask.finishedBefore);
+            if (node) await t.pruneDeviceRequests(node.id, ask.keepPerNode, ask.finishedBefore);
             return { request, audit };
           });
         } catch (e) {
-          if (!(e instanceof AlreadyExistsError) || plan.created) throw e;
+          if (!(e instanceof AlreadyExistsError) || (plan.node && plan.created)) throw e;
         }
       }
     });
