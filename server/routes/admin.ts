@@ -260,6 +260,11 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
     app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { schema: { params: nodeIdParams } }, async (request) =>
       nodeJson(await enrollment.revokeNode(request.params.id, request.actor)),
     );
+    // stores what the templates render now for an approved node (a config is rendered once, at approval)
+    app.post<{ Params: { id: string } }>('/nodes/:id/rerender', { schema: { params: nodeIdParams } }, async (request) => {
+      const { node, changed } = await enrollment.rerenderNode(request.params.id, request.actor);
+      return { ...nodeJson(node), changed };
+    });
 
     const userCodeBody = {
       type: 'object',
