@@ -23,6 +23,9 @@ export interface WebNodeDeps {
   now: () => number;
 }
 
+/** Every page and action here is an admins' one: ip_allowlist.admin applies (plugins/ip-allowlist.ts). */
+const ADMIN_GROUP = { ipAllowlistGroup: 'admin' } as const;
+
 /** Audit events per page of the audit page. */
 const AUDIT_PAGE = 50;
 
@@ -48,7 +51,7 @@ export function webNodeRoutes(d: WebNodeDeps, kit: WebPageKit) {
     const notFound = (reply: FastifyReply, s: WebSessionRecord, id: string) =>
       kit.send(reply, 404, 'Not found', problem('No such node', NODE_ID_PARAM.test(id) ? `This gate knows no node ${id}.` : 'This is not a node id this gate makes.'), s);
 
-    app.get<{ Params: { id: string }; Querystring: { done?: string } }>('/nodes/:id', async (request, reply) => {
+    app.get<{ Params: { id: string }; Querystring: { done?: string } }>('/nodes/:id', { config: ADMIN_GROUP }, async (request, reply) => {
       const s = await kit.admin(request, reply);
       if (!s) return reply;
       const { id } = request.params;
@@ -58,7 +61,7 @@ export function webNodeRoutes(d: WebNodeDeps, kit: WebPageKit) {
     });
 
     // the config as a file, for an admin to read or keep (the machines' own download is /config)
-    app.get<{ Params: { id: string } }>('/nodes/:id/config', async (request, reply) => {
+    app.get<{ Params: { id: string } }>('/nodes/:id/config', { config: ADMIN_GROUP }, async (request, reply) => {
       const s = await kit.admin(request, reply);
       if (!s) return reply;
       const { id } = request.params;
@@ -82,7 +85,7 @@ export function webNodeRoutes(d: WebNodeDeps, kit: WebPageKit) {
     for (const action of NODE_ACTIONS) {
       app.post<{ Params: { id: string }; Body: { confirm?: string } | undefined }>(
         `/nodes/:id/${action}`,
-        { preHandler: app.csrfProtection },
+        { preHandler: app.csrfProtection, config: ADMIN_GROUP },
         async (request, reply) => {
           const s = await kit.admin(request, reply);
           if (!s) return reply;
@@ -103,6 +106,7 @@ export function webNodeRoutes(d: WebNodeDeps, kit: WebPageKit) {
     app.get<{ Querystring: { type?: string; subject?: string; actor?: string; before?: number } }>(
       '/audit',
       {
+        config: ADMIN_GROUP,
         schema: {
           querystring: {
             type: 'object',

@@ -18,12 +18,17 @@ export interface WebGate {
 export async function startWebGate(users: DevIdpUser[], gateConfig: Record<string, unknown> = {}, opts: { backend?: Backend } = {}): Promise<WebGate> {
   const port = await freePort();
   const idp = await startIdp({ users, clients: [{ client_id: 'talos-gate', redirect_uris: [`https://127.0.0.1:${port}/auth/callback`] }] });
+  // the IdP closed when the gate does not start (a PostgreSQL test without a server), or its
+  // server would keep the test process alive
   const g = await startTestGate({
     listen: `127.0.0.1:${port}`,
     oidc: { issuer_url: idp.issuer, client_id: 'talos-gate' },
     admins: [{ claim: 'groups', value: 'gate-admins' }],
     ...gateConfig,
-  }, opts);
+  }, opts).catch(async (e: unknown) => {
+    await idp.close();
+    throw e;
+  });
   const browser = await launchChromium();
   return {
     idp,
