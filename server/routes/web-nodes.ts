@@ -93,7 +93,7 @@ export function webNodeRoutes(d: WebNodeDeps, kit: WebPageKit) {
           if (!NODE_ID_PARAM.test(id)) return notFound(reply, s, id);
           if (request.body?.confirm !== '1') {
             // the first step changes nothing: it asks, with a form that says yes
-            const { node } = await d.enrollment.reviewNode(id);
+            const node = await d.enrollment.getNode(id);
             return kit.send(reply, 200, 'Confirm', confirmAction({ node, action, csrfToken: kit.csrf(reply, s) }), s);
           }
           await act(action, id, actorOf(s));

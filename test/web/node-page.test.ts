@@ -259,6 +259,7 @@ for (const backend of BACKENDS) describe(`node page and audit page in chromium (
     const registered = await subjects();
     assert.equal(registered.length, 50);
     assert.ok(registered.every((s) => s.includes('-page-')));
+    await page.screenshot({ path: artifactPath(`audit-page-${backend}.png`), fullPage: true });
     const types = await page.locator('[data-testid=audit-events] tbody tr td:nth-child(2)').allTextContents();
     assert.ok(types.every((t) => t === 'node_registered'));
     await page.getByTestId('audit-older').click();
@@ -268,7 +269,6 @@ for (const backend of BACKENDS) describe(`node page and audit page in chromium (
     assert.deepEqual(await subjects(), ['4c4c4544-0042-3510-8052-b4c04f4e0001']);
     await page.goto(`${g.url}/audit?subject=nobody-at-all`);
     await page.getByTestId('audit-empty').waitFor();
-    await page.screenshot({ path: artifactPath(`audit-page-${backend}.png`), fullPage: true });
     // the nav links the audit page for admins
     await page.goto(`${g.url}/device`);
     await page.locator('nav.main').getByRole('link', { name: 'Audit' }).click();
