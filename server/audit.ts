@@ -1,29 +1,34 @@
 import { chmodSync, closeSync, openSync, writeSync } from 'node:fs';
 import type { AuditEvent, NewAuditEvent, Storage, StorageTx } from './storage/storage.js';
 
-export type AuditType =
-  | 'device_code_issued'
-  | 'device_approved'
-  | 'device_denied'
-  | 'node_token_issued'
-  | 'node_registered'
-  | 'node_revoked'
-  | 'node_forgotten'
-  | 'node_render_error'
-  | 'auto_approve_armed'
-  | 'auto_approve_refused'
-  | 'config_downloaded'
-  | 'config_refused'
-  | 'auth_success'
-  | 'auth_failure'
-  | 'cert_issued'
-  | 'cert_error'
-  | 'subject_blocked'
-  | 'subject_unblocked'
-  | 'operator_login_approved'
-  | 'operator_token_issued'
-  | 'operator_token_refreshed'
-  | 'operator_login_revoked';
+/** Every kind of event the trail records (the web audit page offers them as its type filter). */
+export const AUDIT_TYPES = [
+  'device_code_issued',
+  'device_approved',
+  'device_denied',
+  'node_token_issued',
+  'node_registered',
+  'node_revoked',
+  'node_forgotten',
+  'node_render_error',
+  'node_rerendered',
+  'auto_approve_armed',
+  'auto_approve_refused',
+  'config_downloaded',
+  'config_refused',
+  'auth_success',
+  'auth_failure',
+  'cert_issued',
+  'cert_error',
+  'subject_blocked',
+  'subject_unblocked',
+  'operator_login_approved',
+  'operator_token_issued',
+  'operator_token_refreshed',
+  'operator_login_revoked',
+] as const;
+
+export type AuditType = (typeof AUDIT_TYPES)[number];
 
 export interface AuditEntry {
   type: AuditType;

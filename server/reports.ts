@@ -1,4 +1,4 @@
-import type { AuditEvent, CertificateFilter, CertificateRecord, NodeStatus, Storage } from './storage/storage.js';
+import type { AuditEvent, AuditFilter, CertificateFilter, CertificateRecord, NodeStatus, Storage } from './storage/storage.js';
 
 export interface GateStats {
   totalCertsIssued: number;
@@ -21,9 +21,9 @@ export class GateReports {
     private readonly now: () => number,
   ) {}
 
-  /** Audit events newest first; `before` (an event id) pages on. */
-  auditEvents(page: { limit: number; before?: number | undefined }): Promise<AuditEvent[]> {
-    return this.storage.listAuditEvents({ limit: page.limit, ...(page.before !== undefined ? { beforeId: page.before } : {}) });
+  /** Audit events newest first, those of the filter when given (exact type, subject, actor); `before` (an event id) pages on. */
+  auditEvents(page: { limit: number; before?: number | undefined }, filter: AuditFilter = {}): Promise<AuditEvent[]> {
+    return this.storage.listAuditEvents({ ...filter, limit: page.limit, ...(page.before !== undefined ? { beforeId: page.before } : {}) });
   }
 
   /**

@@ -127,6 +127,21 @@ const REQUESTS_KEPT_PER_NODE = 8;
 /** Nodes per page of the admin API: by default, and at most (a page of 1,000 is about 1 MB of JSON). */
 export const NODE_PAGE_DEFAULT = 100;
 export const NODE_PAGE_MAX = 1000;
+/** Device requests a node page lists (the newest); a node keeps few finished ones, but pending ones can be many. */
+const REVIEW_REQUESTS = 50;
+
+/** A node as its admin page shows it (EnrollmentService.reviewNode). */
+export interface NodeReview {
+  node: NodeView;
+  /** The config it is handed: rendered at approval or at its last re-render; null when it has none. */
+  config: string | null;
+  /** What its templates render now from its stored profile, hostname and patches; null when it has no config to compare. */
+  renderedNow: { config: string } | { error: string } | null;
+  /** Its newest device requests (at most REVIEW_REQUESTS), newest first; requestCount says how many it has. */
+  requests: DeviceRequestRecord[];
+  requestCount: number;
+}
+
 /** Nodes per table on the dashboard; the rest are counted (the admin API and CLI list them all). */
 const DASHBOARD_NODES = 100;
 
@@ -908,6 +923,61 @@ export class EnrollmentService {
     const node = await this.mustGetNode(id);
     if (node.config === null) throw new ApiError('not_found', `node ${id} has no rendered config (it is ${node.status})`);
     return node.config;
+  }
+
+  /**
+   * Everything an admin's node page shows: the node, the config it is handed, what its templates
+   * render for it now (to tell whether an edit of a template would change it), and its device
+   * requests. Renders, stores nothing.
+   */
+  async reviewNode(id: string): Promise<NodeReview> {
+    const node = await this.mustGetNode(id);
+    const requests = await this.storage.listDeviceRequests({ nodeId: node.id });
+    return {
+      node: await this.view(node, requests.filter((r) => r.status === 'pending')),
+      config: node.config,
+      renderedNow: node.config === null ? null : this.renderAsStored(node),
+      requests: requests.slice(-REVIEW_REQUESTS).reverse(),
+      requestCount: requests.length,
+    };
+  }
+
+  /** What the templates render now for a node's stored profile, hostname and patches, or why they cannot. */
+  private renderAsStored(node: NodeRecord): { config: string } | { error: string } {
+    if (node.profile === null) return { error: `node ${node.id} has no profile` };
+    try {
+      return { config: this.render(node, node.profile, node.hostname ?? defaultHostname(node), node.patches) };
+    } catch (e) {
+      if (e instanceof ApiError) return { error: e.description };
+      throw e;
+    }
+  }
+
+  /**
+   * Stores what the templates render now as an approved node's config: the way a template edit
+   * reaches nodes approved before it (a config is rendered once, at approval). Same profile, hostname
+   * and patches; refused when any of them changed between the render and the write.
+   */
+  async rerenderNode(id: string, actor: string): Promise<{ node: NodeView; changed: boolean }> {
+    const node = await this.mustGetNode(id);
+    if (node.status !== 'approved' || node.profile === null) {
+      throw new ApiError('conflict', `only an approved node is re-rendered; node ${node.id} is ${node.status}`);
+    }
+    const hostname = node.hostname ?? defaultHostname(node);
+    const config = this.render(node, node.profile, hostname, node.patches);
+    const changed = config !== node.config;
+    const updated = await this.storage.transaction(async (tx) => {
+      const n = await tx.updateNode(node.id, (x) => {
+        if (x.status !== 'approved') throw new ApiError('conflict', `node ${x.id} is ${x.status} now`);
+        if (x.profile !== node.profile || x.hostname !== node.hostname || JSON.stringify(x.patches) !== JSON.stringify(node.patches)) {
+          throw new ApiError('conflict', `node ${x.id} changed while it was rendered; try again`);
+        }
+        return { ...x, config };
+      });
+      await this.audit.record({ type: 'node_rerendered', actor, subject: node.id, detail: { profile: node.profile, hostname, changed } }, tx);
+      return n;
+    });
+    return { node: await this.view(updated), changed };
   }
 }
 

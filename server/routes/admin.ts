@@ -260,6 +260,11 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
     app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { schema: { params: nodeIdParams } }, async (request) =>
       nodeJson(await enrollment.revokeNode(request.params.id, request.actor)),
     );
+    // stores what the templates render now for an approved node (a config is rendered once, at approval)
+    app.post<{ Params: { id: string } }>('/nodes/:id/rerender', { schema: { params: nodeIdParams } }, async (request) => {
+      const { node, changed } = await enrollment.rerenderNode(request.params.id, request.actor);
+      return { ...nodeJson(node), changed };
+    });
 
     const userCodeBody = {
       type: 'object',
@@ -276,19 +281,26 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
       async (request) => nodeJson(await enrollment.denyByUserCode(request.body.user_code, request.actor)),
     );
 
-    app.get<{ Querystring: { limit?: number; before?: number } }>(
+    app.get<{ Querystring: { limit?: number; before?: number; type?: string; subject?: string; actor?: string } }>(
       '/audit',
       {
         schema: {
           querystring: {
             type: 'object',
-            properties: { limit: { type: 'integer', minimum: 1, maximum: 1000 }, before: { type: 'integer', minimum: 1 } },
+            properties: {
+              limit: { type: 'integer', minimum: 1, maximum: 1000 },
+              before: { type: 'integer', minimum: 1 },
+              type: { type: 'string', maxLength: 64 },
+              subject: { type: 'string', maxLength: 256 },
+              actor: { type: 'string', maxLength: 256 },
+            },
             additionalProperties: false,
           },
         },
       },
       async (request) => {
-        const events = await reports.auditEvents({ limit: request.query.limit ?? 100, before: request.query.before });
+        const { type, subject, actor } = request.query;
+        const events = await reports.auditEvents({ limit: request.query.limit ?? 100, before: request.query.before }, { type, subject, actor });
         const last = events[events.length - 1];
         return { events: events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), next_before: events.length === (request.query.limit ?? 100) && last ? last.id : null };
       },

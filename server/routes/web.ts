@@ -21,6 +21,7 @@ import type { Html } from '../web/html.js';
 import type { OidcLogin } from '../web/oidc-login.js';
 import { actorOf, type SessionService } from '../web/sessions.js';
 import { dashboard } from '../web/views/dashboard.js';
+import { webNodeRoutes } from './web-nodes.js';
 import { codeEntry, confirmNode, confirmOperator, decisionDone, operatorDone } from '../web/views/device.js';
 import { page } from '../web/views/layout.js';
 import { notAllowed, problem, signedOut } from '../web/views/messages.js';
@@ -229,13 +230,8 @@ export function webRoutes(d: WebDeps) {
       return send(reply, 200, 'Dashboard', body, s, 15);
     });
 
-    app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { preHandler: app.csrfProtection }, async (request, reply) => {
-      const ctx = await ctxOf(request);
-      const s = requireAdmin(request, reply, ctx);
-      if (!s) return reply;
-      await d.enrollment.revokeNode(request.params.id, actorOf(s));
-      return reply.redirect('/', 303);
-    });
+    // the node page, its actions (revoke among them) and the audit page: server/routes/web-nodes.ts
+    await app.register(webNodeRoutes(d, { admin: async (request, reply) => requireAdmin(request, reply, await ctxOf(request)), send, csrf }));
 
     // --- device verification (RFC 8628 §3.3) ---------------------------------------------------
 

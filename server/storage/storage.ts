@@ -182,6 +182,17 @@ export interface AuditEvent {
 
 export type NewAuditEvent = Omit<AuditEvent, 'id'>;
 
+/**
+ * Which audit events a list covers: each field given is an exact match, and all apply. Each backend
+ * indexes type, subject and actor with the id, so a filtered page is read from an index in id order
+ * instead of a scan of the trail (a filter on two fields reads one index and checks the other).
+ */
+export interface AuditFilter {
+  type?: string | undefined;
+  subject?: string | undefined;
+  actor?: string | undefined;
+}
+
 export interface CertificateRecord {
   id: number;
   serial: string;
@@ -376,7 +387,8 @@ export interface StorageTx {
   revokeNodeTokens(nodeId: string, at: number): Promise<number>;
 
   addAuditEvent(event: NewAuditEvent): Promise<AuditEvent>;
-  listAuditEvents(opts: { limit: number; beforeId?: number }): Promise<AuditEvent[]>;
+  /** Newest first; `beforeId` pages on (ids never change, so a walk is stable under inserts); the filter's fields all apply. */
+  listAuditEvents(opts: { limit: number; beforeId?: number } & AuditFilter): Promise<AuditEvent[]>;
 
   /** Counts of audit events by type, for the given types. */
   countAuditEvents(types: string[]): Promise<Record<string, number>>;

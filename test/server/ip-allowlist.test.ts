@@ -44,6 +44,12 @@ const guarded = (port: string): { admin: Case[]; nodes: Case[] } => ({
     { method: 'POST', target: '/nodes/some-node/revoke', headers: formHeaders, body: '' },
     { method: 'POST', target: '/nodes/some-node/revoke/', headers: formHeaders, body: '' },
     { method: 'POST', target: '/n%6Fdes/some-node/revoke', headers: formHeaders, body: '' },
+    { method: 'GET', target: '/nodes/some-node' },
+    { method: 'GET', target: '/nodes/some-node/config' },
+    { method: 'POST', target: '/nodes/some-node/forget', headers: formHeaders, body: 'confirm=1' },
+    { method: 'POST', target: '/nodes/some-node/rerender', headers: formHeaders, body: '' },
+    { method: 'GET', target: '/audit?subject=x' },
+    { method: 'GET', target: '/%61udit' },
   ],
   nodes: [
     { method: 'POST', target: '/device/code', headers: formHeaders, body: nodeForm('ipa-1') },

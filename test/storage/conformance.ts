@@ -456,6 +456,32 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
       await s.close();
     });
 
+    test('audit events filter by type, subject and actor, and page within the filter', async () => {
+      const s = await newStorage();
+      const kinds = [
+        ['device_code_issued', null, 'n1'],
+        ['device_approved', 'ada@example.com', 'n1'],
+        ['device_code_issued', null, 'n2'],
+        ['device_denied', 'bob@example.com', 'n2'],
+        ['node_revoked', 'ada@example.com', 'n1'],
+        ['device_approved', 'ada@example.com', 'n3'],
+      ] as const;
+      for (const [i, [type, actor, subject]] of kinds.entries()) await s.addAuditEvent({ at: i, type, actor, subject, ip: null, detail: { i } });
+      const is = (events: { detail: Record<string, unknown> }[]) => events.map((e) => e.detail.i);
+      assert.deepEqual(is(await s.listAuditEvents({ limit: 10, subject: 'n1' })), [4, 1, 0]);
+      assert.deepEqual(is(await s.listAuditEvents({ limit: 10, actor: 'ada@example.com' })), [5, 4, 1]);
+      assert.deepEqual(is(await s.listAuditEvents({ limit: 10, type: 'device_approved' })), [5, 1]);
+      assert.deepEqual(is(await s.listAuditEvents({ limit: 10, type: 'device_approved', subject: 'n1' })), [1], 'every field given applies');
+      assert.deepEqual(is(await s.listAuditEvents({ limit: 10, type: 'device_approved', actor: 'bob@example.com' })), []);
+      assert.deepEqual(is(await s.listAuditEvents({ limit: 10, subject: "n1' OR '1'='1" })), [], 'values are bound, not spliced');
+      const first = await s.listAuditEvents({ limit: 2, actor: 'ada@example.com' });
+      assert.deepEqual(is(first), [5, 4]);
+      await s.addAuditEvent({ at: 9, type: 'device_approved', actor: 'ada@example.com', subject: 'n4', ip: null, detail: { i: 9 } });
+      assert.deepEqual(is(await s.listAuditEvents({ limit: 2, actor: 'ada@example.com', beforeId: first[1]?.id })), [1], 'the next page is not moved by a newer event');
+      assert.equal((await s.listAuditEvents({ limit: 10, subject: 'n1', type: undefined })).length, 3, 'an undefined field is no filter');
+      await s.close();
+    });
+
     test('garbage collection removes expired requests and tokens, keeps live ones', async () => {
       const s = await newStorage();
       await s.createNode(sampleNode('n1'));

@@ -245,3 +245,44 @@ test('postgres: a search prefix reads the search indexes (a BitmapOr of ranges),
     await s.close();
   }
 });
+
+test('postgres: an audit filter reads its (column, id) index, never a scan of the trail', async () => {
+  const s = await freshPostgresStorage();
+  try {
+    await s.transaction(async (tx) => {
+      for (let i = 0; i < 5_000; i++) {
+        const rare = i % 1000 === 0;
+        await tx.addAuditEvent({
+          at: i,
+          type: rare ? 'node_rerendered' : (['device_code_issued', 'device_approved', 'config_downloaded'][i % 3] as string),
+          actor: rare ? 'rare@example.com' : `admin${i % 7}@example.com`,
+          subject: `n${i % 500}`,
+          ip: null,
+          detail: {},
+        });
+      }
+    });
+    const c = await s.pool.connect();
+    const explain = async (column: string, value: string) => {
+      const r = await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM audit_events WHERE ${column} = $3 AND id < $1 ORDER BY id DESC LIMIT $2`, [4000, 51, value]);
+      return r.rows.map((row) => row['QUERY PLAN']).join('\n');
+    };
+    try {
+      await c.query('ANALYZE audit_events');
+      // a rare value (a few events among thousands) is found through its index, not by walking the trail
+      for (const [column, value] of [['type', 'node_rerendered'], ['actor', 'rare@example.com'], ['subject', 'n7']] as const) {
+        const plan = await explain(column, value);
+        assert.match(plan, new RegExp(`Index Scan.* on audit_events_${column}_id`), plan);
+        assert.doesNotMatch(plan, /Seq Scan/, plan);
+      }
+      // a common one may walk the ids backwards and stop at the page's end: still no scan, no sort of the matches
+      assert.doesNotMatch(await explain('type', 'device_approved'), /Seq Scan|Sort/);
+    } finally {
+      c.release();
+    }
+    assert.equal((await s.listAuditEvents({ limit: 100, subject: 'n7' })).length, 10);
+    assert.equal((await s.listAuditEvents({ limit: 100, type: 'node_rerendered', actor: 'rare@example.com' })).length, 5);
+  } finally {
+    await s.close();
+  }
+});

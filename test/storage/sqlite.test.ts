@@ -115,3 +115,13 @@ test('sqlite: a search prefix reads the search indexes (one range each), never a
   assert.deepEqual((await s.listNodes({ prefix: '52:54:00:00:1f:0' }, { limit: 100 })).map((n) => n.id), Array.from({ length: 16 }, (_, k) => `n${0x1f0f - k}`));
   await s.close();
 });
+
+test('sqlite: an audit filter reads its index in id order, neither a scan of the trail nor a sort', async () => {
+  const s = openSqliteStorage(join(dir, 'audit-plan.db'), { cipher: sharedTestBox });
+  for (const column of ['type', 'subject', 'actor']) {
+    const plan = (s.db.prepare(`EXPLAIN QUERY PLAN SELECT * FROM audit_events WHERE ${column} = ? AND id < ? ORDER BY id DESC LIMIT ?`).all('x', 10, 5) as { detail: string }[]).map((r) => r.detail);
+    assert.ok(plan.some((d) => d.includes(`USING INDEX audit_events_${column} (${column}=? AND rowid<?)`)), `${column}: ${plan.join(' | ')}`);
+    assert.ok(!plan.some((d) => /^SCAN|TEMP B-TREE/.test(d)), `${column}: no scan, no sort: ${plan.join(' | ')}`);
+  }
+  await s.close();
+});

@@ -18,6 +18,7 @@ import {
   AlreadyExistsError,
   NotFoundError,
   type AuditEvent,
+  type AuditFilter,
   type BlockedSubject,
   type CertificateFilter,
   type CertificateRecord,
@@ -377,10 +378,14 @@ export abstract class PgView implements StorageTx {
     return { ...event, id: (row as { id: number }).id };
   }
 
-  async listAuditEvents(opts: { limit: number; beforeId?: number }): Promise<AuditEvent[]> {
-    const rows = await this.rows<AuditRow>('SELECT * FROM audit_events WHERE id < $1 ORDER BY id DESC LIMIT $2', [
+  async listAuditEvents(opts: { limit: number; beforeId?: number } & AuditFilter): Promise<AuditEvent[]> {
+    // the columns are ours, the values bound; (column, id) indexes (migration 006) serve the order
+    const fields = (['type', 'subject', 'actor'] as const).filter((key) => opts[key] !== undefined);
+    const where = fields.map((column, i) => `${column} = $${i + 3} AND `).join('');
+    const rows = await this.rows<AuditRow>(`SELECT * FROM audit_events WHERE ${where}id < $1 ORDER BY id DESC LIMIT $2`, [
       opts.beforeId ?? Number.MAX_SAFE_INTEGER,
       opts.limit,
+      ...fields.map((key) => opts[key]),
     ]);
     return rows.map(auditFromRow);
   }

@@ -10,6 +10,7 @@ import type { RowCipher } from '../rows.js';
 import {
   AlreadyExistsError,
   type AuditEvent,
+  type AuditFilter,
   type BlockedSubject,
   type CertificateFilter,
   type CertificateRecord,
@@ -161,7 +162,7 @@ abstract class SqliteView implements StorageTx {
     return this.run((o) => o.addAuditEvent(event));
   }
 
-  listAuditEvents(opts: { limit: number; beforeId?: number }): Promise<AuditEvent[]> {
+  listAuditEvents(opts: { limit: number; beforeId?: number } & AuditFilter): Promise<AuditEvent[]> {
     return this.run((o) => o.listAuditEvents(opts));
   }
 

@@ -7,6 +7,7 @@ import {
   AlreadyExistsError,
   NotFoundError,
   type AuditEvent,
+  type AuditFilter,
   type BlockedSubject,
   type CertificateFilter,
   type CertificateRecord,
@@ -68,6 +69,9 @@ function isUniqueViolation(e: unknown): boolean {
   return e instanceof Error && 'code' in e && (e as { code: string }).code.startsWith('SQLITE_CONSTRAINT');
 }
 import { DECIDED, POLL_COLUMNS, StatementCache, certificateWhere, nodeWhere, prepareStatements, type Statements } from './statements.js';
+
+/** The audit filter's fields, each the column it matches and each indexed (migration 014). */
+const AUDIT_FILTER_COLUMNS = ['type', 'subject', 'actor'] as const;
 
 export class SqliteOperations {
   private readonly summaryCols = NODE_SUMMARY_COLUMNS.join(', ');
@@ -290,8 +294,14 @@ export class SqliteOperations {
     return { ...event, id: Number(info.lastInsertRowid) };
   }
 
-  listAuditEvents(opts: { limit: number; beforeId?: number }): AuditEvent[] {
-    const rows = this.stmt.listAudit.all(opts.beforeId ?? Number.MAX_SAFE_INTEGER, opts.limit) as AuditRow[];
+  listAuditEvents(opts: { limit: number; beforeId?: number } & AuditFilter): AuditEvent[] {
+    const fields = AUDIT_FILTER_COLUMNS.filter((key) => opts[key] !== undefined);
+    if (fields.length === 0) return (this.stmt.listAudit.all(opts.beforeId ?? Number.MAX_SAFE_INTEGER, opts.limit) as AuditRow[]).map(auditFromRow);
+    // one statement per combination of fields (at most 7), cached: the columns are ours, the values bound
+    const where = fields.map((column) => `${column} = ?`).join(' AND ');
+    const rows = this.sql
+      .get(`SELECT * FROM audit_events WHERE ${where} AND id < ? ORDER BY id DESC LIMIT ?`)
+      .all(...fields.map((key) => opts[key]), opts.beforeId ?? Number.MAX_SAFE_INTEGER, opts.limit) as AuditRow[];
     return rows.map(auditFromRow);
   }
 

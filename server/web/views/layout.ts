@@ -19,6 +19,7 @@ export function page(o: PageOptions): Html {
   const nav = o.viewer
     ? html`<nav class="main">
         ${o.viewer.isAdmin ? html`<a href="/">Dashboard</a>` : ''}
+        ${o.viewer.isAdmin ? html`<a href="/audit">Audit</a>` : ''}
         <a href="/device">Enter a code</a>
         <span class="who">${o.viewer.name}${o.viewer.isAdmin ? ' · admin' : ''}</span>
         <form method="post" action="/auth/logout"><input type="hidden" name="_csrf" value="${o.csrfToken ?? ''}"><button class="link" type="submit">Sign out</button></form>

@@ -24,6 +24,13 @@ th{color:var(--muted);font-weight:600;font-size:.8rem;text-transform:uppercase;l
 .badge{display:inline-block;border-radius:999px;padding:.05rem .6rem;font-size:.8rem;font-weight:600;background:#eef2ff;color:#3730a3}
 .badge.pending{background:#fff7e6;color:var(--warn)}.badge.approved{background:#e7f6ec;color:var(--ok)}
 .badge.denied,.badge.revoked{background:#fdecea;color:var(--bad)}
+.button.secondary{background:#e5e9f0;color:var(--fg)}
+pre.config{background:#0f172a;color:#e2e8f0;padding:1rem;border-radius:10px;overflow:auto;max-height:40rem;font-size:.82rem}
+table.diff td{padding:0 .5rem;border:0;white-space:pre-wrap;word-break:break-all}
+table.diff td.ln{color:var(--muted);text-align:right;width:3.5rem;font-size:.8rem;user-select:none}
+table.diff tr.add{background:#e7f6ec}table.diff tr.del{background:#fdecea}table.diff tr.hunk td{background:#eef2ff;color:#3730a3}
+.filter-row{display:grid;grid-template-columns:repeat(auto-fit,minmax(12rem,1fr));gap:0 .75rem}.filter-row input,.filter-row select{font-weight:400}
+td.detail{max-width:28rem;word-break:break-all}
 .usercode{font-family:ui-monospace,monospace;font-size:2rem;font-weight:700;letter-spacing:.15em;text-align:center;padding:.5rem;border:2px dashed var(--accent);border-radius:10px;margin:.5rem 0 1rem}
 dl.facts{display:grid;grid-template-columns:max-content 1fr;gap:.35rem 1rem;margin:0}
 dl.facts dt{color:var(--muted)}dl.facts dd{margin:0;word-break:break-all}
