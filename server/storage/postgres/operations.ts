@@ -379,7 +379,7 @@ export abstract class PgView implements StorageTx {
   }
 
   async listAuditEvents(opts: { limit: number; beforeId?: number } & AuditFilter): Promise<AuditEvent[]> {
-    // the columns are ours, the values bound; (column, id) indexes (migration 006) serve the order
+    // the columns are ours, the values bound; (column, id) indexes (PostgreSQL migration 008, SQLite 014) serve the order
     const fields = (['type', 'subject', 'actor'] as const).filter((key) => opts[key] !== undefined);
     const where = fields.map((column, i) => `${column} = $${i + 3} AND `).join('');
     const rows = await this.rows<AuditRow>(`SELECT * FROM audit_events WHERE ${where}id < $1 ORDER BY id DESC LIMIT $2`, [
