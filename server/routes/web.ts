@@ -20,13 +20,21 @@ import type { DecisionTickets } from '../web/decision-tickets.js';
 import type { Html } from '../web/html.js';
 import type { OidcLogin } from '../web/oidc-login.js';
 import { actorOf, type SessionService } from '../web/sessions.js';
+import { approveMany, denyMany } from '../enrollment/bulk-decisions.js';
+import { parseBulkForm, type BulkFormBody } from '../web/bulk-form.js';
+import { DASHBOARD_TABS, loadTab, type DashboardTab } from '../web/dashboard-tabs.js';
+import { bulkDone } from '../web/views/bulk.js';
 import { dashboard } from '../web/views/dashboard.js';
+import { DASHBOARD_JS } from '../web/views/dashboard-script.js';
 import { codeEntry, confirmNode, confirmOperator, decisionDone, operatorDone } from '../web/views/device.js';
 import { page } from '../web/views/layout.js';
 import { notAllowed, problem, signedOut } from '../web/views/messages.js';
 import { APP_CSS } from '../web/views/styles.js';
 
 export const SESSION_COOKIE = 'tg_session';
+
+/** The waiting tab reloads itself this often while the admin leaves it alone (web/views/dashboard-script.ts). */
+const DASHBOARD_REFRESH_SECONDS = 15;
 
 export interface WebDeps {
   enrollment: EnrollmentService;
@@ -99,12 +107,12 @@ export function webRoutes(d: WebDeps) {
       return token;
     };
     const viewerOf = (s: WebSessionRecord | undefined) => (s?.sub ? { name: s.email ?? s.name ?? s.sub, isAdmin: s.isAdmin } : undefined);
-    const send = (reply: FastifyReply, status: number, title: string, body: Html, session: WebSessionRecord | undefined, refreshSeconds?: number) =>
+    const send = (reply: FastifyReply, status: number, title: string, body: Html, session: WebSessionRecord | undefined, scripts?: string[]) =>
       reply
         .code(status)
         .header('Cache-Control', 'no-store')
         .type('text/html; charset=utf-8')
-        .send(page({ title, body, viewer: viewerOf(session), csrfToken: csrf(reply, session), devMode: d.devMode, refreshSeconds }).value);
+        .send(page({ title, body, viewer: viewerOf(session), csrfToken: csrf(reply, session), devMode: d.devMode, scripts }).value);
     /** Signed in, or sent to sign in and back here. */
     const requireUser = (request: FastifyRequest, reply: FastifyReply, ctx: Ctx): WebSessionRecord | undefined => {
       if (ctx.session?.sub) return ctx.session;
@@ -120,6 +128,9 @@ export function webRoutes(d: WebDeps) {
       }
       return s;
     };
+
+    const addressNotAllowed = (reply: FastifyReply, s: WebSessionRecord) =>
+      send(reply, 403, 'Not allowed', problem('Not from this address', 'Machines are approved only from the addresses in ip_allowlist.admin.'), s);
 
     app.setErrorHandler(async (err: FastifyError, request, reply) => {
       // before the session is looked up: it lives in the database that cannot be reached
@@ -140,6 +151,9 @@ export function webRoutes(d: WebDeps) {
 
     app.get('/static/app.css', async (_request, reply) =>
       reply.type('text/css; charset=utf-8').header('Cache-Control', 'public, max-age=3600').send(APP_CSS),
+    );
+    app.get('/static/dashboard.js', async (_request, reply) =>
+      reply.type('text/javascript; charset=utf-8').header('Cache-Control', 'public, max-age=3600').send(DASHBOARD_JS),
     );
 
     // --- sign-in ---------------------------------------------------------------------------
@@ -209,24 +223,53 @@ export function webRoutes(d: WebDeps) {
 
     // --- dashboard -------------------------------------------------------------------------
 
-    app.get('/', async (request, reply) => {
+    // tabs by node state, a search and stable "next page" cursors, as GET /api/v1/nodes has them
+    app.get<{ Querystring: { tab?: DashboardTab; q?: string; cursor?: string } }>(
+      '/',
+      {
+        schema: {
+          querystring: {
+            type: 'object',
+            properties: {
+              tab: { type: 'string', enum: [...DASHBOARD_TABS] },
+              q: { type: 'string', maxLength: 128 },
+              cursor: { type: 'string', maxLength: 256 },
+            },
+          },
+        },
+      },
+      async (request, reply) => {
+        const ctx = await ctxOf(request);
+        const s = requireAdmin(request, reply, ctx);
+        if (!s) return reply;
+        const { tab = 'waiting', q = '', cursor } = request.query;
+        const recent = await d.reports.dashboard();
+        const body = dashboard({
+          tab: await loadTab(d.enrollment, { tab, q: q.trim(), cursor: cursor || undefined }),
+          profiles: d.enrollment.profileNames(),
+          defaultProfile: d.enrollment.defaultProfile(),
+          certs: recent.certs,
+          audit: recent.audit,
+          csrfToken: csrf(reply, s),
+          now: d.now(),
+          refreshSeconds: DASHBOARD_REFRESH_SECONDS,
+        });
+        return send(reply, 200, 'Dashboard', body, s, ['/static/dashboard.js']);
+      },
+    );
+
+    // the dashboard's checkboxes: one decision for many machines, by the bulk service the admin API uses
+    app.post<{ Body: BulkFormBody }>('/nodes/bulk', { preHandler: app.csrfProtection }, async (request, reply) => {
       const ctx = await ctxOf(request);
       const s = requireAdmin(request, reply, ctx);
       if (!s) return reply;
-      const now = d.now();
-      const nodes = await d.enrollment.dashboardNodes();
-      const recent = await d.reports.dashboard();
-      const body = dashboard({
-        pending: nodes.asking,
-        pendingTotal: nodes.askingTotal,
-        decided: nodes.decided,
-        decidedTotal: nodes.decidedTotal,
-        certs: recent.certs,
-        audit: recent.audit,
-        csrfToken: csrf(reply, s),
-        now,
-      });
-      return send(reply, 200, 'Dashboard', body, s, 15);
+      if (!d.ipAllowed(clientIp(request), 'admin')) return addressNotAllowed(reply, s);
+      const form = parseBulkForm(request.body);
+      const results =
+        form.decision === 'approve'
+          ? await approveMany(d.enrollment, form.targets, form.approval, actorOf(s))
+          : await denyMany(d.enrollment, form.targets, actorOf(s));
+      return send(reply, 200, form.decision === 'approve' ? 'Bulk approval' : 'Bulk denial', bulkDone({ decision: form.decision, results }), s);
     });
 
     app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { preHandler: app.csrfProtection }, async (request, reply) => {
@@ -261,9 +304,6 @@ export function webRoutes(d: WebDeps) {
       const lockedUntil = await d.guard.lockedUntil(s.idHash, ip);
       return send(reply, 400, 'Enter the code', codeEntry({ prefill: typed, error, lockedUntil, csrfToken: csrf(reply, s), now: d.now() }), s);
     };
-
-    const addressNotAllowed = (reply: FastifyReply, s: WebSessionRecord) =>
-      send(reply, 403, 'Not allowed', problem('Not from this address', 'Machines are approved only from the addresses in ip_allowlist.admin.'), s);
 
     const lookup = async (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
       const now = d.now();

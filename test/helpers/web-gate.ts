@@ -1,7 +1,7 @@
 import type { Browser } from 'playwright-core';
 import type { DevIdpUser } from '../../server/dev-idp/provider.js';
 import { launchChromium } from './browser.js';
-import { freePort, startTestGate, type TestGate } from './gate.js';
+import { freePort, startTestGate, type Backend, type TestGate } from './gate.js';
 import { startIdp, type TestIdp } from './idp.js';
 
 export interface WebGate {
@@ -15,7 +15,7 @@ export interface WebGate {
  * What the browser tests start: a real IdP with the gate's web client, a gate signing in with it
  * (admins: the gate-admins group), and Debian's chromium.
  */
-export async function startWebGate(users: DevIdpUser[], gateConfig: Record<string, unknown> = {}): Promise<WebGate> {
+export async function startWebGate(users: DevIdpUser[], gateConfig: Record<string, unknown> = {}, opts: { backend?: Backend } = {}): Promise<WebGate> {
   const port = await freePort();
   const idp = await startIdp({ users, clients: [{ client_id: 'talos-gate', redirect_uris: [`https://127.0.0.1:${port}/auth/callback`] }] });
   const g = await startTestGate({
@@ -23,7 +23,7 @@ export async function startWebGate(users: DevIdpUser[], gateConfig: Record<strin
     oidc: { issuer_url: idp.issuer, client_id: 'talos-gate' },
     admins: [{ claim: 'groups', value: 'gate-admins' }],
     ...gateConfig,
-  });
+  }, opts);
   const browser = await launchChromium();
   return {
     idp,
