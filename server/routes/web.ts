@@ -129,9 +129,6 @@ export function webRoutes(d: WebDeps) {
       return s;
     };
 
-    const addressNotAllowed = (reply: FastifyReply, s: WebSessionRecord) =>
-      send(reply, 403, 'Not allowed', problem('Not from this address', 'Machines are approved only from the addresses in ip_allowlist.admin.'), s);
-
     app.setErrorHandler(async (err: FastifyError, request, reply) => {
       // before the session is looked up: it lives in the database that cannot be reached
       if (err instanceof StorageUnavailableError) {
@@ -258,12 +255,12 @@ export function webRoutes(d: WebDeps) {
       },
     );
 
-    // the dashboard's checkboxes: one decision for many machines, by the bulk service the admin API uses
+    // the dashboard's checkboxes: one decision for many machines, by the bulk service the admin API
+    // uses; ip_allowlist.admin guards it before it runs (plugins/ip-allowlist.ts)
     app.post<{ Body: BulkFormBody }>('/nodes/bulk', { preHandler: app.csrfProtection }, async (request, reply) => {
       const ctx = await ctxOf(request);
       const s = requireAdmin(request, reply, ctx);
       if (!s) return reply;
-      if (!d.ipAllowed(clientIp(request), 'admin')) return addressNotAllowed(reply, s);
       const form = parseBulkForm(request.body);
       const results =
         form.decision === 'approve'
@@ -304,6 +301,9 @@ export function webRoutes(d: WebDeps) {
       const lockedUntil = await d.guard.lockedUntil(s.idHash, ip);
       return send(reply, 400, 'Enter the code', codeEntry({ prefill: typed, error, lockedUntil, csrfToken: csrf(reply, s), now: d.now() }), s);
     };
+
+    const addressNotAllowed = (reply: FastifyReply, s: WebSessionRecord) =>
+      send(reply, 403, 'Not allowed', problem('Not from this address', 'Machines are approved only from the addresses in ip_allowlist.admin.'), s);
 
     const lookup = async (request: FastifyRequest, reply: FastifyReply, s: WebSessionRecord, typed: string) => {
       const now = d.now();
