@@ -269,12 +269,13 @@ export function webRoutes(d: WebDeps) {
       return send(reply, 200, form.decision === 'approve' ? 'Bulk approval' : 'Bulk denial', bulkDone({ decision: form.decision, results }), s);
     });
 
-    app.post<{ Params: { id: string } }>('/nodes/:id/revoke', { preHandler: app.csrfProtection }, async (request, reply) => {
+    // back to the tab and page the admin revoked from (a local path only: safeReturnTo)
+    app.post<{ Params: { id: string }; Body: { return_to?: string } }>('/nodes/:id/revoke', { preHandler: app.csrfProtection }, async (request, reply) => {
       const ctx = await ctxOf(request);
       const s = requireAdmin(request, reply, ctx);
       if (!s) return reply;
       await d.enrollment.revokeNode(request.params.id, actorOf(s));
-      return reply.redirect('/', 303);
+      return reply.redirect(safeReturnTo(request.body?.return_to), 303);
     });
 
     // --- device verification (RFC 8628 §3.3) ---------------------------------------------------

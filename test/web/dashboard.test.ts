@@ -248,6 +248,17 @@ for (const backend of BACKENDS) describe(`dashboard with 10,000 nodes in chromiu
     assert.match(rows[1] ?? '', new RegExp(`${gone}[\\s\\S]*error`));
   });
 
+  test('Revoke returns to the tab, search and page it was pressed on', async () => {
+    const here = `${g.url}/?tab=approved&q=52%3A54%3A00%3A00%3A12%3A3`;
+    await page.goto(here);
+    const closed = await tabCount(page, 'denied');
+    await page.getByTestId('nodes').locator('tr', { hasText: 'fleet-04671' }).getByRole('button', { name: 'Revoke' }).click();
+    await page.waitForURL(here);
+    assert.equal((await rowIds(page)).length, 15, 'the revoked node left the approved tab');
+    assert.equal((await g.admin('GET', '/api/v1/nodes/fleet-04671')).json.status, 'revoked');
+    assert.equal(await tabCount(page, 'denied'), closed + 1);
+  });
+
   test('the waiting tab reloads itself only while the admin leaves it alone', async () => {
     const p = await ctx.newPage();
     await p.goto(`${g.url}/?tab=waiting`);

@@ -65,7 +65,7 @@ function table(v: DashboardView): Html {
     return html`<div class="empty" data-testid="no-nodes">${t.query.q ? `No machine here starts with “${t.query.q}”.` : t.query.cursor ? 'No more machines.' : EMPTY[t.query.tab]}</div>`;
   }
   if (t.query.tab === 'waiting') return waitingTable(t.nodes, v.now);
-  return nodesTable(t.nodes, v.now, v.csrfToken, BULK[t.query.tab] !== undefined);
+  return nodesTable(t.nodes, v.now, v.csrfToken, BULK[t.query.tab] !== undefined, tabHref(t.query.tab, t.query.q, t.query.cursor));
 }
 
 export function dashboard(v: DashboardView): Html {

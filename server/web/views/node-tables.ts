@@ -39,8 +39,11 @@ export function waitingTable(nodes: NodeView[], now: number): Html {
   })}</tbody></table></div>`;
 }
 
-/** Registered, approved, denied or revoked machines; `pickable`: with checkboxes for the bulk form. */
-export function nodesTable(nodes: NodeView[], now: number, csrf: string, pickable: boolean): Html {
+/**
+ * Registered, approved, denied or revoked machines; `pickable`: with checkboxes for the bulk form;
+ * `here`: the page's own path, where a Revoke returns to.
+ */
+export function nodesTable(nodes: NodeView[], now: number, csrf: string, pickable: boolean, here: string): Html {
   return html`<div class="table-wrap"><table data-testid="nodes">
 <thead><tr>${pickable ? selectAll : ''}<th>Node</th><th>Status</th><th>Profile</th><th>Hostname</th><th>Decided</th><th>Downloads</th><th>Last download</th><th></th></tr></thead>
 <tbody>${nodes.map(
@@ -53,7 +56,7 @@ export function nodesTable(nodes: NodeView[], now: number, csrf: string, pickabl
 <td>${n.configDownloads}</td>
 <td>${when(n.lastDownloadAt, now)}${n.lastDownloadIp ? html`<br><span class="muted mono">${n.lastDownloadIp}</span>` : ''}</td>
 <td>${n.status === 'approved'
-      ? html`<form method="post" action="/nodes/${encodeURIComponent(n.id)}/revoke"><input type="hidden" name="_csrf" value="${csrf}"><button class="small danger" type="submit">Revoke</button></form>`
+      ? html`<form method="post" action="/nodes/${encodeURIComponent(n.id)}/revoke"><input type="hidden" name="_csrf" value="${csrf}"><input type="hidden" name="return_to" value="${here}"><button class="small danger" type="submit">Revoke</button></form>`
       : ''}</td></tr>`,
   )}</tbody></table></div>`;
 }
