@@ -546,9 +546,9 @@ export class EnrollmentService {
   }
 
   /**
-   * How many nodes the dashboard's tabs hold, from indexes only, never the rows of the fleet (the
-   * dashboard asks at every load, with 10,000 nodes and more): nodes by status (one pass over the
-   * status index), registered ones (the pending range of that index, or their partial index), and
+   * How many nodes the dashboard's tabs hold, from index ranges, never a pass over the rows of the
+   * whole fleet (the dashboard asks at every load, with 10,000 nodes and more): nodes by status (one
+   * pass over the status index), registered ones (the pending nodes' range of it), and
    * for the waiting tab the node requests waiting now, as /metrics counts them (the unexpired range
    * of the requests' expiry index; a node that asked twice counts twice).
    */
