@@ -15,8 +15,8 @@ import { clientIp } from '../client-ip.js';
 //
 // Groups:
 // - admin: everything under /api/ (the admin API plugin, prefix /api/v1), /metrics, and the admins'
-//   web pages and actions: the dashboard (GET /), POST /nodes/:id/revoke, and the node and audit
-//   pages with their actions (server/routes/web-nodes.ts names its routes' group itself).
+//   web pages and actions: the dashboard (GET /), POST /nodes/bulk, and the node and audit pages
+//   with their actions, revoke among them (server/routes/web-nodes.ts names its routes' group itself).
 // - nodes: POST /device/code, POST /token and GET /config (Talos nodes, and the CLI's device login).
 // - everything else stays open to every address: /device and /device/decision (any signed-in user
 //   enters a code there: operators approve their own CLI logins), /auth/* (sign-in), /static/*,
@@ -35,7 +35,7 @@ declare module 'fastify' {
   }
 }
 
-const ADMIN_ROUTES = new Set(['/metrics', '/', '/nodes/:id/revoke']);
+const ADMIN_ROUTES = new Set(['/metrics', '/', '/nodes/bulk', '/nodes/:id/revoke']);
 const NODE_ROUTES = new Set(['/device/code', '/token', '/config']);
 
 /** The group of a route by its registered pattern (prefix included), or undefined when it is open to all. */

@@ -7,6 +7,7 @@ import type { Html } from '../web/html.js';
 import { actorOf } from '../web/sessions.js';
 import { auditPage } from '../web/views/audit-page.js';
 import { problem } from '../web/views/messages.js';
+import { safeReturnTo } from '../web/return-to.js';
 import { confirmAction, doneNote, nodeForgotten, nodeHref, nodePage, NODE_ACTIONS, type NodeAction } from '../web/views/node-page.js';
 
 /** What web.ts lends its sub-pages: its sign-in and admin checks, its page sender and its CSRF token. */
@@ -83,7 +84,7 @@ export function webNodeRoutes(d: WebNodeDeps, kit: WebPageKit) {
     };
 
     for (const action of NODE_ACTIONS) {
-      app.post<{ Params: { id: string }; Body: { confirm?: string } | undefined }>(
+      app.post<{ Params: { id: string }; Body: { confirm?: string; return_to?: string } | undefined }>(
         `/nodes/:id/${action}`,
         { preHandler: app.csrfProtection, config: ADMIN_GROUP },
         async (request, reply) => {
@@ -94,9 +95,12 @@ export function webNodeRoutes(d: WebNodeDeps, kit: WebPageKit) {
           if (request.body?.confirm !== '1') {
             // the first step changes nothing: it asks, with a form that says yes
             const node = await d.enrollment.getNode(id);
-            return kit.send(reply, 200, 'Confirm', confirmAction({ node, action, csrfToken: kit.csrf(reply, s) }), s);
+            const returnTo = request.body?.return_to === undefined ? undefined : safeReturnTo(request.body.return_to);
+            return kit.send(reply, 200, 'Confirm', confirmAction({ node, action, csrfToken: kit.csrf(reply, s), returnTo }), s);
           }
           await act(action, id, actorOf(s));
+          // pressed on the dashboard: back to its tab and page (a local path only)
+          if (request.body.return_to !== undefined) return reply.redirect(safeReturnTo(request.body.return_to), 303);
           if (action === 'forget') return kit.send(reply, 200, 'Forgotten', nodeForgotten(id.toLowerCase()), s);
           return reply.redirect(`${nodeHref(id.toLowerCase())}?done=${action}`, 303);
         },

@@ -20,14 +20,23 @@ import type { DecisionTickets } from '../web/decision-tickets.js';
 import type { Html } from '../web/html.js';
 import type { OidcLogin } from '../web/oidc-login.js';
 import { actorOf, type SessionService } from '../web/sessions.js';
+import { approveMany, denyMany } from '../enrollment/bulk-decisions.js';
+import { parseBulkForm, type BulkFormBody } from '../web/bulk-form.js';
+import { DASHBOARD_TABS, loadTab, type DashboardTab } from '../web/dashboard-tabs.js';
+import { bulkDone } from '../web/views/bulk.js';
 import { dashboard } from '../web/views/dashboard.js';
 import { webNodeRoutes } from './web-nodes.js';
+import { DASHBOARD_JS } from '../web/views/dashboard-script.js';
+import { safeReturnTo } from '../web/return-to.js';
 import { codeEntry, confirmNode, confirmOperator, decisionDone, operatorDone } from '../web/views/device.js';
 import { page } from '../web/views/layout.js';
 import { notAllowed, problem, signedOut } from '../web/views/messages.js';
 import { APP_CSS } from '../web/views/styles.js';
 
 export const SESSION_COOKIE = 'tg_session';
+
+/** The waiting tab reloads itself this often while the admin leaves it alone (web/views/dashboard-script.ts). */
+const DASHBOARD_REFRESH_SECONDS = 15;
 
 export interface WebDeps {
   enrollment: EnrollmentService;
@@ -54,15 +63,6 @@ export interface WebDeps {
 interface Ctx {
   session: WebSessionRecord | undefined;
 }
-
-/**
- * Only local paths may be returned to after sign-in: no open redirect. Printable ASCII only, since
- * browsers drop tabs and newlines from URLs ("/\t/evil.example" would become "//evil.example").
- */
-export function safeReturnTo(v: unknown): string {
-  return typeof v === 'string' && v.length < 1000 && /^\/(?![/\\])[\x21-\x7e]*$/.test(v) ? v : '/';
-}
-
 
 /** The web page: OIDC sign-in, code entry and confirmation, the admins' dashboard. HTML only. */
 export function webRoutes(d: WebDeps) {
@@ -100,12 +100,12 @@ export function webRoutes(d: WebDeps) {
       return token;
     };
     const viewerOf = (s: WebSessionRecord | undefined) => (s?.sub ? { name: s.email ?? s.name ?? s.sub, isAdmin: s.isAdmin } : undefined);
-    const send = (reply: FastifyReply, status: number, title: string, body: Html, session: WebSessionRecord | undefined, refreshSeconds?: number) =>
+    const send = (reply: FastifyReply, status: number, title: string, body: Html, session: WebSessionRecord | undefined, scripts?: string[]) =>
       reply
         .code(status)
         .header('Cache-Control', 'no-store')
         .type('text/html; charset=utf-8')
-        .send(page({ title, body, viewer: viewerOf(session), csrfToken: csrf(reply, session), devMode: d.devMode, refreshSeconds }).value);
+        .send(page({ title, body, viewer: viewerOf(session), csrfToken: csrf(reply, session), devMode: d.devMode, scripts }).value);
     /** Signed in, or sent to sign in and back here. */
     const requireUser = (request: FastifyRequest, reply: FastifyReply, ctx: Ctx): WebSessionRecord | undefined => {
       if (ctx.session?.sub) return ctx.session;
@@ -141,6 +141,9 @@ export function webRoutes(d: WebDeps) {
 
     app.get('/static/app.css', async (_request, reply) =>
       reply.type('text/css; charset=utf-8').header('Cache-Control', 'public, max-age=3600').send(APP_CSS),
+    );
+    app.get('/static/dashboard.js', async (_request, reply) =>
+      reply.type('text/javascript; charset=utf-8').header('Cache-Control', 'public, max-age=3600').send(DASHBOARD_JS),
     );
 
     // --- sign-in ---------------------------------------------------------------------------
@@ -210,27 +213,57 @@ export function webRoutes(d: WebDeps) {
 
     // --- dashboard -------------------------------------------------------------------------
 
-    app.get('/', async (request, reply) => {
+    // tabs by node state, a search and stable "next page" cursors, as GET /api/v1/nodes has them
+    app.get<{ Querystring: { tab?: DashboardTab; q?: string; cursor?: string } }>(
+      '/',
+      {
+        schema: {
+          querystring: {
+            type: 'object',
+            properties: {
+              tab: { type: 'string', enum: [...DASHBOARD_TABS] },
+              q: { type: 'string', maxLength: 128 },
+              cursor: { type: 'string', maxLength: 256 },
+            },
+          },
+        },
+      },
+      async (request, reply) => {
+        const ctx = await ctxOf(request);
+        const s = requireAdmin(request, reply, ctx);
+        if (!s) return reply;
+        const { tab = 'waiting', q = '', cursor } = request.query;
+        const recent = await d.reports.dashboard();
+        const body = dashboard({
+          tab: await loadTab(d.enrollment, { tab, q: q.trim(), cursor: cursor || undefined }),
+          profiles: d.enrollment.profileNames(),
+          defaultProfile: d.enrollment.defaultProfile(),
+          certs: recent.certs,
+          audit: recent.audit,
+          csrfToken: csrf(reply, s),
+          now: d.now(),
+          refreshSeconds: DASHBOARD_REFRESH_SECONDS,
+        });
+        return send(reply, 200, 'Dashboard', body, s, ['/static/dashboard.js']);
+      },
+    );
+
+    // the dashboard's checkboxes: one decision for many machines, by the bulk service the admin API
+    // uses; ip_allowlist.admin guards it before it runs (plugins/ip-allowlist.ts)
+    app.post<{ Body: BulkFormBody }>('/nodes/bulk', { preHandler: app.csrfProtection }, async (request, reply) => {
       const ctx = await ctxOf(request);
       const s = requireAdmin(request, reply, ctx);
       if (!s) return reply;
-      const now = d.now();
-      const nodes = await d.enrollment.dashboardNodes();
-      const recent = await d.reports.dashboard();
-      const body = dashboard({
-        pending: nodes.asking,
-        pendingTotal: nodes.askingTotal,
-        decided: nodes.decided,
-        decidedTotal: nodes.decidedTotal,
-        certs: recent.certs,
-        audit: recent.audit,
-        csrfToken: csrf(reply, s),
-        now,
-      });
-      return send(reply, 200, 'Dashboard', body, s, 15);
+      const form = parseBulkForm(request.body);
+      const results =
+        form.decision === 'approve'
+          ? await approveMany(d.enrollment, form.targets, form.approval, actorOf(s))
+          : await denyMany(d.enrollment, form.targets, actorOf(s));
+      return send(reply, 200, form.decision === 'approve' ? 'Bulk approval' : 'Bulk denial', bulkDone({ decision: form.decision, results }), s);
     });
 
-    // the node page, its actions (revoke among them) and the audit page: server/routes/web-nodes.ts
+    // the node page, its actions (revoke among them, with the dashboard's return_to) and the audit
+    // page: server/routes/web-nodes.ts
     await app.register(webNodeRoutes(d, { admin: async (request, reply) => requireAdmin(request, reply, await ctxOf(request)), send, csrf }));
 
     // --- device verification (RFC 8628 §3.3) ---------------------------------------------------

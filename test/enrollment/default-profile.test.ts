@@ -6,6 +6,7 @@ import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
 import { ConfigError, loadConfig } from '../../server/config/load.js';
+import { bulkForm } from '../../server/web/views/bulk.js';
 import { confirmNode } from '../../server/web/views/device.js';
 import { newNode } from '../../server/storage/storage.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
@@ -58,6 +59,16 @@ describe('default profile', () => {
     const none = view(undefined);
     assert.match(none, /<option value="" selected disabled>Choose a profile<\/option>/);
     assert.doesNotMatch(none, /value="controlplane" selected/);
+    const withDefault = view('worker');
+    assert.match(withDefault, /value="worker" selected/);
+    assert.doesNotMatch(withDefault, /Choose a profile/);
+  });
+
+  test('the bulk approval of the dashboard: the same, one profile for every ticked machine', () => {
+    const view = (defaultProfile: string | undefined) => bulkForm({ approve: true, profiles: ['controlplane', 'worker'], defaultProfile, csrfToken: 't' }).toString();
+    const none = view(undefined);
+    assert.match(none, /<select id="bulk-profile" name="profile" required><option value="" selected disabled>Choose a profile<\/option>/);
+    assert.doesNotMatch(none, /value="(controlplane|worker)" selected/);
     const withDefault = view('worker');
     assert.match(withDefault, /value="worker" selected/);
     assert.doesNotMatch(withDefault, /Choose a profile/);

@@ -43,7 +43,7 @@ describe('an operator signed in on one instance is signed in on the other', () =
     const page = await ctx.newPage();
     await page.goto(`${a.url}/`);
     await page.getByRole('button', { name: 'Ada' }).click();
-    await page.getByRole('heading', { name: /Waiting/ }).first().waitFor();
+    await page.getByRole('heading', { name: 'Dashboard' }).waitFor();
     await page.close();
   });
   after(async () => {

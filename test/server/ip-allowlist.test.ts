@@ -50,6 +50,8 @@ const guarded = (port: string): { admin: Case[]; nodes: Case[] } => ({
     { method: 'POST', target: '/nodes/some-node/rerender', headers: formHeaders, body: '' },
     { method: 'GET', target: '/audit?subject=x' },
     { method: 'GET', target: '/%61udit' },
+    { method: 'POST', target: '/nodes/bulk', headers: formHeaders, body: 'decision=deny&node_id=x' },
+    { method: 'POST', target: '/n%6Fdes/bulk/', headers: formHeaders, body: 'decision=deny&node_id=x' },
   ],
   nodes: [
     { method: 'POST', target: '/device/code', headers: formHeaders, body: nodeForm('ipa-1') },

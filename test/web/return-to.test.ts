@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { safeReturnTo } from '../../server/routes/web.js';
+import { safeReturnTo } from '../../server/web/return-to.js';
 
 test('after sign-in only local paths are returned to', () => {
   assert.equal(safeReturnTo('/device?user_code=BCDF-GHJK'), '/device?user_code=BCDF-GHJK');

@@ -94,10 +94,11 @@ describe('web page in chromium', () => {
     const dash = await desk.newPage();
     await dash.goto(`${g.url}/`);
     await dash.getByRole('heading', { name: 'Dashboard' }).waitFor();
+    assert.match((await dash.getByTestId('pending-nodes').textContent()) ?? '', new RegExp(waitingCode.user_code), 'the waiting tab first');
+    await dash.screenshot({ path: artifactPath('dashboard.png'), fullPage: true });
+    await dash.goto(`${g.url}/?tab=approved`);
     const row = dash.getByTestId('nodes').locator('tr', { hasText: vars.uuid });
     assert.match((await row.textContent()) ?? '', /approved[\s\S]*controlplane[\s\S]*cp-web-1/);
-    assert.match((await dash.getByTestId('pending-nodes').textContent()) ?? '', new RegExp(waitingCode.user_code));
-    await dash.screenshot({ path: artifactPath('dashboard.png'), fullPage: true });
     await desk.close();
     await g.admin('POST', '/api/v1/device/deny', { user_code: waitingCode.user_code });
     await assert.rejects(waiting.result);

@@ -1,105 +1,87 @@
 import type { AuditEvent, CertificateRecord } from '../../storage/storage.js';
-import type { NodeView } from '../../enrollment/service.js';
+import { DASHBOARD_TABS, type DashboardTab, type TabPage } from '../dashboard-tabs.js';
 import { html, type Html } from '../html.js';
-import { asSent, when } from './format.js';
+import { auditTable, certsTable } from './activity.js';
+import { bulkForm } from './bulk.js';
+import { nodesTable, waitingTable } from './node-tables.js';
 
 export interface DashboardView {
-  /** The newest nodes with a pending request (at most a page), and how many there are in all. */
-  pending: NodeView[];
-  pendingTotal: number;
-  /** The newest decided nodes (at most a page), and how many there are in all. */
-  decided: NodeView[];
-  decidedTotal: number;
+  tab: TabPage;
+  profiles: string[];
+  defaultProfile: string | undefined;
   certs: CertificateRecord[];
   audit: AuditEvent[];
   csrfToken: string;
   now: number;
-  flash?: string | undefined;
+  /** The waiting tab reloads itself after this many seconds while the admin leaves it alone (static/dashboard.js). */
+  refreshSeconds: number;
 }
 
-function statusBadge(s: string): Html {
-  return html`<span class="badge ${s}">${s}</span>`;
+const LABELS: Record<DashboardTab, string> = { waiting: 'Waiting', registered: 'Registered', approved: 'Approved', denied: 'Denied / revoked' };
+
+const EMPTY: Record<DashboardTab, string> = {
+  waiting: 'No machine is waiting. This tab refreshes itself.',
+  registered: 'No machine is registered and not yet booted. Register machines with talos-gate nodes import.',
+  approved: 'No machine is approved.',
+  denied: 'No machine is denied or revoked.',
+};
+
+/** Bulk decisions where they make sense: approve or deny waiting machines; deny registered ones (before they boot) or approved ones. */
+const BULK: Record<DashboardTab, 'approve' | 'deny' | undefined> = { waiting: 'approve', registered: 'deny', approved: 'deny', denied: undefined };
+
+/** A dashboard link that keeps the search, without empty parameters. */
+export function tabHref(tab: DashboardTab, q: string, cursor?: string): string {
+  const p = new URLSearchParams({ tab });
+  if (q) p.set('q', q);
+  if (cursor) p.set('cursor', cursor);
+  return `/?${p.toString()}`;
 }
 
-function pendingTable(nodes: NodeView[], now: number): Html {
-  if (nodes.length === 0) return html`<div class="empty">No machine is waiting. This page refreshes itself.</div>`;
-  return html`<div class="table-wrap"><table data-testid="pending-nodes">
-<thead><tr><th>Code</th><th>UUID</th><th>MAC</th><th>Serial</th><th>Source IP</th><th>Asked</th><th></th></tr></thead>
-<tbody>${nodes.flatMap((n) =>
-    n.pending.map(
-      (p) => html`<tr>
-  <td class="mono nowrap"><strong>${p.userCode}</strong></td>
-  <td class="mono">${asSent(n.variables.uuid)}</td>
-  <td class="mono">${asSent(n.variables.mac)}</td>
-  <td class="mono">${asSent(n.variables.serial)}</td>
-  <td class="mono">${p.sourceIp}</td>
-  <td>${when(p.requestedAt, now)}</td>
-  <td><a class="button small" href="/device?user_code=${encodeURIComponent(p.userCode)}">Review</a></td>
-</tr>`,
-    ).concat(
-      n.pendingCount > n.pending.length
-        ? [html`<tr><td colspan="7" class="muted">and ${n.pendingCount - n.pending.length} older codes for ${n.id}</td></tr>`]
-        : [],
-    ),
-  )}</tbody></table></div>`;
+function tabs(t: TabPage): Html {
+  return html`<nav class="tabs" aria-label="Machines by state">${DASHBOARD_TABS.map(
+    (id) => html`<a href="${tabHref(id, t.query.q)}" data-tab="${id}"${id === t.query.tab ? html` aria-current="page"` : ''}>${LABELS[id]} <span class="count">${t.counts[id]}</span></a>`,
+  )}</nav>`;
 }
 
-function nodesTable(nodes: NodeView[], now: number, csrf: string): Html {
-  if (nodes.length === 0) return html`<div class="empty">No machine has been approved or denied yet.</div>`;
-  return html`<div class="table-wrap"><table data-testid="nodes">
-<thead><tr><th>Node</th><th>Status</th><th>Profile</th><th>Hostname</th><th>Decided</th><th>Downloads</th><th>Last download</th><th></th></tr></thead>
-<tbody>${nodes.map(
-    (n) => html`<tr>
-  <td class="mono">${n.id}${n.mac && n.mac !== n.id ? html`<br><span class="muted">${n.mac}</span>` : ''}</td>
-  <td>${statusBadge(n.status)}${n.autoApprove ? html` <span class="badge">auto</span>` : ''}</td>
-  <td>${n.profile ?? '—'}</td>
-  <td class="mono">${n.hostname ?? '—'}</td>
-  <td>${when(n.decidedAt, now)}<br><span class="muted">${n.decidedBy ?? ''}</span></td>
-  <td>${n.configDownloads}</td>
-  <td>${when(n.lastDownloadAt, now)}${n.lastDownloadIp ? html`<br><span class="muted mono">${n.lastDownloadIp}</span>` : ''}</td>
-  <td>${n.status === 'approved'
-      ? html`<form method="post" action="/nodes/${encodeURIComponent(n.id)}/revoke"><input type="hidden" name="_csrf" value="${csrf}"><button class="small danger" type="submit">Revoke</button></form>`
-      : ''}</td>
-</tr>`,
-  )}</tbody></table></div>`;
+function search(t: TabPage): Html {
+  return html`<form class="search" method="get" action="/" role="search">
+<input type="hidden" name="tab" value="${t.query.tab}">
+<label for="q" class="visually-hidden">Search</label>
+<input type="search" id="q" name="q" value="${t.query.q}" maxlength="128" placeholder="Search: start of a uuid, mac, serial, hostname or source IP" autocomplete="off" spellcheck="false">
+<button type="submit">Search</button>${t.query.q ? html` <a href="${tabHref(t.query.tab, '')}">Clear</a>` : ''}
+</form>`;
 }
 
-/** Under a table that shows only the newest of its nodes: how many more there are, and where to see them. */
-function more(shown: number, total: number, query: string): Html | string {
-  if (total <= shown) return '';
-  return html`<p class="muted" data-testid="more-nodes">Showing the newest ${shown} of ${total} machines. List them all with
-<code>talos-gate nodes list${query ? ` --status ${query}` : ''}</code> or <code>GET /api/v1/nodes${query ? `?status=${query}` : ''}</code>.</p>`;
+function pager(t: TabPage): Html {
+  const first = t.query.cursor ? html`<a href="${tabHref(t.query.tab, t.query.q)}">Newest</a>` : '';
+  const next = t.nextCursor ? html`<a class="button small" rel="next" href="${tabHref(t.query.tab, t.query.q, t.nextCursor)}">Next page</a>` : '';
+  if (!first && !next) return html``;
+  return html`<nav class="pager" aria-label="Pages">${first}${next}</nav>`;
 }
 
-function certsTable(certs: CertificateRecord[], now: number): Html {
-  if (certs.length === 0) return html`<div class="empty">No active talosctl certificate.</div>`;
-  return html`<div class="table-wrap"><table data-testid="certs">
-<thead><tr><th>User</th><th>Roles</th><th>Issued</th><th>Expires</th><th>Client IP</th><th>Serial</th></tr></thead>
-<tbody>${certs.map(
-    (c) => html`<tr><td>${c.commonName}</td><td>${c.roles.join(', ')}</td><td>${when(c.issuedAt, now)}</td><td>${when(c.expiresAt, now)}</td><td class="mono">${c.clientIp ?? ''}</td><td class="mono">${c.serial.slice(0, 16)}…</td></tr>`,
-  )}</tbody></table></div>`;
-}
-
-function auditTable(events: AuditEvent[], now: number): Html {
-  if (events.length === 0) return html`<div class="empty">Nothing has happened yet.</div>`;
-  return html`<div class="table-wrap"><table data-testid="audit">
-<thead><tr><th>When</th><th>Event</th><th>Who</th><th>Subject</th><th>IP</th></tr></thead>
-<tbody>${events.map(
-    (e) => html`<tr><td>${when(e.at, now)}</td><td><code>${e.type}</code></td><td>${e.actor ?? ''}</td><td class="mono">${e.subject ?? ''}</td><td class="mono">${e.ip ?? ''}</td></tr>`,
-  )}</tbody></table></div>`;
+function table(v: DashboardView): Html {
+  const t = v.tab;
+  if (t.nodes.length === 0) {
+    return html`<div class="empty" data-testid="no-nodes">${t.query.q ? `No machine here starts with “${t.query.q}”.` : t.query.cursor ? 'No more machines.' : EMPTY[t.query.tab]}</div>`;
+  }
+  if (t.query.tab === 'waiting') return waitingTable(t.nodes, v.now);
+  return nodesTable(t.nodes, v.now, v.csrfToken, BULK[t.query.tab] !== undefined, tabHref(t.query.tab, t.query.q, t.query.cursor));
 }
 
 export function dashboard(v: DashboardView): Html {
-  return html`<h1>Dashboard</h1>
-${v.flash ? html`<div class="alert ok" role="status">${v.flash}</div>` : ''}
-<h2>Waiting for approval (${v.pendingTotal})</h2>
-${pendingTable(v.pending, v.now)}
-${more(v.pending.length, v.pendingTotal, 'pending')}
-<h2>Machines (${v.decidedTotal})</h2>
-${nodesTable(v.decided, v.now, v.csrfToken)}
-${more(v.decided.length, v.decidedTotal, '')}
+  const t = v.tab;
+  const bulk = BULK[t.query.tab];
+  const refresh = t.query.tab === 'waiting' ? v.refreshSeconds : 0;
+  return html`<div data-refresh-seconds="${refresh}">
+<h1>Dashboard</h1>
+${tabs(t)}
+${search(t)}
+${bulk && t.nodes.length > 0 ? bulkForm({ approve: bulk === 'approve', profiles: v.profiles, defaultProfile: v.defaultProfile, csrfToken: v.csrfToken }) : ''}
+${table(v)}
+${pager(t)}
 <h2>Active talosctl certificates</h2>
 ${certsTable(v.certs, v.now)}
 <h2>Recent events</h2>
-${auditTable(v.audit, v.now)}`;
+${auditTable(v.audit, v.now)}
+</div>`;
 }

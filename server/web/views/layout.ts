@@ -11,8 +11,8 @@ export interface PageOptions {
   viewer?: Viewer | undefined;
   csrfToken?: string | undefined;
   devMode: boolean;
-  /** Reload the page every N seconds (works without JavaScript). */
-  refreshSeconds?: number | undefined;
+  /** Scripts of the page, each a path under /static/ (the CSP allows no inline script). */
+  scripts?: string[] | undefined;
 }
 
 export function page(o: PageOptions): Html {
@@ -30,9 +30,9 @@ export function page(o: PageOptions): Html {
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-${o.refreshSeconds ? html`<meta http-equiv="refresh" content="${o.refreshSeconds}">` : ''}
 <title>${o.title} · talos-gate</title>
 <link rel="stylesheet" href="/static/app.css">
+${(o.scripts ?? []).map((src) => html`<script src="${src}" defer></script>`)}
 </head>
 <body>
 ${o.devMode ? html`<div class="dev-banner" role="alert">DEVELOPMENT MODE: embedded test IdP and a throwaway Talos CA. Never use this for real clusters.</div>` : ''}

@@ -66,11 +66,12 @@ export function doneNote(v: unknown): string | undefined {
   return typeof v === 'string' && (NODE_ACTIONS as readonly string[]).includes(v) ? ACTION_TEXT[v as NodeAction].done : undefined;
 }
 
-function actionForm(id: string, action: NodeAction, csrf: string, confirm: boolean): Html {
+function actionForm(id: string, action: NodeAction, csrf: string, confirm: boolean, returnTo?: string): Html {
   const t = ACTION_TEXT[action];
   return html`<form method="post" action="${nodeHref(id, `/${action}`)}">
   <input type="hidden" name="_csrf" value="${csrf}">
   ${confirm ? html`<input type="hidden" name="confirm" value="1">` : ''}
+  ${returnTo !== undefined ? html`<input type="hidden" name="return_to" value="${returnTo}">` : ''}
   <button type="submit" class="${t.danger ? 'danger' : ''}" data-action="${action}">${confirm ? `Yes, ${t.button.toLowerCase()}` : t.button}</button>
 </form>`;
 }
@@ -168,13 +169,14 @@ ${requestsTable(v.review, v.now)}
 }
 
 /** The second step of an action: what it does, and a form that does it. Works without JavaScript. */
-export function confirmAction(v: { node: NodeView; action: NodeAction; csrfToken: string }): Html {
+/** returnTo: where to go once done (the dashboard page the action was pressed on); else the node page. */
+export function confirmAction(v: { node: NodeView; action: NodeAction; csrfToken: string; returnTo?: string | undefined }): Html {
   const t = ACTION_TEXT[v.action];
   return html`<div class="card narrow">
   <h1>${t.question} <span class="mono">${v.node.id}</span>?</h1>
   <p>${t.consequence}</p>
   <dl class="facts"><dt>Status</dt><dd>${v.node.status}</dd><dt>Profile</dt><dd>${v.node.profile ?? '—'}</dd><dt>Hostname</dt><dd class="mono">${v.node.hostname ?? '—'}</dd></dl>
-  <div class="actions">${actionForm(v.node.id, v.action, v.csrfToken, true)}<a class="button secondary" href="${nodeHref(v.node.id)}">Cancel</a></div>
+  <div class="actions">${actionForm(v.node.id, v.action, v.csrfToken, true, v.returnTo)}<a class="button secondary" href="${v.returnTo ?? nodeHref(v.node.id)}">Cancel</a></div>
 </div>`;
 }
 

@@ -51,5 +51,17 @@ button.link{background:none;color:#fff;padding:0;font-weight:400;text-decoration
 .muted{color:var(--muted)}
 .nowrap{white-space:nowrap}
 .empty{color:var(--muted);padding:1rem;text-align:center;background:var(--card)}
+nav.tabs{display:flex;gap:.25rem;flex-wrap:wrap;border-bottom:1px solid var(--line);margin-bottom:1rem}
+nav.tabs a{padding:.5rem .9rem;border-radius:8px 8px 0 0;text-decoration:none;color:var(--muted);font-weight:600}
+nav.tabs a[aria-current=page]{background:var(--card);color:var(--fg);border:1px solid var(--line);border-bottom-color:var(--card);margin-bottom:-1px}
+nav.tabs .count{display:inline-block;min-width:1.5rem;text-align:center;border-radius:999px;background:#eef2ff;color:#3730a3;font-size:.8rem;padding:0 .4rem}
+form.search{display:flex;gap:.5rem;align-items:center;margin-bottom:1rem}
+form.search input[type=search]{flex:1;padding:.6rem;border:1px solid #b8c0cc;border-radius:8px;font:inherit;background:#fff}
+.visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+td.pick,th.pick{width:2rem}
+nav.pager{display:flex;gap:1rem;align-items:center;justify-content:flex-end;margin:.75rem 0}
+form.bulk{margin:0 0 1rem}
+.bulk-fields{display:grid;grid-template-columns:1fr 2fr;gap:1rem}
+@media (max-width:640px){.bulk-fields{grid-template-columns:1fr}}
 @media (max-width:640px){main{padding:.75rem}.usercode{font-size:1.6rem}dl.facts{grid-template-columns:1fr}dl.facts dt{margin-top:.4rem}th,td{padding:.4rem}}
 `;
