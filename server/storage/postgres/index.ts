@@ -151,6 +151,26 @@ export class PostgresStorage extends PgView implements Storage {
     // session-level, on a connection of its own held for fn's duration: fn's statements run on other
     // connections and commit in batches, which a transaction-level lock could not span. A process
     // that dies loses its connection and with it the lock (docs 13.3.5, "Advisory Locks").
+    return this.withDedicatedClient(async (client, broke) => {
+      // BOOLEAN comes as 0 or 1 on this pool (pool.ts)
+      const got = await client.query<{ ok: number }>('SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS ok', [JOB_LOCK, job]);
+      if (got.rows[0]?.ok !== 1) return { ran: false };
+      try {
+        return { ran: true, value: await fn() };
+      } finally {
+        // a lock we could not release goes with the connection, destroyed once handed back
+        await client.query('SELECT pg_advisory_unlock($1::int, hashtext($2))', [JOB_LOCK, job]).catch(broke);
+      }
+    });
+  }
+
+  /**
+   * Runs fn on a client checked out for it alone, and hands the client back: destroyed, not pooled,
+   * when its connection broke meanwhile (fn calls `broke`, node-postgres reports it on the client, or
+   * the database went away), so the next request never gets a dead or half-used connection. An
+   * 'error' of the client without a listener would end the process: one listens while fn runs.
+   */
+  private async withDedicatedClient<T>(fn: (client: PoolClient, broke: (e: unknown) => void) => Promise<T>): Promise<T> {
     let client: PoolClient;
     try {
       client = await this.pool.connect();
@@ -158,26 +178,17 @@ export class PostgresStorage extends PgView implements Storage {
       throw storageError(e);
     }
     let broken: unknown;
-    const onError = (e: Error) => {
+    const broke = (e: unknown) => {
       broken = e;
     };
-    client.on('error', onError);
+    client.on('error', broke);
     try {
-      // BOOLEAN comes as 0 or 1 on this pool (pool.ts)
-      const got = await client.query<{ ok: number }>('SELECT pg_try_advisory_lock($1::int, hashtext($2)) AS ok', [JOB_LOCK, job]);
-      if (got.rows[0]?.ok !== 1) return { ran: false };
-      try {
-        return { ran: true, value: await fn() };
-      } finally {
-        await client.query('SELECT pg_advisory_unlock($1::int, hashtext($2))', [JOB_LOCK, job]).catch((e: unknown) => {
-          broken = e; // a lock we could not release goes with the connection, destroyed below
-        });
-      }
+      return await fn(client, broke);
     } catch (e) {
       if (broken === undefined && isUnavailable(e)) broken = e;
       throw storageError(e);
     } finally {
-      client.off('error', onError);
+      client.off('error', broke);
       client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
     }
   }
@@ -217,49 +228,31 @@ export class PostgresStorage extends PgView implements Storage {
 
   private async run<T>(fn: (tx: PostgresTx) => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      let client: PoolClient;
-      try {
-        client = await this.pool.connect();
-      } catch (e) {
-        throw storageError(e);
-      }
-      // a connection lost while the transaction awaits something else: node-postgres reports it on
-      // the client, not on a query, and an 'error' without a listener would end the process
-      let broken: unknown;
-      const onError = (e: Error) => {
-        broken = e;
-      };
-      client.on('error', onError);
-      const tx = new PostgresTx(client, this.roundTrips, this.cipher);
-      try {
-        this.roundTrips.count++;
-        await client.query('BEGIN');
-        const value = await fn(tx);
-        this.roundTrips.count++;
-        const done = await client.query('COMMIT');
-        // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error (docs: COMMIT)
-        if (done.command === 'ROLLBACK') throw new Error('storage: the transaction was rolled back: a statement in it failed');
-        return value;
-      } catch (e) {
-        if (broken === undefined && isUnavailable(e)) broken = e;
-        if (broken === undefined) {
+      const outcome = await this.withDedicatedClient(async (client, broke): Promise<{ value: T } | { retry: true }> => {
+        const tx = new PostgresTx(client, this.roundTrips, this.cipher);
+        try {
           this.roundTrips.count++;
-          await client.query('ROLLBACK').catch((r: unknown) => {
-            broken = r;
-          });
+          await client.query('BEGIN');
+          const value = await fn(tx);
+          this.roundTrips.count++;
+          const done = await client.query('COMMIT');
+          // COMMIT of a transaction a failed statement aborted answers ROLLBACK, not an error (docs: COMMIT)
+          if (done.command === 'ROLLBACK') throw new Error('storage: the transaction was rolled back: a statement in it failed');
+          return { value };
+        } catch (e) {
+          if (!isUnavailable(e)) {
+            this.roundTrips.count++;
+            await client.query('ROLLBACK').catch(broke);
+          }
+          if (isRetryable(e) && attempt < RETRIES) return { retry: true };
+          throw e;
+        } finally {
+          tx.end();
         }
-        if (isRetryable(e) && attempt < RETRIES) {
-          // a little apart, so the transactions that collided do not meet again at once
-          await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * (attempt + 1)));
-          continue;
-        }
-        throw storageError(e);
-      } finally {
-        tx.end();
-        client.off('error', onError);
-        // a broken client is destroyed, not handed to the next request
-        client.release(broken === undefined ? undefined : broken instanceof Error ? broken : true);
-      }
+      });
+      if ('value' in outcome) return outcome.value;
+      // a little apart, so the transactions that collided do not meet again at once
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.random() * 20 * (attempt + 1)));
     }
   }
 }
