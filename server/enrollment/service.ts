@@ -23,6 +23,7 @@ import {
   type NodeSummary,
   type PatchSpec,
   StorageUnavailableError,
+  type DeviceCodeAsk,
   type DeviceCodePlan,
   type Storage,
   type StorageTx,
@@ -275,18 +276,9 @@ export class EnrollmentService {
     // request it admits, the node found or made, the request decided on arrival, the audit events,
     // and the pruning of the node's old requests: a node asking again and again (a denied one at
     // every boot, or anyone repeating its uuid) keeps only its newest requests once they are finished.
-    const issued = await this.storage.issueDeviceCode({
-      nodeIds: req.mac !== null && req.uuid !== null ? [req.nodeId, req.mac] : [req.nodeId],
-      bucket: addressBucket(ip),
-      now,
-      maxPending: this.settings.maxPendingPerIp,
-      keepPerNode: REQUESTS_KEPT_PER_NODE,
-      finishedBefore: now - this.settings.poll.expiryGraceMs,
-      newUserCode: generateUserCode,
-      plan: (found, userCode) => this.planDeviceCode(req, ip, now, hashSecret(deviceCode), found, userCode),
-    });
-    if (issued === 'too_many_pending') throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
-    for (const e of issued.audit) this.audit.published(e);
+    const issued = await this.issue(ip, now, req.mac !== null && req.uuid !== null ? [req.nodeId, req.mac] : [req.nodeId], (found, userCode) =>
+      this.planDeviceCode(req, ip, now, hashSecret(deviceCode), found, userCode),
+    );
     // A denied node is told at once (the request stays recorded): Talos ends its flow on an error
     // here without showing a code, instead of showing one that can only be refused at the first poll.
     if (issued.request.status === 'denied') throw new OAuthError('access_denied', 'an admin denied this node; forget it to let it ask again');
@@ -300,39 +292,47 @@ export class EnrollmentService {
     const deviceCode = generateSecret();
     // the same one storage operation as a node's code: the pending limit counted with the request it
     // admits, and the audit event, with no node to find or write
+    const issued = await this.issue(ip, now, [], (_found, userCode) => ({
+      node: null,
+      created: false,
+      request: this.newPendingRequest({ deviceCodeHash: hashSecret(deviceCode), userCode, clientId, kind: 'operator', nodeId: null, variables: {}, scope, audience: null }, ip, now),
+      audit: [this.audit.event({ type: 'device_code_issued', subject: clientId, ip, detail: { user_code: formatUserCode(userCode), kind: 'operator' } })],
+    }));
+    return this.response(deviceCode, issued.request.userCode);
+  }
+
+  /** Issues a device code through the one storage operation (storage.ts issueDeviceCode), within device.max_pending_per_ip. */
+  private async issue(ip: string, now: number, nodeIds: string[], plan: DeviceCodeAsk['plan']): Promise<{ request: DeviceRequestRecord }> {
     const issued = await this.storage.issueDeviceCode({
-      nodeIds: [],
+      nodeIds,
       bucket: addressBucket(ip),
       now,
       maxPending: this.settings.maxPendingPerIp,
       keepPerNode: REQUESTS_KEPT_PER_NODE,
       finishedBefore: now - this.settings.poll.expiryGraceMs,
       newUserCode: generateUserCode,
-      plan: (_found, userCode) => ({
-        node: null,
-        created: false,
-        request: newDeviceRequest({
-          deviceCodeHash: hashSecret(deviceCode),
-          userCode,
-          clientId,
-          kind: 'operator',
-          nodeId: null,
-          variables: {},
-          scope,
-          audience: null,
-          sourceIp: ip,
-          sourceBucket: addressBucket(ip),
-          createdAt: now,
-          expiresAt: now + this.settings.codeTtlMs,
-          intervalMs: this.settings.intervalMs,
-          status: 'pending',
-        }),
-        audit: [this.audit.event({ type: 'device_code_issued', subject: clientId, ip, detail: { user_code: formatUserCode(userCode), kind: 'operator' } })],
-      }),
+      plan,
     });
     if (issued === 'too_many_pending') throw new OAuthError('slow_down', 'too many pending device requests from this address', 429);
     for (const e of issued.audit) this.audit.published(e);
-    return this.response(deviceCode, issued.request.userCode);
+    return issued;
+  }
+
+  /** A pending request as it is first stored: its address, bucket, expiry and interval are the gate's. */
+  private newPendingRequest(
+    fields: Pick<DeviceRequestRecord, 'deviceCodeHash' | 'userCode' | 'clientId' | 'kind' | 'nodeId' | 'variables' | 'scope' | 'audience'>,
+    ip: string,
+    now: number,
+  ): DeviceRequestRecord {
+    return newDeviceRequest({
+      ...fields,
+      sourceIp: ip,
+      sourceBucket: addressBucket(ip),
+      createdAt: now,
+      expiresAt: now + this.settings.codeTtlMs,
+      intervalMs: this.settings.intervalMs,
+      status: 'pending',
+    });
   }
 
   /**
@@ -367,22 +367,11 @@ export class EnrollmentService {
           // satisfies is decided below.
           status: existing.status === 'denied' ? 'denied' : autoApproval === 'ok' ? existing.status : 'pending',
         };
-    let request: DeviceRequestRecord = newDeviceRequest({
-      deviceCodeHash,
-      userCode,
-      clientId: req.clientId,
-      kind: 'node',
-      nodeId: node.id,
-      variables: req.variables,
-      scope: req.scope,
-      audience: req.audience,
-      sourceIp: ip,
-      sourceBucket: addressBucket(ip),
-      createdAt: now,
-      expiresAt: now + this.settings.codeTtlMs,
-      intervalMs: this.settings.intervalMs,
-      status: 'pending',
-    });
+    let request = this.newPendingRequest(
+      { deviceCodeHash, userCode, clientId: req.clientId, kind: 'node', nodeId: node.id, variables: req.variables, scope: req.scope, audience: req.audience },
+      ip,
+      now,
+    );
     const shown = formatUserCode(userCode);
     const audit: AuditEntry[] = [{ type: 'device_code_issued', subject: node.id, ip, detail: { user_code: shown, variables: req.variables, client_id: req.clientId } }];
     if (node.status === 'denied') {
