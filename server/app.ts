@@ -1,7 +1,6 @@
 import cookie from '@fastify/cookie';
 import csrfProtection from '@fastify/csrf-protection';
 import formbody from '@fastify/formbody';
-import helmet from 'helmet';
 import rateLimit from '@fastify/rate-limit';
 import { ApiError } from './api-error.js';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
@@ -23,6 +22,7 @@ import { MachineConfigRenderer } from './machine-config/render.js';
 import { clientErrorHandler } from './plugins/client-errors.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerIpAllowlist } from './plugins/ip-allowlist.js';
+import { registerSecurityHeaders } from './plugins/security-headers.js';
 import { adminRoutes } from './routes/admin.js';
 import { exchangeRoutes } from './routes/exchange.js';
 import { SESSION_COOKIE, webRoutes } from './routes/web.js';
@@ -239,9 +239,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       return c ? hashSecret(c) : 'anonymous';
     },
   });
-  // helmet itself, built once: @fastify/helmet 13 builds its middleware again for every request,
-  // which cost a few per cent of a booting rack's polls
-  const securityHeaders = helmet({
+  // helmet's headers, worked out once (plugins/security-headers.ts): every answer gets the same ones
+  registerSecurityHeaders(gate, {
     contentSecurityPolicy: {
       useDefaults: false,
       directives: {
@@ -258,7 +257,6 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
     strictTransportSecurity: secureCookies ? { maxAge: 31_536_000 } : false,
     referrerPolicy: { policy: 'no-referrer' },
   });
-  gate.addHook('onRequest', (request, reply, done) => securityHeaders(request.raw, reply.raw, (err) => done(err instanceof Error ? err : undefined)));
   // after cookies are parsed (the web pages' error handler reads the session) and security headers
   // are set, before any route and its own hooks (the admin API's authentication)
   const ipAllowed = registerIpAllowlist(gate, config.ip_allowlist);
