@@ -19,6 +19,7 @@ import { CaFileIssuer } from './signing/ca-file.js';
 import type { CertificateIssuer } from './signing/issuer.js';
 import { TalosApiIssuer } from './signing/talos-api.js';
 import { MachineConfigRenderer } from './machine-config/render.js';
+import { registerAccessLog } from './plugins/access-log.js';
 import { clientErrorHandler } from './plugins/client-errors.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerIpAllowlist } from './plugins/ip-allowlist.js';
@@ -196,6 +197,8 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
         req: (req: { method: string; url: string; ip?: string; id?: string }) => ({ id: req.id, method: req.method, path: req.url.split('?')[0], ip: req.ip }),
       },
     },
+    // one line per answered request instead of two (plugins/access-log.ts)
+    disableRequestLogging: true,
     bodyLimit: 256 * 1024,
     requestTimeout: 30_000, // a whole request, headers and body
     connectionTimeout: 60_000,
@@ -219,6 +222,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
   // Talos signing is probed once at start, in the background: /readyz says whether it works
   if (exchange && signer instanceof TalosApiIssuer) signer.start();
   registerErrorHandling(gate);
+  registerAccessLog(gate);
   await gate.register(formbody, { bodyLimit: 64 * 1024 });
   await gate.register(rateLimit, {
     global: false, // per route, below
