@@ -3,7 +3,7 @@ import csrfProtection from '@fastify/csrf-protection';
 import formbody from '@fastify/formbody';
 import rateLimit from '@fastify/rate-limit';
 import { ApiError } from './api-error.js';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import { SubjectBlocks } from './access/subject-blocks.js';
 import { GateReports } from './reports.js';
 import { AuditLog, openAuditSink, type AuditEntry } from './audit.js';
@@ -198,7 +198,7 @@ export async function buildApp(deps: AppDeps): Promise<Gate> {
       },
     },
     // one line per answered request instead of two (plugins/access-log.ts)
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: 256 * 1024,
     requestTimeout: 30_000, // a whole request, headers and body
     connectionTimeout: 60_000,

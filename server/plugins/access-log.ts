@@ -10,7 +10,7 @@ import type { FastifyInstance } from 'fastify';
 
 const INFO_ENABLED = new Set(['info', 'debug', 'trace']);
 
-/** Registers the access log; pair with fastify's `disableRequestLogging: true`. */
+/** Registers the access log; pair with fastify's `logController: new LogController({ disableRequestLogging: true })`. */
 export function registerAccessLog(app: FastifyInstance): void {
   // the level is fixed at start-up: with info off, no hook runs at all
   if (!INFO_ENABLED.has(app.log.level)) return;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { test } from 'node:test';
-import Fastify from 'fastify';
+import Fastify, { LogController } from 'fastify';
 import { registerAccessLog } from '../../server/plugins/access-log.js';
 
 function appLogging(level: string) {
@@ -12,7 +12,7 @@ function appLogging(level: string) {
       cb();
     },
   });
-  const app = Fastify({ logger: { level, stream }, disableRequestLogging: true });
+  const app = Fastify({ logger: { level, stream }, logController: new LogController({ disableRequestLogging: true }) });
   registerAccessLog(app);
   app.get('/x', async () => ({ ok: true }));
   app.get('/fail', async () => {
