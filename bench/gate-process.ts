@@ -76,10 +76,15 @@ export async function startGateProcess(
   });
   let out = '';
   await new Promise<void>((resolve, reject) => {
-    child.stdout?.on('data', (d: Buffer) => {
+    const onData = (d: Buffer) => {
       out += d.toString();
-      if (out.includes('Try it without hardware')) resolve();
-    });
+      if (!out.includes('Try it without hardware')) return;
+      // from here on the gate's stdout (access and audit lines at log_level info) is read and dropped
+      child.stdout?.off('data', onData);
+      child.stdout?.resume();
+      resolve();
+    };
+    child.stdout?.on('data', onData);
     child.on('exit', (code) => reject(new Error(`gate exited with ${code}: ${out}`)));
   });
   const url = `https://127.0.0.1:${port}`;

@@ -123,6 +123,7 @@ test('security headers on pages, API answers and errors: CSP without inline code
       await request(`${g.url}/healthz`, { ca: g.ca }),
       await request(`${g.url}/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: 'grant_type=nope', ca: g.ca }),
       await request(`${g.url}/no-such-page`, { ca: g.ca }),
+      await request(`${g.url}/exchange`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}', ca: g.ca }),
     ];
     for (const res of answers) {
       const csp = String(res.headers['content-security-policy']);
