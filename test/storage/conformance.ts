@@ -5,6 +5,7 @@ import {
   newDeviceRequest,
   newNode,
   NotFoundError,
+  type NewCertificate,
   type NewDeviceRequest,
   type NodeFilter,
   type NodeRecord,
@@ -37,6 +38,24 @@ export function sampleRequest(nodeId: string, over: Partial<NewDeviceRequest> = 
     expiresAt: 10_000,
     intervalMs: 5000,
     status: 'pending',
+    ...over,
+  };
+}
+
+/** An os:reader certificate for subject, as an ID token exchange records it. */
+export function sampleCertificate(serial: string, subject: string, over: Partial<NewCertificate> = {}): NewCertificate {
+  return {
+    serial,
+    fingerprint: `fp-${serial}`,
+    subject,
+    email: null,
+    commonName: subject,
+    issuer: 'https://idp',
+    roles: ['os:reader'],
+    issuedAt: 1,
+    expiresAt: 1000,
+    clientIp: '192.0.2.1',
+    source: 'id_token',
     ...over,
   };
 }
@@ -512,19 +531,7 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
     test('recordCertificate: a burst keeps each record with its own events, and a blocked subject gets none', async () => {
       const s = await newStorage();
       await s.blockSubject({ subject: 'mallory', blockedAt: 1, blockedBy: 'admin', reason: null });
-      const cert = (i: number, subject: string) => ({
-        serial: `burst-${i}`,
-        fingerprint: `fp-${i}`,
-        subject,
-        email: null,
-        commonName: subject,
-        issuer: 'https://idp',
-        roles: ['os:reader'],
-        issuedAt: i,
-        expiresAt: 1000 + i,
-        clientIp: '192.0.2.1',
-        source: 'id_token',
-      });
+      const cert = (i: number, subject: string) => sampleCertificate(`burst-${i}`, subject, { fingerprint: `fp-${i}`, issuedAt: i, expiresAt: 1000 + i });
       const events = (i: number, subject: string) => [
         { at: i, type: 'auth_success', actor: null, subject, ip: '192.0.2.1', detail: { i } },
         { at: i, type: 'cert_issued', actor: null, subject, ip: '192.0.2.1', detail: { i, serial: `burst-${i}` } },
@@ -556,19 +563,7 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
 
     test('certificates: record, page newest first, filter active and by subject, count', async () => {
       const s = await newStorage();
-      const cert = (i: number, subject: string, expiresAt: number) => ({
-        serial: `serial-${i}`,
-        fingerprint: `fp-${i}`,
-        subject,
-        email: null,
-        commonName: subject,
-        issuer: 'https://idp',
-        roles: ['os:reader'],
-        issuedAt: i,
-        expiresAt,
-        clientIp: '192.0.2.1',
-        source: 'id_token',
-      });
+      const cert = (i: number, subject: string, expiresAt: number) => sampleCertificate(`serial-${i}`, subject, { fingerprint: `fp-${i}`, issuedAt: i, expiresAt });
       for (let i = 1; i <= 5; i++) (await s.addCertificate(cert(i, i % 2 ? 'alice' : 'bob', i * 100)));
       await assert.rejects(async () => (await s.addCertificate(cert(1, 'x', 1))), AlreadyExistsError);
       const page = (await s.listCertificates({}, { limit: 2 }));
