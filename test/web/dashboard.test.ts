@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { parse } from 'yaml';
-import { hashSecret } from '../../device/secrets.js';
 import { USER_CODE_ALPHABET, formatUserCode } from '../../device/user-code.js';
 import { newNode, type Storage } from '../../server/storage/storage.js';
 import { artifactPath } from '../helpers/browser.js';
 import { bootNode, type BootingNode } from '../helpers/boot-node.js';
 import { BACKENDS, type TestGate } from '../helpers/gate.js';
+import { waitingNodeRequest } from '../helpers/waiting-node.js';
 import { startWebGate, type WebGate } from '../helpers/web-gate.js';
 
 // Issue 13, the dashboard at fleet scale, in chromium against a real gate and IdP, on both storage
@@ -48,22 +48,7 @@ async function fillFleet(s: Storage): Promise<void> {
       const id = `wait-${String(i).padStart(4, '0')}`;
       const mac = `52:54:02:00:${hex(i)}`;
       await tx.createNode(newNode(id, now - 10_000 + i, { uuid: id, mac, variables: { uuid: id, mac }, requestedAt: now, sourceIp: '192.0.2.9' }));
-      await tx.createDeviceRequest({
-        deviceCodeHash: hashSecret(id),
-        userCode: seededCode(i),
-        clientId: 'talos-node',
-        kind: 'node',
-        nodeId: id,
-        variables: { uuid: id, mac },
-        scope: null,
-        audience: null,
-        sourceIp: '192.0.2.9',
-        sourceBucket: '192.0.2.9',
-        createdAt: now,
-        expiresAt: now + 3_600_000,
-        intervalMs: 5000,
-        status: 'pending',
-      });
+      await tx.createDeviceRequest(waitingNodeRequest(id, { userCode: seededCode(i), variables: { uuid: id, mac }, sourceIp: '192.0.2.9', createdAt: now, expiresAt: now + 3_600_000 }));
     }
   });
 }
