@@ -14,12 +14,14 @@ export interface BootingNode {
 export interface BootNodeOptions {
   clientId?: string;
   clientSecret?: string;
+  /** How often the node tries to download its config once approved; 1 unless a test means retries. */
+  configAttempts?: number;
 }
 
 /**
  * Boots a real device-flow client (cli/talos-node.ts, which sends what Talos sends) against the gate
- * with these talos.config variables. One config attempt: a test that approves the node expects the
- * first download to work, so a retry would only hide a failure.
+ * with these talos.config variables. One config attempt unless asked: a test that approves the node
+ * expects the first download to work, so a retry would only hide a failure.
  */
 export function bootNode(g: Pick<TestGate, 'url' | 'ca'>, vars: Record<string, string>, opts: BootNodeOptions = {}): BootingNode {
   let gotCode!: (d: DeviceCodeResponse) => void;
@@ -31,7 +33,7 @@ export function bootNode(g: Pick<TestGate, 'url' | 'ca'>, vars: Record<string, s
     variables: vars,
     ca: g.ca,
     onDeviceCode: gotCode,
-    configAttempts: 1,
+    configAttempts: opts.configAttempts ?? 1,
   });
   const result = node.run();
   // A test that never awaits the result (a node left waiting, or one denied on purpose) must not
