@@ -6,8 +6,10 @@ import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { stringify } from 'yaml';
 import { request } from '../../cli/http.js';
-import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
+import { talosConfigUrl } from '../../cli/talos-node.js';
+import { bootNode } from '../helpers/boot-node.js';
 import { runCli } from '../helpers/cli.js';
+import { startDeviceCodeTraffic } from '../helpers/device-code-traffic.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
 
 // `talos-gate db backup` of a running gate's SQLite database: taken while nodes keep asking, the
@@ -31,10 +33,7 @@ describe('db backup of a running gate', () => {
   before(async () => {
     // nodes arrive from one address as fast as they can during the backup: no per-address limit in the way
     g = await startTestGate({ device: { interval: '1s', code_ttl: '2m', max_pending_per_ip: 1_000_000 }, rate_limits: { device_code: 1_000_000 } });
-    let gotCode!: (d: DeviceCodeResponse) => void;
-    const da = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
-    const node = new TalosNode({ configUrl: talosConfigUrl(g.url, NODE), clientId: 'talos-node', variables: NODE, ca: g.ca, onDeviceCode: gotCode, configAttempts: 1 });
-    const result = node.run();
+    const { da, result } = bootNode(g, NODE);
     const approved = await g.admin('POST', '/api/v1/device/approve', { user_code: (await da).user_code, profile: 'worker' });
     assert.equal(approved.status, 200, JSON.stringify(approved.json));
     enrolled = await result;
@@ -56,26 +55,12 @@ describe('db backup of a running gate', () => {
   test('a copy taken while requests go on opens, passes integrity_check, and serves the node from a gate started on it', async () => {
     const to = join(dir, 'backup.db');
     // nodes keep arriving while the backup runs: each /device/code writes a node, a request, audit
-    let stop = false;
-    let asked = 0;
-    const traffic = (async () => {
-      while (!stop) {
-        const res = await request(`${g.url}/device/code`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/x-www-form-urlencoded' },
-          body: new URLSearchParams({ client_id: 'talos-node', uuid: `dddddddd-0000-4000-8000-${String(asked).padStart(12, '0')}` }).toString(),
-          ca: g.ca,
-        });
-        assert.equal(res.status, 200, res.body);
-        asked += 1;
-      }
-    })();
-    while (asked < 5) await new Promise((r) => setTimeout(r, 20));
-    const before = 1 + asked;
+    const traffic = startDeviceCodeTraffic(g, 'dddddddd');
+    await traffic.reached(5);
+    const before = 1 + traffic.asked;
     const r = await backup(['--to', to, '--config', g.configFile]);
-    const duringBackup = asked;
-    stop = true;
-    await traffic;
+    const duringBackup = traffic.asked;
+    await traffic.stop();
     assert.equal(r.code, 0, r.err + r.out);
     assert.ok(duringBackup > 5, 'requests went on during the backup');
     assert.match(r.out, new RegExp(`to +${to.replaceAll('.', '\\.')} \\(\\d+ bytes, schema version \\d+, PRAGMA integrity_check ok\\)`));

@@ -5,9 +5,11 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { request } from '../../cli/http.js';
-import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
+import { talosConfigUrl } from '../../cli/talos-node.js';
+import { bootNode } from '../helpers/boot-node.js';
 import { launchChromium } from '../helpers/browser.js';
 import { runCli } from '../helpers/cli.js';
+import { approveCliLogin, operatorWorkstation } from '../helpers/cli-login.js';
 import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 import { createTestDatabase, testServerUrl, type TestDatabase } from '../helpers/postgres.js';
@@ -69,32 +71,22 @@ after(async () => {
 });
 
 async function enroll(g: TestGate, n: (typeof NODES)[number]): Promise<{ config: string; token: string }> {
-  let gotCode!: (d: DeviceCodeResponse) => void;
-  const da = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
-  const node = new TalosNode({ configUrl: talosConfigUrl(g.url, n), clientId: 'talos-node', variables: n, ca: g.ca, onDeviceCode: gotCode, configAttempts: 1 });
-  const result = node.run();
+  const { da, result } = bootNode(g, n);
   const { user_code } = await da;
   const approved = await g.admin('POST', '/api/v1/device/approve', { user_code, profile: n.profile });
   assert.equal(approved.status, 200, JSON.stringify(approved.json));
   return result;
 }
 
-async function deviceLogin(g: TestGate, home: string): Promise<string> {
-  const env = { HOME: home, XDG_CONFIG_HOME: join(home, '.config'), TALOSCONFIG: join(home, '.talos', 'config'), TALOS_GATE_ADMIN_TOKEN: '' };
+async function deviceLogin(g: TestGate, name: string): Promise<string> {
+  const ws = operatorWorkstation(dir, name);
   const caFile = join(dir, 'gate-ca.crt');
   (await import('node:fs')).writeFileSync(caFile, g.ca);
-  const run = runCli(['login', '--server', g.url, '--server-ca', caFile, '--device'], { env });
+  const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--device']);
   const [, uri, code] = await run.waitFor(/open (\S+) and enter the code ([A-Z]{4}-[A-Z]{4})/);
-  const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
-  const page = await ctx.newPage();
-  await page.goto(`${uri}?user_code=${code}`);
-  await page.getByRole('button', { name: 'Otto', exact: true }).click();
-  await page.getByRole('heading', { name: 'Log in the talos-gate CLI?' }).waitFor({ timeout: 10_000 });
-  await page.getByRole('button', { name: 'Approve login' }).click();
-  await page.getByRole('heading', { name: 'Logged in' }).waitFor();
-  await ctx.close();
+  await approveCliLogin(browser, `${uri}?user_code=${code}`, 'Otto');
   assert.equal(await run.exit, 0, run.stderr());
-  const tokens = JSON.parse(readFileSync(join(home, '.config', 'talos-gate', 'tokens.json'), 'utf8')) as Record<string, { refreshToken: string }>;
+  const tokens = JSON.parse(readFileSync(join(ws.home, '.config', 'talos-gate', 'tokens.json'), 'utf8')) as Record<string, { refreshToken: string }>;
   const refresh = Object.values(tokens)[0]?.refreshToken;
   assert.ok(refresh, 'the CLI keeps a refresh token');
   return refresh;
@@ -112,7 +104,7 @@ test('a gate moved from SQLite to PostgreSQL with db migrate serves what the SQL
   // on SQLite: two nodes enrolled, an operator logged in (and exchanged), an ID token exchanged
   const enrolled = [];
   for (const n of NODES) enrolled.push(await enroll(sqliteGate, n));
-  const refresh = await deviceLogin(sqliteGate, join(dir, 'otto'));
+  const refresh = await deviceLogin(sqliteGate, 'otto');
   const tokens = await idp.login('talos-gate', 'otto');
   const ex = await request(`${sqliteGate.url}/exchange`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id_token: tokens.id_token }), ca: sqliteGate.ca });
   assert.equal(ex.status, 200, ex.body);

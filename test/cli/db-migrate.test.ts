@@ -10,8 +10,8 @@ import { openPostgresStorage, type PostgresStorage } from '../../server/storage/
 import { parseDatabaseUrl } from '../../server/storage/postgres/pool.js';
 import { openSqliteStorage, type SqliteStorage } from '../../server/storage/sqlite/index.js';
 import { newNode, type Storage } from '../../server/storage/storage.js';
-import { request } from '../../cli/http.js';
 import { runCli } from '../helpers/cli.js';
+import { startDeviceCodeTraffic } from '../helpers/device-code-traffic.js';
 import { startTestGate } from '../helpers/gate.js';
 import { createTestDatabase, testServerUrl, withDatabase, type TestDatabase } from '../helpers/postgres.js';
 
@@ -276,25 +276,12 @@ describe('db migrate refuses, naming the flag, and writes nothing', () => {
 test('db migrate from the file of a running gate, while nodes keep asking: one consistent state, verified', async () => {
   const g = await startTestGate({ device: { interval: '1s', code_ttl: '2m', max_pending_per_ip: 1_000_000 }, rate_limits: { device_code: 1_000_000 } });
   const target = await createTestDatabase();
-  let stop = false;
-  let asked = 0;
-  const traffic = (async () => {
-    while (!stop) {
-      const res = await request(`${g.url}/device/code`, {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ client_id: 'talos-node', uuid: `eeeeeeee-0000-4000-8000-${String(asked).padStart(12, '0')}` }).toString(),
-        ca: g.ca,
-      });
-      assert.equal(res.status, 200, res.body);
-      asked += 1;
-    }
-  })();
+  const traffic = startDeviceCodeTraffic(g, 'eeeeeeee');
   try {
-    while (asked < 5) await new Promise((r) => setTimeout(r, 20));
-    const before = asked;
+    await traffic.reached(5);
+    const before = traffic.asked;
     const r = await migrate(['--from', join(g.gate.config.data_dir, 'talos-gate.db'), '--to', target.url]);
-    const after = asked;
+    const after = traffic.asked;
     assert.equal(r.code, 0, r.err + r.out);
     assert.ok(after > before, 'the gate wrote during the copy');
     const nodes = Number(/^ {2}nodes +(\d+) +(\d+) /m.exec(r.out)?.[1]);
@@ -302,8 +289,7 @@ test('db migrate from the file of a running gate, while nodes keep asking: one c
     assert.ok(nodes >= before && nodes <= after, `nodes ${nodes} between ${before} and ${after}`);
     assert.equal(requests, nodes, 'nodes and their requests from the same moment');
   } finally {
-    stop = true;
-    await traffic;
+    await traffic.stop();
     await g.close();
     await target.drop();
   }

@@ -10,7 +10,8 @@ import { parse } from 'yaml';
 import { request } from '../../cli/http.js';
 import { packageRoot } from '../../server/paths.js';
 import { launchChromium } from '../helpers/browser.js';
-import { runCli, type CliRun } from '../helpers/cli.js';
+import { runCli } from '../helpers/cli.js';
+import { approveCliLogin, finishBrowserLogin, operatorWorkstation } from '../helpers/cli-login.js';
 import { canonicalSpki } from '../helpers/der-writer.js';
 import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
 import { assertTalosClientCertificate, goJudge, goJudgeAll } from '../helpers/go-x509.js';
@@ -75,50 +76,15 @@ describe('talos-gate login', () => {
     await idp?.close();
   });
 
-  /** A fresh operator workstation: its own config folder and talosconfig. */
-  function workstation(name: string) {
-    const home = join(dir, name);
-    const env = { HOME: home, XDG_CONFIG_HOME: join(home, '.config'), TALOSCONFIG: join(home, '.talos', 'config'), TALOS_GATE_ADMIN_TOKEN: '' };
-    const cli = (args: string[]) => runCli(args, { env });
-    return { home, env, cli, talosconfig: env.TALOSCONFIG };
-  }
-
-  async function approveInBrowser(url: string, who: string): Promise<void> {
-    const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
-    const page = await ctx.newPage();
-    await page.goto(url);
-    await page.getByRole('button', { name: who, exact: true }).click();
-    await page.getByRole('heading', { name: 'Log in the talos-gate CLI?' }).waitFor({ timeout: 10_000 }).catch(async (e: Error) => {
-      throw new Error(`${e.message}\nat ${page.url()}:\n${await page.textContent('body')}`);
-    });
-    assert.match((await page.textContent('main')) ?? '', /talos-gate CLI login from 127\.0\.0\.1, requested/);
-    await page.getByRole('button', { name: 'Approve login' }).click();
-    await page.getByRole('heading', { name: 'Logged in' }).waitFor();
-    await ctx.close();
-  }
-
-  async function browserLoginIn(run: CliRun, who: string): Promise<void> {
-    const [, url] = await run.waitFor(/Open this URL in a browser to log in:\s+(\S+)/);
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    await page.goto(url as string);
-    await page.getByRole('button', { name: who, exact: true }).click();
-    await page.waitForLoadState();
-    await page.getByRole('heading', { name: 'Logged in' }).waitFor({ timeout: 10_000 }).catch(async (e: Error) => {
-      throw new Error(`${e.message}\nat ${page.url()}:\n${await page.textContent('body')}\nCLI: ${run.stderr()}`);
-    });
-    await ctx.close();
-  }
-
   test('browser login writes a working talosconfig and keeps other contexts as they were', async () => {
-    const ws = workstation('browser');
+    const ws = operatorWorkstation(dir, 'browser');
     const other = { endpoints: ['192.0.2.1'], nodes: ['192.0.2.2'], ca: 'b3RoZXI=', crt: 'b3RoZXI=', key: 'b3RoZXI=', 'unknown-field': { keep: [1, 2] } };
     const { mkdirSync } = await import('node:fs');
     mkdirSync(join(ws.home, '.talos'), { recursive: true });
     writeFileSync(ws.talosconfig, `# my clusters\ncontext: prod\ncontexts:\n  prod:\n${Object.entries(other).map(([k, v]) => `    ${k}: ${JSON.stringify(v)}`).join('\n')}\n`);
 
     const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--no-browser', '--nodes', '10.5.0.1,10.5.0.2']);
-    await browserLoginIn(run, 'Ada');
+    await finishBrowserLogin(browser, run, 'Ada');
     assert.equal(await run.exit, 0, run.stderr());
     assert.match(run.stderr(), /Logged in as ada@example\.com with roles os:admin/);
 
@@ -152,12 +118,12 @@ describe('talos-gate login', () => {
   });
 
   test('device login: approve on the gate page in chromium; logout revokes it', async () => {
-    const ws = workstation('device');
+    const ws = operatorWorkstation(dir, 'device');
     const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--device']);
     const [, uri, code] = await run.waitFor(/open (\S+) and enter the code ([A-Z]{4}-[A-Z]{4})/);
     await run.waitFor(/scan this QR code:\n[▄▀█ ]+/);
     assert.equal(uri, `${g.gate.config.public_url}/device`);
-    await approveInBrowser(`${uri}?user_code=${code}`, 'Otto');
+    await approveCliLogin(browser, `${uri}?user_code=${code}`, 'Otto');
     assert.equal(await run.exit, 0, run.stderr());
     assert.match(run.stderr(), /Logged in as otto@example\.com with roles os:operator/);
     const cfg = parse(readFileSync(ws.talosconfig, 'utf8')) as Talosconfig;
@@ -186,9 +152,9 @@ describe('talos-gate login', () => {
   });
 
   test('--watch renews before expiry and stops when the IdP removes the group', async () => {
-    const ws = workstation('watch');
+    const ws = operatorWorkstation(dir, 'watch');
     const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--no-browser', '--watch']);
-    await browserLoginIn(run, 'Ada');
+    await finishBrowserLogin(browser, run, 'Ada');
     await run.waitFor(/Watching/);
     const certs = new Set<string>();
     const seenAt = new Map<string, Date>();
@@ -215,10 +181,10 @@ describe('talos-gate login', () => {
   });
 
   test('a device login stops renewing when the user is removed at the IdP', async () => {
-    const ws = workstation('device-watch');
+    const ws = operatorWorkstation(dir, 'device-watch');
     const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--device', '--watch']);
     const [, uri, code] = await run.waitFor(/open (\S+) and enter the code ([A-Z]{4}-[A-Z]{4})/);
-    await approveInBrowser(`${uri}?user_code=${code}`, 'Olga');
+    await approveCliLogin(browser, `${uri}?user_code=${code}`, 'Olga');
     await run.waitFor(/Watching/);
     await run.waitFor(/renewed olga@example\.com \[os:operator\]/, 20_000);
     idp.users.delete('olga');
@@ -227,10 +193,10 @@ describe('talos-gate login', () => {
   });
 
   test('security review #2: a device login loses its roles as soon as the IdP stops sending the group claim', async () => {
-    const ws = workstation('device-claims');
+    const ws = operatorWorkstation(dir, 'device-claims');
     const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--device', '--watch']);
     const [, uri, code] = await run.waitFor(/open (\S+) and enter the code ([A-Z]{4}-[A-Z]{4})/);
-    await approveInBrowser(`${uri}?user_code=${code}`, 'Otto');
+    await approveCliLogin(browser, `${uri}?user_code=${code}`, 'Otto');
     await run.waitFor(/renewed otto@example\.com \[os:operator\]/, 20_000);
     // not a changed value but a claim that is no longer sent at all: merging old and new claims kept it
     const otto = idp.users.get('otto') as { claims: Record<string, unknown> };
@@ -263,7 +229,7 @@ describe('talos-gate login', () => {
   });
 
   test('admin commands with the admin token: tables, --json and exit codes', async () => {
-    const ws = workstation('admin');
+    const ws = operatorWorkstation(dir, 'admin');
     const env = { ...ws.env, TALOS_GATE_ADMIN_TOKEN: g.adminToken };
     const cli = (args: string[]) => runCli([...args, '--server', g.url, '--server-ca', caFile], { env });
     const add = cli(['nodes', 'add', '--uuid', 'cli-node-1', '--profile', 'worker', '--auto-approve']);

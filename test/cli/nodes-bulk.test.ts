@@ -3,20 +3,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
-import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
 import { runCli } from '../helpers/cli.js';
+import { bootNode } from '../helpers/boot-node.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
 
 // Issue 13: the CLI's bulk decisions and inventory import, as a real process against a real gate.
-
-function boot(g: TestGate, vars: Record<string, string>) {
-  let gotCode!: (d: DeviceCodeResponse) => void;
-  const da = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
-  const node = new TalosNode({ configUrl: talosConfigUrl(g.url, vars), clientId: 'talos-node', variables: vars, ca: g.ca, onDeviceCode: gotCode, configAttempts: 1 });
-  const result = node.run();
-  result.catch(() => {}); // observed by the test that awaits it
-  return { da, result };
-}
 
 describe('talos-gate nodes approve | deny | import', () => {
   let g: TestGate;
@@ -34,8 +25,8 @@ describe('talos-gate nodes approve | deny | import', () => {
   };
 
   test('--all-pending --match approves the matching waiting machines, each with its own config; others keep waiting', async () => {
-    const rack = ['52:54:00:50:00:01', '52:54:00:50:00:02'].map((mac, i) => boot(g, { uuid: `ac000000-0000-4000-8000-00000000000${i}`, mac }));
-    const other = boot(g, { uuid: 'ac000000-0000-4000-8000-000000000009', mac: '52:54:00:60:00:09' });
+    const rack = ['52:54:00:50:00:01', '52:54:00:50:00:02'].map((mac, i) => bootNode(g, { uuid: `ac000000-0000-4000-8000-00000000000${i}`, mac }));
+    const other = bootNode(g, { uuid: 'ac000000-0000-4000-8000-000000000009', mac: '52:54:00:60:00:09' });
     await Promise.all([...rack, other].map((n) => n.da));
     const r = await cli(['nodes', 'approve', '--all-pending', '--match', 'mac=52:54:00:50:*', '--profile', 'worker', '--hostname-template', 'rack-{{mac_suffix}}', '--json']);
     assert.equal(r.code, 0, r.stderr);
@@ -51,8 +42,8 @@ describe('talos-gate nodes approve | deny | import', () => {
   });
 
   test('codes on the command line: the good ones decided, a bad one reported, exit code 1', async () => {
-    const a = boot(g, { uuid: 'ad000000-0000-4000-8000-000000000001' });
-    const b = boot(g, { uuid: 'ad000000-0000-4000-8000-000000000002' });
+    const a = bootNode(g, { uuid: 'ad000000-0000-4000-8000-000000000001' });
+    const b = bootNode(g, { uuid: 'ad000000-0000-4000-8000-000000000002' });
     const [da, db] = await Promise.all([a.da, b.da]);
     const r = await cli(['nodes', 'deny', da.user_code, 'BCDF-GHJK', db.user_code]);
     assert.equal(r.code, 1, r.stdout + r.stderr);

@@ -4,24 +4,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
-import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
 import { ConfigError, loadConfig } from '../../server/config/load.js';
 import { bulkForm } from '../../server/web/views/bulk.js';
 import { confirmNode } from '../../server/web/views/device.js';
 import { newNode } from '../../server/storage/storage.js';
+import { bootNode } from '../helpers/boot-node.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
 
 // Issue 13: "The profile select defaults to controlplane, so pressing Approve as README says makes a
 // control plane." No profile is the default unless the config marks one `default: true`.
-
-function boot(g: TestGate, vars: Record<string, string>) {
-  let gotCode!: (d: DeviceCodeResponse) => void;
-  const da = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
-  const node = new TalosNode({ configUrl: talosConfigUrl(g.url, vars), clientId: 'talos-node', variables: vars, ca: g.ca, onDeviceCode: gotCode, configAttempts: 1 });
-  const result = node.run();
-  result.catch(() => {}); // observed by the test that awaits it
-  return { da, result };
-}
 
 const profiles = (workerDefault: boolean) => ({
   controlplane: { template: 'controlplane.yaml', patches: ['patches/common.yaml'] },
@@ -87,7 +78,7 @@ describe('default profile', () => {
     });
 
     test('no default: an approval without a profile is a 400 naming the field', async () => {
-      const n = boot(plain, { uuid: 'df000000-0000-4000-8000-000000000001' });
+      const n = bootNode(plain, { uuid: 'df000000-0000-4000-8000-000000000001' });
       const { user_code } = await n.da;
       const r = await plain.admin('POST', '/api/v1/device/approve', { user_code });
       assert.equal(r.status, 400);
@@ -97,7 +88,7 @@ describe('default profile', () => {
     });
 
     test('a default: an approval without a profile gets it', async () => {
-      const n = boot(withDefault, { uuid: 'df000000-0000-4000-8000-000000000002' });
+      const n = bootNode(withDefault, { uuid: 'df000000-0000-4000-8000-000000000002' });
       const { user_code } = await n.da;
       const r = await withDefault.admin('POST', '/api/v1/device/approve', { user_code });
       assert.equal(r.status, 200, JSON.stringify(r.json));

@@ -2,36 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
 import { goFormEncode, request } from '../../cli/http.js';
-import { OAuthFlowError, TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
+import { OAuthFlowError, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
+import { bootNode } from '../helpers/boot-node.js';
 import { BACKENDS, startTestGate, type TestGate } from '../helpers/gate.js';
 
 // The whole enrollment flow against a real gate on a real port over TLS, driven by a client that
 // sends exactly what Talos sends (golang.org/x/oauth2: Basic-then-body twins, variables repeated in
 // every poll, client_secret as a form field, the talos.config query string on every endpoint).
 // On both storage backends: SQLite in data_dir, and PostgreSQL (database.url).
-
-interface Booting {
-  node: TalosNode;
-  da: Promise<DeviceCodeResponse>;
-  result: Promise<{ config: string; token: string }>;
-}
-
-function boot(g: TestGate, vars: Record<string, string>, extra: { clientId?: string; clientSecret?: string } = {}): Booting {
-  let gotCode!: (d: DeviceCodeResponse) => void;
-  const da = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
-  const node = new TalosNode({
-    configUrl: talosConfigUrl(g.url, vars),
-    clientId: extra.clientId ?? 'talos-node',
-    clientSecret: extra.clientSecret,
-    variables: vars,
-    ca: g.ca,
-    onDeviceCode: gotCode,
-    configAttempts: 1,
-  });
-  const result = node.run();
-  result.catch(() => {}); // observed by the test that awaits it
-  return { node, da, result };
-}
 
 for (const backend of BACKENDS) describe(`node enrollment over the device flow (${backend})`, () => {
   let g: TestGate;
@@ -43,8 +21,8 @@ for (const backend of BACKENDS) describe(`node enrollment over the device flow (
   after(() => g.close());
 
   test('two nodes, two profiles: each gets its own config; a token cannot fetch another node', async () => {
-    const a = boot(g, { uuid: 'AAAAAAAA-0000-4000-8000-000000000001', mac: '52:54:00:00:00:a1', serial: 'SN-A' });
-    const b = boot(g, { uuid: 'bbbbbbbb-0000-4000-8000-000000000002', mac: '52:54:00:00:00:b2', hostname: '${hostname}' });
+    const a = bootNode(g, { uuid: 'AAAAAAAA-0000-4000-8000-000000000001', mac: '52:54:00:00:00:a1', serial: 'SN-A' });
+    const b = bootNode(g, { uuid: 'bbbbbbbb-0000-4000-8000-000000000002', mac: '52:54:00:00:00:b2', hostname: '${hostname}' });
     const [daA] = await Promise.all([a.da, b.da]);
     assert.match(daA.user_code, /^[BCDFGHJKLMNPQRSTVWXZ]{4}-[BCDFGHJKLMNPQRSTVWXZ]{4}$/);
     assert.equal(daA.verification_uri, `${g.gate.config.public_url}/device`);
@@ -103,30 +81,30 @@ for (const backend of BACKENDS) describe(`node enrollment over the device flow (
   });
 
   test('deny ends the flow with access_denied', async () => {
-    const c = boot(g, { uuid: 'cccccccc-0000-4000-8000-000000000003', mac: '52:54:00:00:00:c3' });
+    const c = bootNode(g, { uuid: 'cccccccc-0000-4000-8000-000000000003', mac: '52:54:00:00:00:c3' });
     await c.da;
     const denied = await g.admin('POST', '/api/v1/nodes/cccccccc-0000-4000-8000-000000000003/deny');
     assert.equal(denied.status, 200);
     await assert.rejects(c.result, (e: unknown) => e instanceof OAuthFlowError && e.code === 'access_denied');
     // a denied node stays denied when it asks again
-    const again = boot(g, { uuid: 'cccccccc-0000-4000-8000-000000000003', mac: '52:54:00:00:00:c3' });
+    const again = bootNode(g, { uuid: 'cccccccc-0000-4000-8000-000000000003', mac: '52:54:00:00:00:c3' });
     await assert.rejects(again.result, (e: unknown) => e instanceof OAuthFlowError && e.code === 'access_denied');
     // forgetting the node undoes the denial: it asks afresh and can be approved
     assert.equal((await g.admin('DELETE', '/api/v1/nodes/cccccccc-0000-4000-8000-000000000003')).status, 204);
-    const fresh = boot(g, { uuid: 'cccccccc-0000-4000-8000-000000000003', mac: '52:54:00:00:00:c3' });
+    const fresh = bootNode(g, { uuid: 'cccccccc-0000-4000-8000-000000000003', mac: '52:54:00:00:00:c3' });
     const da = await fresh.da;
     assert.equal((await g.admin('POST', '/api/v1/device/approve', { user_code: da.user_code, profile: 'worker' })).status, 200);
     await fresh.result;
   });
 
   test('a client with a secret sends it as a form field; without it, invalid_client', async () => {
-    const ok = boot(g, { uuid: 'dddddddd-0000-4000-8000-000000000004', mac: '52:54:00:00:00:d4' }, { clientId: 'talos-lab', clientSecret: 'lab-secret-value' });
+    const ok = bootNode(g, { uuid: 'dddddddd-0000-4000-8000-000000000004', mac: '52:54:00:00:00:d4' }, { clientId: 'talos-lab', clientSecret: 'lab-secret-value' });
     const da = await ok.da;
     await g.admin('POST', '/api/v1/device/approve', { user_code: da.user_code, profile: 'worker' });
     const r = await ok.result;
     assert.equal(parse(r.config).machine.type, 'worker');
 
-    const bad = boot(g, { uuid: 'eeeeeeee-0000-4000-8000-000000000005', mac: '52:54:00:00:00:e5' }, { clientId: 'talos-lab' });
+    const bad = bootNode(g, { uuid: 'eeeeeeee-0000-4000-8000-000000000005', mac: '52:54:00:00:00:e5' }, { clientId: 'talos-lab' });
     await assert.rejects(bad.result, (e: unknown) => e instanceof OAuthFlowError && e.code === 'invalid_client' && e.status === 401);
   });
 
@@ -177,7 +155,7 @@ for (const backend of BACKENDS) describe(`node enrollment over the device flow (
       patches: [{ machine: { install: { disk: '/dev/nvme0n1' } } }],
     });
     assert.equal(reg.status, 201, JSON.stringify(reg.json));
-    const n = boot(g, { uuid: '01010101-0000-4000-8000-000000000007', mac: '52:54:00:00:01:01' });
+    const n = bootNode(g, { uuid: '01010101-0000-4000-8000-000000000007', mac: '52:54:00:00:01:01' });
     const { config } = await n.result;
     const cfg = parse(config);
     assert.equal(cfg.machine.network.hostname, 'rack1-w1');

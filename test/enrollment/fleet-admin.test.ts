@@ -1,27 +1,13 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { parse } from 'yaml';
-import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
 import { newNode } from '../../server/storage/storage.js';
+import { bootNode } from '../helpers/boot-node.js';
 import { BACKENDS, startTestGate, type TestGate } from '../helpers/gate.js';
 
 // Issue 13: search, paging and bulk decisions of the admin API, against a real gate over TLS, on
 // both storage backends; the nodes are real device-flow clients (cli/talos-node.ts), so an approved
 // node proves its approval by downloading its own config.
-
-interface Booting {
-  da: Promise<DeviceCodeResponse>;
-  result: Promise<{ config: string; token: string }>;
-}
-
-function boot(g: TestGate, vars: Record<string, string>): Booting {
-  let gotCode!: (d: DeviceCodeResponse) => void;
-  const da = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
-  const node = new TalosNode({ configUrl: talosConfigUrl(g.url, vars), clientId: 'talos-node', variables: vars, ca: g.ca, onDeviceCode: gotCode, configAttempts: 1 });
-  const result = node.run();
-  result.catch(() => {}); // observed by the test that awaits it
-  return { da, result };
-}
 
 type NodeJson = { id: string; state: string; hostname: string | null; profile: string | null };
 
@@ -84,7 +70,7 @@ for (const backend of BACKENDS) describe(`fleet admin API: search and bulk decis
 
   test('bulk approve with good and bad codes: each good one approved and downloads its own config, the bad ones answered per item', async () => {
     const macs = ['52:54:00:10:00:a1', '52:54:00:10:00:b2', '52:54:00:10:00:c3'];
-    const nodes = macs.map((mac, i) => boot(g, { uuid: `b01c0000-0000-4000-8000-00000000000${i}`, mac }));
+    const nodes = macs.map((mac, i) => bootNode(g, { uuid: `b01c0000-0000-4000-8000-00000000000${i}`, mac }));
     const codes = (await Promise.all(nodes.map((n) => n.da))).map((d) => d.user_code);
     const user_codes = [codes[0], 'BCDF-GHJK', codes[1], 'not a code', codes[2]];
     const r = await g.admin('POST', '/api/v1/nodes/approve', { user_codes, profile: 'worker', hostname_template: 'worker-{{mac_suffix}}' });
@@ -109,7 +95,7 @@ for (const backend of BACKENDS) describe(`fleet admin API: search and bulk decis
   });
 
   test('bulk approve checks the template, the profile and the list before touching any node', async () => {
-    const a = boot(g, { uuid: 'cafe0000-0000-4000-8000-000000000001', mac: '52:54:00:20:00:01' });
+    const a = bootNode(g, { uuid: 'cafe0000-0000-4000-8000-000000000001', mac: '52:54:00:20:00:01' });
     const code = (await a.da).user_code;
     const refused = async (body: unknown, pattern: RegExp) => {
       const r = await g.admin('POST', '/api/v1/nodes/approve', body);
@@ -135,8 +121,8 @@ for (const backend of BACKENDS) describe(`fleet admin API: search and bulk decis
   });
 
   test('bulk deny by node id: the waiting ones denied, an unknown id answered on its own', async () => {
-    const a = boot(g, { uuid: 'de000000-0000-4000-8000-000000000001' });
-    const b = boot(g, { uuid: 'de000000-0000-4000-8000-000000000002' });
+    const a = bootNode(g, { uuid: 'de000000-0000-4000-8000-000000000001' });
+    const b = bootNode(g, { uuid: 'de000000-0000-4000-8000-000000000002' });
     await Promise.all([a.da, b.da]);
     const r = await g.admin('POST', '/api/v1/nodes/deny', { node_ids: ['de000000-0000-4000-8000-000000000001', 'no-such-node', 'de000000-0000-4000-8000-000000000002'] });
     assert.equal(r.status, 200, JSON.stringify(r.json));

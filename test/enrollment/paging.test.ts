@@ -3,10 +3,11 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { request } from '../../cli/http.js';
-import { hashSecret } from '../../device/secrets.js';
 import { newNode } from '../../server/storage/storage.js';
 import { runCli } from '../helpers/cli.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
+import { waitingNodeRequest } from '../helpers/waiting-node.js';
+import { seedAdminWebSession } from '../helpers/web-session.js';
 
 // Security review #11, finding 8: anyone who reaches /device/code makes a node row. With 50,000 junk
 // rows the dashboard took 1.45 s, blocking the gate, and GET /api/v1/nodes answered 42 MB. Every
@@ -29,22 +30,7 @@ describe('node lists are paged', () => {
       for (let i = 0; i < JUNK; i++) {
         const id = `junk-${String(i).padStart(5, '0')}`;
         await tx.createNode(newNode(id, now - JUNK + i, { uuid: id, variables: { uuid: id, serial: 'x'.repeat(200) }, requestedAt: now, sourceIp: '192.0.2.66' }));
-        await tx.createDeviceRequest({
-          deviceCodeHash: hashSecret(id),
-          userCode: `J${String(i).padStart(7, '0')}`,
-          clientId: 'talos-node',
-          kind: 'node',
-          nodeId: id,
-          variables: { uuid: id },
-          scope: null,
-          audience: null,
-          sourceIp: '192.0.2.66',
-          sourceBucket: '192.0.2.66',
-          createdAt: now,
-          expiresAt: now + 3_600_000,
-          intervalMs: 5000,
-          status: 'pending',
-        });
+        await tx.createDeviceRequest(waitingNodeRequest(id, { userCode: `J${String(i).padStart(7, '0')}`, sourceIp: '192.0.2.66', createdAt: now, expiresAt: now + 3_600_000 }));
       }
       for (let i = 0; i < FLEET; i++) {
         const id = `fleet-${String(i).padStart(4, '0')}`;
@@ -53,20 +39,7 @@ describe('node lists are paged', () => {
     });
     // a signed-in admin's web session, as /auth/callback leaves it
     cookie = 'paging-test-session-cookie';
-    await s.createWebSession({
-      idHash: hashSecret(cookie),
-      createdAt: now,
-      lastSeenAt: now,
-      expiresAt: now + 3_600_000,
-      login: null,
-      sub: 'ada',
-      email: 'ada@example.com',
-      name: 'Ada',
-      claims: {},
-      isAdmin: true,
-      signedInAt: now,
-      idpRefreshToken: null,
-    });
+    await seedAdminWebSession(s, cookie, now);
   });
   after(() => g.close());
 

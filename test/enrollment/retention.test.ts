@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { goFormEncode, request } from '../../cli/http.js';
-import { hashSecret } from '../../device/secrets.js';
 import type { MaintenanceCounts } from '../../server/enrollment/maintenance.js';
 import { newNode, type NodeRecord } from '../../server/storage/storage.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
+import { waitingNodeRequest } from '../helpers/waiting-node.js';
 
 // Security review #11, finding 8: node rows were never deleted (about 24,000 a day from one IPv4
 // address). Nodes nobody decided on go after device.pending_retention, in batches that leave the
@@ -44,22 +44,7 @@ describe('retention of nodes nobody decided on', () => {
         const id = `junk-${i}`;
         await tx.createNode(newNode(id, old, { uuid: id, variables: { uuid: id }, requestedAt: old, sourceIp: '192.0.2.66' }));
         if (i % 2) {
-          await tx.createDeviceRequest({
-            deviceCodeHash: hashSecret(id),
-            userCode: `J${i}`,
-            clientId: 'talos-node',
-            kind: 'node',
-            nodeId: id,
-            variables: { uuid: id },
-            scope: null,
-            audience: null,
-            sourceIp: '192.0.2.66',
-            sourceBucket: '192.0.2.66',
-            createdAt: old,
-            expiresAt: old + 900_000,
-            intervalMs: 5000,
-            status: 'pending',
-          });
+          await tx.createDeviceRequest(waitingNodeRequest(id, { userCode: `J${i}`, sourceIp: '192.0.2.66', createdAt: old, expiresAt: old + 900_000 }));
         }
       }
       const keep = (id: string, over: Partial<NodeRecord>) => tx.createNode(newNode(id, old, { uuid: id, requestedAt: old, ...over }));

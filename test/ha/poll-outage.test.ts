@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from '../../cli/http.js';
-import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
+import { bootNode } from '../helpers/boot-node.js';
 import { startTestGate } from '../helpers/gate.js';
 import { startTcpProxy } from '../helpers/ha-proxy.js';
 import { pollNodeToken } from '../helpers/node-poll.js';
@@ -24,12 +24,8 @@ test('polls during a database outage answer authorization_pending; the node carr
   const g = await startTestGate({ database: { url: viaProxy.href } });
   try {
     const vars = { uuid: 'outage-0000-4000-8000-000000000001', mac: '52:54:00:0a:0b:0c' };
-    let gotCode!: (d: DeviceCodeResponse) => void;
-    const codeShown = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
-    const node = new TalosNode({ configUrl: talosConfigUrl(g.url, vars), clientId: 'talos-node', variables: vars, ca: g.ca, onDeviceCode: gotCode, configAttempts: 3 });
-    const run = node.run();
-    run.catch(() => {}); // awaited below
-    const da = await codeShown;
+    const n = bootNode(g, vars, { configAttempts: 3 });
+    const da = await n.da;
     await sleep(1_200); // a poll or so with the database there
 
     await proxy.cut();
@@ -47,10 +43,10 @@ test('polls during a database outage answer authorization_pending; the node carr
     await proxy.restore();
     const approved = await g.admin('POST', '/api/v1/device/approve', { user_code: da.user_code, profile: 'worker' });
     assert.equal(approved.status, 200, JSON.stringify(approved.json));
-    const { config } = await run;
+    const { config } = await n.result;
     assert.match(config, /machine:/);
-    assert.equal(node.stats.errorsSeen.temporarily_unavailable, undefined);
-    assert.ok((node.stats.errorsSeen.authorization_pending ?? 0) >= 3, JSON.stringify(node.stats));
+    assert.equal(n.node.stats.errorsSeen.temporarily_unavailable, undefined);
+    assert.ok((n.node.stats.errorsSeen.authorization_pending ?? 0) >= 3, JSON.stringify(n.node.stats));
   } finally {
     await g.close();
     await proxy.close();

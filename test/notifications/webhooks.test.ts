@@ -2,9 +2,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { goFormEncode, request } from '../../cli/http.js';
-import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
+import type { DeviceCodeResponse } from '../../cli/talos-node.js';
 import { startGate } from '../../server/main.js';
 import { verifySignature } from '../../server/notifications/signature.js';
+import { bootNode } from '../helpers/boot-node.js';
 import { BACKENDS, startTestGate, type Backend, type TestGate } from '../helpers/gate.js';
 import { WebhookReceiver, type Received } from '../helpers/webhook-receiver.js';
 
@@ -50,10 +51,7 @@ for (const backend of BACKENDS) describe(`webhooks (${backend})`, () => {
     try {
       const uuid = 'cccccccc-0000-4000-8000-0000000000c1';
       const vars = { uuid, mac: '52:54:00:00:00:c1', serial: 'SN-C1' };
-      let gotCode!: (d: DeviceCodeResponse) => void;
-      const da = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
-      const node = new TalosNode({ configUrl: talosConfigUrl(g.url, vars), clientId: 'talos-node', variables: vars, ca: g.ca, onDeviceCode: gotCode, configAttempts: 1 });
-      const result = node.run();
+      const { da, result } = bootNode(g, vars);
       const { user_code } = await da;
 
       const [waiting] = await receiver.waitFor(1);

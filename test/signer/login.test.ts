@@ -7,7 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Browser } from 'playwright-core';
 import { parse } from 'yaml';
 import { launchChromium } from '../helpers/browser.js';
-import { runCli, type CliRun } from '../helpers/cli.js';
+import { approveCliLogin, finishBrowserLogin, operatorWorkstation } from '../helpers/cli-login.js';
 import { canonicalSpki } from '../helpers/der-writer.js';
 import { startFakeApid, type FakeApid } from '../helpers/fake-apid.js';
 import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
@@ -77,35 +77,6 @@ describe('talos-gate login with talos.signer: talos-api', () => {
     await idp?.close();
   });
 
-  function workstation(name: string) {
-    const home = join(dir, name);
-    const env = { HOME: home, XDG_CONFIG_HOME: join(home, '.config'), TALOSCONFIG: join(home, '.talos', 'config'), TALOS_GATE_ADMIN_TOKEN: '' };
-    return { home, cli: (args: string[]) => runCli(args, { env }), talosconfig: env.TALOSCONFIG };
-  }
-
-  async function browserLoginIn(run: CliRun, who: string): Promise<void> {
-    const [, url] = await run.waitFor(/Open this URL in a browser to log in:\s+(\S+)/);
-    const ctx = await browser.newContext();
-    const page = await ctx.newPage();
-    await page.goto(url as string);
-    await page.getByRole('button', { name: who, exact: true }).click();
-    await page.getByRole('heading', { name: 'Logged in' }).waitFor({ timeout: 10_000 }).catch(async (e: Error) => {
-      throw new Error(`${e.message}\nat ${page.url()}:\n${await page.textContent('body')}\nCLI: ${run.stderr()}`);
-    });
-    await ctx.close();
-  }
-
-  async function approveInBrowser(url: string, who: string): Promise<void> {
-    const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
-    const page = await ctx.newPage();
-    await page.goto(url);
-    await page.getByRole('button', { name: who, exact: true }).click();
-    await page.getByRole('heading', { name: 'Log in the talos-gate CLI?' }).waitFor({ timeout: 10_000 });
-    await page.getByRole('button', { name: 'Approve login' }).click();
-    await page.getByRole('heading', { name: 'Logged in' }).waitFor();
-    await ctx.close();
-  }
-
   /** The context the CLI wrote: the key is Talos', the certificate certifies it, Go and a Go mTLS server accept it. */
   async function checkContext(file: string, roles: string[]): Promise<void> {
     assert.equal(statSync(file).mode & 0o777, 0o600, 'the talosconfig holding the key is 0600');
@@ -122,10 +93,10 @@ describe('talos-gate login with talos.signer: talos-api', () => {
   }
 
   test('browser login: the CLI sends no key and writes the one Talos made', async () => {
-    const ws = workstation('browser');
+    const ws = operatorWorkstation(dir, 'browser');
     const calls = fake.calls.length;
     const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--no-browser']);
-    await browserLoginIn(run, 'Ada');
+    await finishBrowserLogin(browser, run, 'Ada');
     assert.equal(await run.exit, 0, run.stderr());
     assert.match(run.stderr(), /Logged in as ada@example\.com with roles os:admin/);
     const asked = fake.calls.slice(calls).filter((c) => c.roles.includes('os:admin'));
@@ -135,20 +106,20 @@ describe('talos-gate login with talos.signer: talos-api', () => {
   });
 
   test('device login: approved in chromium on the gate\'s page', async () => {
-    const ws = workstation('device');
+    const ws = operatorWorkstation(dir, 'device');
     const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--device']);
     const [, uri, code] = await run.waitFor(/open (\S+) and enter the code ([A-Z]{4}-[A-Z]{4})/);
-    await approveInBrowser(`${uri}?user_code=${code}`, 'Otto');
+    await approveCliLogin(browser, `${uri}?user_code=${code}`, 'Otto');
     assert.equal(await run.exit, 0, run.stderr());
     assert.match(run.stderr(), /Logged in as otto@example\.com with roles os:operator/);
     await checkContext(ws.talosconfig, ['os:operator']);
   });
 
   test('--watch renews through Talos before expiry', async () => {
-    const ws = workstation('watch');
+    const ws = operatorWorkstation(dir, 'watch');
     const run = ws.cli(['login', '--server', g.url, '--server-ca', caFile, '--no-browser', '--watch']);
     try {
-      await browserLoginIn(run, 'Ada');
+      await finishBrowserLogin(browser, run, 'Ada');
       await run.waitFor(/Watching/);
       const certs = new Map<string, Date>();
       const deadline = Date.now() + 40_000;

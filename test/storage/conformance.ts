@@ -42,16 +42,29 @@ export function sampleRequest(nodeId: string, over: Partial<NewDeviceRequest> = 
   };
 }
 
+/** An os:reader certificate for subject, as an ID token exchange records it. */
+export function sampleCertificate(serial: string, subject: string, over: Partial<NewCertificate> = {}): NewCertificate {
+  return {
+    serial,
+    fingerprint: `fp-${serial}`,
+    subject,
+    email: null,
+    commonName: subject,
+    issuer: 'https://idp',
+    roles: ['os:reader'],
+    issuedAt: 1,
+    expiresAt: 1000,
+    clientIp: '192.0.2.1',
+    source: 'id_token',
+    ...over,
+  };
+}
+
 /** fn n times, one after the other (a backend may serialize them anyway). */
 async function times<T>(n: number, fn: () => Promise<T>): Promise<T[]> {
   const out: T[] = [];
   for (let i = 0; i < n; i++) out.push(await fn());
   return out;
-}
-
-/** A certificate record of a subject, numbered i. */
-export function sampleCertificate(i: number, subject: string, expiresAt: number): NewCertificate {
-  return { serial: `serial-${i}`, fingerprint: `fp-${i}`, subject, email: null, commonName: subject, issuer: 'https://idp', roles: ['os:reader'], issuedAt: i, expiresAt, clientIp: '192.0.2.1', source: 'id_token' };
 }
 
 export function runStorageConformance(name: string, newStorage: () => Storage | Promise<Storage>): void {
@@ -518,7 +531,7 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
     test('recordCertificate: a burst keeps each record with its own events, and a blocked subject gets none', async () => {
       const s = await newStorage();
       await s.blockSubject({ subject: 'mallory', blockedAt: 1, blockedBy: 'admin', reason: null });
-      const cert = (i: number, subject: string) => ({ ...sampleCertificate(i, subject, 1000 + i), serial: `burst-${i}` });
+      const cert = (i: number, subject: string) => sampleCertificate(`burst-${i}`, subject, { fingerprint: `fp-${i}`, issuedAt: i, expiresAt: 1000 + i });
       const events = (i: number, subject: string) => [
         { at: i, type: 'auth_success', actor: null, subject, ip: '192.0.2.1', detail: { i } },
         { at: i, type: 'cert_issued', actor: null, subject, ip: '192.0.2.1', detail: { i, serial: `burst-${i}` } },
@@ -550,7 +563,7 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
 
     test('certificates: record, page newest first, filter active and by subject, count', async () => {
       const s = await newStorage();
-      const cert = sampleCertificate;
+      const cert = (i: number, subject: string, expiresAt: number) => sampleCertificate(`serial-${i}`, subject, { fingerprint: `fp-${i}`, issuedAt: i, expiresAt });
       for (let i = 1; i <= 5; i++) (await s.addCertificate(cert(i, i % 2 ? 'alice' : 'bob', i * 100)));
       await assert.rejects(async () => (await s.addCertificate(cert(1, 'x', 1))), AlreadyExistsError);
       const page = (await s.listCertificates({}, { limit: 2 }));

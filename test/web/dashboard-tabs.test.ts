@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { request } from '../../cli/http.js';
-import { hashSecret } from '../../device/secrets.js';
 import { newNode } from '../../server/storage/storage.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
+import { seedAdminWebSession } from '../helpers/web-session.js';
 
 // The dashboard's "Denied / revoked" tab reads two node lists and merges them
 // (server/web/dashboard-tabs.ts): following its next-page links must reach every closed node once,
@@ -28,21 +28,7 @@ describe('the denied / revoked tab pages over both states', () => {
         await tx.createNode(newNode(`open-${i}`, base + i, { uuid: `closed-open-${i}`, status: 'approved', decidedAt: base }));
       }
     });
-    const now = Date.now();
-    await s.createWebSession({
-      idHash: hashSecret(cookie),
-      createdAt: now,
-      lastSeenAt: now,
-      expiresAt: now + 3_600_000,
-      login: null,
-      sub: 'ada',
-      email: 'ada@example.com',
-      name: 'Ada',
-      claims: {},
-      isAdmin: true,
-      signedInAt: now,
-      idpRefreshToken: null,
-    });
+    await seedAdminWebSession(s, cookie);
   });
   after(() => g.close());
 

@@ -2,12 +2,12 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
 import { parse } from 'yaml';
-import { TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
-import { hashSecret } from '../../device/secrets.js';
 import { USER_CODE_ALPHABET, formatUserCode } from '../../device/user-code.js';
 import { newNode, type Storage } from '../../server/storage/storage.js';
 import { artifactPath } from '../helpers/browser.js';
+import { bootNode, type BootingNode } from '../helpers/boot-node.js';
 import { BACKENDS, type TestGate } from '../helpers/gate.js';
+import { waitingNodeRequest } from '../helpers/waiting-node.js';
 import { startWebGate, type WebGate } from '../helpers/web-gate.js';
 
 // Issue 13, the dashboard at fleet scale, in chromium against a real gate and IdP, on both storage
@@ -48,39 +48,9 @@ async function fillFleet(s: Storage): Promise<void> {
       const id = `wait-${String(i).padStart(4, '0')}`;
       const mac = `52:54:02:00:${hex(i)}`;
       await tx.createNode(newNode(id, now - 10_000 + i, { uuid: id, mac, variables: { uuid: id, mac }, requestedAt: now, sourceIp: '192.0.2.9' }));
-      await tx.createDeviceRequest({
-        deviceCodeHash: hashSecret(id),
-        userCode: seededCode(i),
-        clientId: 'talos-node',
-        kind: 'node',
-        nodeId: id,
-        variables: { uuid: id, mac },
-        scope: null,
-        audience: null,
-        sourceIp: '192.0.2.9',
-        sourceBucket: '192.0.2.9',
-        createdAt: now,
-        expiresAt: now + 3_600_000,
-        intervalMs: 5000,
-        status: 'pending',
-      });
+      await tx.createDeviceRequest(waitingNodeRequest(id, { userCode: seededCode(i), variables: { uuid: id, mac }, sourceIp: '192.0.2.9', createdAt: now, expiresAt: now + 3_600_000 }));
     }
   });
-}
-
-interface Booting {
-  vars: Record<string, string>;
-  da: Promise<DeviceCodeResponse>;
-  result: Promise<{ config: string }>;
-}
-
-function boot(g: TestGate, vars: Record<string, string>): Booting {
-  let gotCode!: (d: DeviceCodeResponse) => void;
-  const da = new Promise<DeviceCodeResponse>((r) => (gotCode = r));
-  const node = new TalosNode({ configUrl: talosConfigUrl(g.url, vars), clientId: 'talos-node', variables: vars, ca: g.ca, onDeviceCode: gotCode, configAttempts: 1 });
-  const result = node.run();
-  result.catch(() => {}); // observed by the test that awaits it
-  return { vars, da, result };
 }
 
 const rowIds = (page: Page) => page.getByTestId('nodes').locator('tbody a[href^="/nodes/"]').allTextContents();
@@ -91,13 +61,13 @@ for (const backend of BACKENDS) describe(`dashboard with 10,000 nodes in chromiu
   let g: TestGate;
   let ctx: BrowserContext;
   let page: Page;
-  const booted: Booting[] = [];
+  const booted: BootingNode[] = [];
 
   before(async () => {
     w = await startWebGate([{ sub: 'ada', label: 'Ada (admin)', claims: { email: 'ada@example.com', groups: ['gate-admins'] } }], {}, { backend });
     g = w.g;
     await fillFleet(g.gate.storage);
-    for (let i = 0; i < BOOTED; i++) booted.push(boot(g, { uuid: `6f1c2e00-0000-4000-8000-00000000000${i}`, mac: `0c:c4:7a:9a:bc:0${i}`, serial: `BULK-${i}` }));
+    for (let i = 0; i < BOOTED; i++) booted.push(bootNode(g, { uuid: `6f1c2e00-0000-4000-8000-00000000000${i}`, mac: `0c:c4:7a:9a:bc:0${i}`, serial: `BULK-${i}` }));
     await Promise.all(booted.map((b) => b.da));
     ctx = await w.browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 } });
     page = await ctx.newPage();

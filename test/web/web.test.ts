@@ -2,22 +2,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { parse } from 'yaml';
-import { OAuthFlowError, TalosNode, talosConfigUrl, type DeviceCodeResponse } from '../../cli/talos-node.js';
+import { OAuthFlowError } from '../../cli/talos-node.js';
 import { artifactPath, launchChromium } from '../helpers/browser.js';
+import { bootNode } from '../helpers/boot-node.js';
 import { freePort, startTestGate, type TestGate } from '../helpers/gate.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
 
 // The admin's journey in a real browser (Debian chromium driven by playwright-core) against a real
 // gate and a real oidc-provider IdP: scan the QR target, sign in, check the machine, approve.
-
-function bootNode(g: TestGate, vars: Record<string, string>) {
-  let resolveCode!: (d: DeviceCodeResponse) => void;
-  const code = new Promise<DeviceCodeResponse>((r) => (resolveCode = r));
-  const node = new TalosNode({ configUrl: talosConfigUrl(g.url, vars), clientId: 'talos-node', variables: vars, ca: g.ca, onDeviceCode: resolveCode, configAttempts: 1 });
-  const result = node.run();
-  result.catch(() => {});
-  return { code, result };
-}
 
 async function signIn(page: Page, who: string): Promise<void> {
   // the IdP's sign-in page: one button per user
@@ -59,7 +51,7 @@ describe('web page in chromium', () => {
   test('scan, sign in, check the machine, approve: the node gets its config', async () => {
     const vars = { uuid: '4c4c4544-0042-3510-8052-b4c04f4e3332', mac: '52:54:00:ab:cd:ef', serial: 'CZJ8350A1X', hostname: '${hostname}' };
     const n = bootNode(g, vars);
-    const da = await n.code;
+    const da = await n.da;
     const page = await admin.newPage();
     await page.goto(da.verification_uri_complete as string);
     await signIn(page, 'Ada (admin)');
@@ -89,7 +81,7 @@ describe('web page in chromium', () => {
 
     // another machine waits while the admin looks at the dashboard
     const waiting = bootNode(g, { uuid: '0d6f1c2e-9a7b-4c1d-8e2f-3a4b5c6d7e8f', mac: '52:54:00:12:34:99', serial: 'SN-WAIT-1' });
-    const waitingCode = await waiting.code;
+    const waitingCode = await waiting.da;
     const desk = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1280, height: 900 }, storageState: await admin.storageState() });
     const dash = await desk.newPage();
     await dash.goto(`${g.url}/`);
@@ -106,7 +98,7 @@ describe('web page in chromium', () => {
 
   test('deny: the node gets access_denied', async () => {
     const n = bootNode(g, { uuid: 'deny-me-0001', mac: '52:54:00:00:de:01' });
-    const da = await n.code;
+    const da = await n.da;
     const page = await admin.newPage();
     await page.goto(da.verification_uri_complete as string);
     await page.getByRole('button', { name: 'Deny' }).click();
@@ -116,7 +108,7 @@ describe('web page in chromium', () => {
 
   test('typing the code by hand works, any case, with or without the dash', async () => {
     const n = bootNode(g, { uuid: 'typed-0001', mac: '52:54:00:00:77:01' });
-    const da = await n.code;
+    const da = await n.da;
     const page = await admin.newPage();
     await page.goto(`${g.url}/device`);
     await page.fill('#user_code', da.user_code.replace('-', ' ').toLowerCase());
@@ -130,7 +122,7 @@ describe('web page in chromium', () => {
 
   test('a forged POST without the CSRF token is refused and changes nothing', async () => {
     const n = bootNode(g, { uuid: 'csrf-0001', mac: '52:54:00:00:cf:01' });
-    const da = await n.code;
+    const da = await n.da;
     const page = await admin.newPage();
     const res = await page.request.post(`${g.url}/device/decision`, { form: { user_code: da.user_code, decision: 'approve', profile: 'worker' } });
     assert.equal(res.status(), 403);
@@ -143,7 +135,7 @@ describe('web page in chromium', () => {
 
   test('a signed-in non-admin cannot approve, on the page or through the API', async () => {
     const n = bootNode(g, { uuid: 'viewer-0001', mac: '52:54:00:00:ee:01' });
-    const da = await n.code;
+    const da = await n.da;
     const ctx = await browser.newContext({ ignoreHTTPSErrors: true });
     const page = await ctx.newPage();
     const first = await page.goto(da.verification_uri_complete as string);
@@ -161,7 +153,7 @@ describe('web page in chromium', () => {
 
   test('after 5 wrong codes, code entry is closed for a while', async () => {
     const n = bootNode(g, { uuid: 'lockout-0001', mac: '52:54:00:00:10:01' });
-    const da = await n.code;
+    const da = await n.da;
     const ctx = await browser.newContext({ ignoreHTTPSErrors: true, storageState: await admin.storageState() });
     const page = await ctx.newPage();
     for (let i = 0; i < 5; i++) {
