@@ -1,4 +1,7 @@
-import type { AuditEvent, AuditFilter, CertificateFilter, CertificateRecord, NodeStatus, Storage } from './storage/storage.js';
+import type { AuditEvent, AuditFilter, AuditRange, CertificateFilter, CertificateRecord, NodeStatus, Storage } from './storage/storage.js';
+
+/** Events a subject filter reads at most per page (a range of the primary key): bounded work whatever the trail's size. */
+export const SUBJECT_WINDOW = 50_000;
 
 export interface GateStats {
   totalCertsIssued: number;
@@ -21,9 +24,30 @@ export class GateReports {
     private readonly now: () => number,
   ) {}
 
-  /** Audit events newest first, those of the filter when given (exact type, subject, actor); `before` (an event id) pages on. */
-  auditEvents(page: { limit: number; before?: number | undefined }, filter: AuditFilter = {}): Promise<AuditEvent[]> {
-    return this.storage.listAuditEvents({ ...filter, limit: page.limit, ...(page.before !== undefined ? { beforeId: page.before } : {}) });
+  /**
+   * A page of audit events newest first, those of the filter when given (exact type, subject,
+   * actor); `before` (an event id) pages on, and `nextBefore` is where the next page starts (null:
+   * nothing older). Type and actor are indexed; the subject is not (sqlite migration 014), so a
+   * subject's events are looked for among the SUBJECT_WINDOW events below the page's start: a page
+   * may then hold fewer than `limit` events and still have a next one, further back.
+   */
+  async auditPage(page: { limit: number; before?: number | undefined }, filter: AuditFilter = {}): Promise<{ events: AuditEvent[]; nextBefore: number | null; searchedTo?: number }> {
+    const range: AuditRange = { limit: page.limit + 1, ...(page.before !== undefined ? { beforeId: page.before } : {}) };
+    let floor: number | undefined;
+    if (filter.subject !== undefined) {
+      const top = page.before ?? ((await this.storage.listAuditEvents({ limit: 1 }))[0]?.id ?? 0) + 1;
+      // ids floor+1 … top-1: SUBJECT_WINDOW of them
+      floor = Math.max(0, top - SUBJECT_WINDOW - 1);
+      range.afterId = floor;
+    }
+    // one more than asked: whether it comes says whether there is more
+    const rows = await this.storage.listAuditEvents({ ...filter, ...range });
+    const events = rows.slice(0, page.limit);
+    if (rows.length > page.limit) return { events, nextBefore: (events[events.length - 1] as AuditEvent).id };
+    if (floor === undefined || floor === 0) return { events, nextBefore: null };
+    // the window is read through: older events may match, unless there are none at all
+    const older = (await this.storage.listAuditEvents({ limit: 1, beforeId: floor + 1 })).length > 0;
+    return { events, nextBefore: older ? floor + 1 : null, searchedTo: floor + 1 };
   }
 
   /**

@@ -300,9 +300,9 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
       },
       async (request) => {
         const { type, subject, actor } = request.query;
-        const events = await reports.auditEvents({ limit: request.query.limit ?? 100, before: request.query.before }, { type, subject, actor });
-        const last = events[events.length - 1];
-        return { events: events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), next_before: events.length === (request.query.limit ?? 100) && last ? last.id : null };
+        const { events, nextBefore } = await reports.auditPage({ limit: request.query.limit ?? 100, before: request.query.before }, { type, subject, actor });
+        // with a subject, a page may hold fewer events and still have older ones (reports.ts auditPage)
+        return { events: events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), next_before: nextBefore };
       },
     );
 

@@ -128,11 +128,8 @@ export function webNodeRoutes(d: WebNodeDeps, kit: WebPageKit) {
         if (!s) return reply;
         const q = request.query;
         const filter: AuditFilter = { type: filterValue(q.type), subject: filterValue(q.subject), actor: filterValue(q.actor) };
-        // one more than shown: whether it comes says whether there is an older page
-        const rows = await d.reports.auditEvents({ limit: AUDIT_PAGE + 1, before: q.before }, filter);
-        const events = rows.slice(0, AUDIT_PAGE);
-        const last = events[events.length - 1];
-        const body = auditPage({ events, filter, olderBefore: rows.length > AUDIT_PAGE && last ? last.id : undefined, paged: q.before !== undefined, now: d.now() });
+        const { events, nextBefore, searchedTo } = await d.reports.auditPage({ limit: AUDIT_PAGE, before: q.before }, filter);
+        const body = auditPage({ events, filter, olderBefore: nextBefore ?? undefined, searchedTo, paged: q.before !== undefined, now: d.now() });
         return kit.send(reply, 200, 'Audit trail', body, s);
       },
     );

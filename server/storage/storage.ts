@@ -184,9 +184,17 @@ export type NewAuditEvent = Omit<AuditEvent, 'id'>;
 
 /**
  * Which audit events a list covers: each field given is an exact match, and all apply. Each backend
- * indexes type, subject and actor with the id, so a filtered page is read from an index in id order
- * instead of a scan of the trail (a filter on two fields reads one index and checks the other).
+ * indexes type and actor with the id, so such a page is read from an index in id order instead of a
+ * scan of the trail; the subject has no index (sqlite migration 014 says why), so a subject filter
+ * comes with an `afterId` that bounds the stretch read (server/reports.ts auditPage).
  */
+/** A stretch of the trail by id: below `beforeId`, above `afterId` (each exclusive), newest first, at most `limit`. */
+export interface AuditRange {
+  limit: number;
+  beforeId?: number;
+  afterId?: number;
+}
+
 export interface AuditFilter {
   type?: string | undefined;
   subject?: string | undefined;
@@ -388,7 +396,7 @@ export interface StorageTx {
 
   addAuditEvent(event: NewAuditEvent): Promise<AuditEvent>;
   /** Newest first; `beforeId` pages on (ids never change, so a walk is stable under inserts); the filter's fields all apply. */
-  listAuditEvents(opts: { limit: number; beforeId?: number } & AuditFilter): Promise<AuditEvent[]>;
+  listAuditEvents(opts: AuditRange & AuditFilter): Promise<AuditEvent[]>;
 
   /** Counts of audit events by type, for the given types. */
   countAuditEvents(types: string[]): Promise<Record<string, number>>;

@@ -264,17 +264,23 @@ test('postgres: an audit filter reads its (column, id) index, never a scan of th
     });
     const c = await s.pool.connect();
     const explain = async (column: string, value: string) => {
-      const r = await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM audit_events WHERE ${column} = $3 AND id < $1 ORDER BY id DESC LIMIT $2`, [4000, 51, value]);
+      const r = await c.query<{ 'QUERY PLAN': string }>(`EXPLAIN SELECT * FROM audit_events WHERE ${column} = $3 AND id < $1 AND id > 0 ORDER BY id DESC LIMIT $2`, [4000, 51, value]);
       return r.rows.map((row) => row['QUERY PLAN']).join('\n');
     };
     try {
       await c.query('ANALYZE audit_events');
       // a rare value (a few events among thousands) is found through its index, not by walking the trail
-      for (const [column, value] of [['type', 'node_rerendered'], ['actor', 'rare@example.com'], ['subject', 'n7']] as const) {
+      for (const [column, value] of [['type', 'node_rerendered'], ['actor', 'rare@example.com']] as const) {
         const plan = await explain(column, value);
         assert.match(plan, new RegExp(`Index Scan.* on audit_events_${column}_id`), plan);
         assert.doesNotMatch(plan, /Seq Scan/, plan);
       }
+      // the subject has no index (migration 008): its window (reports.ts auditPage) is a range of the primary key
+      const windowed = (await c.query<{ 'QUERY PLAN': string }>('EXPLAIN SELECT * FROM audit_events WHERE subject = $3 AND id < $1 AND id > $4 ORDER BY id DESC LIMIT $2', [4000, 51, 'n7', 3000])).rows
+        .map((row) => row['QUERY PLAN'])
+        .join('\n');
+      assert.match(windowed, /Index Scan Backward using audit_events_pkey/, windowed);
+      assert.doesNotMatch(windowed, /Seq Scan|Sort/, windowed);
       // a common one may walk the ids backwards and stop at the page's end: still no scan, no sort of the matches
       assert.doesNotMatch(await explain('type', 'device_approved'), /Seq Scan|Sort/);
     } finally {

@@ -19,6 +19,7 @@ import {
   NotFoundError,
   type AuditEvent,
   type AuditFilter,
+  type AuditRange,
   type BlockedSubject,
   type CertificateFilter,
   type CertificateRecord,
@@ -378,13 +379,15 @@ export abstract class PgView implements StorageTx {
     return { ...event, id: (row as { id: number }).id };
   }
 
-  async listAuditEvents(opts: { limit: number; beforeId?: number } & AuditFilter): Promise<AuditEvent[]> {
-    // the columns are ours, the values bound; (column, id) indexes (PostgreSQL migration 008, SQLite 014) serve the order
+  async listAuditEvents(opts: AuditRange & AuditFilter): Promise<AuditEvent[]> {
+    // the columns are ours, the values bound; (type, id) and (actor, id) indexes (migration 008) serve
+    // the order, the primary key's range a subject's window
     const fields = (['type', 'subject', 'actor'] as const).filter((key) => opts[key] !== undefined);
-    const where = fields.map((column, i) => `${column} = $${i + 3} AND `).join('');
-    const rows = await this.rows<AuditRow>(`SELECT * FROM audit_events WHERE ${where}id < $1 ORDER BY id DESC LIMIT $2`, [
+    const where = fields.map((column, i) => `${column} = $${i + 4} AND `).join('');
+    const rows = await this.rows<AuditRow>(`SELECT * FROM audit_events WHERE ${where}id < $1 AND id > $3 ORDER BY id DESC LIMIT $2`, [
       opts.beforeId ?? Number.MAX_SAFE_INTEGER,
       opts.limit,
+      opts.afterId ?? 0,
       ...fields.map((key) => opts[key]),
     ]);
     return rows.map(auditFromRow);

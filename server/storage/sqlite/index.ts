@@ -11,6 +11,7 @@ import {
   AlreadyExistsError,
   type AuditEvent,
   type AuditFilter,
+  type AuditRange,
   type BlockedSubject,
   type CertificateFilter,
   type CertificateRecord,
@@ -162,7 +163,7 @@ abstract class SqliteView implements StorageTx {
     return this.run((o) => o.addAuditEvent(event));
   }
 
-  listAuditEvents(opts: { limit: number; beforeId?: number } & AuditFilter): Promise<AuditEvent[]> {
+  listAuditEvents(opts: AuditRange & AuditFilter): Promise<AuditEvent[]> {
     return this.run((o) => o.listAuditEvents(opts));
   }
 

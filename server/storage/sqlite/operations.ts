@@ -8,6 +8,7 @@ import {
   NotFoundError,
   type AuditEvent,
   type AuditFilter,
+  type AuditRange,
   type BlockedSubject,
   type CertificateFilter,
   type CertificateRecord,
@@ -70,7 +71,7 @@ function isUniqueViolation(e: unknown): boolean {
 }
 import { DECIDED, POLL_COLUMNS, StatementCache, certificateWhere, nodeWhere, prepareStatements, type Statements } from './statements.js';
 
-/** The audit filter's fields, each the column it matches and each indexed (migration 014). */
+/** The audit filter's fields, each the column it matches; type and actor indexed (migrations 002, 014), subject read in a bounded range. */
 const AUDIT_FILTER_COLUMNS = ['type', 'subject', 'actor'] as const;
 
 export class SqliteOperations {
@@ -294,14 +295,14 @@ export class SqliteOperations {
     return { ...event, id: Number(info.lastInsertRowid) };
   }
 
-  listAuditEvents(opts: { limit: number; beforeId?: number } & AuditFilter): AuditEvent[] {
+  listAuditEvents(opts: AuditRange & AuditFilter): AuditEvent[] {
     const fields = AUDIT_FILTER_COLUMNS.filter((key) => opts[key] !== undefined);
-    if (fields.length === 0) return (this.stmt.listAudit.all(opts.beforeId ?? Number.MAX_SAFE_INTEGER, opts.limit) as AuditRow[]).map(auditFromRow);
+    if (fields.length === 0 && opts.afterId === undefined) return (this.stmt.listAudit.all(opts.beforeId ?? Number.MAX_SAFE_INTEGER, opts.limit) as AuditRow[]).map(auditFromRow);
     // one statement per combination of fields (at most 7), cached: the columns are ours, the values bound
-    const where = fields.map((column) => `${column} = ?`).join(' AND ');
+    const where = fields.map((column) => `${column} = ? AND `).join('');
     const rows = this.sql
-      .get(`SELECT * FROM audit_events WHERE ${where} AND id < ? ORDER BY id DESC LIMIT ?`)
-      .all(...fields.map((key) => opts[key]), opts.beforeId ?? Number.MAX_SAFE_INTEGER, opts.limit) as AuditRow[];
+      .get(`SELECT * FROM audit_events WHERE ${where}id < ? AND id > ? ORDER BY id DESC LIMIT ?`)
+      .all(...fields.map((key) => opts[key]), opts.beforeId ?? Number.MAX_SAFE_INTEGER, opts.afterId ?? 0, opts.limit) as AuditRow[];
     return rows.map(auditFromRow);
   }
 

@@ -8,6 +8,8 @@ export interface AuditPageView {
   filter: AuditFilter;
   /** Where the next (older) page starts, or undefined on the last page. */
   olderBefore: number | undefined;
+  /** With a subject filter, the oldest event id this page looked at when it read its whole window. */
+  searchedTo?: number | undefined;
   /** This is not the newest page. */
   paged: boolean;
   now: number;
@@ -58,6 +60,9 @@ export function auditPage(v: AuditPageView): Html {
   </div>
   <div class="actions"><button type="submit">Filter</button>${filtered ? html`<a class="button secondary" href="/audit">Clear</a>` : ''}</div>
 </form>
+${v.searchedTo !== undefined && v.olderBefore !== undefined
+    ? html`<p class="muted" data-testid="audit-window">Searched back to event #${v.searchedTo}; <a href="${auditHref(f, v.olderBefore)}">older events</a> may match too.</p>`
+    : ''}
 ${v.events.length === 0
     ? html`<div class="empty" data-testid="audit-empty">${filtered ? 'No event matches this filter.' : 'Nothing has happened yet.'}</div>`
     : html`<div class="table-wrap"><table data-testid="audit-events">
