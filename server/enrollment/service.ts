@@ -23,10 +23,10 @@ import {
   type NodeSummary,
   type PatchSpec,
   StorageUnavailableError,
+  type DecisionPlan,
   type DeviceCodeAsk,
   type DeviceCodePlan,
   type Storage,
-  type StorageTx,
 } from '../storage/storage.js';
 
 export interface EnrollmentSettings {
@@ -579,16 +579,27 @@ export class EnrollmentService {
   }
 
   async approveByUserCode(userCode: string, decision: Decision, actor: string): Promise<NodeView> {
-    const { request, node } = await this.findPendingMachine(userCode);
-    const approval = this.prepareApproval(node, decision);
-    return this.view((await this.storage.transaction((tx) => this.approveRequest(tx, request, node, approval, actor))).node);
+    const code = normalizeUserCode(userCode);
+    if (code === undefined) throw new ApiError('not_found', 'no pending request has this code');
+    return this.approve({ userCode: code }, decision, actor, 'no pending machine has this code');
   }
 
   async approveNode(id: string, decision: Decision, actor: string): Promise<NodeView> {
     const node = await this.mustGetNode(id);
     const request = await this.onlyPendingRequest(node);
-    const approval = this.prepareApproval(node, decision);
-    return this.view((await this.storage.transaction((tx) => this.approveRequest(tx, request, node, approval, actor))).node);
+    return this.approve({ requestId: request.id }, decision, actor, `node ${node.id} has no pending request; it asks again when it boots`);
+  }
+
+  /**
+   * One storage operation (two round trips on PostgreSQL): the request and its node read, the
+   * approval planned on them (the config rendered from what was read), and the request, the node
+   * and the audit event written together, only if neither changed meanwhile (else planned again).
+   */
+  private async approve(find: { requestId: number } | { userCode: string }, decision: Decision, actor: string, notFound: string): Promise<NodeView> {
+    const decided = await this.storage.decideNodeRequest(find, (request, node) => this.planApproval(request, node, decision, actor));
+    if (!decided) throw new ApiError('not_found', notFound);
+    for (const e of decided.audit) this.audit.published(e);
+    return this.view(decided.node);
   }
 
   private async onlyPendingRequest(node: NodeRecord): Promise<DeviceRequestRecord> {
@@ -617,46 +628,28 @@ export class EnrollmentService {
     return { profile, hostname, patches, config };
   }
 
-  /**
-   * Approves through `db`, a transaction: the request, the node and the audit event commit together.
-   * The config is rendered before (prepareApproval), so no transaction waits for it.
-   */
-  private async approveRequest(
-    db: StorageTx,
-    request: DeviceRequestRecord,
-    node: NodeRecord,
-    approval: Approval,
-    actor: string,
-  ): Promise<{ node: NodeRecord; request: DeviceRequestRecord }> {
-    const { profile, hostname, patches, config } = approval;
+  /** What an admin's approval writes, planned on the request and node as read: pure but for the render (it may run twice). */
+  private planApproval(request: DeviceRequestRecord, node: NodeRecord, decision: Decision, actor: string): DecisionPlan {
     const now = this.now();
-    const approved = await db.updateDeviceRequest(request.id, (r) => {
-      if (r.status !== 'pending') throw new ApiError('conflict', `this request is already ${r.status}`);
-      if (r.expiresAt + this.settings.poll.expiryGraceMs < now) throw new ApiError('conflict', 'this request has expired');
-      return { ...r, status: 'approved', decidedAt: now, decidedBy: actor };
-    });
-    const updated = await db.updateNode(node.id, (n) => ({
-      ...n,
-      status: 'approved',
-      // the first approval, automatic or by an admin, uses up a registration's auto-approval
-      autoApprove: false,
-      profile,
-      hostname,
-      patches,
-      config,
-      decidedAt: now,
-      decidedBy: actor,
-    }));
-    await this.audit.record(
-      {
-        type: 'device_approved',
-        actor,
-        subject: node.id,
-        detail: { user_code: formatUserCode(request.userCode), profile, hostname },
+    // a code that is not pending (decided, used, or a login's) is no code to approve, as the confirm page says
+    if (request.status !== 'pending' || request.expiresAt < now) throw new ApiError('not_found', 'no pending request has this code');
+    const { profile, hostname, patches, config } = this.prepareApproval(node, decision);
+    return {
+      request: { ...request, status: 'approved', decidedAt: now, decidedBy: actor },
+      node: {
+        ...node,
+        status: 'approved',
+        // the first approval, automatic or by an admin, uses up a registration's auto-approval
+        autoApprove: false,
+        profile,
+        hostname,
+        patches,
+        config,
+        decidedAt: now,
+        decidedBy: actor,
       },
-      db,
-    );
-    return { node: updated, request: approved };
+      audit: [this.audit.event({ type: 'device_approved', actor, subject: node.id, detail: { user_code: formatUserCode(request.userCode), profile, hostname } })],
+    };
   }
 
   private render(node: NodeRecord, profile: string, hostname: string, patches: PatchSpec[]): string {

@@ -500,6 +500,13 @@ export interface DeviceCodePlan {
   audit: NewAuditEvent[];
 }
 
+/** What a decision on a node's request writes (an admin's approval): both records as they are to be stored, and the audit events. */
+export interface DecisionPlan {
+  request: DeviceRequestRecord;
+  node: NodeRecord;
+  audit: NewAuditEvent[];
+}
+
 export interface DeviceCodeAsk {
   /** The nodes the request may be for, in order of preference (by uuid, then by mac); none for an operator's code. */
   nodeIds: string[];
@@ -570,6 +577,14 @@ export interface Storage extends StorageTx {
    * approved: one code, one token, whichever instance asks.
    */
   redeemDeviceCode(requestId: number, token: NodeTokenRecord, audit: NewAuditEvent): Promise<AuditEvent | undefined>;
+  /**
+   * Decides a node's device request (an admin's approval): reads the request, found by id or by its
+   * user code, and its node; `plan` says what both become (pure, it may run again when either
+   * changed meanwhile; it throws to refuse, and nothing is written); then writes the request, the
+   * node and the audit events, all or nothing. Undefined when no request or no node is found. Two
+   * network round trips on PostgreSQL (a read, one statement), one transaction on SQLite.
+   */
+  decideNodeRequest(find: { requestId: number } | { userCode: string }, plan: (request: DeviceRequestRecord, node: NodeRecord) => DecisionPlan): Promise<{ request: DeviceRequestRecord; node: NodeRecord; audit: AuditEvent[] } | undefined>;
   /** A node token and its node, read together (GET /config). */
   getNodeTokenWithNode(tokenHash: string): Promise<NodeTokenWithNode | undefined>;
   /** Counts one config download (as recordConfigDownload) and writes its audit event, together. */

@@ -8,6 +8,7 @@ import {
   type NewCertificate,
   type NewDeviceRequest,
   type NodeFilter,
+  type DeviceRequestRecord,
   type NodeRecord,
   type Storage,
   type StorageTx,
@@ -525,6 +526,44 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
       for (let n = (await s.garbageCollect(1000, 3)).deviceRequests; n > 0; n = (await s.garbageCollect(1000, 3)).deviceRequests) counts.push(n);
       assert.deepEqual(counts, [3, 3, 1]);
       assert.equal((await s.listDeviceRequests({ nodeId: 'n1' })).length, 0);
+      await s.close();
+    });
+
+    test('decideNodeRequest: by id or user code, all or nothing, planned again on what changed, refused by its plan', async () => {
+      const s = await newStorage();
+      await s.createNode(sampleNode('d1'));
+      const r1 = await s.createDeviceRequest(sampleRequest('d1', { userCode: 'DECIDE01' }));
+      const approve = (tag: string) => (request: DeviceRequestRecord, node: NodeRecord) => ({
+        request: { ...request, status: 'approved' as const, decidedAt: 7, decidedBy: tag },
+        node: { ...node, status: 'approved' as const, profile: 'worker', hostname: `h-${tag}`, config: `machine: {} # ${tag}\n`, decidedAt: 7, decidedBy: tag },
+        audit: [{ at: 7, type: 'device_approved', actor: tag, subject: node.id, ip: null, detail: { tag } }],
+      });
+      assert.equal(await s.decideNodeRequest({ userCode: 'NOSUCH00' }, approve('x')), undefined);
+      // a plan that refuses writes nothing
+      await assert.rejects(
+        s.decideNodeRequest({ requestId: r1.id }, () => {
+          throw new NotFoundError('refused');
+        }),
+        NotFoundError,
+      );
+      assert.equal((await s.getDeviceRequest(r1.id))?.status, 'pending');
+      // two admins at once: each plan sees the request as the other left it
+      const seen: string[] = [];
+      const once = (tag: string) => (request: DeviceRequestRecord, node: NodeRecord) => {
+        seen.push(`${tag}:${request.status}`);
+        if (request.status !== 'pending') throw new NotFoundError(`already ${request.status}`);
+        return approve(tag)(request, node);
+      };
+      const results = await Promise.allSettled([s.decideNodeRequest({ userCode: 'DECIDE01' }, once('a')), s.decideNodeRequest({ requestId: r1.id }, once('b'))]);
+      assert.equal(results.filter((r) => r.status === 'fulfilled').length, 1, seen.join(' '));
+      const won = results.find((r) => r.status === 'fulfilled') as PromiseFulfilledResult<Awaited<ReturnType<Storage['decideNodeRequest']>>>;
+      const tag = won.value?.request.decidedBy as string;
+      assert.equal((await s.getDeviceRequest(r1.id))?.decidedBy, tag);
+      const node = await s.getNode('d1');
+      assert.equal(node?.hostname, `h-${tag}`);
+      assert.equal(node?.config, `machine: {} # ${tag}\n`);
+      assert.deepEqual(won.value?.audit.map((e) => [e.type, e.actor]), [['device_approved', tag]]);
+      assert.equal((await s.listAuditEvents({ limit: 10, type: 'device_approved' })).length, 1);
       await s.close();
     });
 

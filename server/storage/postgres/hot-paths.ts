@@ -44,6 +44,7 @@ import {
   NotFoundError,
   type AuditEvent,
   type CertificateRecord,
+  type DecisionPlan,
   type DeviceCodeAsk,
   type DeviceRequestRecord,
   type NewAuditEvent,
@@ -53,7 +54,7 @@ import {
   type NodeTokenWithNode,
   type PollOutcome,
 } from '../storage.js';
-import { isUniqueViolation } from './errors.js';
+import { isRetryable, isUniqueViolation } from './errors.js';
 
 /** Runs one statement on the pool: its own autocommit transaction. */
 export type PoolQuery = <R extends QueryResultRow>(text: string, values: unknown[]) => Promise<QueryResult<R>>;
@@ -368,4 +369,63 @@ export async function recordCertificate(
   // BOOLEAN comes as 1 or 0 (pool.ts)
   if (out.blocked || out.cert === null) return 'blocked';
   return { cert: certificateFromRow(out.cert), audit: out.events.map(auditFromRow) };
+}
+
+/** The node columns a decision writes (migration 009's tg_decide_node_request); a plan that changes any other is refused. */
+const DECIDED_NODE_COLUMNS = new Set(['status', 'auto_approve', 'profile', 'hostname', 'patches', 'config', 'decided_at', 'decided_by']);
+/** And the request's. */
+const DECIDED_REQUEST_COLUMNS = new Set(['status', 'decided_at', 'decided_by']);
+
+const READ_REQUEST_BY_ID = 'SELECT *, xmin::text AS row_version FROM device_requests WHERE id = $1';
+const READ_REQUEST_BY_CODE = 'SELECT *, xmin::text AS row_version FROM device_requests WHERE user_code = $1';
+const READ_NODE_OF_REQUEST_BY_ID = 'SELECT n.*, n.xmin::text AS row_version FROM nodes n WHERE n.id = (SELECT node_id FROM device_requests WHERE id = $1)';
+const READ_NODE_OF_REQUEST_BY_CODE = 'SELECT n.*, n.xmin::text AS row_version FROM nodes n WHERE n.id = (SELECT node_id FROM device_requests WHERE user_code = $1)';
+const DECIDE = 'SELECT tg_decide_node_request($1::bigint, $2::text, $3::jsonb, $4::text, $5::text, $6::jsonb, $7::jsonb) AS events';
+
+/** How many times a decision is planned again (the request or node changed under it) before it fails. */
+const DECIDE_ATTEMPTS = 8;
+
+function changedColumns(before: Record<string, unknown>, after: Record<string, unknown>, allowed: Set<string>): string[] {
+  return Object.keys(after).filter((c) => !allowed.has(c) && JSON.stringify(after[c]) !== JSON.stringify(before[c]));
+}
+
+export async function decideNodeRequest(
+  query: PoolQuery,
+  cipher: RowCipher,
+  find: { requestId: number } | { userCode: string },
+  plan: (request: DeviceRequestRecord, node: NodeRecord) => DecisionPlan,
+): Promise<{ request: DeviceRequestRecord; node: NodeRecord; audit: AuditEvent[] } | undefined> {
+  const [byRequest, byNode, key] =
+    'requestId' in find ? [READ_REQUEST_BY_ID, READ_NODE_OF_REQUEST_BY_ID, find.requestId] : [READ_REQUEST_BY_CODE, READ_NODE_OF_REQUEST_BY_CODE, find.userCode];
+  for (let attempt = 1; ; attempt++) {
+    // the two reads go out together: one round trip's wait
+    const [reqRes, nodeRes] = await Promise.all([query<PolledRow>(byRequest, [key]), query<NodeVersionRow>(byNode, [key])]);
+    const reqRow = reqRes.rows[0];
+    const nodeRow = nodeRes.rows[0];
+    if (!reqRow || !nodeRow) return undefined;
+    const stored = requestFromRow(reqRow);
+    const node = nodeFromRow(nodeRow, cipher);
+    const p = plan(stored, node);
+    const reqAfter = requestToRow(p.request) as unknown as Record<string, unknown>;
+    const nodeAfter = nodeToRow(p.node, cipher) as unknown as Record<string, unknown>;
+    const stray = [
+      ...changedColumns(requestToRow(stored) as unknown as Record<string, unknown>, reqAfter, DECIDED_REQUEST_COLUMNS),
+      ...changedColumns(nodeToRow(node, cipher) as unknown as Record<string, unknown>, nodeAfter, DECIDED_NODE_COLUMNS),
+    ];
+    if (stray.length > 0 || p.node.id !== node.id || p.request.id !== stored.id) {
+      throw new Error(`storage: decideNodeRequest: a decision writes only the decision's columns, not ${stray.join(', ') || 'another row'}`);
+    }
+    const events = p.audit.map((e) => ({ ...e, detail: JSON.stringify(e.detail) }));
+    let written: AuditRow[] | null;
+    try {
+      const res = await query<{ events: AuditRow[] | null }>(DECIDE, [stored.id, reqRow.row_version, JSON.stringify(reqAfter), node.id, nodeRow.row_version, JSON.stringify(nodeAfter), JSON.stringify(events)]);
+      written = res.rows[0]?.events ?? null;
+    } catch (e) {
+      // the node changed since it was read (migration 009 raises, and nothing was written)
+      if (!isRetryable(e) || attempt >= DECIDE_ATTEMPTS) throw e;
+      continue;
+    }
+    if (written !== null) return { request: p.request, node: p.node, audit: written.map(auditFromRow) };
+    if (attempt >= DECIDE_ATTEMPTS) throw new Error(`storage: request ${stored.id} kept changing while it was decided`);
+  }
 }

@@ -19,11 +19,11 @@ import pg, { type Pool, type PoolClient, type QueryConfig, type QueryResult, typ
 import { postgresMigrationsDir } from '../../paths.js';
 import { readMigrations } from '../migrate.js';
 import type { RowCipher } from '../rows.js';
-import type { AuditEvent, CertificateRecord, DeviceCodeAsk, DeviceRequestRecord, NewAuditEvent, NewCertificate, NodeTokenRecord, NodeTokenWithNode, PollOutcome, Storage, StorageTx } from '../storage.js';
+import type { AuditEvent, CertificateRecord, DecisionPlan, DeviceCodeAsk, DeviceRequestRecord, NewAuditEvent, NewCertificate, NodeRecord, NodeTokenRecord, NodeTokenWithNode, PollOutcome, Storage, StorageTx } from '../storage.js';
 import { isRetryable, isUnavailable, storageError } from './errors.js';
 import { migratePostgres } from './migrate.js';
 import { CertificateBatch } from './certificate-batch.js';
-import { getNodeTokenWithNode, issueDeviceCode, PollBatcher, recordConfigDownloadAudited, redeemDeviceCode, type PoolQuery } from './hot-paths.js';
+import { decideNodeRequest, getNodeTokenWithNode, issueDeviceCode, PollBatcher, recordConfigDownloadAudited, redeemDeviceCode, type PoolQuery } from './hot-paths.js';
 import { PgView } from './operations.js';
 import { poolConfig, type DatabaseUrl } from './pool.js';
 import { PgWebhookOutbox } from './webhooks.js';
@@ -203,6 +203,13 @@ export class PostgresStorage extends PgView implements Storage {
 
   redeemDeviceCode(requestId: number, token: NodeTokenRecord, audit: NewAuditEvent): Promise<AuditEvent | undefined> {
     return redeemDeviceCode(this.onPool, requestId, token, audit);
+  }
+
+  decideNodeRequest(
+    find: { requestId: number } | { userCode: string },
+    plan: (request: DeviceRequestRecord, node: NodeRecord) => DecisionPlan,
+  ): Promise<{ request: DeviceRequestRecord; node: NodeRecord; audit: AuditEvent[] } | undefined> {
+    return decideNodeRequest(this.onPool, this.cipher, find, plan);
   }
 
   getNodeTokenWithNode(tokenHash: string): Promise<NodeTokenWithNode | undefined> {

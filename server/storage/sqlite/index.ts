@@ -15,6 +15,7 @@ import {
   type BlockedSubject,
   type CertificateFilter,
   type CertificateRecord,
+  type DecisionPlan,
   type DeviceCodeAsk,
   type DevicePollFields,
   type DeviceRequestRecord,
@@ -414,6 +415,23 @@ export class SqliteStorage extends SqliteView implements Storage {
       const { update, result } = decide(stored);
       if (Object.keys(update).length > 0) await tx.recordPoll(stored.id, update);
       return { request: { ...stored, ...update }, result };
+    });
+  }
+
+  decideNodeRequest(
+    find: { requestId: number } | { userCode: string },
+    plan: (request: DeviceRequestRecord, node: NodeRecord) => DecisionPlan,
+  ): Promise<{ request: DeviceRequestRecord; node: NodeRecord; audit: AuditEvent[] } | undefined> {
+    return this.transaction(async (tx) => {
+      const stored = 'requestId' in find ? await tx.getDeviceRequest(find.requestId) : await tx.getDeviceRequestByUserCode(find.userCode);
+      const node = stored?.nodeId ? await tx.getNode(stored.nodeId) : undefined;
+      if (!stored || !node) return undefined;
+      const p = plan(stored, node);
+      const request = await tx.updateDeviceRequest(stored.id, () => p.request);
+      const updated = await tx.updateNode(node.id, () => p.node);
+      const audit: AuditEvent[] = [];
+      for (const e of p.audit) audit.push(await tx.addAuditEvent(e));
+      return { request, node: updated, audit };
     });
   }
 
