@@ -1,3 +1,4 @@
+import { AUDIT_QUERY_PROPERTIES } from './audit-query.js';
 import type {} from '@fastify/cookie';
 import type {} from '@fastify/csrf-protection';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -289,10 +290,7 @@ export function adminRoutes({ enrollment, exchange, operators, blocks, admins, r
             type: 'object',
             properties: {
               limit: { type: 'integer', minimum: 1, maximum: 1000 },
-              before: { type: 'integer', minimum: 1 },
-              type: { type: 'string', maxLength: 64 },
-              subject: { type: 'string', maxLength: 256 },
-              actor: { type: 'string', maxLength: 256 },
+              ...AUDIT_QUERY_PROPERTIES,
             },
             additionalProperties: false,
           },

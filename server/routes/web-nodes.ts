@@ -8,6 +8,7 @@ import { actorOf } from '../web/sessions.js';
 import { auditPage } from '../web/views/audit-page.js';
 import { problem } from '../web/views/messages.js';
 import { safeReturnTo } from '../web/return-to.js';
+import { AUDIT_QUERY_PROPERTIES } from './audit-query.js';
 import { confirmAction, doneNote, nodeForgotten, nodeHref, nodePage, NODE_ACTIONS, type NodeAction } from '../web/views/node-page.js';
 
 /** What web.ts lends its sub-pages: its sign-in and admin checks, its page sender and its CSRF token. */
@@ -114,12 +115,7 @@ export function webNodeRoutes(d: WebNodeDeps, kit: WebPageKit) {
         schema: {
           querystring: {
             type: 'object',
-            properties: {
-              type: { type: 'string', maxLength: 64 },
-              subject: { type: 'string', maxLength: 256 },
-              actor: { type: 'string', maxLength: 256 },
-              before: { type: 'integer', minimum: 1 },
-            },
+            properties: AUDIT_QUERY_PROPERTIES,
           },
         },
       },
