@@ -15,11 +15,15 @@ import { testServerUrl } from '../helpers/postgres.js';
 // node behaves as Talos does: a new connection per request, Basic-then-body twins, and an attempt
 // that ends on any error it cannot poll through (a connection reset by the killed instance among
 // them), after which the node starts a new attempt. Every node gets its own config, no answer is a
-// 5xx, and every approval the admin API acknowledged is still there.
+// 5xx, and every approval the admin API acknowledged is still there. Ten more nodes boot once the
+// killed instance is back, so that it is seen to serve again, however fast the rack got on without it.
 
 testServerUrl();
 
 const NODES = 200;
+/** Nodes that boot once the killed instance is back, so it is seen to serve again however fast the rack finished without it. */
+const LATE = 10;
+const TOTAL = NODES + LATE;
 
 test(`${NODES} nodes enroll through a round-robin balancer over two instances, one killed and restarted mid-way`, { timeout: 120_000 }, async (t) => {
   // the balancer first, on the instances' ports-to-be, so that public_url can name it; plain HTTP,
@@ -47,7 +51,7 @@ test(`${NODES} nodes enroll through a round-robin balancer over two instances, o
     const boot = async (i: number) => {
       const hex = i.toString(16).padStart(4, '0');
       const vars = { uuid: `1b000000-0000-4000-8000-00000000${hex}`, mac: `52:54:00:aa:${hex.slice(0, 2)}:${hex.slice(2)}` };
-      await sleep(i * 40); // a rack powers on over eight seconds
+      await sleep(i < NODES ? i * 40 : 0); // a rack powers on over eight seconds
       for (let attempt = 1; ; attempt++) {
         let code = '';
         const node = new TalosNode({
@@ -109,20 +113,23 @@ test(`${NODES} nodes enroll through a round-robin balancer over two instances, o
     };
 
     const admin = adminLoop();
-    const results = await Promise.allSettled([chaos(), ...Array.from({ length: NODES }, (_, i) => boot(i))]);
+    // the late ones boot once A is back: round robin hands A some of their connections
+    const late = chaos().then(() => Promise.all(Array.from({ length: LATE }, (_, i) => boot(NODES + i))));
+    const results = await Promise.allSettled([late, ...Array.from({ length: NODES }, (_, i) => boot(i))]);
     stopAdmin = true;
     await admin;
     const failed = results.filter((r) => r.status === 'rejected');
     assert.deepEqual(failed, [], 'every node, and the kill and restart, came through');
+    assert.ok(handedAtRestart !== Number.POSITIVE_INFINITY, 'A was restarted');
     const reasons = new Map<string, number>();
     for (const a of attemptsEnded) {
       const why = a.replace(/^.* attempt \d+: /, "");
       reasons.set(why, (reasons.get(why) ?? 0) + 1);
     }
     t.diagnostic(`attempts ended by: ${JSON.stringify([...reasons])}`);
-    t.diagnostic(`${NODES} nodes enrolled in ${Date.now() - started} ms; ${attemptsEnded.length} attempts ended and began anew; connections per instance: ${proxy.handed.join(', ')}`);
+    t.diagnostic(`${TOTAL} nodes enrolled in ${Date.now() - started} ms; ${attemptsEnded.length} attempts ended and began anew; connections per instance: ${proxy.handed.join(', ')}`);
 
-    assert.equal(configs.size, NODES);
+    assert.equal(configs.size, TOTAL);
     for (const [uuid, config] of configs) {
       const i = Number.parseInt(uuid.slice(-4), 16);
       const hex = i.toString(16).padStart(4, '0');
@@ -145,7 +152,7 @@ test(`${NODES} nodes enroll through a round-robin balancer over two instances, o
       }
       for (const [uuid, code] of finalCodes) assert.equal(status.get(code.replace('-', '')), 'consumed', `${uuid}'s code ${code}`);
       const tokens = await c.query<{ n: string; nodes: string }>('SELECT COUNT(*) AS n, COUNT(DISTINCT node_id) AS nodes FROM node_tokens');
-      assert.equal(Number(tokens.rows[0]?.nodes), NODES);
+      assert.equal(Number(tokens.rows[0]?.nodes), TOTAL);
     } finally {
       await c.end();
     }
