@@ -462,13 +462,7 @@ export class SqliteStorage extends SqliteView implements Storage {
   recordCertificate(cert: NewCertificate, audit: NewAuditEvent[]): Promise<{ cert: CertificateRecord; audit: AuditEvent[] } | 'blocked'> {
     // committed together with the other exchanges of this moment: when every operator's --watch
     // renews at once, one commit serves many
-    return this.groupedTransaction(async (tx) => {
-      if (await tx.getBlockedSubject(cert.subject)) return 'blocked';
-      const recorded = await tx.addCertificate(cert);
-      const events: AuditEvent[] = [];
-      for (const e of audit) events.push(await tx.addAuditEvent(e));
-      return { cert: recorded, audit: events };
-    });
+    return this.queue.groupedSync(() => this.ops.recordCertificate(cert, audit));
   }
 
   private async bound<T>(fn: (tx: StorageTx) => Promise<T>): Promise<T> {

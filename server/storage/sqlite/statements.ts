@@ -57,7 +57,7 @@ export function prepareStatements(db: Database.Database) {
     getToken: db.prepare('SELECT * FROM node_tokens WHERE token_hash = ?'),
     revokeTokens: db.prepare('UPDATE node_tokens SET revoked_at = ? WHERE node_id = ? AND revoked_at IS NULL'),
     insertAudit: db.prepare(
-      'INSERT INTO audit_events (at, type, actor, subject, ip, detail) VALUES (@at, @type, @actor, @subject, @ip, @detail)',
+      'INSERT INTO audit_events (at, type, actor, subject, ip, detail) VALUES (?, ?, ?, ?, ?, ?)',
     ),
     listAudit: db.prepare('SELECT * FROM audit_events WHERE id < ? ORDER BY id DESC LIMIT ?'),
     gcRequests: db.prepare(
@@ -66,7 +66,7 @@ export function prepareStatements(db: Database.Database) {
     ),
     insertCertificate: db.prepare(
       `INSERT INTO certificates (serial, fingerprint, subject, email, common_name, issuer, roles, issued_at, expires_at, client_ip, source)
-       VALUES (@serial, @fingerprint, @subject, @email, @common_name, @issuer, @roles, @issued_at, @expires_at, @client_ip, @source)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     ),
     blockSubject: db.prepare(
       'INSERT INTO blocked_subjects (subject, blocked_at, blocked_by, reason) VALUES (?, ?, ?, ?) ON CONFLICT (subject) DO NOTHING',
