@@ -36,8 +36,9 @@ export async function exchangeThroughput(
   warmupMs: number,
   /** The gate's signer: with talos-api no client sends a key. */
   signer: 'ca' | 'talos-api' = 'ca',
+  /** Which of client keys (true) and server-made keys (false) to measure; with talos-api only the latter. */
+  keyModes: boolean[] = signer === 'ca' ? [true, false] : [false],
 ): Promise<ExchangeRun[]> {
-  const keyModes = signer === 'ca' ? [true, false] : [false];
   const publicKeys = Array.from({ length: concurrency }, () =>
     generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string,
   );
