@@ -23,7 +23,8 @@ export interface GateProcess {
   stop(): Promise<void>;
 }
 
-function procStatus(pid: number, field: string): number {
+/** A /proc/PID/status field in MiB (VmHWM, VmRSS), 0 once the process has ended. */
+export function procStatus(pid: number, field: string): number {
   try {
     const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
     return m ? Number(m[1]) / 1024 : 0;
@@ -47,7 +48,8 @@ function processTree(root: number): number[] {
   return pids;
 }
 
-function cpuOf(pid: number): number {
+/** CPU seconds (user + system) a process has used so far. */
+export function cpuOf(pid: number): number {
   try {
     const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
     return (Number(f[11]) + Number(f[12])) / 100;

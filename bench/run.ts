@@ -14,6 +14,7 @@ import { cryptoBound } from './crypto-bound.js';
 import { exchangeThroughput, type ExchangeTarget } from './exchange.js';
 import { startGateProcess } from './gate-process.js';
 import { goAnchorBinary, startGoAnchor } from './go-anchor.js';
+import { startNodeFloor } from './node-floor.js';
 import { benchDatabase, type BenchDatabase } from './postgres.js';
 import { fillDatabase, probe } from './state-scale.js';
 
@@ -164,6 +165,10 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
     } else {
       goNote = `Go anchor skipped: ${go.missing}`;
     }
+    // the floor under both: Node.js doing only the exchange's cryptography, TLS and JSON (node-floor/server.ts)
+    const floor = await startNodeFloor(join(dir, 'node-floor'), { jwksUrl: `${idp.issuer}/jwks`, caKeyPath: config.talos.ca_key });
+    stops.push(() => floor.stop());
+    targets.push(floor);
     const runs = await exchangeThroughput(targets, tokens, concurrency, seconds * 1000, quick ? 500 : 2000);
     for (const stop of stops.splice(0)) await stop();
     const talosApi = await runExchangeTalosApi(setup);
@@ -184,7 +189,7 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
       };
     });
     const extra = (r: (typeof withRatio)[number]) =>
-      [r.ratio_to_go !== null ? `gate/go ${r.ratio_to_go} (CPU ${r.cpu_ratio_to_go})` : '', r.ratio_to_sqlite !== undefined ? `pg/sqlite ${r.ratio_to_sqlite}` : ''].filter(Boolean).join('  ');
+      [r.ratio_to_go !== null ? `${r.target === 'node floor' ? 'floor' : 'gate'}/go ${r.ratio_to_go} (CPU ${r.cpu_ratio_to_go})` : '', r.ratio_to_sqlite !== undefined ? `pg/sqlite ${r.ratio_to_sqlite}` : ''].filter(Boolean).join('  ');
     section(
       `Exchange throughput: ${concurrency} clients, ${seconds} s each, gate workers ${workers} (targets: ≥ 2000/s, p99 ≤ 50 ms, gate/go ≥ 1.0, PostgreSQL ≥ 0.7 of SQLite)`,
       [
