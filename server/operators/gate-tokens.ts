@@ -18,6 +18,9 @@ export interface GateTokenClaims {
   gid: string;
 }
 
+/** base64url of `{"alg":"EdDSA","kid":` (21 octets, so exactly 28 characters, none shared with what follows): how sign()'s headers begin. */
+const OUR_HEADER_START = Buffer.from('{"alg":"EdDSA","kid":').toString('base64url');
+
 export class GateTokenSigner {
   private keys: LoadedKey[] = [];
   private loadedAt = -Infinity;
@@ -109,6 +112,9 @@ export class GateTokenSigner {
 
   /** Whether a token claims to be ours (by its issuer), without verifying it. */
   isOurs(token: string): boolean {
+    // sign() writes the header with alg first: every token of ours starts with these characters, so
+    // an IdP's ID token (RS256, ES256, …) is told apart without decoding its payload, on every exchange
+    if (!token.startsWith(OUR_HEADER_START)) return false;
     const parts = token.split('.');
     if (parts.length !== 3) return false;
     try {

@@ -212,13 +212,26 @@ function partsOf(issuer: Issuer): IssuerParts {
 
 const VERSION_3 = D.explicit(0, D.unsignedInteger(Buffer.of(2)));
 
+/** The key usage and extended key usage extensions, encoded once per combination (a handful: one per certificate profile). */
+const usageCache = new Map<string, Buffer>();
+
+function usageExtensions(keyUsage: KeyUsage[], extKeyUsage: CertificateRequest['extKeyUsage']): Buffer {
+  const id = `${keyUsage.join(',')}/${extKeyUsage?.join(',') ?? ''}`;
+  let der = usageCache.get(id);
+  if (!der) {
+    const ku = extension(OID.keyUsage, true, keyUsageBits(keyUsage));
+    der = extKeyUsage?.length ? Buffer.concat([ku, extension(OID.extKeyUsage, false, D.sequence(extKeyUsage.map((u) => D.objectIdentifier(OID[u]))))]) : ku;
+    usageCache.set(id, der);
+  }
+  return der;
+}
+
 export function issueCertificate(req: CertificateRequest, issuer: Issuer): IssuedCertificate {
   const serial = req.serial ?? randomSerial();
   const { algId, digest, name: issuerName, authorityKeyId } = partsOf(issuer);
   const exts: Buffer[] = [];
   if (req.isCa) exts.push(extension(OID.basicConstraints, true, D.sequence([D.boolTrue()])));
-  exts.push(extension(OID.keyUsage, true, keyUsageBits(req.keyUsage)));
-  if (req.extKeyUsage?.length) exts.push(extension(OID.extKeyUsage, false, D.sequence(req.extKeyUsage.map((u) => D.objectIdentifier(OID[u])))));
+  exts.push(usageExtensions(req.keyUsage, req.extKeyUsage));
   const spki = 'spkiDer' in req ? req.spkiDer : req.publicKey.export({ type: 'spki', format: 'der' });
   // the SPKI goes into the signed bytes whole: it must be one element and nothing more (a client's
   // extra element here once became a CA's extensions to Go's parser)

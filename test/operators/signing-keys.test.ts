@@ -81,3 +81,21 @@ test('the SQLite gate keeps its data_dir/gate-signing-key.pem as the first key: 
   assert.equal(signerOf(keys, clock.now())?.kid, keys[0]?.kid);
   await storage.close();
 });
+
+test('isOurs: the gate\'s own tokens, by issuer; ID tokens of an IdP (RS256, ES256, or EdDSA from another issuer) are not', async () => {
+  const { dir, storage, clock } = setup();
+  const signer = await GateTokenSigner.open(storage, dir, 'https://gate.test', clock.now);
+  assert.ok(signer.isOurs(await signer.sign({ sub: 'ada', gid: 'g1' }, TTL, clock.now())));
+  const { SignJWT } = await import('jose');
+  const foreign = async (alg: string, type: 'rsa' | 'ec' | 'ed25519', iss: string, header: Record<string, string> = {}) => {
+    const { privateKey } = type === 'rsa' ? generateKeyPairSync('rsa', { modulusLength: 2048 }) : type === 'ec' ? generateKeyPairSync('ec', { namedCurve: 'P-256' }) : generateKeyPairSync('ed25519');
+    return new SignJWT({ sub: 'ada' }).setProtectedHeader({ alg, kid: 'idp-key', ...header }).setIssuer(iss).sign(privateKey);
+  };
+  assert.equal(signer.isOurs(await foreign('RS256', 'rsa', 'https://idp.test')), false);
+  assert.equal(signer.isOurs(await foreign('ES256', 'ec', 'https://idp.test')), false);
+  assert.equal(signer.isOurs(await foreign('EdDSA', 'ed25519', 'https://idp.test', { typ: 'at+jwt' })), false, 'same header shape, another issuer');
+  // a token naming the gate as issuer under another header is refused by the IdP's checks, not taken for ours
+  assert.equal(signer.isOurs(await foreign('ES256', 'ec', 'https://gate.test')), false);
+  assert.equal(signer.isOurs('not.a.token'), false);
+  await storage.close();
+});
