@@ -9,6 +9,9 @@ import { packageRoot } from '../server/paths.js';
 // The gate under test runs as its own process (`talos-gate serve --config`), so its CPU and memory
 // are measured apart from the load generator.
 
+/** How long a stopped gate may take to close its connections and database before it is killed. */
+const STOP_GRACE_MS = 15_000;
+
 export interface GateProcess {
   url: string;
   ca: string;
@@ -102,9 +105,19 @@ export async function startGateProcess(
     cpuSeconds: () => processTree(pid).reduce((sum, p) => sum + cpuOf(p), 0),
     peakRssMiB: () => processTree(pid).reduce((sum, p) => sum + procStatus(p, 'VmHWM'), 0),
     rssMiB: () => processTree(pid).reduce((sum, p) => sum + procStatus(p, 'VmRSS'), 0),
+    // never waits forever: a gate that exited already (a crash) has no 'exit' left to emit, and one
+    // whose shutdown hangs is killed, so the bench goes on and says what it measured
     stop: () =>
       new Promise((resolve) => {
-        child.once('exit', () => resolve());
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        const kill = setTimeout(() => {
+          process.stderr.write(`bench: gate ${pid} still running ${STOP_GRACE_MS} ms after SIGTERM; killing it\n`);
+          child.kill('SIGKILL');
+        }, STOP_GRACE_MS);
+        child.once('exit', () => {
+          clearTimeout(kill);
+          resolve();
+        });
         child.kill('SIGTERM');
       }),
   };

@@ -17,9 +17,11 @@ import { goAnchorBinary, startGoAnchor } from './go-anchor.js';
 import { startNodeFloor } from './node-floor.js';
 import { benchDatabase, type BenchDatabase } from './postgres.js';
 import { fillDatabase, probe } from './state-scale.js';
+import { startWatchdog } from './watchdog.js';
 
 // `npm run bench [-- --quick] [-- --nodes N] [-- --workers N] [-- --only boot_storm,exchange,state_scale]
-// [-- --generators N] [-- --profile DIR] [-- --seconds N] [-- --clients N] [-- --database postgres|postgres://…]`:
+// [-- --generators N] [-- --profile DIR] [-- --seconds N] [-- --clients N] [-- --database postgres|postgres://…]
+// [-- --watchdog S]`:
 // how the gate behaves on this machine when a rack boots at once and when every operator renews at
 // once, compared with this machine's own cryptographic limit and with a Go server doing the
 // exchange's work (bench/go-anchor), both measured in the same run. The gate runs in its own
@@ -27,6 +29,8 @@ import { fillDatabase, probe } from './state-scale.js';
 // bench/results.json. --profile writes each gate process's V8 CPU profile (.cpuprofile, open in
 // Chrome DevTools) to DIR. --database: the boot storm on PostgreSQL, and the exchange on SQLite and
 // PostgreSQL both; `postgres` alone starts a throwaway cluster (test/helpers/with-postgres.sh).
+// --watchdog: a run whose main thread makes no progress for S seconds (default 180) writes its
+// threads' states to a file and aborts (bench/watchdog.ts).
 // See bench/README.md.
 
 const SECTIONS = ['boot_storm', 'exchange', 'state_scale'] as const;
@@ -41,6 +45,7 @@ const { values } = parseArgs({
     seconds: { type: 'string' },
     clients: { type: 'string' },
     database: { type: 'string' },
+    watchdog: { type: 'string' },
   },
 });
 // `--database postgres`: the bench runs again inside a throwaway cluster, which with-postgres.sh
@@ -269,6 +274,7 @@ async function runStateScale(setup: Awaited<ReturnType<typeof exchangeSetup>>) {
   }
 }
 
+const watchdog = startWatchdog(join(tmpdir(), `talos-gate-bench-stall-${process.pid}.txt`), values.watchdog ? Number(values.watchdog) : undefined);
 const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node: process.version };
 const results: Record<string, unknown> = { machine, quick, workers };
 try {
@@ -292,5 +298,6 @@ try {
   writeFileSync(join(import.meta.dirname, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   process.stdout.write(`\n${machine.cores} cores, ${machine.cpu}, Node ${machine.node}; gate workers: ${workers}. Written to bench/results.json\n`);
 } finally {
+  watchdog.stop();
   rmSync(dir, { recursive: true, force: true });
 }

@@ -19,6 +19,8 @@ export interface HttpOptions {
   rejectUnauthorized?: boolean;
   /** A keep-alive agent to reuse connections (one per simulated node in benchmarks). */
   agent?: HttpAgent | HttpsAgent | undefined;
+  /** Aborts the request whatever the socket does (timeoutMs is the socket's idle time, not the request's). */
+  signal?: AbortSignal | undefined;
 }
 
 /**
@@ -62,6 +64,7 @@ export function request(url: string, opts: HttpOptions = {}): Promise<HttpRespon
         ...(opts.ca ? { ca: opts.ca } : {}),
         ...(opts.rejectUnauthorized === false ? { rejectUnauthorized: false } : {}),
         ...(opts.agent ? { agent: opts.agent } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
         timeout: opts.timeoutMs ?? 30_000,
       },
       (res) => {

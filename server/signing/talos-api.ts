@@ -66,6 +66,15 @@ interface Attempt {
   details: string;
 }
 
+/** What the gate's own timer fails an attempt with: grpc-js' code for it, so failure() reads both alike. */
+function deadlineExceeded(timeoutMs: number): grpc.ServiceError {
+  return Object.assign(new Error(`no answer within ${timeoutMs} ms`), {
+    code: grpc.status.DEADLINE_EXCEEDED,
+    details: `no answer within ${timeoutMs} ms (the gate's own timer)`,
+    metadata: new grpc.Metadata(),
+  });
+}
+
 const TLS_PROBLEM = /certificate|self[- ]signed|ssl|tls|handshake|verify/i;
 
 export class TalosApiIssuer implements CertificateIssuer {
@@ -195,19 +204,61 @@ export class TalosApiIssuer implements CertificateIssuer {
     return c;
   }
 
+  /**
+   * One attempt, answered or failed within talos.api.timeout whatever the connection does. grpc-js'
+   * deadline is a timer of its own and fires on a stuck connection too, but the bound an exchange
+   * relies on is kept here as well: at the timeout the call is cancelled (RST_STREAM) and fails as
+   * DEADLINE_EXCEEDED, which failure() answers with 503.
+   *
+   * A connection that is up but answers nothing (apid hung, a peer that stopped reading, a
+   * middlebox that black-holes an established flow) would otherwise be reused for every exchange
+   * after it: nothing closes it, as no keepalive runs and HTTP/2 flow control just waits. So a
+   * deadline drops the endpoint's channel, and the next attempt dials apid afresh.
+   */
   private callOnce(creds: TalosApiCredentials, endpoint: string, roles: string[], ttlMs: number): Promise<GenerateClientConfigurationResponse> {
     const request: GenerateClientConfigurationRequest = { roles, crt_ttl: { seconds: Math.floor(ttlMs / 1000), nanos: (ttlMs % 1000) * 1_000_000 } };
+    const client = this.client(creds, endpoint);
     return new Promise((resolve, reject) => {
-      this.client(creds, endpoint).makeUnaryRequest(
+      let settled = false;
+      let guard: NodeJS.Timeout | undefined;
+      const fail = (err: grpc.ServiceError) => {
+        if (err.code === grpc.status.DEADLINE_EXCEEDED) this.drop(endpoint, client);
+        reject(err);
+      };
+      const call = client.makeUnaryRequest(
         GENERATE_CLIENT_CONFIGURATION,
         this.method.requestSerialize,
         this.method.responseDeserialize,
         request,
         new grpc.Metadata(), // no "nodes": the endpoint itself answers (see the top of this file)
         { deadline: Date.now() + this.opts.timeoutMs },
-        (err, value) => (err ? reject(err) : resolve(value as GenerateClientConfigurationResponse)),
+        (err, value) => {
+          clearTimeout(guard);
+          if (settled) return;
+          settled = true;
+          if (err) fail(err);
+          else resolve(value as GenerateClientConfigurationResponse);
+        },
       );
+      guard = setTimeout(() => {
+        if (settled) return;
+        settled = true;
+        call.cancel();
+        fail(deadlineExceeded(this.opts.timeoutMs));
+      }, this.opts.timeoutMs);
     });
+  }
+
+  /**
+   * Forgets a channel that let a call run into its deadline (if it is still the endpoint's), and
+   * closes it with its connection. The next channel gets a connection of its own: client() makes new
+   * credentials, and grpc-js shares a connection only between channels with the same credentials object.
+   */
+  private drop(endpoint: string, client: grpc.Client): void {
+    if (this.clients.get(endpoint) !== client) return; // dropped already, by another call of the same moment
+    this.clients.delete(endpoint);
+    client.close();
+    this.opts.log?.('warn', `Talos API at ${endpoint} did not answer within talos.api.timeout; dialing it again for the next exchange`, { timeout_ms: this.opts.timeoutMs });
   }
 
   private async generate(roles: string[], ttlMs: number, now: number): Promise<IssuedClientCertificate> {

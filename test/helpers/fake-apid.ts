@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
-import { createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
+import { connect as tcpConnect, createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
@@ -236,6 +236,85 @@ export async function startSilentPort(): Promise<{ endpoint: string; close(): Pr
     close: () =>
       new Promise((r) => {
         for (const s of sockets) s.destroy();
+        server.close(() => r());
+      }),
+  };
+}
+
+export interface StallingProxy {
+  /** "127.0.0.1:PORT": give this to the gate instead of the apid's own endpoint. */
+  endpoint: string;
+  /**
+   * apid hangs with its connections up: every connection open now stops being read and forwarded
+   * in both directions (the gate's requests pile up in the kernel, as in a peer that stopped
+   * reading its socket), and new connections are accepted and then left alone the same way.
+   */
+  stall(): void;
+  /** apid answers again, on new connections only: the stalled ones stay stalled, as a hung connection does. */
+  pass(): void;
+  /** Connections accepted so far. */
+  readonly connections: number;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy in front of an apid (TLS and HTTP/2 pass through it untouched) that can make apid hang
+ * without closing anything: the TCP connection stays ESTABLISHED, the TLS session and the HTTP/2
+ * connection are up, and nothing more is read or answered on it. Only a client that gives up on such
+ * a connection by itself (a deadline of its own, a fresh connection) is served again.
+ */
+export async function startStallingProxy(target: string): Promise<StallingProxy> {
+  const [host, port] = [target.slice(0, target.lastIndexOf(':')), Number(target.slice(target.lastIndexOf(':') + 1))];
+  const pairs = new Set<{ client: Socket; upstream?: Socket }>();
+  let stalled = false;
+  let connections = 0;
+  const freeze = (pair: { client: Socket; upstream?: Socket }) => {
+    pair.client.unpipe();
+    pair.upstream?.unpipe();
+    pair.client.pause();
+    pair.upstream?.pause();
+  };
+  const server: TcpServer = createTcpServer((client) => {
+    connections++;
+    const pair: { client: Socket; upstream?: Socket } = { client };
+    pairs.add(pair);
+    const drop = () => {
+      pair.client.destroy();
+      pair.upstream?.destroy();
+      pairs.delete(pair);
+    };
+    client.on('error', drop).on('close', drop);
+    if (stalled) {
+      client.pause(); // accepted, never read
+      return;
+    }
+    const upstream = tcpConnect(port, host);
+    pair.upstream = upstream;
+    upstream.on('error', drop).on('close', drop);
+    client.pipe(upstream);
+    upstream.pipe(client);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const addr = server.address();
+  const own = typeof addr === 'object' && addr ? addr.port : 0;
+  return {
+    endpoint: `127.0.0.1:${own}`,
+    stall() {
+      stalled = true;
+      for (const pair of pairs) freeze(pair);
+    },
+    pass() {
+      stalled = false;
+    },
+    get connections() {
+      return connections;
+    },
+    close: () =>
+      new Promise((r) => {
+        for (const pair of pairs) {
+          pair.client.destroy();
+          pair.upstream?.destroy();
+        }
         server.close(() => r());
       }),
   };

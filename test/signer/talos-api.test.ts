@@ -9,7 +9,7 @@ import { request } from '../../cli/http.js';
 import { ConfigError, loadConfig } from '../../server/config/load.js';
 import { TALOS_MAKES_THE_KEY } from '../../server/exchange/service.js';
 import { canonicalSpki } from '../helpers/der-writer.js';
-import { startFakeApid, startSilentPort, type FakeApid } from '../helpers/fake-apid.js';
+import { startFakeApid, startSilentPort, startStallingProxy, type FakeApid } from '../helpers/fake-apid.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
 import { assertTalosClientCertificate, goJudge, startGoApid, type GoApid } from '../helpers/go-x509.js';
 import { startIdp, type TestIdp } from '../helpers/idp.js';
@@ -248,6 +248,41 @@ describe('talos.signer: talos-api', () => {
       await both.close();
       await onlySilent.close();
       await silent.close();
+    }
+  });
+
+  test('apid hangs with its connection up (nothing read, nothing answered): every exchange gets 503 within its deadline; once apid answers, the gate dials again and signs', async () => {
+    const proxy = await startStallingProxy(fake.endpoint);
+    const gs = await startTestGate(gateConfig(talosconfig, [proxy.endpoint]));
+    try {
+      await until('the start-up probe through the proxy', async () => ((await readyz(gs)).json.checks.talos_api === 'ok' ? true : undefined));
+      const token = (await idp.login('talos-gate', 'bob')).id_token;
+      assert.equal((await exchange(gs, { id_token: token })).status, 200, 'signs through the proxy');
+      const dialed = proxy.connections;
+
+      proxy.stall();
+      // more exchanges at once than one answer holds: the HTTP/2 connection is up and stuck
+      const stuck = await Promise.all(Array.from({ length: 8 }, () => exchange(gs, { id_token: token })));
+      for (const r of stuck) {
+        assert.equal(r.status, 503, JSON.stringify(r.json));
+        assert.equal(r.json.error, 'temporarily_unavailable');
+        assert.match(r.json.error_description, /Talos API cannot be reached/);
+        assert.ok(Number(r.headers['retry-after']) >= 1, `Retry-After ${r.headers['retry-after']}`);
+        assert.ok(r.ms < 3000, `answered in ${r.ms} ms (talos.api.timeout 1s, one endpoint)`);
+      }
+      assert.match((await readyz(gs)).json.checks.talos_api ?? '', /^failed: the Talos API cannot be reached/);
+
+      // apid answers again on new connections; the stuck one stays stuck, so only a gate that gives it up signs
+      proxy.pass();
+      const again = await until('a signature after apid answers again', async () => {
+        const r = await exchange(gs, { id_token: token });
+        return r.status === 200 ? r : undefined;
+      });
+      assert.deepEqual(again.json.roles, ['os:operator']);
+      assert.ok(proxy.connections > dialed, 'the gate dialed apid again instead of reusing the stuck connection');
+    } finally {
+      await gs.close();
+      await proxy.close();
     }
   });
 
