@@ -1,4 +1,6 @@
 import { generateKeyPairSync } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { closedLoop, type LoadResult } from './load.js';
 
 // Exchange throughput: C clients exchanging real ID tokens (pre-minted by the oidc-provider IdP)
@@ -15,6 +17,8 @@ export interface ExchangeTarget {
   cpuSeconds(): number;
   /** Peak resident memory of all its processes, MiB. */
   peakRssMiB(): number;
+  /** Where its threads are, written to file (bench/gate-process.ts nativeStacksOf), when it has processes to look at. */
+  nativeStacks?(file: string): string;
 }
 
 export interface ExchangeRun extends LoadResult {
@@ -63,6 +67,11 @@ export async function exchangeThroughput(
         const cpu = target.cpuSeconds();
         const start = Date.now();
         const r = await load(target, t.token, clientKeys, durationMs);
+        // requests that got no answer at all: say where the server's threads are, while they are still there
+        if (r.statuses.timeout && target.nativeStacks) {
+          const file = join(tmpdir(), `talos-gate-bench-unanswered-${Date.now()}.txt`);
+          process.stderr.write(`bench: ${target.name} left ${r.statuses.timeout} requests of ${variant} unanswered; ${target.nativeStacks(file)}\n`);
+        }
         const cores = (target.cpuSeconds() - cpu) / ((Date.now() - start) / 1000);
         runs.push({ ...r, variant, target: target.name, cores_used: Math.round(cores * 100) / 100, cpu_ms_per_exchange: Math.round((cores * 1000 * 1000) / Math.max(r.per_second, 1)) / 1000, peak_rss_mib: Math.round(target.peakRssMiB()) });
       }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -23,7 +23,25 @@ export interface GateProcess {
   /** Peak resident memory in MiB. */
   peakRssMiB(): number;
   rssMiB(): number;
+  /** Every thread's native stack of each gate process (gdb), written to a file: for a gate that stopped answering. */
+  nativeStacks(file: string): string;
   stop(): Promise<void>;
+}
+
+/**
+ * Where each thread of each process is (gdb attached from outside, one process after the other),
+ * written to file; what happened instead when gdb is missing or fails. A gate that stops answering
+ * while idle is stuck on a lock or a system call, and this says which.
+ */
+export function nativeStacksOf(pids: number[], file: string): string {
+  const out: string[] = [];
+  for (const pid of pids) {
+    const gdb = spawnSync('gdb', ['-p', String(pid), '-batch', '-ex', 'info threads', '-ex', 'thread apply all bt 40'], { encoding: 'utf8', timeout: 60_000 });
+    if (gdb.error) return `no native stacks: ${gdb.error.message} (install gdb)`;
+    out.push(`== pid ${pid}`, gdb.stdout, gdb.stderr);
+  }
+  writeFileSync(file, `${out.join('\n')}\n`);
+  return `native stacks in ${file}`;
 }
 
 /** A /proc/PID/status field in MiB (VmHWM, VmRSS), 0 once the process has ended. */
@@ -105,6 +123,7 @@ export async function startGateProcess(
     cpuSeconds: () => processTree(pid).reduce((sum, p) => sum + cpuOf(p), 0),
     peakRssMiB: () => processTree(pid).reduce((sum, p) => sum + procStatus(p, 'VmHWM'), 0),
     rssMiB: () => processTree(pid).reduce((sum, p) => sum + procStatus(p, 'VmRSS'), 0),
+    nativeStacks: (file) => nativeStacksOf(processTree(pid), file),
     // never waits forever: a gate that exited already (a crash) has no 'exit' left to emit, and one
     // whose shutdown hangs is killed, so the bench goes on and says what it measured
     stop: () =>
