@@ -5,7 +5,7 @@ import { Worker } from 'node:worker_threads';
 // watchdog does not: the main thread stamps a shared clock every second, and a worker thread, which
 // runs while the main thread is stuck in a system call or a lock, reads it. When the stamp is older
 // than the limit, the worker writes every thread's state (/proc/self/task: state, wchan, the system
-// call it is in) and the process' sockets to a file, kills the gate processes it started, says where
+// call it is in), the process' sockets and, with gdb on the machine, every thread's native stack to a file, kills the gate processes it started, says where
 // on stderr, and aborts the process.
 
 /** Longer than any synchronous stretch of the bench (filling the state-scale database is the longest). */
@@ -30,6 +30,11 @@ setInterval(() => {
     try { lines.push(fd + ' ' + readlinkSync('/proc/self/fd/' + fd)); } catch {}
   }
   lines.push('', '/proc/net/tcp (rx_queue is the unread bytes; match inodes with the socket:[...] above):', read('/proc/net/tcp'), read('/proc/net/tcp6'));
+  // every thread's native stack (which lock, in which library) when the machine has gdb. gdb stops
+  // all of this process' threads, this one too: it writes to a file, never to a pipe read here
+  const stacks = workerData.file + '.gdb';
+  const gdb = require('node:child_process').spawnSync('sh', ['-c', 'exec timeout -s KILL 60 gdb -p "$0" -batch -ex "info threads" -ex "thread apply all bt 40" > "$1" 2>&1', String(process.pid), stacks], { stdio: 'ignore' });
+  lines.push('', gdb.status === 0 ? 'gdb (native stacks):' : 'gdb exited with ' + gdb.status + ' (install gdb for native stacks):', read(stacks));
   // the gate processes this bench started would outlive it
   for (const pid of readdirSync('/proc').filter((e) => /^\\d+$/.test(e))) {
     if (read('/proc/' + pid + '/stat').split(') ')[1]?.split(' ')[1] === String(process.pid)) {
