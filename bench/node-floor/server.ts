@@ -22,6 +22,9 @@ const { createPrivateKey } = await import('node:crypto');
 const caKey = createPrivateKey(readFileSync(values['ca-key'] as string));
 const caPem = 'C'.repeat(700);
 const tbs = Buffer.alloc(420, 0x30);
+/** RFC 8410: SubjectPublicKeyInfo and PKCS #8 of an Ed25519 key, up to the 32 key octets. */
+const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
+const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 function answer(body: string, authorization: string | undefined): { status: number; json: unknown } {
   const req = JSON.parse(body || '{}') as { public_key?: string };
@@ -38,9 +41,10 @@ function answer(body: string, authorization: string | undefined): { status: numb
   if (req.public_key) {
     spki = Buffer.from(req.public_key.replace(/-----[^-]+-----|\s/g, ''), 'base64');
   } else {
-    const pair = generateKeyPairSync('ed25519');
-    spki = pair.publicKey.export({ type: 'spki', format: 'der' });
-    privatePem = pair.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+    // the key's raw halves (JWK), wrapped in fixed DER prefixes: the cheapest way out of node:crypto
+    const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+    spki = Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(jwk.x as string, 'base64url')]);
+    privatePem = `-----BEGIN PRIVATE KEY-----\n${Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(jwk.d as string, 'base64url')]).toString('base64')}\n-----END PRIVATE KEY-----\n`;
   }
   spki.copy(tbs, 300);
   const signature = sign(null, tbs, caKey);
