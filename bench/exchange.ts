@@ -1,6 +1,6 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { newKeyPair } from '../server/pki/fresh-keys.js';
 import { closedLoop, type LoadResult } from './load.js';
 
 // Exchange throughput: C clients exchanging real ID tokens (pre-minted by the oidc-provider IdP)
@@ -44,7 +44,7 @@ export async function exchangeThroughput(
   keyModes: boolean[] = signer === 'ca' ? [true, false] : [false],
 ): Promise<ExchangeRun[]> {
   const publicKeys = Array.from({ length: concurrency }, () =>
-    generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string,
+    newKeyPair('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string,
   );
   const runs: ExchangeRun[] = [];
   const load = (target: ExchangeTarget, token: string, clientKeys: boolean, ms: number) =>

@@ -1,4 +1,4 @@
-import { generateKeyPairSync } from 'node:crypto';
+import { newKeyPair } from '../server/pki/fresh-keys.js';
 import { exchange, type ExchangeResult, type GateConnection } from './gate-api.js';
 import { writeContext } from './talosconfig.js';
 
@@ -13,7 +13,7 @@ export async function issueIntoTalosconfig(
   credential: string,
   target: { talosconfig: string; context: string; nodes?: string[] | undefined; switchContext: boolean; ttlSeconds?: number | undefined },
 ): Promise<ExchangeResult> {
-  const own = conn.clientKeys === false ? undefined : generateKeyPairSync('ed25519');
+  const own = conn.clientKeys === false ? undefined : newKeyPair('ed25519');
   const result = await exchange(conn, credential, own?.publicKey.export({ type: 'spki', format: 'pem' }) as string | undefined, target.ttlSeconds);
   const keyPem = own ? (own.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string) : result.key;
   if (keyPem === undefined) throw new Error('the gate sent a certificate without its key');

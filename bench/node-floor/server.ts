@@ -1,7 +1,8 @@
-import { createHash, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { parseArgs } from 'node:util';
+import { newEd25519Jwk } from '../../server/pki/fresh-keys.js';
 
 // The Node floor: what Node.js itself costs for an exchange's unavoidable work, measured beside the
 // gate and the Go anchor. A bare node:https server (no framework) that, per POST /exchange, parses the
@@ -41,10 +42,11 @@ function answer(body: string, authorization: string | undefined): { status: numb
   if (req.public_key) {
     spki = Buffer.from(req.public_key.replace(/-----[^-]+-----|\s/g, ''), 'base64');
   } else {
-    // the key's raw halves (JWK), wrapped in fixed DER prefixes: the cheapest way out of node:crypto
-    const jwk = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
-    spki = Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(jwk.x as string, 'base64url')]);
-    privatePem = `-----BEGIN PRIVATE KEY-----\n${Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(jwk.d as string, 'base64url')]).toString('base64')}\n-----END PRIVATE KEY-----\n`;
+    // the key's raw halves (JWK), wrapped in fixed DER prefixes, as the gate makes them (and for the
+    // same reason: server/pki/fresh-keys.ts)
+    const jwk = newEd25519Jwk();
+    spki = Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(jwk.x, 'base64url')]);
+    privatePem = `-----BEGIN PRIVATE KEY-----\n${Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(jwk.d, 'base64url')]).toString('base64')}\n-----END PRIVATE KEY-----\n`;
   }
   spki.copy(tbs, 300);
   const signature = sign(null, tbs, caKey);

@@ -1,5 +1,5 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { keyOfCsr, CsrSignatureError } from '../pki/csr.js';
+import { newEd25519Jwk } from '../pki/fresh-keys.js';
 import { DerError } from '../pki/der-reader.js';
 import { decodePem, PemError } from '../pki/pem.js';
 import { canonicalSpki, parseClientSpki, UnsupportedKeyError, type ParsedClientKey } from '../pki/spki.js';
@@ -56,11 +56,11 @@ export function publicKeyFromCsr(pem: string): ClientKey {
 const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 export function generateClientKey(): ClientKey {
-  const { privateKey } = generateKeyPairSync('ed25519');
-  const jwk = privateKey.export({ format: 'jwk' });
-  const pkcs8 = Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(jwk.d as string, 'base64url')]);
+  // fresh-keys.ts says why the key never becomes a KeyObject here
+  const jwk = newEd25519Jwk();
+  const pkcs8 = Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(jwk.d, 'base64url')]);
   return {
-    spkiDer: canonicalSpki('ed25519', Buffer.from(jwk.x as string, 'base64url')),
+    spkiDer: canonicalSpki('ed25519', Buffer.from(jwk.x, 'base64url')),
     privateKeyPem: toPem('PRIVATE KEY', pkcs8),
   };
 }

@@ -1,7 +1,8 @@
-import { createPrivateKey, createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { calculateJwkThumbprint, exportJWK, type JWK } from 'jose';
+import { newKeyPair } from '../pki/fresh-keys.js';
 import type { SigningKeyRecord, Storage } from '../storage/storage.js';
 
 // The gate-token signing keys and their rotation (docs/ha.md, "Signing keys"). Keys live in the
@@ -50,7 +51,7 @@ export async function loadKey(r: SigningKeyRecord): Promise<LoadedKey> {
 
 /** An Ed25519 key as stored; its kid is its JWK thumbprint (RFC 7638). */
 export async function newSigningKey(createdAt: number, activatesAt: number, key?: KeyObject): Promise<SigningKeyRecord> {
-  const privateKey = key ?? generateKeyPairSync('ed25519').privateKey;
+  const privateKey = key ?? newKeyPair('ed25519').privateKey;
   const kid = await calculateJwkThumbprint(await exportJWK(createPublicKey(privateKey)));
   return { kid, privateKey: privateKey.export({ type: 'pkcs8', format: 'der' }), createdAt, activatesAt };
 }

@@ -1,6 +1,6 @@
-import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { newKeyPair } from './fresh-keys.js';
 import { issueCertificate } from './x509.js';
 
 const DAY = 86_400_000;
@@ -15,7 +15,7 @@ export function createIssuingCa(dir: string, opts: { commonName: string; days: n
   for (const p of [certPath, keyPath]) if (existsSync(p)) throw new Error(`${p} already exists; not overwriting it`);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const now = opts.now ?? Date.now();
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const { publicKey, privateKey } = newKeyPair('ed25519');
   const name = { commonName: opts.commonName, organizations: ['talos-gate'] };
   const cert = issueCertificate(
     {

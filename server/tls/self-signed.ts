@@ -1,6 +1,7 @@
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, X509Certificate, type KeyObject } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { newKeyPair } from '../pki/fresh-keys.js';
 import { issueCertificate, type Issuer } from '../pki/x509.js';
 import type { SecretPlace } from '../secrets/instance-secrets.js';
 
@@ -19,7 +20,7 @@ function writeSecret(path: string, data: string): void {
 }
 
 function newKey(): { key: KeyObject; pub: KeyObject; pem: string } {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const { privateKey, publicKey } = newKeyPair('p256');
   return { key: privateKey, pub: publicKey, pem: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string };
 }
 

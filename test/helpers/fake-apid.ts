@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { type KeyObject } from 'node:crypto';
+import { newKeyPair } from '../../server/pki/fresh-keys.js';
 import { renameSync, writeFileSync } from 'node:fs';
 import { connect as tcpConnect, createServer as createTcpServer, type Server as TcpServer, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
@@ -67,7 +68,7 @@ export interface FakeApid {
 const protoFile = join(dirname(fileURLToPath(import.meta.url)), 'talos-machine.proto');
 
 export function makeFakeCa(commonName: string): FakeCa {
-  const { publicKey, privateKey } = generateKeyPairSync('ed25519');
+  const { publicKey, privateKey } = newKeyPair('ed25519');
   const name = { organizations: ['talos'], commonName };
   const now = Date.now();
   const cert = issueCertificate(
@@ -88,7 +89,7 @@ function talosKeyPem(key: KeyObject): string {
   return toPem('ED25519 PRIVATE KEY', der);
 }
 
-function clientCertificate(ca: FakeCa, roles: string[], notBefore: number, notAfter: number, key = generateKeyPairSync('ed25519')) {
+function clientCertificate(ca: FakeCa, roles: string[], notBefore: number, notAfter: number, key = newKeyPair('ed25519')) {
   const cert = issueCertificate(
     {
       subject: { organizations: roles },
@@ -109,7 +110,7 @@ const b64 = (s: string) => Buffer.from(s).toString('base64');
 export async function startFakeApid(): Promise<FakeApid> {
   const ca = makeFakeCa('fake apid OS CA');
   const otherCa = makeFakeCa('another cluster');
-  const serverKey = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const serverKey = newKeyPair('p256');
   const now = Date.now();
   const serverCert = issueCertificate(
     {
@@ -158,7 +159,7 @@ export async function startFakeApid(): Promise<FakeApid> {
     const t = Date.now();
     const signer = misbehave.wrongCa ? otherCa : ca;
     const issued = clientCertificate(signer, roles, t, t + ttlMs + (misbehave.longerByMs ?? 0));
-    const key = misbehave.otherKey ? talosKeyPem(generateKeyPairSync('ed25519').privateKey) : issued.keyPem;
+    const key = misbehave.otherKey ? talosKeyPem(newKeyPair('ed25519').privateKey) : issued.keyPem;
     callback(null, {
       messages: [
         {
