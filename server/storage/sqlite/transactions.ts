@@ -71,10 +71,7 @@ export class TransactionQueue {
       sp.release.run();
       return value;
     } catch (e) {
-      if (this.db.inTransaction) {
-        sp.undo.run();
-        sp.release.run();
-      }
+      this.undo(sp);
       throw e;
     } finally {
       this.depth--;
@@ -83,11 +80,7 @@ export class TransactionQueue {
 
   /** A grouped transaction: committed with the others asked for in this turn of the event loop. */
   grouped<T>(fn: () => Promise<T>): Promise<T> {
-    return new Promise<T>((resolve, reject) => {
-      // setImmediate runs after the event loop has read every request that arrived in this turn
-      if (this.group.length === 0) setImmediate(() => void this.commitGroup());
-      this.group.push({ run: fn, resolve: resolve as (v: unknown) => void, reject });
-    });
+    return this.joinGroup<T>(fn);
   }
 
   /**
@@ -97,9 +90,14 @@ export class TransactionQueue {
    * row and its audit rows) paid about as much for those hops as for its SQL.
    */
   groupedSync<T>(fn: () => T): Promise<T> {
+    return this.joinGroup<T>({ sync: fn });
+  }
+
+  private joinGroup<T>(run: GroupedWrite['run']): Promise<T> {
     return new Promise<T>((resolve, reject) => {
+      // setImmediate runs after the event loop has read every request that arrived in this turn
       if (this.group.length === 0) setImmediate(() => void this.commitGroup());
-      this.group.push({ run: { sync: fn }, resolve: resolve as (v: unknown) => void, reject });
+      this.group.push({ run, resolve: resolve as (v: unknown) => void, reject });
     });
   }
 
@@ -143,11 +141,16 @@ export class TransactionQueue {
       sp.release.run();
       return value;
     } catch (e) {
-      if (this.db.inTransaction) {
-        sp.undo.run();
-        sp.release.run();
-      }
+      this.undo(sp);
       throw e;
+    }
+  }
+
+  /** What a failed savepoint did, undone (unless the failure ended the whole transaction). */
+  private undo(sp: { undo: Database.Statement; release: Database.Statement }): void {
+    if (this.db.inTransaction) {
+      sp.undo.run();
+      sp.release.run();
     }
   }
 
