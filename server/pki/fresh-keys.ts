@@ -6,7 +6,7 @@ import { createPrivateKey, createPublicKey, generateKeyPairSync, type JsonWebKey
 // lock while it allocates the strings) and the allocation runs a garbage collection that finalizes
 // the job, the thread waits on a lock it holds, forever: Node 20.20 with OpenSSL 3.0 (gdb:
 // ExportJWKEdKey → GC → ~KeyGenJob → uv_mutex_lock); a loop of generateKeyPairSync('ed25519')
-// .privateKey.export({ format: 'jwk' }) stops within 200,000 keys, the same loop on Node 24 does
+// .privateKey.export({ format: 'jwk' }) stops within 10,000 keys (three runs of three), the same loop on Node 24 does
 // not. Under load the gate stopped answering that way, in the middle of a benchmark.
 //
 // So the job encodes the keys itself (JWK, the cheapest encoding: no OpenSSL encoder) and no KeyObject
