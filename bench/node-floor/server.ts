@@ -1,8 +1,9 @@
-import { createHash, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { createHash, createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:https';
 import { parseArgs } from 'node:util';
 import { newEd25519Jwk } from '../../server/pki/fresh-keys.js';
+import { canonicalSpki, ed25519Pkcs8 } from '../../server/pki/spki.js';
 
 // The Node floor: what Node.js itself costs for an exchange's unavoidable work, measured beside the
 // gate and the Go anchor. A bare node:https server (no framework) that, per POST /exchange, parses the
@@ -19,13 +20,9 @@ const { values } = parseArgs({
 const jwks = (await (await fetch(values.jwks as string)).json()) as { keys: (Record<string, unknown> & { kid?: string; alg?: string })[] };
 const keys = new Map<string, KeyObject>();
 for (const k of jwks.keys) if (k.kid) keys.set(`${k.alg}:${k.kid}`, createPublicKey({ key: k as { kty: string }, format: 'jwk' }));
-const { createPrivateKey } = await import('node:crypto');
 const caKey = createPrivateKey(readFileSync(values['ca-key'] as string));
 const caPem = 'C'.repeat(700);
 const tbs = Buffer.alloc(420, 0x30);
-/** RFC 8410: SubjectPublicKeyInfo and PKCS #8 of an Ed25519 key, up to the 32 key octets. */
-const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 function answer(body: string, authorization: string | undefined): { status: number; json: unknown } {
   const req = JSON.parse(body || '{}') as { public_key?: string };
@@ -45,8 +42,8 @@ function answer(body: string, authorization: string | undefined): { status: numb
     // the key's raw halves (JWK), wrapped in fixed DER prefixes, as the gate makes them (and for the
     // same reason: server/pki/fresh-keys.ts)
     const jwk = newEd25519Jwk();
-    spki = Buffer.concat([ED25519_SPKI_PREFIX, Buffer.from(jwk.x, 'base64url')]);
-    privatePem = `-----BEGIN PRIVATE KEY-----\n${Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(jwk.d, 'base64url')]).toString('base64')}\n-----END PRIVATE KEY-----\n`;
+    spki = canonicalSpki('ed25519', Buffer.from(jwk.x, 'base64url'));
+    privatePem = `-----BEGIN PRIVATE KEY-----\n${ed25519Pkcs8(Buffer.from(jwk.d, 'base64url')).toString('base64')}\n-----END PRIVATE KEY-----\n`;
   }
   spki.copy(tbs, 300);
   const signature = sign(null, tbs, caKey);

@@ -2,7 +2,7 @@ import { keyOfCsr, CsrSignatureError } from '../pki/csr.js';
 import { newEd25519Jwk } from '../pki/fresh-keys.js';
 import { DerError } from '../pki/der-reader.js';
 import { decodePem, PemError } from '../pki/pem.js';
-import { canonicalSpki, parseClientSpki, UnsupportedKeyError, type ParsedClientKey } from '../pki/spki.js';
+import { canonicalSpki, ed25519Pkcs8, parseClientSpki, UnsupportedKeyError, type ParsedClientKey } from '../pki/spki.js';
 import { toPem } from '../pki/x509.js';
 import { ExchangeError } from './errors.js';
 
@@ -53,12 +53,11 @@ export function publicKeyFromCsr(pem: string): ClientKey {
 
 // RFC 8410 encodings of an Ed25519 key around its raw 32 bytes: OpenSSL 3's encoders cost four times
 // the key generation, JWK export almost nothing, so the DER is put together here.
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 export function generateClientKey(): ClientKey {
   // fresh-keys.ts says why the key never becomes a KeyObject here
   const jwk = newEd25519Jwk();
-  const pkcs8 = Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(jwk.d, 'base64url')]);
+  const pkcs8 = ed25519Pkcs8(Buffer.from(jwk.d, 'base64url'));
   return {
     spkiDer: canonicalSpki('ed25519', Buffer.from(jwk.x, 'base64url')),
     privateKeyPem: toPem('PRIVATE KEY', pkcs8),

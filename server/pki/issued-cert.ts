@@ -1,7 +1,7 @@
 import { createHash, createPrivateKey, createPublicKey, verify, type KeyObject, X509Certificate } from 'node:crypto';
 import { bitStringBytes, childrenOf, DerError, expectConstructed, oidOf, present, readDer, TAG, type DerElement } from './der-reader.js';
 import { decodePem, PemError } from './pem.js';
-import { isCanonicalClientSpki, parseClientSpki, UnsupportedKeyError } from './spki.js';
+import { ED25519_PKCS8_PREFIX, isCanonicalClientSpki, parseClientSpki, UnsupportedKeyError } from './spki.js';
 import { issuerFieldsOf, toPem } from './x509.js';
 
 // Trust but verify: a client certificate someone else signed (Talos, through GenerateClientConfiguration)
@@ -102,7 +102,6 @@ export function readPrivateKeyPem(text: string): KeyObject {
 
 // RFC 8410 §7: an Ed25519 PKCS#8 (v1) is this prefix and the 32-byte seed; RFC 8410 §4: its SPKI is
 // the other prefix and the 32-byte public key.
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 const ED25519_SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex');
 
 /**

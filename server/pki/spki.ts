@@ -54,6 +54,15 @@ export function canonicalSpki(type: ClientKeyType, keyBytes: Buffer): Buffer {
   return Buffer.concat([shape.prefix, keyBytes]);
 }
 
+/** RFC 8410 §7: PKCS #8 OneAsymmetricKey of an Ed25519 key, up to its 32-octet seed. */
+export const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
+
+/** An Ed25519 private key's seed as PKCS #8 DER. */
+export function ed25519Pkcs8(seed: Buffer): Buffer {
+  if (seed.length !== 32) throw new Error('an Ed25519 seed is 32 bytes');
+  return Buffer.concat([ED25519_PKCS8_PREFIX, seed]);
+}
+
 /** Whether an SPKI is the canonical encoding of a client key type the gate certifies. */
 export function isCanonicalClientSpki(spki: Buffer): boolean {
   return SHAPES.some((s) => hasShape(spki, s));

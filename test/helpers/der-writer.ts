@@ -1,3 +1,4 @@
+import { ed25519Pkcs8 } from '../../server/pki/spki.js';
 import { createECDH, createPrivateKey, createPublicKey, sign, type KeyObject } from 'node:crypto';
 
 // A DER writer of the tests' own, apart from server/pki/der.ts: malformed inputs are built with it
@@ -121,13 +122,12 @@ export interface TestKey {
   raw: Buffer;
 }
 
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 /** A key made from seed bytes, so a seeded run makes the same keys every time. */
 export function keyFromSeed(type: KeyType, seed: Buffer): TestKey {
   let privateKey: KeyObject;
   if (type === 'ed25519') {
-    privateKey = createPrivateKey({ key: Buffer.concat([ED25519_PKCS8_PREFIX, seed.subarray(0, 32)]), format: 'der', type: 'pkcs8' });
+    privateKey = createPrivateKey({ key: ed25519Pkcs8(seed.subarray(0, 32)), format: 'der', type: 'pkcs8' });
   } else {
     const [curve, crv, size] = type === 'p256' ? (['prime256v1', 'P-256', 32] as const) : (['secp384r1', 'P-384', 48] as const);
     const ecdh = createECDH(curve);

@@ -7,6 +7,7 @@ import { connect as tcpConnect, createServer as createTcpServer, type Server as 
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { ed25519Pkcs8 } from '../../server/pki/spki.js';
 import { issueCertificate, toPem, type Issuer } from '../../server/pki/x509.js';
 
 // A fake apid of our own: a gRPC server on 127.0.0.1 speaking machine.MachineService/
@@ -78,14 +79,13 @@ export function makeFakeCa(commonName: string): FakeCa {
   return { pem: cert.pem, issuer: { name, key: privateKey, publicKey } };
 }
 
-const ED25519_PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex');
 
 /**
  * Go's label for PKCS#8 Ed25519 keys, as Talos writes them into talosconfigs and answers (built from
  * the JWK seed: OpenSSL's PKCS#8 encoder would make the fake, not the gate, what a bench measures).
  */
 function talosKeyPem(key: KeyObject): string {
-  const der = Buffer.concat([ED25519_PKCS8_PREFIX, Buffer.from(key.export({ format: 'jwk' }).d as string, 'base64url')]);
+  const der = ed25519Pkcs8(Buffer.from(key.export({ format: 'jwk' }).d as string, 'base64url'));
   return toPem('ED25519 PRIVATE KEY', der);
 }
 
