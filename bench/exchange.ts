@@ -24,6 +24,8 @@ export interface ExchangeTarget {
 export interface ExchangeRun extends LoadResult {
   variant: string;
   target: string;
+  /** Which round of the variant (1, 2, …): each round measures every target once, one after the other. */
+  round: number;
   cores_used: number;
   /** The server's peak RSS so far (all its processes): memory per worker is this over the workers. */
   peak_rss_mib: number;
@@ -42,6 +44,8 @@ export async function exchangeThroughput(
   signer: 'ca' | 'talos-api' = 'ca',
   /** Which of client keys (true) and server-made keys (false) to measure; with talos-api only the latter. */
   keyModes: boolean[] = signer === 'ca' ? [true, false] : [false],
+  /** Rounds per variant: a machine whose speed drifts is compared round by round (bench --rounds). */
+  rounds = 1,
 ): Promise<ExchangeRun[]> {
   const publicKeys = Array.from({ length: concurrency }, () =>
     newKeyPair('ed25519').publicKey.export({ type: 'spki', format: 'pem' }) as string,
@@ -63,7 +67,7 @@ export async function exchangeThroughput(
   for (const t of tokens) {
     for (const clientKeys of keyModes) {
       const variant = signer === 'talos-api' ? `${t.alg}, talos-api (Talos key)` : `${t.alg}, ${clientKeys ? 'client key' : 'server key'}`;
-      for (const target of targets) {
+      for (let round = 1; round <= rounds; round++) for (const target of targets) {
         const cpu = target.cpuSeconds();
         const start = Date.now();
         const r = await load(target, t.token, clientKeys, durationMs);
@@ -73,7 +77,7 @@ export async function exchangeThroughput(
           process.stderr.write(`bench: ${target.name} left ${r.statuses.timeout} requests of ${variant} unanswered; ${target.nativeStacks(file)}\n`);
         }
         const cores = (target.cpuSeconds() - cpu) / ((Date.now() - start) / 1000);
-        runs.push({ ...r, variant, target: target.name, cores_used: Math.round(cores * 100) / 100, cpu_ms_per_exchange: Math.round((cores * 1000 * 1000) / Math.max(r.per_second, 1)) / 1000, peak_rss_mib: Math.round(target.peakRssMiB()) });
+        runs.push({ ...r, variant, target: target.name, round, cores_used: Math.round(cores * 100) / 100, cpu_ms_per_exchange: Math.round((cores * 1000 * 1000) / Math.max(r.per_second, 1)) / 1000, peak_rss_mib: Math.round(target.peakRssMiB()) });
       }
     }
   }

@@ -85,6 +85,8 @@ export async function startGateProcess(
   config: Record<string, unknown>,
   /** Extra Node.js flags for the gate, e.g. --cpu-prof to see where its time goes. */
   nodeArgs: string[] = [],
+  /** Which checkout's gate to run: this one, or another (bench --compare), with its own node_modules. */
+  root: string = packageRoot,
 ): Promise<GateProcess> {
   mkdirSync(dir, { recursive: true });
   const dataDir = join(dir, 'data');
@@ -94,7 +96,7 @@ export async function startGateProcess(
     file,
     stringify({ listen: `127.0.0.1:${port}`, data_dir: dataDir, admin_token: adminToken, secrets: { system: [randomBytes(32).toString('hex')] }, log_level: 'warn', audit_log: 'off', ...config }),
   );
-  const child = spawn(process.execPath, [...nodeArgs, '--import', import.meta.resolve('tsx'), join(packageRoot, 'cli', 'main.ts'), 'serve', '--config', file], {
+  const child = spawn(process.execPath, [...nodeArgs, '--import', import.meta.resolve('tsx'), join(root, 'cli', 'main.ts'), 'serve', '--config', file], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -11,7 +11,7 @@ import { freePort } from '../test/helpers/gate.js';
 import { startIdp, type TestIdp } from '../test/helpers/idp.js';
 import { bootStorm } from './boot-storm.js';
 import { cryptoBound } from './crypto-bound.js';
-import { exchangeThroughput, type ExchangeTarget } from './exchange.js';
+import { exchangeThroughput, type ExchangeRun, type ExchangeTarget } from './exchange.js';
 import { startGateProcess } from './gate-process.js';
 import { goAnchorBinary, startGoAnchor } from './go-anchor.js';
 import { startNodeFloor } from './node-floor.js';
@@ -21,7 +21,7 @@ import { startWatchdog } from './watchdog.js';
 
 // `npm run bench [-- --quick] [-- --nodes N] [-- --workers N] [-- --only boot_storm,exchange,state_scale]
 // [-- --generators N] [-- --profile DIR] [-- --seconds N] [-- --clients N] [-- --database postgres|postgres://…]
-// [-- --watchdog S]`:
+// [-- --watchdog S] [-- --rounds N] [-- --algs RS256,ES256] [-- --keys client,server] [-- --compare DIR]`:
 // how the gate behaves on this machine when a rack boots at once and when every operator renews at
 // once, compared with this machine's own cryptographic limit and with a Go server doing the
 // exchange's work (bench/go-anchor), both measured in the same run. The gate runs in its own
@@ -30,8 +30,11 @@ import { startWatchdog } from './watchdog.js';
 // Chrome DevTools) to DIR. --database: the boot storm on PostgreSQL, and the exchange on SQLite and
 // PostgreSQL both; `postgres` alone starts a throwaway cluster (test/helpers/with-postgres.sh).
 // --watchdog: a run whose main thread makes no progress for S seconds (default 180) writes its
-// threads' states to a file and aborts (bench/watchdog.ts).
-// See bench/README.md.
+// threads' states to a file and aborts (bench/watchdog.ts). For the exchange: --rounds measures each
+// variant N times (every server once per round), --algs and --keys pick the variants (the talos-api
+// rows are server-key rows), --compare DIR runs the gate of another checkout (its own node_modules)
+// beside this one: an A/B of two commits, round by round, on the same machine at the same time.
+// See docs/performance.md.
 
 const SECTIONS = ['boot_storm', 'exchange', 'state_scale'] as const;
 const { values } = parseArgs({
@@ -46,6 +49,10 @@ const { values } = parseArgs({
     clients: { type: 'string' },
     database: { type: 'string' },
     watchdog: { type: 'string' },
+    rounds: { type: 'string' },
+    algs: { type: 'string' },
+    keys: { type: 'string' },
+    compare: { type: 'string' },
   },
 });
 // `--database postgres`: the bench runs again inside a throwaway cluster, which with-postgres.sh
@@ -73,6 +80,18 @@ const workers = Number(values.workers ?? 1);
 const generators = Number(values.generators ?? cpus().length);
 const seconds = Number(values.seconds ?? (quick ? 2 : 10));
 const concurrency = Number(values.clients ?? (quick ? 16 : 64));
+const rounds = Number(values.rounds ?? 1);
+const algs = values.algs?.split(',') ?? ['RS256', 'ES256'];
+const keyModes = (values.keys?.split(',') ?? ['client', 'server']).map((k) => k === 'client');
+if (!Number.isInteger(rounds) || rounds < 1 || algs.some((a) => a !== 'RS256' && a !== 'ES256') || (values.keys?.split(',') ?? []).some((k) => k !== 'client' && k !== 'server')) {
+  process.stderr.write('--rounds: a whole number ≥ 1; --algs: RS256, ES256; --keys: client, server\n');
+  process.exit(2);
+}
+const compareDir = values.compare;
+if (compareDir !== undefined && !existsSync(join(compareDir, 'cli', 'main.ts'))) {
+  process.stderr.write(`--compare: ${compareDir} is not a talos-gate checkout (no cli/main.ts)\n`);
+  process.exit(2);
+}
 const gateNodeArgs = values.profile ? ['--cpu-prof', `--cpu-prof-dir=${values.profile}`] : [];
 
 const dir = mkdtempSync(join(tmpdir(), 'talos-gate-bench-'));
@@ -126,7 +145,7 @@ async function exchangeSetup(idp: TestIdp) {
   const tokens = [
     { alg: 'RS256' as const, token: (await idp.login('talos-gate', 'bench')).id_token },
     { alg: 'ES256' as const, token: (await idp.login('talos-gate-es', 'bench')).id_token },
-  ];
+  ].filter((t) => algs.includes(t.alg));
   return { config, tokens };
 }
 
@@ -153,6 +172,12 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
       stops.push(() => pgGate.stop());
       targets.push({ name: 'gate (PostgreSQL)', ...pgGate });
     }
+    if (compareDir) {
+      const rev = spawnSync('git', ['-C', compareDir, 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8' }).stdout.trim() || compareDir;
+      const other = await startGateProcess(join(dir, 'exchange-compare'), await freePort(), config, gateNodeArgs, compareDir);
+      stops.push(() => other.stop());
+      targets.push({ name: `gate (${rev})`, ...other });
+    }
     const go = await goAnchorBinary();
     if ('bin' in go) {
       const anchor = await startGoAnchor(go.bin, join(dir, 'go-anchor'), {
@@ -174,11 +199,12 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
     const floor = await startNodeFloor(join(dir, 'node-floor'), { jwksUrl: `${idp.issuer}/jwks`, caKeyPath: config.talos.ca_key });
     stops.push(() => floor.stop());
     targets.push(floor);
-    const runs = await exchangeThroughput(targets, tokens, concurrency, seconds * 1000, quick ? 500 : 2000);
+    const runs = await exchangeThroughput(targets, tokens, concurrency, seconds * 1000, quick ? 500 : 2000, 'ca', keyModes, rounds);
     for (const stop of stops.splice(0)) await stop();
-    const talosApi = await runExchangeTalosApi(setup);
-    const rate = (variant: string, target: string) => runs.find((r) => r.variant === variant && r.target === target)?.per_second;
-    const cpuPer = (variant: string, target: string) => runs.find((r) => r.variant === variant && r.target === target)?.cpu_ms_per_exchange;
+    const talosApi = keyModes.includes(false) ? await runExchangeTalosApi(setup) : { runs: [] };
+    const find = (variant: string, target: string, round: number) => runs.find((r) => r.variant === variant && r.target === target && r.round === round);
+    const rate = (variant: string, target: string, round: number) => find(variant, target, round)?.per_second;
+    const cpuPer = (variant: string, target: string, round: number) => find(variant, target, round)?.cpu_ms_per_exchange;
     const ratio = (a: number | undefined, b: number | undefined) => (a !== undefined && b ? Math.round((a / b) * 100) / 100 : null);
     const withRatio = runs.map((r) => {
       const perCore = bound.exchange_bound_per_core[r.variant] ?? 1;
@@ -187,10 +213,10 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
         bound_per_core: perCore,
         ratio_to_bound_per_core_used: Math.round((r.per_second / (perCore * Math.max(r.cores_used, 0.01))) * 100) / 100,
         // the issue's measure: the gate's rate over the Go server's, same variant, seconds apart
-        ratio_to_go: r.target === 'go' ? null : ratio(r.per_second, rate(r.variant, 'go')),
+        ratio_to_go: r.target === 'go' ? null : ratio(r.per_second, rate(r.variant, 'go', r.round)),
         // the same in CPU per exchange (go's over the gate's): what the ratio would be if each had the cores to itself
-        cpu_ratio_to_go: r.target === 'go' ? null : ratio(cpuPer(r.variant, 'go'), r.cpu_ms_per_exchange),
-        ...(r.target === 'gate (PostgreSQL)' ? { ratio_to_sqlite: ratio(r.per_second, rate(r.variant, 'gate')) } : {}),
+        cpu_ratio_to_go: r.target === 'go' ? null : ratio(cpuPer(r.variant, 'go', r.round), r.cpu_ms_per_exchange),
+        ...(r.target === 'gate (PostgreSQL)' ? { ratio_to_sqlite: ratio(r.per_second, rate(r.variant, 'gate', r.round)) } : {}),
       };
     });
     const extra = (r: (typeof withRatio)[number]) =>
@@ -199,7 +225,7 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
       `Exchange throughput: ${concurrency} clients, ${seconds} s each, gate workers ${workers} (targets: ≥ 2000/s, p99 ≤ 50 ms, gate/go ≥ 1.0, PostgreSQL ≥ 0.7 of SQLite)`,
       [
         ...withRatio.map((r): [string, string] => [
-          `${r.variant}: ${r.target}`,
+          `${r.variant}: ${r.target}${rounds > 1 ? ` #${r.round}` : ''}`,
           `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}  CPU ${r.cpu_ms_per_exchange} ms/exchange  RSS ${r.peak_rss_mib} MiB  ${extra(r)}  bound/core ${r.bound_per_core}/s  ratio to bound ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
         ]),
         // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
@@ -207,6 +233,8 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
           `${r.variant}: gate`,
           `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}  load generator + fake apid cores ${r.bench_process_cores_used}  statuses ${JSON.stringify(r.statuses)}`,
         ]),
+        // with rounds: each target's medians, and this checkout's gate over each other server round by round
+        ...(rounds > 1 ? roundMedians(runs) : []),
         ['one core: JWT verify', Object.entries(bound.jwt_verify_per_s).map(([k, v]) => `${k} ${v}/s`).join(', ')],
         ['one core: Ed25519', `keygen ${bound.ed25519_keygen_per_s}/s, sign ${bound.ed25519_sign_per_s}/s`],
         ...(goNote ? [['note', goNote] as [string, string]] : []),
@@ -217,6 +245,32 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
     for (const stop of stops) await stop();
     await pgDb?.drop();
   }
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+};
+
+/** Per variant and server, over the rounds: the median rate and CPU per exchange, and the gate's median ratio to it. */
+function roundMedians(runs: ExchangeRun[]): [string, string][] {
+  const rows: [string, string][] = [];
+  const two = (x: number) => Math.round(x * 100) / 100;
+  for (const variant of [...new Set(runs.map((r) => r.variant))]) {
+    const of = (target: string) => runs.filter((r) => r.variant === variant && r.target === target);
+    for (const target of [...new Set(runs.map((r) => r.target))]) {
+      const mine = of(target);
+      const gateOver = mine.map((r) => (of('gate').find((g) => g.round === r.round)?.per_second ?? 0) / Math.max(r.per_second, 1));
+      const cpuOver = mine.map((r) => r.cpu_ms_per_exchange / Math.max(of('gate').find((g) => g.round === r.round)?.cpu_ms_per_exchange ?? 0, 0.001));
+      rows.push([
+        `${variant}: ${target}, median of ${mine.length}`,
+        `${Math.round(median(mine.map((r) => r.per_second)))}/s  p99 ${two(median(mine.map((r) => r.latency_ms.p99)))} ms  CPU ${Math.round(median(mine.map((r) => r.cpu_ms_per_exchange)) * 1000) / 1000} ms/exchange` +
+          (target === 'gate' ? '' : `  gate/${target} ${two(median(gateOver))} (CPU ${two(median(cpuOver))}; rounds ${gateOver.map(two).join(' ')})`),
+      ]);
+    }
+  }
+  return rows;
 }
 
 /**
