@@ -16,10 +16,12 @@ const dir = mkdtempSync(join(tmpdir(), 'talos-gate-sqlite-'));
 let n = 0;
 runStorageConformance('sqlite file', () => openSqliteStorage(join(dir, `conf-${n++}.db`), { cipher: sharedTestBox }));
 
-test('sqlite: WAL mode, 0600 file, migrations recorded once, data survives reopening', async () => {
+test('sqlite: WAL mode, sub-journals in memory, 0600 file, migrations recorded once, data survives reopening', async () => {
   const file = join(dir, 'reopen.db');
   const s = openSqliteStorage(file, { cipher: sharedTestBox });
   assert.equal(s.db.pragma('journal_mode', { simple: true }), 'wal');
+  // 2: MEMORY (a group commit's savepoints would otherwise spill to a temporary file; index.ts)
+  assert.equal(s.db.pragma('temp_store', { simple: true }), 2);
   assert.equal(statSync(file).mode & 0o777, 0o600);
   await s.createNode(sampleNode('kept'));
   await s.close();
