@@ -16,10 +16,11 @@ import { startGateProcess } from './gate-process.js';
 import { goAnchorBinary, startGoAnchor } from './go-anchor.js';
 import { startNodeFloor } from './node-floor.js';
 import { benchDatabase, type BenchDatabase } from './postgres.js';
+import { recordCost } from './record-cost.js';
 import { fillDatabase, probe } from './state-scale.js';
 import { startWatchdog } from './watchdog.js';
 
-// `npm run bench [-- --quick] [-- --nodes N] [-- --workers N] [-- --only boot_storm,exchange,state_scale]
+// `npm run bench [-- --quick] [-- --nodes N] [-- --workers N] [-- --only boot_storm,exchange,record,state_scale]
 // [-- --generators N] [-- --profile DIR] [-- --seconds N] [-- --clients N] [-- --database postgres|postgres://…]
 // [-- --watchdog S] [-- --rounds N] [-- --algs RS256,ES256] [-- --keys client,server] [-- --compare DIR]`:
 // how the gate behaves on this machine when a rack boots at once and when every operator renews at
@@ -36,7 +37,7 @@ import { startWatchdog } from './watchdog.js';
 // beside this one: an A/B of two commits, round by round, on the same machine at the same time.
 // See docs/performance.md.
 
-const SECTIONS = ['boot_storm', 'exchange', 'state_scale'] as const;
+const SECTIONS = ['boot_storm', 'exchange', 'record', 'state_scale'] as const;
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean' },
@@ -333,6 +334,17 @@ const machine = { cores: cpus().length, cpu: cpus()[0]?.model ?? 'unknown', node
 const results: Record<string, unknown> = { machine, quick, workers };
 try {
   if (only.includes('boot_storm')) results.boot_storm = await runBootStorm();
+  if (only.includes('record')) {
+    // in this process, with nothing else running: five runs, the median is the number
+    const runs = [];
+    for (let i = 0; i < 5; i++) runs.push(await recordCost(join(dir, `record-${i}`), quick ? 5_000 : 40_000, concurrency));
+    const cpu = median(runs.map((r) => r.cpu_us_per_exchange));
+    section(`The exchange's record on SQLite alone: block check, certificate row, two audit rows, in groups of ${concurrency}`, [
+      ['CPU per exchange', `${cpu} µs (median of 5 runs: ${runs.map((r) => r.cpu_us_per_exchange).join(', ')})`],
+      ['wall time per exchange', `${median(runs.map((r) => r.wall_us_per_exchange))} µs`],
+    ]);
+    results.record = { cpu_us_per_exchange: cpu, runs };
+  }
   if (only.includes('exchange') || only.includes('state_scale')) {
     const idp = await startIdp({
       users: [{ sub: 'bench', claims: { email: 'bench@example.com', groups: ['ops'] } }],

@@ -144,3 +144,37 @@ for (const [backend, open] of backends) describe(`webhook outbox (${backend})`, 
     }
   });
 });
+
+test('sqlite: the outbox triggers exist only while a webhook subscribes, and every open makes them match the subscriptions', async () => {
+  const file = join(dir, `triggers-${n++}.db`);
+  const triggers = (s: { db: { prepare(sql: string): { pluck(): { all(): unknown[] } } } }) =>
+    (s.db.prepare("SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = 'audit_events' ORDER BY name").pluck().all() as string[]);
+  const s = openSqliteStorage(file, { cipher: sharedTestBox });
+  try {
+    assert.deepEqual(triggers(s), []);
+    await s.webhooks.syncSubscriptions(subscriptionsFor([a, b], 3));
+    assert.deepEqual(triggers(s), ['webhook_outbox_auth_failures', 'webhook_outbox_events']);
+    await s.addAuditEvent(audit('device_approved', 1000));
+    for (let i = 0; i < 3; i++) await s.addAuditEvent(audit('auth_failure', 2000 + i));
+    // node_approved for a and b, one auth_failures for a (its burst, 3, reached)
+    assert.equal((await s.webhooks.backlog()).pending, 3);
+    // subscriptions without their triggers (as if written by an older gate, or copied in): the next open restores them
+    s.db.exec('DROP TRIGGER webhook_outbox_events; DROP TRIGGER webhook_outbox_auth_failures');
+  } finally {
+    await s.close();
+  }
+  const again = openSqliteStorage(file, { cipher: sharedTestBox });
+  try {
+    assert.deepEqual(triggers(again), ['webhook_outbox_auth_failures', 'webhook_outbox_events']);
+    await again.addAuditEvent(audit('device_approved', 3000));
+    assert.equal((await again.webhooks.backlog()).pending, 5);
+    // the last webhook gone: the triggers go with it, and audit rows are still written
+    await again.webhooks.syncSubscriptions([]);
+    assert.deepEqual(triggers(again), []);
+    const kept = await again.addAuditEvent(audit('device_approved', 4000));
+    assert.ok(kept.id > 0);
+    assert.equal((await again.webhooks.backlog()).pending, 0);
+  } finally {
+    await again.close();
+  }
+});

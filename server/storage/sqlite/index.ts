@@ -43,7 +43,7 @@ import {
 } from '../storage.js';
 import { SqliteOperations } from './operations.js';
 import { TransactionQueue } from './transactions.js';
-import { SqliteWebhookOutbox } from './webhooks.js';
+import { matchOutboxTriggers, SqliteWebhookOutbox } from './webhooks.js';
 
 /** Opens (creating when needed) the gate's SQLite database in WAL mode and brings its schema up to date. */
 export function openSqliteStorage(file: string, opts: { cipher: RowCipher; migrationsDir?: string }): SqliteStorage {
@@ -68,6 +68,7 @@ export function openSqliteStorage(file: string, opts: { cipher: RowCipher; migra
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   migrate(db, readMigrations(opts.migrationsDir ?? sqliteMigrationsDir));
+  matchOutboxTriggers(db);
   return new SqliteStorage(db, opts.cipher);
 }
 

@@ -5,11 +5,49 @@ import { MAX_ERROR_LENGTH, OUTBOX_COLUMNS, deliveryFromRow, type WebhookOutboxRo
 import type { WebhookBacklog, WebhookDelivery, WebhookOutbox, WebhookSubscription } from '../storage.js';
 import type { TransactionQueue } from './transactions.js';
 
+// The triggers that fill the outbox, on audit_events only while some webhook subscribes: a trigger
+// makes every audit insert a multi-row statement, with a statement journal of its own inside the
+// group commit's savepoint, even when its WHEN is false. With no webhook (most gates) that was a
+// fifth of the record's SQLite time per exchange (7 of 33 µs; docs/performance.md). Created and
+// dropped with the subscriptions (below) and made to match them whenever the database is opened, so
+// any process writing audit rows (a gate, a worker, the CLI) sees the triggers the table asks for.
+// Migration 011 created them first; since 015 this is their one definition.
+const OUTBOX_TRIGGERS = [
+  `CREATE TRIGGER IF NOT EXISTS webhook_outbox_events AFTER INSERT ON audit_events
+   WHEN NEW.type <> 'auth_failure' AND EXISTS (SELECT 1 FROM webhook_subscriptions WHERE audit_type = NEW.type)
+   BEGIN
+     INSERT INTO webhook_outbox (webhook, event, audit_id, at, actor, subject, ip, detail, next_at)
+     SELECT webhook, event, NEW.id, NEW.at, NEW.actor, NEW.subject, NEW.ip, NEW.detail, NEW.at
+     FROM webhook_subscriptions WHERE audit_type = NEW.type;
+   END`,
+  // one auth_failures event per webhook when a window's count reaches the webhook's burst, exactly:
+  // the failures after it in the same minute add nothing, the next minute can make another
+  `CREATE TRIGGER IF NOT EXISTS webhook_outbox_auth_failures AFTER INSERT ON audit_events
+   WHEN NEW.type = 'auth_failure' AND EXISTS (SELECT 1 FROM webhook_subscriptions WHERE audit_type = 'auth_failure')
+   BEGIN
+     INSERT INTO webhook_failure_windows (window_start, failures) VALUES (NEW.at - NEW.at % 60000, 1)
+       ON CONFLICT (window_start) DO UPDATE SET failures = failures + 1;
+     INSERT INTO webhook_outbox (webhook, event, audit_id, at, actor, subject, ip, detail, next_at)
+     SELECT s.webhook, s.event, NEW.id, NEW.at, NEW.actor, NEW.subject, NEW.ip, NEW.detail, NEW.at
+     FROM webhook_subscriptions s JOIN webhook_failure_windows w ON w.window_start = NEW.at - NEW.at % 60000
+     WHERE s.audit_type = 'auth_failure' AND w.failures = s.burst;
+   END`,
+];
+
+/** Creates the outbox triggers when webhook_subscriptions has a row, drops them when it has none. */
+export function matchOutboxTriggers(db: Database.Database): void {
+  if (db.prepare('SELECT 1 FROM webhook_subscriptions LIMIT 1').get() !== undefined) {
+    for (const sql of OUTBOX_TRIGGERS) db.exec(sql);
+  } else {
+    db.exec('DROP TRIGGER IF EXISTS webhook_outbox_events; DROP TRIGGER IF EXISTS webhook_outbox_auth_failures');
+  }
+}
+
 export class SqliteWebhookOutbox implements WebhookOutbox {
   private readonly stmt;
 
   constructor(
-    db: Database.Database,
+    private readonly db: Database.Database,
     private readonly queue: TransactionQueue,
   ) {
     this.stmt = {
@@ -42,6 +80,8 @@ export class SqliteWebhookOutbox implements WebhookOutbox {
       this.stmt.clearSubs.run();
       for (const s of subs) this.stmt.addSub.run(s.auditType, s.webhook, s.event, s.burst);
       this.stmt.dropUnlisted.run(JSON.stringify([...new Set(subs.map((s) => s.webhook))]));
+      // in the same transaction: no audit row is ever written between the table and its triggers
+      matchOutboxTriggers(this.db);
     });
   }
 
