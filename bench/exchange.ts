@@ -15,6 +15,8 @@ export interface ExchangeTarget {
   url: string;
   ca: string;
   cpuSeconds(): number;
+  /** Node servers: each process's main-thread CPU seconds, by pid (the busiest one shows whether that thread is the limit). */
+  mainThreadCpuSeconds?(): Map<number, number>;
   /** Peak resident memory of all its processes, MiB. */
   peakRssMiB(): number;
   /** Where its threads are, written to file (bench/gate-process.ts nativeStacksOf), when it has processes to look at. */
@@ -27,6 +29,10 @@ export interface ExchangeRun extends LoadResult {
   /** Which round of the variant (1, 2, …): each round measures every target once, one after the other. */
   round: number;
   cores_used: number;
+  /** Node servers: the busiest main thread's share of a core (1: the server's event loop was the limit). */
+  main_thread_cores?: number;
+  /** The load generator's cores in the same run (this process): with the server's, how much of the machine was busy. */
+  load_generator_cores: number;
   /** The server's peak RSS so far (all its processes): memory per worker is this over the workers. */
   peak_rss_mib: number;
   /** CPU time per exchange: on a busy machine steadier than the rate, which is what the server got of the cores. */
@@ -69,6 +75,8 @@ export async function exchangeThroughput(
       const variant = signer === 'talos-api' ? `${t.alg}, talos-api (Talos key)` : `${t.alg}, ${clientKeys ? 'client key' : 'server key'}`;
       for (let round = 1; round <= rounds; round++) for (const target of targets) {
         const cpu = target.cpuSeconds();
+        const own = process.cpuUsage();
+        const mainBefore = target.mainThreadCpuSeconds?.();
         const start = Date.now();
         const r = await load(target, t.token, clientKeys, durationMs);
         // requests that got no answer at all: say where the server's threads are, while they are still there
@@ -76,8 +84,13 @@ export async function exchangeThroughput(
           const file = join(tmpdir(), `talos-gate-bench-unanswered-${Date.now()}.txt`);
           process.stderr.write(`bench: ${target.name} left ${r.statuses.timeout} requests of ${variant} unanswered; ${target.nativeStacks(file)}\n`);
         }
-        const cores = (target.cpuSeconds() - cpu) / ((Date.now() - start) / 1000);
-        runs.push({ ...r, variant, target: target.name, round, cores_used: Math.round(cores * 100) / 100, cpu_ms_per_exchange: Math.round((cores * 1000 * 1000) / Math.max(r.per_second, 1)) / 1000, peak_rss_mib: Math.round(target.peakRssMiB()) });
+        const elapsed = (Date.now() - start) / 1000;
+        const cores = (target.cpuSeconds() - cpu) / elapsed;
+        const used = process.cpuUsage(own);
+        const mainAfter = target.mainThreadCpuSeconds?.();
+        const mainCores = mainBefore && mainAfter ? Math.max(0, ...[...mainAfter].map(([p, c]) => (c - (mainBefore.get(p) ?? c)) / elapsed)) : undefined;
+        const loadCores = Math.round(((used.user + used.system) / 1e6 / elapsed) * 100) / 100;
+        runs.push({ ...r, variant, target: target.name, round, cores_used: Math.round(cores * 100) / 100, ...(mainCores !== undefined ? { main_thread_cores: Math.round(mainCores * 100) / 100 } : {}), load_generator_cores: loadCores, cpu_ms_per_exchange: Math.round((cores * 1000 * 1000) / Math.max(r.per_second, 1)) / 1000, peak_rss_mib: Math.round(target.peakRssMiB()) });
       }
     }
   }

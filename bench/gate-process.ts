@@ -20,6 +20,8 @@ export interface GateProcess {
   child: ChildProcess;
   /** CPU seconds (user + system) the gate has used so far. */
   cpuSeconds(): number;
+  /** Each process's main-thread CPU seconds so far, by pid: a Node process serves HTTP on that one thread. */
+  mainThreadCpuSeconds(): Map<number, number>;
   /** Peak resident memory in MiB. */
   peakRssMiB(): number;
   rssMiB(): number;
@@ -69,10 +71,10 @@ function processTree(root: number): number[] {
   return pids;
 }
 
-/** CPU seconds (user + system) a process has used so far. */
-export function cpuOf(pid: number): number {
+/** CPU seconds (user + system) a process has used so far; with mainThread, its main thread's only. */
+export function cpuOf(pid: number, mainThread = false): number {
   try {
-    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    const f = readFileSync(mainThread ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
     return (Number(f[11]) + Number(f[12])) / 100;
   } catch {
     return 0;
@@ -123,6 +125,7 @@ export async function startGateProcess(
     dataDir,
     child,
     cpuSeconds: () => processTree(pid).reduce((sum, p) => sum + cpuOf(p), 0),
+    mainThreadCpuSeconds: () => new Map(processTree(pid).map((p) => [p, cpuOf(p, true)])),
     peakRssMiB: () => processTree(pid).reduce((sum, p) => sum + procStatus(p, 'VmHWM'), 0),
     rssMiB: () => processTree(pid).reduce((sum, p) => sum + procStatus(p, 'VmRSS'), 0),
     nativeStacks: (file) => nativeStacksOf(processTree(pid), file),

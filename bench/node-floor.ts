@@ -31,6 +31,7 @@ export async function startNodeFloor(dir: string, opts: { jwksUrl: string; caKey
     url: `https://127.0.0.1:${port}`,
     ca: tls.caPem as string,
     cpuSeconds: () => cpuOf(pid),
+    mainThreadCpuSeconds: () => new Map([[pid, cpuOf(pid, true)]]),
     peakRssMiB: () => procStatus(pid, 'VmHWM'),
     stop: () =>
       new Promise((resolve) => {

@@ -227,7 +227,7 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
       [
         ...withRatio.map((r): [string, string] => [
           `${r.variant}: ${r.target}${rounds > 1 ? ` #${r.round}` : ''}`,
-          `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}  CPU ${r.cpu_ms_per_exchange} ms/exchange  RSS ${r.peak_rss_mib} MiB  ${extra(r)}  bound/core ${r.bound_per_core}/s  ratio to bound ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
+          `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}${r.main_thread_cores !== undefined ? ` (main thread ${r.main_thread_cores})` : ''} load ${r.load_generator_cores}  CPU ${r.cpu_ms_per_exchange} ms/exchange  RSS ${r.peak_rss_mib} MiB  ${extra(r)}  bound/core ${r.bound_per_core}/s  ratio to bound ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
         ]),
         // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
         ...talosApi.runs.map((r): [string, string] => [
