@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,15 +20,28 @@ export interface TestGate {
   close(): Promise<void>;
 }
 
+/**
+ * A port free on 127.0.0.1 now, for a server started a moment later (often a child process, seconds
+ * later). Taken below the kernel's ephemeral range (ip_local_port_range): a port the kernel hands
+ * out itself (port 0 listeners, the source port of every outgoing connection of the tests running
+ * beside this one) could be taken again in that window, and a gate then failed with EADDRINUSE.
+ */
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
+  const [low] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  const first = 10_000;
+  const last = (low ?? 32_768) - 1;
+  for (let attempt = 0; attempt < 50 && last > first; attempt++) {
+    const port = first + Math.floor(Math.random() * (last - first));
+    if (await canListen(port)) return port;
+  }
+  throw new Error(`no free port between ${first} and ${last}`);
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
     const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
   });
 }
 
