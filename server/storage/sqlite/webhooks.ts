@@ -7,8 +7,8 @@ import type { TransactionQueue } from './transactions.js';
 
 // The triggers that fill the outbox, on audit_events only while some webhook subscribes: a trigger
 // makes every audit insert a multi-row statement, with a statement journal of its own inside the
-// group commit's savepoint, even when its WHEN is false. With no webhook (most gates) that was a
-// fifth of the record's SQLite time per exchange (7 of 33 µs; docs/performance.md). Created and
+// group commit's savepoint, even when its WHEN is false. With no webhook (most gates) that was 3 µs
+// of an exchange's 36 µs record (npm run bench -- --only record; docs/performance.md). Created and
 // dropped with the subscriptions (below) and made to match them whenever the database is opened, so
 // any process writing audit rows (a gate, a worker, the CLI) sees the triggers the table asks for.
 // Migration 011 created them first; since 015 this is their one definition.
