@@ -17,6 +17,7 @@ import { goAnchorBinary, startGoAnchor } from './go-anchor.js';
 import { startNodeFloor } from './node-floor.js';
 import { benchDatabase, type BenchDatabase } from './postgres.js';
 import { recordCost } from './record-cost.js';
+import { median } from './stats.js';
 import { fillDatabase, probe } from './state-scale.js';
 import { startWatchdog } from './watchdog.js';
 
@@ -247,12 +248,6 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
     await pgDb?.drop();
   }
 }
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
-};
 
 /** Per variant and server, over the rounds: the median rate and CPU per exchange, and the gate's median ratio to it. */
 function roundMedians(runs: ExchangeRun[]): [string, string][] {

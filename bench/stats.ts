@@ -29,3 +29,10 @@ export function summarize(values: number[]): Summary {
   const round = (n: number) => Math.round(n * 100) / 100;
   return { count: a.length, p50: round(at(0.5)), p99: round(at(0.99)), max: round(a[a.length - 1] ?? 0) };
 }
+
+/** The middle of a few values (rounds, runs): for an even count, the mean of the two in the middle. */
+export function median(values: number[]): number {
+  const a = [...values].sort((x, y) => x - y);
+  const m = Math.floor(a.length / 2);
+  return a.length % 2 ? (a[m] ?? 0) : ((a[m - 1] ?? 0) + (a[m] ?? 0)) / 2;
+}
