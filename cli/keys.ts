@@ -57,6 +57,10 @@ export function keysCommand(program: Command): void {
     .description('delete a key now: tokens it signed are refused at once (not the one that signs)')
     .argument('<kid>', 'the key, as `keys list` shows it')
     .option('-c, --config <file>', 'the gate config file')
+    // a kid is a base64url thumbprint: one in 64 begins with '-', which a parser takes for an option
+    // (POSIX utility syntax guideline 10: operands after `--`)
+    .addHelpText('after', "\nA kid that begins with '-' goes after --:\n  talos-gate keys retire --config FILE -- -AbC…")
+    .showHelpAfterError("(a kid that begins with '-' goes after --: talos-gate keys retire --config FILE -- KID)")
     .action(async (kid: string, o: { config?: string }) => {
       await withStorage(o.config, async (s) => {
         const all = await s.listSigningKeys();

@@ -167,9 +167,9 @@ describe('an operator signed in on one instance is signed in on the other', () =
     assert.equal(await list.exit, 0, list.stderr());
     assert.match(list.stdout(), new RegExp(`${newKid}.*signing`));
     assert.match(list.stdout(), new RegExp(`${oldKid}.*verifying until its tokens expire`));
-    const refused = runCli(['keys', 'retire', String(newKid), '--config', a.configFile]);
+    const refused = runCli(['keys', 'retire', '--config', a.configFile, '--', String(newKid)]);
     assert.equal(await refused.exit, 2, 'the key that signs is not retired');
-    const retire = runCli(['keys', 'retire', String(oldKid), '--config', a.configFile]);
+    const retire = runCli(['keys', 'retire', '--config', a.configFile, '--', String(oldKid)]);
     assert.equal(await retire.exit, 0, retire.stderr());
     for (const inst of [a, b]) {
       const deadline = Date.now() + 20_000;

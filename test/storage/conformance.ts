@@ -444,6 +444,9 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
     });
 
     test('grouped transactions asked for together: each one atomic, a failing one undoes only itself', async () => {
+      // The contract holds on every backend; the order they run in does not (SQLite runs them in the
+      // order asked, one commit; PostgreSQL runs each on its own connection, in parallel), so which
+      // of the two g1 creations wins is left open here and sqlite.test.ts checks the SQLite order.
       const s = await newStorage();
       const results = await Promise.allSettled([
         s.groupedTransaction(async (tx) => (await tx.createNode(sampleNode('g1'))).id),
@@ -451,19 +454,18 @@ export function runStorageConformance(name: string, newStorage: () => Storage | 
           await tx.createNode(sampleNode('g2'));
           throw new Error('boom');
         }),
-        s.groupedTransaction(async (tx) => {
-          await tx.createNode(sampleNode('g3'));
-          return (await tx.getNode('g1'))?.id; // sees the writes queued before it
-        }),
-        s.groupedTransaction((tx) => tx.createNode(sampleNode('g1'))), // a duplicate: its own error
+        s.groupedTransaction(async (tx) => (await tx.createNode(sampleNode('g3'))).id),
+        s.groupedTransaction(async (tx) => (await tx.createNode(sampleNode('g1'))).id), // a duplicate: its own error
       ]);
-      assert.deepEqual(results[0], { status: 'fulfilled', value: 'g1' });
       assert.equal(results[1]?.status, 'rejected');
       assert.match(String((results[1] as PromiseRejectedResult).reason), /boom/);
-      assert.deepEqual(results[2], { status: 'fulfilled', value: 'g1' });
-      assert.ok((results[3] as PromiseRejectedResult).reason instanceof AlreadyExistsError);
+      assert.deepEqual(results[2], { status: 'fulfilled', value: 'g3' });
+      const g1 = [results[0], results[3]];
+      assert.deepEqual(g1.filter((r) => r?.status === 'fulfilled'), [{ status: 'fulfilled', value: 'g1' }], 'one of the two creates g1');
+      const lost = g1.find((r) => r?.status === 'rejected') as PromiseRejectedResult;
+      assert.ok(lost.reason instanceof AlreadyExistsError, 'the other gets its own error');
       assert.ok((await s.getNode('g1')) && (await s.getNode('g3')));
-      assert.equal((await s.getNode('g2')), undefined);
+      assert.equal(await s.getNode('g2'), undefined);
       await s.close();
     });
 

@@ -10,6 +10,7 @@ import { sqliteMigrationsDir } from '../../server/paths.js';
 import { nodeWhere } from '../../server/storage/sqlite/statements.js';
 import { runStorageConformance, sampleNode } from './conformance.js';
 import { sharedTestBox } from '../helpers/sealing.js';
+import { AlreadyExistsError } from '../../server/storage/storage.js';
 import { reencrypt } from '../../server/secrets/reencrypt.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'talos-gate-sqlite-'));
@@ -30,6 +31,21 @@ test('sqlite: WAL mode, sub-journals in memory, 0600 file, migrations recorded o
   const versions = again.db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[];
   assert.deepEqual(versions.map((v) => v.version), readMigrations(sqliteMigrationsDir).map((m) => m.version));
   await again.close();
+});
+
+test('sqlite: grouped transactions run in the order asked, in one commit: each sees the writes queued before it', async () => {
+  const s = openSqliteStorage(join(dir, 'order.db'), { cipher: sharedTestBox });
+  const results = await Promise.allSettled([
+    s.groupedTransaction(async (tx) => (await tx.createNode(sampleNode('o1'))).id),
+    s.groupedTransaction(async (tx) => (await tx.getNode('o1'))?.id),
+    s.groupedTransaction((tx) => tx.createNode(sampleNode('o1'))),
+  ]);
+  assert.deepEqual(results.slice(0, 2), [
+    { status: 'fulfilled', value: 'o1' },
+    { status: 'fulfilled', value: 'o1' },
+  ]);
+  assert.ok((results[2] as PromiseRejectedResult).reason instanceof AlreadyExistsError, 'the later duplicate is the one refused');
+  await s.close();
 });
 
 test('sqlite: a grouped transaction asked for just before close is committed, not lost', async () => {
