@@ -44,7 +44,12 @@ export async function exchangeThroughput(
   tokens: { alg: string; token: string }[],
   concurrency: number,
   durationMs: number,
-  /** Load before measuring, so the numbers are of the servers' compiled code, not their first requests. */
+  /**
+   * Load before measuring, per server and variant, so the numbers are of the servers' optimized code,
+   * not their first requests: V8 optimizes a function only after thousands of calls, and a gate
+   * measured after 0.5 s of load still ran partly unoptimized (its first 5 s round cost 0.76 ms of
+   * CPU per exchange, the next ones 0.41–0.46 ms).
+   */
   warmupMs: number,
   /** The gate's signer: with talos-api no client sends a key. */
   signer: 'ca' | 'talos-api' = 'ca',
@@ -69,7 +74,7 @@ export async function exchangeThroughput(
         body: JSON.stringify(clientKeys ? { public_key: publicKeys[client] } : {}),
       }),
     });
-  for (const target of targets) for (const t of tokens) for (const clientKeys of keyModes) await load(target, t.token, clientKeys, warmupMs / 4);
+  for (const target of targets) for (const t of tokens) for (const clientKeys of keyModes) await load(target, t.token, clientKeys, warmupMs);
   for (const t of tokens) {
     for (const clientKeys of keyModes) {
       const variant = signer === 'talos-api' ? `${t.alg}, talos-api (Talos key)` : `${t.alg}, ${clientKeys ? 'client key' : 'server key'}`;

@@ -201,7 +201,7 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
     const floor = await startNodeFloor(join(dir, 'node-floor'), { jwksUrl: `${idp.issuer}/jwks`, caKeyPath: config.talos.ca_key });
     stops.push(() => floor.stop());
     targets.push(floor);
-    const runs = await exchangeThroughput(targets, tokens, concurrency, seconds * 1000, quick ? 500 : 2000, 'ca', keyModes, rounds);
+    const runs = await exchangeThroughput(targets, tokens, concurrency, seconds * 1000, quick ? 500 : 3000, 'ca', keyModes, rounds);
     for (const stop of stops.splice(0)) await stop();
     const talosApi = keyModes.includes(false) ? await runExchangeTalosApi(setup) : { runs: [] };
     const find = (variant: string, target: string, round: number) => runs.find((r) => r.variant === variant && r.target === target && r.round === round);
@@ -284,7 +284,7 @@ async function runExchangeTalosApi(setup: Awaited<ReturnType<typeof exchangeSetu
     const gate = await startGateProcess(join(dir, 'exchange-talos-api'), await freePort(), config, gateNodeArgs);
     const cpu = process.cpuUsage();
     const started = Date.now();
-    const runs = await exchangeThroughput([{ name: 'gate', ...gate }], setup.tokens, concurrency, seconds * 1000, quick ? 500 : 2000, 'talos-api').finally(() => gate.stop());
+    const runs = await exchangeThroughput([{ name: 'gate', ...gate }], setup.tokens, concurrency, seconds * 1000, quick ? 500 : 3000, 'talos-api').finally(() => gate.stop());
     const used = process.cpuUsage(cpu);
     // the fake shares this process with the load generator: this is both together
     const fakeCores = Math.round(((used.user + used.system) / 1e6 / ((Date.now() - started) / 1000)) * 100) / 100;
