@@ -91,7 +91,7 @@ export class IdTokenVerifier {
     try {
       // the cached keys only while jose would use them without fetching again (cacheMaxAge)
       const keys = d.jwks.fresh ? (this.keys ??= d.jwks.jwks()) : undefined;
-      payload = verifyPlainJws(token, keys, ALLOWED_ALGORITHMS, claimOptions) ?? (await this.verifyWithJose(token, d, claimOptions));
+      payload = (await verifyPlainJws(token, keys, ALLOWED_ALGORITHMS, claimOptions)) ?? (await this.verifyWithJose(token, d, claimOptions));
     } catch (e) {
       throw tokenError(e);
     }

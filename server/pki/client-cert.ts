@@ -1,5 +1,5 @@
 import { isCanonicalClientSpki } from './spki.js';
-import { issueCertificate, type IssuedCertificate, type Issuer } from './x509.js';
+import { issueCertificateOffLoop, type IssuedCertificate, type Issuer } from './x509.js';
 
 export interface TalosClientCertificate extends IssuedCertificate {
   notBefore: Date;
@@ -11,7 +11,7 @@ export interface TalosClientCertificate extends IssuedCertificate {
  * Subject.Organization), CN = the user, digitalSignature (critical), clientAuth, backdated a minute
  * for clock skew between the gate and the nodes.
  */
-export function issueTalosClientCertificate(opts: {
+export async function issueTalosClientCertificate(opts: {
   issuer: Issuer;
   /** The certified key as SPKI DER. */
   spkiDer: Buffer;
@@ -19,12 +19,12 @@ export function issueTalosClientCertificate(opts: {
   roles: string[];
   ttlMs: number;
   now: number;
-}): TalosClientCertificate {
+}): Promise<TalosClientCertificate> {
   // only the canonical encoding of a parsed client key (spki.ts) is ever certified
   if (!isCanonicalClientSpki(opts.spkiDer)) throw new Error('refusing to certify a key that is not in canonical SPKI form');
   const notBefore = new Date(opts.now - 60_000);
   const notAfter = new Date(opts.now + opts.ttlMs);
-  const cert = issueCertificate(
+  const cert = await issueCertificateOffLoop(
     {
       subject: { commonName: opts.commonName, organizations: opts.roles },
       spkiDer: opts.spkiDer,

@@ -1,4 +1,4 @@
-import { createHash, randomFillSync, sign, type KeyObject } from 'node:crypto';
+import { createHash, randomFillSync, sign, type KeyObject, type SignKeyObjectInput } from 'node:crypto';
 import { isIP } from 'node:net';
 import * as D from './der.js';
 import { childrenOf, expectConstructed, oidOf, present, readDer, TAG } from './der-reader.js';
@@ -226,7 +226,16 @@ function usageExtensions(keyUsage: KeyUsage[], extKeyUsage: CertificateRequest['
   return der;
 }
 
-export function issueCertificate(req: CertificateRequest, issuer: Issuer): IssuedCertificate {
+/** A TBSCertificate ready to sign, with what the signed certificate is assembled from. */
+interface UnsignedCertificate {
+  tbs: Buffer;
+  serial: Buffer;
+  algId: Buffer;
+  digest: string | null;
+  key: KeyObject;
+}
+
+function unsignedCertificate(req: CertificateRequest, issuer: Issuer): UnsignedCertificate {
   const serial = req.serial ?? randomSerial();
   const { algId, digest, name: issuerName, authorityKeyId } = partsOf(issuer);
   const exts: Buffer[] = [];
@@ -250,14 +259,37 @@ export function issueCertificate(req: CertificateRequest, issuer: Issuer): Issue
     spki,
     D.explicit(3, D.sequence(exts)),
   ]);
-  const signature = sign(digest, tbs, issuer.key.asymmetricKeyType === 'ec' ? { key: issuer.key, dsaEncoding: 'der' } : issuer.key);
-  const certDer = D.sequence([tbs, algId, D.bitString(signature)]);
+  return { tbs, serial, algId, digest, key: issuer.key };
+}
+
+/** ECDSA signatures in X.509 are DER (RFC 5758 §3.2); Ed25519 and RSA take the key alone. */
+function signingKey(key: KeyObject): KeyObject | SignKeyObjectInput {
+  return key.asymmetricKeyType === 'ec' ? { key, dsaEncoding: 'der' } : key;
+}
+
+function signedCertificate(u: UnsignedCertificate, signature: Buffer): IssuedCertificate {
+  const certDer = D.sequence([u.tbs, u.algId, D.bitString(signature)]);
   return {
     der: certDer,
     pem: toPem('CERTIFICATE', certDer),
-    serialHex: serial.toString('hex'),
+    serialHex: u.serial.toString('hex'),
     fingerprint: createHash('sha256').update(certDer).digest('hex'),
   };
+}
+
+export function issueCertificate(req: CertificateRequest, issuer: Issuer): IssuedCertificate {
+  const u = unsignedCertificate(req, issuer);
+  return signedCertificate(u, sign(u.digest, u.tbs, signingKey(u.key)));
+}
+
+/**
+ * issueCertificate with the signature made on libuv's thread pool, so the event loop serves other
+ * requests meanwhile (the exchange: its CA signature is a tenth of its main-thread time).
+ */
+export async function issueCertificateOffLoop(req: CertificateRequest, issuer: Issuer): Promise<IssuedCertificate> {
+  const u = unsignedCertificate(req, issuer);
+  const signature = await new Promise<Buffer>((resolve, reject) => sign(u.digest, u.tbs, signingKey(u.key), (e, sig) => (e ? reject(e) : resolve(sig))));
+  return signedCertificate(u, signature);
 }
 
 /**

@@ -26,7 +26,7 @@ export class CaFileIssuer implements CertificateIssuer {
 
   async issue(req: IssueRequest): Promise<IssuedClientCertificate> {
     if (!req.spkiDer) throw new Error('the CA-file signer certifies a key the exchange provides');
-    const cert = issueTalosClientCertificate({
+    const cert = await issueTalosClientCertificate({
       issuer: this.signing.issuer,
       spkiDer: req.spkiDer,
       commonName: req.commonName,
