@@ -203,6 +203,11 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
     targets.push(floor);
     const runs = await exchangeThroughput(targets, tokens, concurrency, seconds * 1000, quick ? 500 : 3000, 'ca', keyModes, rounds);
     for (const stop of stops.splice(0)) await stop();
+    // The ceiling: no gate that records its exchanges can spend less CPU per exchange than the Node
+    // floor plus the record (bench/record-cost.ts, here with every server stopped, in groups as
+    // large as there are clients: the cheapest the record gets). Go's CPU per exchange over that sum
+    // is the best gate/go (CPU) any gate on this platform could reach with the gate's semantics.
+    const record = await recordCost(join(dir, 'record-ceiling'), quick ? 5_000 : 20_000, concurrency);
     const talosApi = keyModes.includes(false) ? await runExchangeTalosApi(setup) : { runs: [] };
     const find = (variant: string, target: string, round: number) => runs.find((r) => r.variant === variant && r.target === target && r.round === round);
     const rate = (variant: string, target: string, round: number) => find(variant, target, round)?.per_second;
@@ -221,6 +226,11 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
         ...(r.target === 'gate (PostgreSQL)' ? { ratio_to_sqlite: ratio(r.per_second, rate(r.variant, 'gate', r.round)) } : {}),
       };
     });
+    const ceilings = runs.filter((r) => r.target === 'node floor').map((floorRun) => {
+      const { variant, round } = floorRun;
+      const cpu = Math.round((floorRun.cpu_ms_per_exchange + record.cpu_us_per_exchange / 1000) * 1000) / 1000;
+      return { variant, round, floor_cpu_ms_per_exchange: floorRun.cpu_ms_per_exchange, record_cpu_us_per_exchange: record.cpu_us_per_exchange, ceiling_cpu_ms_per_exchange: cpu, best_cpu_ratio_to_go: ratio(cpuPer(variant, 'go', round), cpu) };
+    });
     const extra = (r: (typeof withRatio)[number]) =>
       [r.ratio_to_go !== null ? `${r.target === 'node floor' ? 'floor' : 'gate'}/go ${r.ratio_to_go} (CPU ${r.cpu_ratio_to_go})` : '', r.ratio_to_sqlite !== undefined ? `pg/sqlite ${r.ratio_to_sqlite}` : ''].filter(Boolean).join('  ');
     section(
@@ -231,6 +241,10 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
           `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}${r.main_thread_cores !== undefined ? ` (main thread ${r.main_thread_cores})` : ''} load ${r.load_generator_cores}  CPU ${r.cpu_ms_per_exchange} ms/exchange  RSS ${r.peak_rss_mib} MiB  ${extra(r)}  bound/core ${r.bound_per_core}/s  ratio to bound ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
         ]),
         // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
+        ...ceilings.map((c): [string, string] => [
+          `${c.variant}: ceiling${rounds > 1 ? ` #${c.round}` : ''}`,
+          `floor ${c.floor_cpu_ms_per_exchange} + record ${c.record_cpu_us_per_exchange / 1000} = ${c.ceiling_cpu_ms_per_exchange} ms/exchange: gate/go (CPU) at most ${c.best_cpu_ratio_to_go ?? 'n/a (no Go anchor)'}`,
+        ]),
         ...talosApi.runs.map((r): [string, string] => [
           `${r.variant}: gate`,
           `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}  load generator + fake apid cores ${r.bench_process_cores_used}  statuses ${JSON.stringify(r.statuses)}`,
@@ -242,7 +256,7 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
         ...(goNote ? [['note', goNote] as [string, string]] : []),
       ],
     );
-    return { exchange: withRatio, exchange_talos_api: talosApi.runs, crypto_bound: bound, ...(goNote ? { go_anchor: goNote } : {}) };
+    return { exchange: withRatio, exchange_ceiling: ceilings, exchange_talos_api: talosApi.runs, crypto_bound: bound, ...(goNote ? { go_anchor: goNote } : {}) };
   } finally {
     for (const stop of stops) await stop();
     await pgDb?.drop();
