@@ -240,11 +240,12 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
           `${r.variant}: ${r.target}${rounds > 1 ? ` #${r.round}` : ''}`,
           `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}${r.main_thread_cores !== undefined ? ` (main thread ${r.main_thread_cores})` : ''} load ${r.load_generator_cores}  CPU ${r.cpu_ms_per_exchange} ms/exchange  RSS ${r.peak_rss_mib} MiB  ${extra(r)}  bound/core ${r.bound_per_core}/s  ratio to bound ${r.ratio_to_bound_per_core_used}  statuses ${JSON.stringify(r.statuses)}`,
         ]),
-        // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
+        // what no gate on this platform can spend less than, and the best gate/go (CPU) it allows
         ...ceilings.map((c): [string, string] => [
           `${c.variant}: ceiling${rounds > 1 ? ` #${c.round}` : ''}`,
           `floor ${c.floor_cpu_ms_per_exchange} + record ${c.record_cpu_us_per_exchange / 1000} = ${c.ceiling_cpu_ms_per_exchange} ms/exchange: gate/go (CPU) at most ${c.best_cpu_ratio_to_go ?? 'n/a (no Go anchor)'}`,
         ]),
+        // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
         ...talosApi.runs.map((r): [string, string] => [
           `${r.variant}: gate`,
           `${r.per_second}/s  ${lat(r.latency_ms)}  cores ${r.cores_used}  load generator + fake apid cores ${r.bench_process_cores_used}  statuses ${JSON.stringify(r.statuses)}`,
