@@ -21,6 +21,7 @@ RUN useradd --system --uid 10001 --home /var/lib/talos-gate talos-gate \
 WORKDIR /opt/talos-gate
 COPY --from=build /src/package.json ./
 COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/bin ./bin
 COPY --from=build /src/dist ./dist
 COPY --from=build /src/migrations ./migrations
 COPY --from=build /src/templates ./templates
@@ -30,6 +31,7 @@ ENV TALOS_GATE_DATA_DIR=/var/lib/talos-gate TALOS_GATE_LISTEN=0.0.0.0:8443 NODE_
 VOLUME ["/var/lib/talos-gate"]
 EXPOSE 8443
 # /healthz on the listen address and TLS mode of the same config and environment as serve
-HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD ["node", "dist/cli/main.js", "healthcheck", "--config", "/etc/talos-gate/config.yaml"]
-ENTRYPOINT ["node", "dist/cli/main.js"]
+HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD ["node", "bin/talos-gate.cjs", "healthcheck", "--config", "/etc/talos-gate/config.yaml"]
+# bin/talos-gate.cjs, not dist/cli/main.js: it sizes libuv's thread pool to the cores first
+ENTRYPOINT ["node", "bin/talos-gate.cjs"]
 CMD ["serve", "--config", "/etc/talos-gate/config.yaml"]

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { request } from '../cli/http.js';
@@ -98,7 +98,11 @@ export async function startGateProcess(
     file,
     stringify({ listen: `127.0.0.1:${port}`, data_dir: dataDir, admin_token: adminToken, secrets: { system: [randomBytes(32).toString('hex')] }, log_level: 'warn', audit_log: 'off', ...config }),
   );
-  const child = spawn(process.execPath, [...nodeArgs, '--import', import.meta.resolve('tsx'), join(root, 'cli', 'main.ts'), 'serve', '--config', file], {
+  // as an operator starts it: through the launcher, which sizes libuv's thread pool first; a
+  // checkout from before the launcher (bench --compare) runs its sources through tsx
+  const launcher = join(root, 'bin', 'talos-gate.cjs');
+  const entry = existsSync(launcher) ? [launcher] : ['--import', import.meta.resolve('tsx'), join(root, 'cli', 'main.ts')];
+  const child = spawn(process.execPath, [...nodeArgs, ...entry, 'serve', '--config', file], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

@@ -12,7 +12,7 @@ const MAINTAINER_ENV = 'GATE_WORKER_MAINTAINS';
 function selfCommand(): string {
   if (!existsSync(join(packageRoot, 'cli', 'main.ts'))) return 'talos-gate';
   const inside = !relative(packageRoot, process.cwd()).startsWith('..');
-  return inside ? 'npx talos-gate' : `node ${join(packageRoot, 'bin', 'talos-gate.js')}`;
+  return inside ? 'npx talos-gate' : `node ${join(packageRoot, 'bin', 'talos-gate.cjs')}`;
 }
 
 function banner(p: PreparedGate, url: string, workers: number): string {

@@ -11,9 +11,9 @@ export interface CliRun {
   exit: Promise<number | null>;
 }
 
-/** Runs `talos-gate ARGS` from source as a real process, as a user would (tsx resolved here, so any cwd works). */
+/** Runs `talos-gate ARGS` from source as a real process, as a user would: through bin/ (which runs the sources through tsx, so any cwd works). */
 export function runCli(args: string[], opts: { env?: NodeJS.ProcessEnv; cwd?: string } = {}): CliRun {
-  const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(packageRoot, 'cli', 'main.ts'), ...args], {
+  const child = spawn(process.execPath, [join(packageRoot, 'bin', 'talos-gate.cjs'), ...args], {
     cwd: opts.cwd ?? packageRoot,
     env: { ...process.env, ...opts.env },
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -55,7 +55,7 @@ test('npm pack yields a package that installs and runs: --version, serve, simula
     const [packed] = JSON.parse(stdout.slice(stdout.indexOf('[\n'))) as Packed[];
     assert.ok(packed);
     const files = packed.files.map((f) => f.path);
-    for (const must of ['package.json', 'bin/talos-gate.js', 'dist/cli/main.js', 'dist/server/main.js', 'migrations/sqlite/001_init.sql', 'templates/worker.yaml', 'config.example.yaml']) {
+    for (const must of ['package.json', 'bin/talos-gate.cjs', 'bin/thread-pool.cjs', 'dist/cli/main.js', 'dist/server/main.js', 'migrations/sqlite/001_init.sql', 'templates/worker.yaml', 'config.example.yaml']) {
       assert.ok(files.includes(must), `the package holds ${must}`);
     }
     const unwanted = files.filter((f) => /^(dist\/)?(test|bench|scratch)\//.test(f) || /\.ts$/.test(f) || /\.map$/.test(f));
