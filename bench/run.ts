@@ -243,7 +243,7 @@ async function runExchange(idp: TestIdp, setup: Awaited<ReturnType<typeof exchan
         // what no gate on this platform can spend less than, and the best gate/go (CPU) it allows
         ...ceilings.map((c): [string, string] => [
           `${c.variant}: ceiling${rounds > 1 ? ` #${c.round}` : ''}`,
-          `floor ${c.floor_cpu_ms_per_exchange} + record ${c.record_cpu_us_per_exchange / 1000} = ${c.ceiling_cpu_ms_per_exchange} ms/exchange: gate/go (CPU) at most ${c.best_cpu_ratio_to_go ?? 'n/a (no Go anchor)'}`,
+          `floor ${c.floor_cpu_ms_per_exchange} + record ${(c.record_cpu_us_per_exchange / 1000).toFixed(4)} = ${c.ceiling_cpu_ms_per_exchange} ms/exchange: gate/go (CPU) at most ${c.best_cpu_ratio_to_go ?? 'n/a (no Go anchor)'}`,
         ]),
         // next to the CA-file rows: the same clients when Talos signs (a fake apid in this process)
         ...talosApi.runs.map((r): [string, string] => [
