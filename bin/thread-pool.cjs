@@ -2,8 +2,9 @@
 // How many threads libuv's pool gets. The exchange checks the ID token's signature and signs the
 // certificate there (node:crypto's callback forms), so on a small machine the pool's threads and
 // the event loop compete for the same cores: with libuv's default of 4 threads on 2 cores, every
-// batch of signatures wakes 4 threads that preempt the event loop (bench: 0.60 of the Go anchor's
-// rate; with 1 thread 0.69-0.72, CPU per exchange 0.26 ms against 0.32, docs/performance.md).
+// batch of signatures wakes 4 threads that preempt the event loop. With 1 thread there, the bench
+// measured 0.69-0.72 of the Go anchor's rate against 0.60 (Intel Xeon) and 1.22 times the rate of
+// libuv's default in interleaved rounds (AMD EPYC); docs/performance.md, "libuv's thread pool".
 // One core is left to the event loop and the rest to the pool, never more than libuv's default.
 //
 // libuv reads UV_THREADPOOL_SIZE once, when the pool starts, and an ES module entry point starts
