@@ -59,10 +59,9 @@ test('a gate started through the launcher runs the pool size for its cores, or t
   // unset for the launcher (runCli passes this process's environment on; an empty value would not
   // do: libuv reads it as 1)
   delete process.env.UV_THREADPOOL_SIZE;
-  const env: NodeJS.ProcessEnv = {};
   const chosen = pool.threadPoolSize(availableParallelism());
-  const sized = await threadsOfServingGate(env);
+  const sized = await threadsOfServingGate({});
   // three more than the launcher's choice, set by the operator: exactly three more threads
-  const larger = await threadsOfServingGate({ ...env, UV_THREADPOOL_SIZE: String(chosen + 3) });
+  const larger = await threadsOfServingGate({ UV_THREADPOOL_SIZE: String(chosen + 3) });
   assert.equal(larger - sized, 3, `threads: ${sized} with the launcher's pool of ${chosen}, ${larger} with UV_THREADPOOL_SIZE=${chosen + 3}`);
 });
