@@ -8,6 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { request } from '../../cli/http.js';
 import { ConfigError, loadConfig } from '../../server/config/load.js';
 import { TALOS_MAKES_THE_KEY } from '../../server/exchange/service.js';
+import { REPROBE_MS } from '../../server/signing/talos-api.js';
 import { canonicalSpki } from '../helpers/der-writer.js';
 import { startFakeApid, startSilentPort, startStallingProxy, type FakeApid } from '../helpers/fake-apid.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
@@ -53,6 +54,25 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 10_0
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
+}
+
+/**
+ * Waits for /readyz to say the Talos API signs. The start-up probe has the test's 1 s deadline, which
+ * a loaded CI machine can miss (the first gRPC dial and TLS handshake); /readyz then probes again
+ * after REPROBE_MS, so the wait covers one re-probe, and a timeout names the last check it saw.
+ */
+async function untilTalosApiOk(g: TestGate, what: string): Promise<void> {
+  let last = '(no answer yet)';
+  await until(
+    what,
+    async () => {
+      last = (await readyz(g)).json.checks.talos_api ?? '(absent)';
+      return last === 'ok' ? true : undefined;
+    },
+    REPROBE_MS + 5_000,
+  ).catch((e: unknown) => {
+    throw new Error(`timed out waiting for ${what}; the last /readyz talos_api was ${JSON.stringify(last)}`, { cause: e });
+  });
 }
 
 describe('talos.signer: talos-api', () => {
@@ -101,7 +121,7 @@ describe('talos.signer: talos-api', () => {
     assert.equal(discovery.signer, 'talos-api');
     assert.equal(discovery.client_keys, false);
 
-    await until('the start-up probe', async () => ((await readyz(g)).json.checks.talos_api === 'ok' ? true : undefined));
+    await untilTalosApiOk(g, 'the start-up probe');
     const calls = fake.calls.length;
     const token = (await idp.login('talos-gate', 'alice')).id_token;
     const r = await exchange(g, { id_token: token, ttl_seconds: 120 });
@@ -255,7 +275,7 @@ describe('talos.signer: talos-api', () => {
     const proxy = await startStallingProxy(fake.endpoint);
     const gs = await startTestGate(gateConfig(talosconfig, [proxy.endpoint]));
     try {
-      await until('the start-up probe through the proxy', async () => ((await readyz(gs)).json.checks.talos_api === 'ok' ? true : undefined));
+      await untilTalosApiOk(gs, 'the start-up probe through the proxy');
       const token = (await idp.login('talos-gate', 'bob')).id_token;
       assert.equal((await exchange(gs, { id_token: token })).status, 200, 'signs through the proxy');
       const dialed = proxy.connections;
