@@ -170,8 +170,9 @@ describe('webhooks (sqlite): receivers that fail', () => {
       for (let i = 0; i < 6; i++) {
         const asked = await ask(g, `ffffffff-0000-4000-8000-00000000000${i}`);
         assert.equal(asked.status, 200);
-        // a delivery waits up to notifications.timeout (2 s) for the hanging receiver; the request does not
-        assert.ok(asked.ms < 1000, `POST /device/code took ${asked.ms} ms`);
+        // a delivery waits up to notifications.timeout (2 s) for the hanging receiver; the request does not.
+        // The bound sits below those 2 s, with room for a loaded CI machine (single requests there vary ~7x)
+        assert.ok(asked.ms < 1800, `POST /device/code took ${asked.ms} ms`);
         await new Promise((r) => setTimeout(r, 200));
       }
       const got = await healthy.waitFor(6, 10_000);
