@@ -30,7 +30,7 @@ export const TALOS_CLOCK_SKEW_MS = 60_000;
 /** The talosconfig is looked at (stat) at most this often; a change is picked up on the next exchange. */
 const RELOAD_CHECK_MS = 1_000;
 /** A failed readiness is probed again at most this often (in the background, from /readyz). */
-export const REPROBE_MS = 10_000;
+export const TALOS_API_REPROBE_MS = 10_000;
 /** The roles and lifetime of the start-up probe: the cheapest certificate Talos makes, thrown away. */
 const PROBE_ROLES = ['os:reader'];
 const PROBE_TTL_MS = 60_000;
@@ -113,7 +113,7 @@ export class TalosApiIssuer implements CertificateIssuer {
   }
 
   readiness(): string {
-    if (!this.state.ok && Date.now() - this.state.at > REPROBE_MS) this.probe();
+    if (!this.state.ok && Date.now() - this.state.at > TALOS_API_REPROBE_MS) this.probe();
     return this.state.ok ? 'ok' : this.state.message;
   }
 

@@ -8,7 +8,7 @@ import { after, before, describe, test } from 'node:test';
 import { request } from '../../cli/http.js';
 import { ConfigError, loadConfig } from '../../server/config/load.js';
 import { TALOS_MAKES_THE_KEY } from '../../server/exchange/service.js';
-import { REPROBE_MS } from '../../server/signing/talos-api.js';
+import { TALOS_API_REPROBE_MS } from '../../server/signing/talos-api.js';
 import { canonicalSpki } from '../helpers/der-writer.js';
 import { startFakeApid, startSilentPort, startStallingProxy, type FakeApid } from '../helpers/fake-apid.js';
 import { startTestGate, type TestGate } from '../helpers/gate.js';
@@ -59,7 +59,7 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 10_0
 /**
  * Waits for /readyz to say the Talos API signs. The start-up probe has the test's 1 s deadline, which
  * a loaded CI machine can miss (the first gRPC dial and TLS handshake); /readyz then probes again
- * after REPROBE_MS, so the wait covers one re-probe, and a timeout names the last check it saw.
+ * after TALOS_API_REPROBE_MS, so the wait covers one re-probe, and a timeout names the last check it saw.
  */
 async function untilTalosApiOk(g: TestGate, what: string): Promise<void> {
   let last = '(no answer yet)';
@@ -69,7 +69,7 @@ async function untilTalosApiOk(g: TestGate, what: string): Promise<void> {
       last = (await readyz(g)).json.checks.talos_api ?? '(absent)';
       return last === 'ok' ? true : undefined;
     },
-    REPROBE_MS + 5_000,
+    TALOS_API_REPROBE_MS + 5_000,
   ).catch((e: unknown) => {
     throw new Error(`timed out waiting for ${what}; the last /readyz talos_api was ${JSON.stringify(last)}`, { cause: e });
   });
