@@ -46,12 +46,12 @@ async function readyz(g: TestGate) {
   return { status: res.status, json: JSON.parse(res.body) as { status: string; checks: Record<string, string> } };
 }
 
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
+async function until<T>(what: string | (() => string), f: () => Promise<T | undefined>, ms = 10_000): Promise<T> {
   const end = Date.now() + ms;
   for (;;) {
     const v = await f();
     if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -64,15 +64,13 @@ async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 10_0
 async function untilTalosApiOk(g: TestGate, what: string): Promise<void> {
   let last = '(no answer yet)';
   await until(
-    what,
+    () => `${what}; the last /readyz talos_api was ${JSON.stringify(last)}`,
     async () => {
       last = (await readyz(g)).json.checks.talos_api ?? '(absent)';
       return last === 'ok' ? true : undefined;
     },
     TALOS_API_REPROBE_MS + 5_000,
-  ).catch((e: unknown) => {
-    throw new Error(`timed out waiting for ${what}; the last /readyz talos_api was ${JSON.stringify(last)}`, { cause: e });
-  });
+  );
 }
 
 describe('talos.signer: talos-api', () => {
